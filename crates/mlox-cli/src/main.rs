@@ -1,0 +1,188 @@
+//! The `mlox` binary: one command line for the whole platform. Subcommands mirror the tools
+//! users type today (`mlox server` for `mlflow server`, …) and accept their flags and
+//! environment variables, so existing scripts and habits carry over.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use mlox_artifacts::LocalArtifactRepo;
+use mlox_store::{SqlStore, StoreOptions};
+use mlox_tracking::{AppState, ServerSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The MLflow API version mlox speaks; the client gates some features on it.
+const MLFLOW_API_VERSION: &str = "3.17.2";
+
+#[derive(Parser)]
+#[command(name = "mlox", version, about = "One binary for the whole ML platform: tracking, registry, artifacts and serving.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tracking server, model registry and artifact proxy (like `mlflow server`).
+    Server(ServerArgs),
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Bring a database's schema up to this version of mlox.
+    Upgrade {
+        /// The database to upgrade, e.g. sqlite:///mlruns.db or postgresql://user@host/db.
+        url: String,
+    },
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+struct ServerArgs {
+    /// Print help (`-h` is the host, as with `mlflow server`).
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Address to listen on.
+    #[arg(long, short = 'h', default_value = "127.0.0.1", env = "MLFLOW_HOST")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, short = 'p', default_value_t = 5000, env = "MLFLOW_PORT")]
+    port: u16,
+    /// Where runs, metrics and models are recorded: sqlite:///<path> or postgresql://…
+    #[arg(long, env = "MLFLOW_BACKEND_STORE_URI", default_value = "sqlite:///mlruns.db")]
+    backend_store_uri: String,
+    /// Artifact root written into new experiments. Defaults to `mlflow-artifacts:/` when
+    /// artifacts are served, else to the artifacts destination.
+    #[arg(long, env = "MLFLOW_DEFAULT_ARTIFACT_ROOT")]
+    default_artifact_root: Option<String>,
+    /// Where the artifact proxy stores files (a local path or file:// URI).
+    #[arg(long, env = "MLFLOW_ARTIFACTS_DESTINATION", default_value = "./mlartifacts")]
+    artifacts_destination: String,
+    /// Serve artifacts through this server (the default).
+    #[arg(long, overrides_with = "no_serve_artifacts")]
+    serve_artifacts: bool,
+    /// Do not serve artifacts: clients write to the artifact root themselves.
+    #[arg(long)]
+    no_serve_artifacts: bool,
+    /// Accepted for compatibility with `mlflow server`; mlox serves every request from one
+    /// process with all cores.
+    #[arg(long, short = 'w')]
+    workers: Option<u32>,
+    /// Database connections for reads.
+    #[arg(long, default_value_t = 8, env = "MLOX_DB_CONNECTIONS")]
+    db_connections: u32,
+}
+
+fn local_path(destination: &str) -> anyhow::Result<PathBuf> {
+    if let Some(rest) = destination.strip_prefix("file://") {
+        return Ok(PathBuf::from(rest));
+    }
+    if destination.contains("://") {
+        anyhow::bail!(
+            "artifact destination '{destination}' is not supported yet: use a local path or file:// URI"
+        );
+    }
+    Ok(PathBuf::from(destination))
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let serve_artifacts = !args.no_serve_artifacts;
+    let destination = local_path(&args.artifacts_destination)?;
+    let default_root = match (&args.default_artifact_root, serve_artifacts) {
+        (Some(root), _) => root.clone(),
+        (None, true) => "mlflow-artifacts:".to_string(),
+        (None, false) => std::path::absolute(&destination)
+            .unwrap_or_else(|_| destination.clone())
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let store = SqlStore::open(StoreOptions {
+        uri: args.backend_store_uri.clone(),
+        default_artifact_root: default_root,
+        max_connections: args.db_connections,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e.message))?;
+    let settings = ServerSettings {
+        serve_artifacts,
+        api_version: MLFLOW_API_VERSION.to_string(),
+        store_type: "SqlStore".to_string(),
+    };
+    let mut app = mlox_tracking::router(AppState { store, settings: Arc::new(settings) });
+    if serve_artifacts {
+        let repo = LocalArtifactRepo::create(&destination)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))
+            .with_context(|| format!("preparing artifact destination {}", destination.display()))?;
+        app = app.merge(mlox_tracking::artifacts::router(Arc::new(repo)));
+    }
+    let app = app.layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
+        .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(
+        %addr,
+        backend = %args.backend_store_uri,
+        artifacts = %destination.display(),
+        serve_artifacts,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "mlox server listening"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MLOX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => run_server(args).await,
+        Command::Db { command: DbCommand::Upgrade { url } } => {
+            let store = SqlStore::open(StoreOptions {
+                uri: url.clone(),
+                default_artifact_root: "mlflow-artifacts:".into(),
+                max_connections: 2,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+            let version = store.schema_version().await.map_err(|e| anyhow::anyhow!(e.message))?;
+            tracing::info!(%url, version, "database schema is current");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Connection handling, dialect differences, migrations, and the small query-building helpers
+//! every entity module uses.
+
+use mlox_core::{Error, Result};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Arguments, Row};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// How the store is reached and what it writes into new experiments.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// `sqlite:///relative.db`, `sqlite:////absolute.db`, `postgresql://user@host:port/db`.
+    pub uri: String,
+    /// Root under which new experiments get their artifact location, e.g. `mlflow-artifacts:`
+    /// when the server proxies artifacts.
+    pub default_artifact_root: String,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pub(crate) read: AnyPool,
+    /// SQLite allows one writer at a time; a one-connection pool queues writers in-process
+    /// instead of letting them spin on `SQLITE_BUSY`. PostgreSQL gets a full pool.
+    pub(crate) write: AnyPool,
+    pub(crate) dialect: Dialect,
+    pub(crate) artifact_root: String,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "tracking", include_str!("../migrations/0001_tracking.sql"))];
+
+/// The newest schema this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub(crate) fn db_err(err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            return Error::already_exists(db.message().to_string());
+        }
+    }
+    Error::internal(format!("database error: {err}"))
+}
+
+fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
+    if let Some(path) = uri.strip_prefix("sqlite:///") {
+        let path = if path.is_empty() { "mlruns.db" } else { path };
+        if path == ":memory:" {
+            return Ok((Dialect::Sqlite, "sqlite::memory:".to_string()));
+        }
+        let encoded: String = path
+            .chars()
+            .map(|c| match c {
+                '?' => "%3F".to_string(),
+                '#' => "%23".to_string(),
+                ' ' => "%20".to_string(),
+                c => c.to_string(),
+            })
+            .collect();
+        return Ok((Dialect::Sqlite, format!("sqlite://{encoded}?mode=rwc")));
+    }
+    if uri == "sqlite://" || uri == "sqlite::memory:" {
+        return Ok((Dialect::Sqlite, "sqlite::memory:".to_string()));
+    }
+    for prefix in ["postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"]
+    {
+        if let Some(rest) = uri.strip_prefix(prefix) {
+            return Ok((Dialect::Postgres, format!("postgres://{rest}")));
+        }
+    }
+    Err(Error::invalid(format!(
+        "Unsupported backend store URI '{uri}': use sqlite:///<path> or postgresql://<user>@<host>:<port>/<database>"
+    )))
+}
+
+impl SqlStore {
+    pub async fn open(options: StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = to_sqlx_url(&options.uri)?;
+        let memory = url.contains(":memory:");
+        let make_pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if dialect == Dialect::Sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 10000",
+                                "PRAGMA temp_store = MEMORY",
+                                "PRAGMA cache_size = -65536",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let write_max = match dialect {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => options.max_connections.max(2),
+        };
+        // An in-memory SQLite database lives in one connection; share it for reads and writes.
+        let write = make_pool(write_max).connect(&url).await.map_err(|e| {
+            Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
+        })?;
+        let read = if memory {
+            write.clone()
+        } else {
+            make_pool(options.max_connections.max(2)).connect(&url).await.map_err(|e| {
+                Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
+            })?
+        };
+        let store = SqlStore { read, write, dialect, artifact_root: options.default_artifact_root };
+        store.migrate().await?;
+        store.ensure_default_experiment().await?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The schema version the database is at (0 when it is empty).
+    pub async fn schema_version(&self) -> Result<i64> {
+        let exists = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'mlox_schema'"
+            }
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'mlox_schema'"
+            }
+        };
+        let n: i64 =
+            sqlx::query(exists).fetch_one(&self.write).await.map_err(db_err)?.get::<i64, _>(0);
+        if n == 0 {
+            return Ok(0);
+        }
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM mlox_schema")
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(row.get::<i64, _>(0))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let current = self.schema_version().await?;
+        if current > SCHEMA_VERSION {
+            return Err(Error::invalid_state(format!(
+                "The database schema is at version {current}, newer than this mlox understands \
+                 (up to {SCHEMA_VERSION}). Run a newer mlox against this database."
+            )));
+        }
+        if current == 0 {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS mlox_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        }
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            let sql = sql.replace(
+                "{{WITHOUT_ROWID}}",
+                if self.dialect == Dialect::Sqlite { "WITHOUT ROWID" } else { "" },
+            );
+            let mut tx = self.write.begin().await.map_err(db_err)?;
+            for statement in split_statements(&sql) {
+                sqlx::query(sqlx::AssertSqlSafe(statement.as_str())).execute(&mut *tx).await.map_err(|e| {
+                    Error::internal(format!("migration {version} ({name}) failed: {e}"))
+                })?;
+            }
+            sqlx::query("INSERT INTO mlox_schema (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(*version)
+                .bind(*name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            tracing::info!(version, name, "applied schema migration");
+        }
+        Ok(())
+    }
+}
+
+/// Splits a migration file into statements; the files keep semicolons out of string literals.
+fn split_statements(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A value bound into a dynamically built statement.
+#[derive(Clone, Debug)]
+pub(crate) enum Bind {
+    Str(String),
+    I64(i64),
+    F64(f64),
+    OptStr(Option<String>),
+    OptI64(Option<i64>),
+}
+
+/// A statement under construction whose placeholders are numbered as they are added, so the
+/// same text runs on both dialects (SQLite reads `$n` as the n-th parameter too).
+#[derive(Default, Debug)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Self {
+        Sql { text: text.to_string(), binds: Vec::new() }
+    }
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.text.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+    pub fn bind_str(&mut self, value: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Str(value.into()))
+    }
+    pub fn bind_i64(&mut self, value: i64) -> &mut Self {
+        self.bind(Bind::I64(value))
+    }
+    pub fn bind_f64(&mut self, value: f64) -> &mut Self {
+        self.bind(Bind::F64(value))
+    }
+    /// Appends `(p1, p2, …)` for an IN list.
+    pub fn bind_list<I: IntoIterator<Item = Bind>>(&mut self, values: I) -> &mut Self {
+        self.text.push('(');
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(v);
+        }
+        self.text.push(')');
+        self
+    }
+    /// Every fragment of `text` is a literal of this crate; user input only ever travels in
+    /// `binds`, which is what makes asserting the text SQL-safe correct.
+    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments> {
+        let mut args = AnyArguments::default();
+        for b in &self.binds {
+            // Adding to AnyArguments only fails for types Any cannot carry; ours all can.
+            let _ = match b {
+                Bind::Str(s) => args.add(s.clone()),
+                Bind::I64(v) => args.add(*v),
+                Bind::F64(v) => args.add(*v),
+                Bind::OptStr(v) => args.add(v.clone()),
+                Bind::OptI64(v) => args.add(*v),
+            };
+        }
+        sqlx::query_with(sqlx::AssertSqlSafe(self.text.clone()), args)
+    }
+}
+
+pub(crate) fn get_str(row: &AnyRow, col: &str) -> String {
+    row.try_get::<String, _>(col).unwrap_or_default()
+}
+
+pub(crate) fn get_opt_str(row: &AnyRow, col: &str) -> Option<String> {
+    row.try_get::<Option<String>, _>(col).ok().flatten()
+}
+
+pub(crate) fn get_i64(row: &AnyRow, col: &str) -> i64 {
+    row.try_get::<i64, _>(col).unwrap_or_default()
+}
+
+pub(crate) fn get_opt_i64(row: &AnyRow, col: &str) -> Option<i64> {
+    row.try_get::<Option<i64>, _>(col).ok().flatten()
+}
+
+pub(crate) fn get_f64(row: &AnyRow, col: &str) -> f64 {
+    row.try_get::<f64, _>(col)
+        .or_else(|_| row.try_get::<i64, _>(col).map(|v| v as f64))
+        .unwrap_or(f64::NAN)
+}
+
+/// Joins a child onto an artifact root the way MLflow does for both URIs and plain paths.
+pub fn append_to_uri_path(root: &str, child: &str) -> String {
+    let root = root.trim_end_matches('/');
+    if root.ends_with(':') {
+        format!("{root}/{child}")
+    } else if root.is_empty() {
+        child.to_string()
+    } else {
+        format!("{root}/{child}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlflow_sqlite_uris_map_to_sqlx_urls() {
+        assert_eq!(to_sqlx_url("sqlite:///mlruns.db").unwrap().1, "sqlite://mlruns.db?mode=rwc");
+        assert_eq!(to_sqlx_url("sqlite:////tmp/a b.db").unwrap().1, "sqlite:///tmp/a%20b.db?mode=rwc");
+        assert_eq!(to_sqlx_url("postgresql://u@h:5432/d").unwrap(), (Dialect::Postgres, "postgres://u@h:5432/d".into()));
+        assert!(to_sqlx_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn artifact_roots_join_like_mlflow() {
+        assert_eq!(append_to_uri_path("mlflow-artifacts:", "1"), "mlflow-artifacts:/1");
+        assert_eq!(append_to_uri_path("mlflow-artifacts:/", "1"), "mlflow-artifacts:/1");
+        assert_eq!(append_to_uri_path("s3://b/p/", "1"), "s3://b/p/1");
+        assert_eq!(append_to_uri_path("/data/art", "1"), "/data/art/1");
+    }
+
+    #[test]
+    fn statements_split_on_semicolons_outside_comments() {
+        let s = split_statements("-- a; comment\nCREATE TABLE a (x INT);\n\nCREATE INDEX i ON a (x);\n");
+        assert_eq!(s, vec!["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]);
+    }
+}

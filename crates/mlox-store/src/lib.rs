@@ -1,0 +1,19 @@
+//! Persistence for mlox: one SQL store that serves both SQLite (the zero-set-up default) and
+//! PostgreSQL (scale-out) from a single set of portable migrations and queries, reached through
+//! sqlx's `Any` driver. It owns the schema, the translation of the search-filter AST into SQL,
+//! and every consistency rule that needs a transaction (param immutability, latest-metric
+//! upkeep, gap-free version numbers). Callers see only `mlox-core` types and errors.
+//!
+//! One implementation instead of a trait with a copy per database: the SQL is written once in
+//! the dialect both engines accept, and the few real differences live in [`Dialect`].
+
+mod db;
+mod experiments;
+mod logged_models;
+mod runs;
+mod search;
+mod traces;
+
+pub use db::{Dialect, SqlStore, StoreOptions};
+pub use logged_models::LoggedModelOrder;
+pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};

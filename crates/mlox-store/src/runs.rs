@@ -1,0 +1,807 @@
+//! Runs and everything logged into them: params (immutable once set), tags, metric history
+//! with its latest-value table, dataset and model inputs, model outputs; and run search.
+
+use crate::db::{
+    Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_i64, get_opt_str,
+    get_str, now_ms,
+};
+use crate::search::{self, SearchSpec};
+use mlox_core::entities::{
+    Dataset, DatasetInput, KeyValue, LifecycleStage, Metric, ModelInput, ModelOutput, Page, Run,
+    RunData, RunInfo, RunInputs, RunOutputs, RunStatus, ViewType,
+};
+use mlox_core::ids::{new_run_id, parse_experiment_id, validate_run_id};
+use mlox_core::search::SearchEntity;
+use mlox_core::{Error, Result, page_token, validation};
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+pub const MAX_RUNS_PER_SEARCH: i64 = 50_000;
+pub const MAX_RESULTS_PER_RUN: i64 = 2500;
+pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
+const ROWS_PER_INSERT: usize = 400;
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateRun {
+    pub experiment_id: Option<String>,
+    pub user_id: Option<String>,
+    pub start_time: Option<i64>,
+    pub run_name: Option<String>,
+    pub tags: Vec<KeyValue>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MetricHistoryRequest {
+    pub run_id: String,
+    pub metric_key: String,
+    pub max_results: Option<i64>,
+    pub page_token: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "r.run_uuid, r.name, r.experiment_id, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, r.artifact_uri";
+
+fn run_info_from_row(row: &AnyRow) -> RunInfo {
+    let id = get_str(row, "run_uuid");
+    RunInfo {
+        run_uuid: id.clone(),
+        experiment_id: get_i64(row, "experiment_id").to_string(),
+        run_name: get_str(row, "name"),
+        user_id: get_str(row, "user_id"),
+        status: RunStatus::parse(&get_str(row, "status")).unwrap_or(RunStatus::Running),
+        start_time: get_i64(row, "start_time"),
+        end_time: get_opt_i64(row, "end_time"),
+        artifact_uri: get_str(row, "artifact_uri"),
+        lifecycle_stage: get_str(row, "lifecycle_stage"),
+        run_id: id,
+    }
+}
+
+fn metric_from_row(row: &AnyRow) -> Metric {
+    let is_nan = get_i64(row, "is_nan") != 0;
+    Metric {
+        key: get_str(row, "key"),
+        value: if is_nan { f64::NAN } else { get_f64(row, "value") },
+        timestamp: get_i64(row, "timestamp"),
+        step: get_i64(row, "step"),
+        dataset_name: None,
+        dataset_digest: None,
+        model_id: None,
+        run_id: None,
+    }
+}
+
+/// Names for runs created without one, in MLflow's adjective-noun-number style.
+fn random_run_name() -> String {
+    const ADJECTIVES: &[&str] = &[
+        "amber", "brave", "bright", "calm", "clever", "crisp", "daring", "eager", "fancy", "gentle",
+        "glossy", "happy", "honest", "jolly", "keen", "lively", "lucky", "merry", "nimble", "polite",
+        "quick", "quiet", "rare", "rustic", "shiny", "silent", "smooth", "steady", "sunny", "swift",
+        "tidy", "vivid", "warm", "wise", "witty", "zesty",
+    ];
+    const NOUNS: &[&str] = &[
+        "ant", "bass", "bear", "bee", "bird", "carp", "cat", "crab", "crow", "deer", "doe", "dove",
+        "eel", "elk", "finch", "fox", "frog", "goat", "hare", "hawk", "hen", "lamb", "lark", "lynx",
+        "mole", "moth", "mouse", "newt", "owl", "panda", "seal", "shark", "sloth", "snail", "swan",
+        "toad", "trout", "wasp", "whale", "wolf", "wren", "yak",
+    ];
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let pick = |i: usize, n: usize| (u16::from_le_bytes([bytes[i], bytes[i + 1]]) as usize) % n;
+    format!(
+        "{}-{}-{}",
+        ADJECTIVES[pick(0, ADJECTIVES.len())],
+        NOUNS[pick(2, NOUNS.len())],
+        pick(4, 1000)
+    )
+}
+
+/// The newest point per key among `metrics`, by MLflow's order: step, then timestamp, then value.
+fn newest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
+    let mut best: HashMap<&str, &Metric> = HashMap::new();
+    for m in metrics {
+        let stored = |m: &Metric| if m.value.is_nan() { 0.0 } else { m.value };
+        best.entry(m.key.as_str())
+            .and_modify(|cur| {
+                let newer = (m.step, m.timestamp)
+                    .cmp(&(cur.step, cur.timestamp))
+                    .then(stored(m).partial_cmp(&stored(cur)).unwrap_or(std::cmp::Ordering::Equal))
+                    .is_gt();
+                if newer {
+                    *cur = m;
+                }
+            })
+            .or_insert(m);
+    }
+    let mut out: Vec<&Metric> = best.into_values().collect();
+    // A fixed order keeps concurrent writers from locking rows in opposite orders.
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+impl SqlStore {
+    pub async fn create_run(&self, req: CreateRun) -> Result<Run> {
+        let experiment_id = req.experiment_id.clone().unwrap_or_else(|| "0".to_string());
+        let experiment = self.active_experiment(&experiment_id).await?;
+        let mut tags = Vec::with_capacity(req.tags.len() + 1);
+        for (i, t) in req.tags.iter().enumerate() {
+            tags.push(validation::validate_run_tag(t, &format!("tags[{i}]"))?);
+        }
+        let tag_name = tags.iter().find(|t| t.key == RUN_NAME_TAG).map(|t| t.value.clone());
+        let run_name = match (req.run_name.filter(|n| !n.is_empty()), tag_name) {
+            (Some(name), Some(tag)) if name != tag => {
+                return Err(Error::invalid(format!(
+                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with \
+                     different values (run_name='{name}', mlflow.runName='{tag}')."
+                )));
+            }
+            (Some(name), _) => name,
+            (None, Some(tag)) => tag,
+            (None, None) => random_run_name(),
+        };
+        if !tags.iter().any(|t| t.key == RUN_NAME_TAG) {
+            tags.push(KeyValue::new(RUN_NAME_TAG, run_name.clone()));
+        }
+        let run_id = new_run_id();
+        let artifact_uri = append_to_uri_path(
+            &experiment.artifact_location,
+            &format!("{run_id}/artifacts"),
+        );
+        let info = RunInfo {
+            run_uuid: run_id.clone(),
+            experiment_id: experiment.experiment_id.clone(),
+            run_name,
+            user_id: req.user_id.unwrap_or_default(),
+            status: RunStatus::Running,
+            start_time: req.start_time.unwrap_or_else(now_ms),
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: "active".into(),
+            run_id: run_id.clone(),
+        };
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut sql = Sql::new(
+            "INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) VALUES (",
+        );
+        sql.bind_str(&run_id).push(", ").bind_str(&info.run_name).push(", ");
+        sql.bind_i64(parse_experiment_id(&info.experiment_id)?).push(", ");
+        sql.bind_str(&info.user_id).push(", ").bind_str(info.status.as_str()).push(", ");
+        sql.bind_i64(info.start_time).push(", NULL, 'active', ").bind_str(&info.artifact_uri).push(")");
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        upsert_tags(&mut tx, &run_id, &tags).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Run {
+            info,
+            data: RunData { metrics: Vec::new(), params: Vec::new(), tags },
+            inputs: RunInputs::default(),
+            outputs: None,
+        })
+    }
+
+    async fn run_info(&self, run_id: &str) -> Result<RunInfo> {
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "));
+        sql.bind_str(run_id);
+        match sql.query().fetch_optional(&self.read).await.map_err(db_err)? {
+            Some(row) => Ok(run_info_from_row(&row)),
+            None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
+        }
+    }
+
+    /// Reads the run inside a write transaction and checks it accepts writes.
+    async fn lock_active_run(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run_id: &str,
+    ) -> Result<RunInfo> {
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "));
+        sql.bind_str(run_id);
+        if self.dialect == crate::Dialect::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let row = sql.query().fetch_optional(&mut **tx).await.map_err(db_err)?;
+        let Some(row) = row else {
+            return Err(Error::not_found(format!("Run with id={run_id} not found")));
+        };
+        let info = run_info_from_row(&row);
+        if info.lifecycle_stage != LifecycleStage::Active.as_str() {
+            return Err(Error::invalid(format!(
+                "The run {run_id} must be in the 'active' state. Current state is {}.",
+                info.lifecycle_stage
+            )));
+        }
+        Ok(info)
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Run> {
+        let info = self.run_info(run_id).await?;
+        Ok(self.assemble_runs(vec![info]).await?.remove(0))
+    }
+
+    /// Fills data, inputs and outputs for many runs with one query per side table.
+    async fn assemble_runs(&self, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
+        let ids: Vec<String> = infos.iter().map(|i| i.run_uuid.clone()).collect();
+        let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
+        let mut params: HashMap<String, Vec<KeyValue>> = HashMap::new();
+        let mut tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
+        let mut datasets: HashMap<String, Vec<DatasetInput>> = HashMap::new();
+        let mut model_inputs: HashMap<String, Vec<ModelInput>> = HashMap::new();
+        let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let list = || chunk.iter().map(|s| Bind::Str(s.clone())).collect::<Vec<_>>();
+            let mut sql = Sql::new("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ");
+            sql.bind_list(list());
+            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                metrics.entry(get_str(&row, "run_uuid")).or_default().push(metric_from_row(&row));
+            }
+            for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
+                let mut sql = Sql::new(&format!("SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "));
+                sql.bind_list(list());
+                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                    target
+                        .entry(get_str(&row, "run_uuid"))
+                        .or_default()
+                        .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
+                }
+            }
+            let mut sql = Sql::new(
+                "SELECT i.destination_id, i.input_uuid, d.name, d.digest, d.source_type, d.source, d.dataset_schema, d.profile \
+                 FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
+                 WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
+            );
+            sql.bind_list(list());
+            let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+            let input_ids: Vec<String> = rows.iter().map(|r| get_str(r, "input_uuid")).collect();
+            let mut input_tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
+            for tchunk in input_ids.chunks(500) {
+                let mut sql = Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
+                sql.bind_list(tchunk.iter().map(|s| Bind::Str(s.clone())));
+                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                    input_tags
+                        .entry(get_str(&row, "input_uuid"))
+                        .or_default()
+                        .push(KeyValue::new(get_str(&row, "name"), get_str(&row, "value")));
+                }
+            }
+            for row in rows {
+                datasets.entry(get_str(&row, "destination_id")).or_default().push(DatasetInput {
+                    tags: input_tags.remove(&get_str(&row, "input_uuid")).unwrap_or_default(),
+                    dataset: Dataset {
+                        name: get_str(&row, "name"),
+                        digest: get_str(&row, "digest"),
+                        source_type: get_str(&row, "source_type"),
+                        source: get_str(&row, "source"),
+                        schema: get_opt_str(&row, "dataset_schema"),
+                        profile: get_opt_str(&row, "profile"),
+                    },
+                });
+            }
+            let mut sql = Sql::new("SELECT run_uuid, model_id, direction, step FROM run_models WHERE run_uuid IN ");
+            sql.bind_list(list());
+            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                let run = get_str(&row, "run_uuid");
+                let model_id = get_str(&row, "model_id");
+                if get_str(&row, "direction") == "output" {
+                    model_outputs
+                        .entry(run)
+                        .or_default()
+                        .push(ModelOutput { model_id, step: get_i64(&row, "step") });
+                } else {
+                    model_inputs.entry(run).or_default().push(ModelInput { model_id });
+                }
+            }
+        }
+        Ok(infos
+            .into_iter()
+            .map(|info| {
+                let id = &info.run_uuid;
+                let outputs = model_outputs.remove(id);
+                Run {
+                    data: RunData {
+                        metrics: metrics.remove(id).unwrap_or_default(),
+                        params: params.remove(id).unwrap_or_default(),
+                        tags: tags.remove(id).unwrap_or_default(),
+                    },
+                    inputs: RunInputs {
+                        dataset_inputs: datasets.remove(id).unwrap_or_default(),
+                        model_inputs: model_inputs.remove(id).unwrap_or_default(),
+                    },
+                    outputs: outputs.map(|model_outputs| RunOutputs { model_outputs }),
+                    info,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn update_run(
+        &self,
+        run_id: &str,
+        status: Option<RunStatus>,
+        end_time: Option<i64>,
+        run_name: Option<String>,
+    ) -> Result<RunInfo> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut info = self.lock_active_run(&mut tx, run_id).await?;
+        if let Some(status) = status {
+            info.status = status;
+        }
+        if end_time.is_some() {
+            info.end_time = end_time;
+        }
+        let mut sql = Sql::new("UPDATE runs SET status = ");
+        sql.bind_str(info.status.as_str()).push(", end_time = ").bind(Bind::OptI64(info.end_time));
+        if let Some(name) = run_name.filter(|n| !n.is_empty()) {
+            sql.push(", name = ").bind_str(&name);
+            upsert_tags(&mut tx, run_id, &[KeyValue::new(RUN_NAME_TAG, name.clone())]).await?;
+            info.run_name = name;
+        }
+        sql.push(" WHERE run_uuid = ").bind_str(run_id);
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(info)
+    }
+
+    async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
+        let info = self.run_info(run_id).await?;
+        if stage == LifecycleStage::Active {
+            // MLflow refuses to restore a run whose experiment is deleted.
+            self.active_experiment(&info.experiment_id).await?;
+        }
+        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        sql.bind_str(stage.as_str()).push(", deleted_time = ");
+        sql.bind(Bind::OptI64((stage == LifecycleStage::Deleted).then(now_ms)));
+        sql.push(" WHERE run_uuid = ").bind_str(run_id);
+        sql.query().execute(&self.write).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn delete_run(&self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LifecycleStage::Deleted).await
+    }
+
+    pub async fn restore_run(&self, run_id: &str) -> Result<()> {
+        self.set_run_stage(run_id, LifecycleStage::Active).await
+    }
+
+    /// Logs metrics, params and tags atomically; the one write path behind log-metric,
+    /// log-parameter, set-tag and log-batch.
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<()> {
+        validate_run_id(run_id)?;
+        validation::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
+        validation::validate_param_keys_unique(params)?;
+        for (i, m) in metrics.iter().enumerate() {
+            validation::validate_metric(m, &format!("metrics[{i}]"))?;
+        }
+        let params: Vec<KeyValue> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| validation::validate_param(p, &format!("params[{i}]")))
+            .collect::<Result<_>>()?;
+        let tags: Vec<KeyValue> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| validation::validate_run_tag(t, &format!("tags[{i}]")))
+            .collect::<Result<_>>()?;
+
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let info = self.lock_active_run(&mut tx, run_id).await?;
+        if !params.is_empty() {
+            self.insert_params(&mut tx, run_id, &params).await?;
+        }
+        if !tags.is_empty() {
+            upsert_tags(&mut tx, run_id, &tags).await?;
+            if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+                let mut sql = Sql::new("UPDATE runs SET name = ");
+                sql.bind_str(&name.value).push(" WHERE run_uuid = ").bind_str(run_id);
+                sql.query().execute(&mut *tx).await.map_err(db_err)?;
+            }
+        }
+        if !metrics.is_empty() {
+            insert_metrics(&mut tx, run_id, metrics).await?;
+            upsert_latest_metrics(&mut tx, run_id, metrics).await?;
+            let with_model: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+            if !with_model.is_empty() {
+                insert_model_metrics(&mut tx, run_id, &info.experiment_id, &with_model).await?;
+            }
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn insert_params(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run_id: &str,
+        params: &[KeyValue],
+    ) -> Result<()> {
+        let mut existing: HashMap<String, String> = HashMap::new();
+        for chunk in params.chunks(ROWS_PER_INSERT) {
+            let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+            sql.bind_str(run_id).push(" AND key IN ");
+            sql.bind_list(chunk.iter().map(|p| Bind::Str(p.key.clone())));
+            for row in sql.query().fetch_all(&mut **tx).await.map_err(db_err)? {
+                existing.insert(get_str(&row, "key"), get_str(&row, "value"));
+            }
+        }
+        let conflicts: Vec<String> = params
+            .iter()
+            .filter_map(|p| {
+                existing.get(&p.key).filter(|old| **old != p.value).map(|old| {
+                    format!(
+                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                        p.key, old, p.value
+                    )
+                })
+            })
+            .collect();
+        if !conflicts.is_empty() {
+            return Err(Error::invalid(format!(
+                "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",
+                conflicts.join(", ")
+            )));
+        }
+        let fresh: Vec<&KeyValue> = params.iter().filter(|p| !existing.contains_key(&p.key)).collect();
+        for chunk in fresh.chunks(ROWS_PER_INSERT) {
+            let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+            for (i, p) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind_str(run_id).push(", ").bind_str(&p.key).push(", ").bind_str(&p.value).push(")");
+            }
+            sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
+            sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        self.lock_active_run(&mut tx, run_id).await?;
+        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
+        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let done = sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub async fn get_metric_history(&self, req: &MetricHistoryRequest) -> Result<Page<Metric>> {
+        self.run_info(&req.run_id).await?;
+        let offset = page_token::decode(req.page_token.as_deref())?;
+        let mut sql = Sql::new(
+            "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ",
+        );
+        sql.bind_str(&req.run_id).push(" AND key = ").bind_str(&req.metric_key);
+        sql.push(" ORDER BY timestamp, step, value LIMIT ");
+        // Without max_results MLflow returns the whole history in one page.
+        sql.bind_i64(req.max_results.map_or(i64::MAX / 2, |m| m + 1));
+        sql.push(" OFFSET ").bind_i64(offset as i64);
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        let mut items: Vec<Metric> = rows.iter().map(metric_from_row).collect();
+        let mut next_page_token = None;
+        if let Some(max) = req.max_results {
+            if items.len() as i64 > max {
+                items.truncate(max as usize);
+                next_page_token = Some(page_token::encode(offset + max as u64));
+            }
+        }
+        Ok(Page { items, next_page_token })
+    }
+
+    /// Up to `max_results` evenly spread steps per run, always keeping the first and last, so a
+    /// chart of a long history stays cheap; MLflow's UI asks for this.
+    pub async fn get_metric_history_bulk_interval(
+        &self,
+        run_ids: &[String],
+        metric_key: &str,
+        start_step: Option<i64>,
+        end_step: Option<i64>,
+        max_results: i64,
+    ) -> Result<Vec<Metric>> {
+        if run_ids.is_empty() {
+            return Err(Error::invalid("GetMetricHistoryBulkInterval request must specify at least one run_id."));
+        }
+        if run_ids.len() > MAX_RUNS_PER_BULK_HISTORY {
+            return Err(Error::invalid(format!(
+                "GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS_PER_BULK_HISTORY} run_ids. Received {} run_ids.",
+                run_ids.len()
+            )));
+        }
+        if !(1..=MAX_RESULTS_PER_RUN).contains(&max_results) {
+            return Err(Error::invalid(format!("max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")));
+        }
+        let mut out = Vec::new();
+        for run_id in run_ids {
+            let mut sql = Sql::new("SELECT DISTINCT step FROM metrics WHERE run_uuid = ");
+            sql.bind_str(run_id).push(" AND key = ").bind_str(metric_key);
+            if let (Some(s), Some(e)) = (start_step, end_step) {
+                sql.push(" AND step >= ").bind_i64(s).push(" AND step <= ").bind_i64(e);
+            }
+            sql.push(" ORDER BY step");
+            let steps: Vec<i64> = sql
+                .query()
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| get_i64(r, "step"))
+                .collect();
+            let chosen = sample_steps(&steps, max_results as usize);
+            if chosen.is_empty() {
+                continue;
+            }
+            for chunk in chosen.chunks(ROWS_PER_INSERT) {
+                let mut sql = Sql::new("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
+                sql.bind_str(run_id).push(" AND key = ").bind_str(metric_key).push(" AND step IN ");
+                sql.bind_list(chunk.iter().map(|s| Bind::I64(*s)));
+                sql.push(" ORDER BY step, timestamp");
+                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                    let mut m = metric_from_row(&row);
+                    m.run_id = Some(run_id.clone());
+                    out.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        models: &[ModelInput],
+    ) -> Result<()> {
+        for d in datasets {
+            validation::validate_dataset(&d.dataset)?;
+            for t in &d.tags {
+                validation::validate_input_tag(t)?;
+            }
+        }
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let info = self.lock_active_run(&mut tx, run_id).await?;
+        let experiment_id = parse_experiment_id(&info.experiment_id)?;
+        for d in datasets {
+            let mut sql = Sql::new("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
+            sql.bind_i64(experiment_id).push(" AND name = ").bind_str(&d.dataset.name);
+            sql.push(" AND digest = ").bind_str(&d.dataset.digest);
+            let dataset_uuid = match sql.query().fetch_optional(&mut *tx).await.map_err(db_err)? {
+                Some(row) => get_str(&row, "dataset_uuid"),
+                None => {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    let mut sql = Sql::new("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, dataset_schema, profile) VALUES (");
+                    sql.bind_str(&id).push(", ").bind_i64(experiment_id).push(", ");
+                    sql.bind_str(&d.dataset.name).push(", ").bind_str(&d.dataset.digest).push(", ");
+                    sql.bind_str(&d.dataset.source_type).push(", ").bind_str(&d.dataset.source).push(", ");
+                    sql.bind(Bind::OptStr(d.dataset.schema.clone())).push(", ");
+                    sql.bind(Bind::OptStr(d.dataset.profile.clone())).push(")");
+                    sql.query().execute(&mut *tx).await.map_err(db_err)?;
+                    id
+                }
+            };
+            let mut sql = Sql::new("SELECT input_uuid FROM inputs WHERE source_type = 'DATASET' AND source_id = ");
+            sql.bind_str(&dataset_uuid).push(" AND destination_type = 'RUN' AND destination_id = ").bind_str(run_id);
+            if sql.query().fetch_optional(&mut *tx).await.map_err(db_err)?.is_some() {
+                continue;
+            }
+            let input_uuid = uuid::Uuid::new_v4().simple().to_string();
+            let mut sql = Sql::new("INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (");
+            sql.bind_str(&input_uuid).push(", 'DATASET', ").bind_str(&dataset_uuid).push(", 'RUN', ").bind_str(run_id).push(")");
+            sql.query().execute(&mut *tx).await.map_err(db_err)?;
+            for t in &d.tags {
+                let mut sql = Sql::new("INSERT INTO input_tags (input_uuid, name, value) VALUES (");
+                sql.bind_str(&input_uuid).push(", ").bind_str(&t.key).push(", ").bind_str(&t.value);
+                sql.push(") ON CONFLICT (input_uuid, name) DO UPDATE SET value = excluded.value");
+                sql.query().execute(&mut *tx).await.map_err(db_err)?;
+            }
+        }
+        for m in models {
+            link_model(&mut tx, run_id, &m.model_id, "input", 0).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> Result<()> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        self.lock_active_run(&mut tx, run_id).await?;
+        for m in models {
+            let mut sql = Sql::new("SELECT 1 AS one FROM logged_models WHERE model_id = ");
+            sql.bind_str(&m.model_id);
+            if sql.query().fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
+                return Err(Error::not_found(format!("Logged model with ID '{}' not found.", m.model_id)));
+            }
+            link_model(&mut tx, run_id, &m.model_id, "output", m.step).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    pub async fn search_runs(
+        &self,
+        experiment_ids: &[String],
+        filter: Option<&str>,
+        view: ViewType,
+        max_results: Option<i64>,
+        order_by: &[String],
+        token: Option<&str>,
+    ) -> Result<Page<Run>> {
+        let max_results = max_results.unwrap_or(1000);
+        if !(0..=MAX_RUNS_PER_SEARCH).contains(&max_results) {
+            return Err(Error::invalid(format!(
+                "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_RUNS_PER_SEARCH}"
+            )));
+        }
+        let offset = page_token::decode(token)?;
+        let ids: Vec<i64> = experiment_ids.iter().map(|e| parse_experiment_id(e)).collect::<Result<_>>()?;
+        if ids.is_empty() || max_results == 0 {
+            return Ok(Page { items: Vec::new(), next_page_token: None });
+        }
+        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "));
+        sql.bind_list(ids.into_iter().map(Bind::I64));
+        sql.push(" AND r.lifecycle_stage IN ");
+        sql.bind_list(view.stages().iter().map(|s| Bind::Str((*s).to_string())));
+        let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
+        search::push_filter(&spec, &mut sql, filter)?;
+        search::push_order_by(&spec, &mut sql, order_by)?;
+        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        let mut infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
+        let next_page_token = if infos.len() as i64 > max_results {
+            infos.truncate(max_results as usize);
+            Some(page_token::encode(offset + max_results as u64))
+        } else {
+            None
+        };
+        Ok(Page { items: self.assemble_runs(infos).await?, next_page_token })
+    }
+}
+
+fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
+    if steps.len() <= max {
+        return steps.to_vec();
+    }
+    if max == 1 {
+        return vec![steps[0]];
+    }
+    let last = steps.len() - 1;
+    let mut out: Vec<i64> = (0..max).map(|i| steps[i * last / (max - 1)]).collect();
+    out.dedup();
+    out
+}
+
+async fn link_model(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    model_id: &str,
+    direction: &str,
+    step: i64,
+) -> Result<()> {
+    let mut sql = Sql::new("INSERT INTO run_models (run_uuid, model_id, direction, step) VALUES (");
+    sql.bind_str(run_id).push(", ").bind_str(model_id).push(", ").bind_str(direction).push(", ").bind_i64(step);
+    sql.push(") ON CONFLICT (run_uuid, direction, model_id) DO UPDATE SET step = excluded.step");
+    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) async fn upsert_tags(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    tags: &[KeyValue],
+) -> Result<()> {
+    // The last value for a key within one request wins, and a statement may not touch a row twice.
+    let mut last: Vec<&KeyValue> = Vec::new();
+    for t in tags.iter().rev() {
+        if !last.iter().any(|k| k.key == t.key) {
+            last.push(t);
+        }
+    }
+    for chunk in last.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+        for (i, t) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(run_id).push(", ").bind_str(&t.key).push(", ").bind_str(&t.value).push(")");
+        }
+        sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn stored_value(m: &Metric) -> (f64, i64) {
+    if m.value.is_nan() { (0.0, 1) } else { (m.value, 0) }
+}
+
+async fn insert_metrics(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
+    for chunk in metrics.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ");
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(run_id).push(", ").bind_str(&m.key).push(", ").bind_i64(m.step).push(", ");
+            sql.bind_i64(m.timestamp).push(", ").bind_f64(value).push(", ").bind_i64(is_nan).push(", ");
+            sql.bind(Bind::OptStr(m.model_id.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn upsert_latest_metrics(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
+    let newest = newest_per_key(metrics);
+    for chunk in newest.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ");
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(run_id).push(", ").bind_str(&m.key).push(", ").bind_f64(value).push(", ");
+            sql.bind_i64(is_nan).push(", ").bind_i64(m.timestamp).push(", ").bind_i64(m.step).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+             timestamp = excluded.timestamp, step = excluded.step \
+             WHERE excluded.step > latest_metrics.step \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
+        );
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn insert_model_metrics(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    _experiment_id: &str,
+    metrics: &[&Metric],
+) -> Result<()> {
+    for chunk in metrics.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new("INSERT INTO logged_model_metrics (model_id, key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest) VALUES ");
+        for (i, m) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(m.model_id.clone().unwrap_or_default()).push(", ").bind_str(&m.key).push(", ");
+            sql.bind_i64(m.step).push(", ").bind_i64(m.timestamp).push(", ").bind_f64(value).push(", ");
+            sql.bind_i64(is_nan).push(", ").bind_str(run_id).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
+        }
+        sql.push(" ON CONFLICT DO NOTHING");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_keeps_ends_and_spreads_evenly() {
+        let steps: Vec<i64> = (0..100).collect();
+        let s = sample_steps(&steps, 5);
+        assert_eq!(s.first(), Some(&0));
+        assert_eq!(s.last(), Some(&99));
+        assert_eq!(s.len(), 5);
+        assert_eq!(sample_steps(&[1, 2], 10), vec![1, 2]);
+    }
+
+    #[test]
+    fn random_names_have_three_parts() {
+        let name = random_run_name();
+        assert_eq!(name.split('-').count(), 3, "{name}");
+    }
+}

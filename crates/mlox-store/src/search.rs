@@ -1,0 +1,345 @@
+//! Translation of parsed search filters and order-by clauses into SQL, per entity. The grammar
+//! lives in `mlox_core::search`; this module only knows which column or side table each key
+//! refers to, and how each dialect spells case-sensitive and case-insensitive matching.
+
+use crate::db::{Bind, Dialect, Sql};
+use mlox_core::search::{Comparison, KeyKind, Op, OrderBy, SearchEntity, Value, parse_filter, parse_order_by};
+use mlox_core::{Error, Result};
+
+/// How one entity's keys map onto its tables.
+pub(crate) struct SearchSpec {
+    pub entity: SearchEntity,
+    pub dialect: Dialect,
+}
+
+enum Column {
+    Text(&'static str),
+    Int(&'static str),
+}
+
+impl SearchSpec {
+    pub fn for_entity(entity: SearchEntity, dialect: Dialect) -> Self {
+        SearchSpec { entity, dialect }
+    }
+
+    fn attribute(&self, name: &str) -> Result<Column> {
+        use Column::*;
+        let col = match (self.entity, name) {
+            (SearchEntity::Runs, "run_name") => Text("r.name"),
+            (SearchEntity::Runs, "status") => Text("r.status"),
+            (SearchEntity::Runs, "user_id") => Text("r.user_id"),
+            (SearchEntity::Runs, "artifact_uri") => Text("r.artifact_uri"),
+            (SearchEntity::Runs, "run_id") => Text("r.run_uuid"),
+            (SearchEntity::Runs, "lifecycle_stage") => Text("r.lifecycle_stage"),
+            (SearchEntity::Runs, "start_time") => Int("r.start_time"),
+            (SearchEntity::Runs, "end_time") => Int("r.end_time"),
+            (SearchEntity::Runs, "experiment_id") => Int("r.experiment_id"),
+            (SearchEntity::Experiments, "name") => Text("e.name"),
+            (SearchEntity::Experiments, "experiment_id") => Int("e.experiment_id"),
+            (SearchEntity::Experiments, "creation_time") => Int("e.creation_time"),
+            (SearchEntity::Experiments, "last_update_time") => Int("e.last_update_time"),
+            (SearchEntity::Experiments, "lifecycle_stage") => Text("e.lifecycle_stage"),
+            (SearchEntity::LoggedModels, "name") => Text("lm.name"),
+            (SearchEntity::LoggedModels, "model_id") => Text("lm.model_id"),
+            (SearchEntity::LoggedModels, "model_type") => Text("lm.model_type"),
+            (SearchEntity::LoggedModels, "status") => Text("lm.status"),
+            (SearchEntity::LoggedModels, "source_run_id") => Text("lm.source_run_id"),
+            (SearchEntity::LoggedModels, "experiment_id") => Int("lm.experiment_id"),
+            (SearchEntity::LoggedModels, "creation_timestamp" | "creation_time" | "creation_timestamp_ms") => {
+                Int("lm.creation_timestamp_ms")
+            }
+            (SearchEntity::LoggedModels, "last_updated_timestamp" | "last_updated_timestamp_ms" | "last_update_time") => {
+                Int("lm.last_updated_timestamp_ms")
+            }
+            (SearchEntity::RegisteredModels, "name") => Text("rm.name"),
+            (SearchEntity::RegisteredModels, "creation_timestamp" | "creation_time") => Int("rm.creation_time"),
+            (SearchEntity::RegisteredModels, "last_updated_timestamp" | "last_update_time" | "last_updated_time") => {
+                Int("rm.last_updated_time")
+            }
+            (SearchEntity::ModelVersions, "name") => Text("mv.name"),
+            (SearchEntity::ModelVersions, "version_number" | "version") => Int("mv.version"),
+            (SearchEntity::ModelVersions, "run_id") => Text("mv.run_id"),
+            (SearchEntity::ModelVersions, "source_path" | "source") => Text("mv.source"),
+            (SearchEntity::ModelVersions, "current_stage") => Text("mv.current_stage"),
+            (SearchEntity::ModelVersions, "creation_timestamp" | "creation_time") => Int("mv.creation_time"),
+            (SearchEntity::ModelVersions, "last_updated_timestamp" | "last_update_time" | "last_updated_time") => {
+                Int("mv.last_updated_time")
+            }
+            _ => return Err(Error::invalid(format!("Invalid attribute key '{name}' specified."))),
+        };
+        Ok(col)
+    }
+
+    /// `(table, owner column, outer id expression)` for the key/value side tables.
+    fn side_table(&self, kind: KeyKind) -> Result<(&'static str, &'static str, &'static str)> {
+        let t = match (self.entity, kind) {
+            (SearchEntity::Runs, KeyKind::Metric) => ("latest_metrics", "run_uuid", "r.run_uuid"),
+            (SearchEntity::Runs, KeyKind::Param) => ("params", "run_uuid", "r.run_uuid"),
+            (SearchEntity::Runs, KeyKind::Tag) => ("tags", "run_uuid", "r.run_uuid"),
+            (SearchEntity::Experiments, KeyKind::Tag) => ("experiment_tags", "experiment_id", "e.experiment_id"),
+            (SearchEntity::LoggedModels, KeyKind::Metric) => ("logged_model_metrics", "model_id", "lm.model_id"),
+            (SearchEntity::LoggedModels, KeyKind::Param) => ("logged_model_params", "model_id", "lm.model_id"),
+            (SearchEntity::LoggedModels, KeyKind::Tag) => ("logged_model_tags", "model_id", "lm.model_id"),
+            (SearchEntity::RegisteredModels, KeyKind::Tag) => ("registered_model_tags", "name", "rm.name"),
+            (SearchEntity::ModelVersions, KeyKind::Tag) => ("model_version_tags", "name", "mv.name"),
+            _ => return Err(Error::invalid(format!("Invalid search key type {kind:?} for this search."))),
+        };
+        Ok(t)
+    }
+
+    /// Appends `<expr> <op> <value>` with the dialect's spelling of pattern matches.
+    fn push_comparison(&self, sql: &mut Sql, expr: &str, op: Op, value: &Value, numeric: bool) -> Result<()> {
+        let bind_scalar = |sql: &mut Sql, v: &Value| -> Result<()> {
+            match (v, numeric) {
+                (Value::Num(n), true) => {
+                    if n.fract() == 0.0 && n.abs() < 9e15 {
+                        sql.bind_i64(*n as i64);
+                    } else {
+                        sql.bind_f64(*n);
+                    }
+                }
+                (Value::Str(s), true) => match s.trim().parse::<f64>() {
+                    Ok(n) => {
+                        sql.bind_f64(n);
+                    }
+                    Err(_) => return Err(Error::invalid(format!("Expected a numeric value but got '{s}'"))),
+                },
+                (Value::Num(n), false) => {
+                    sql.bind_str(n.to_string());
+                }
+                (Value::Str(s), false) => {
+                    sql.bind_str(s.clone());
+                }
+                (Value::List(_) | Value::None, _) => {
+                    return Err(Error::invalid("A list value is only valid with IN / NOT IN"));
+                }
+            }
+            Ok(())
+        };
+        match op {
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let sym = match op {
+                    Op::Eq => "=",
+                    Op::Ne => "<>",
+                    Op::Lt => "<",
+                    Op::Le => "<=",
+                    Op::Gt => ">",
+                    _ => ">=",
+                };
+                sql.push(expr).push(" ").push(sym).push(" ");
+                bind_scalar(sql, value)?;
+            }
+            Op::Like | Op::ILike => {
+                let Value::Str(pattern) = value else {
+                    return Err(Error::invalid("LIKE and ILIKE need a string pattern"));
+                };
+                match (op, self.dialect) {
+                    // SQLite's LIKE ignores ASCII case; GLOB is its case-sensitive match.
+                    (Op::Like, Dialect::Sqlite) => {
+                        sql.push(expr).push(" GLOB ").bind_str(like_to_glob(pattern));
+                    }
+                    (Op::Like, Dialect::Postgres) => {
+                        sql.push(expr).push(" LIKE ").bind_str(pattern.clone());
+                    }
+                    (_, Dialect::Sqlite) => {
+                        sql.push("LOWER(").push(expr).push(") LIKE LOWER(").bind_str(pattern.clone()).push(")");
+                    }
+                    (_, Dialect::Postgres) => {
+                        sql.push(expr).push(" ILIKE ").bind_str(pattern.clone());
+                    }
+                }
+            }
+            Op::In | Op::NotIn => {
+                let Value::List(items) = value else {
+                    return Err(Error::invalid("IN and NOT IN need a parenthesised list"));
+                };
+                if items.is_empty() {
+                    sql.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
+                    return Ok(());
+                }
+                sql.push(expr).push(if op == Op::In { " IN " } else { " NOT IN " });
+                if numeric {
+                    let nums: Result<Vec<Bind>> = items
+                        .iter()
+                        .map(|s| {
+                            s.trim()
+                                .parse::<i64>()
+                                .map(Bind::I64)
+                                .map_err(|_| Error::invalid(format!("Expected a numeric value but got '{s}'")))
+                        })
+                        .collect();
+                    sql.bind_list(nums?);
+                } else {
+                    sql.bind_list(items.iter().map(|s| Bind::Str(s.clone())));
+                }
+            }
+            Op::IsNull => {
+                sql.push(expr).push(" IS NULL");
+            }
+            Op::IsNotNull => {
+                sql.push(expr).push(" IS NOT NULL");
+            }
+        }
+        Ok(())
+    }
+
+    fn push_clause(&self, sql: &mut Sql, c: &Comparison) -> Result<()> {
+        match c.key.kind {
+            KeyKind::Attribute => {
+                let (expr, numeric) = match self.attribute(&c.key.name)? {
+                    Column::Text(e) => (e, false),
+                    Column::Int(e) => (e, true),
+                };
+                self.push_comparison(sql, expr, c.op, &c.value, numeric)
+            }
+            KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
+                let (table, owner, outer) = self.side_table(c.key.kind)?;
+                let numeric = c.key.kind == KeyKind::Metric;
+                let key_col = "s.key";
+                match c.op {
+                    // A missing tag or param "is null"; one that exists is "not null".
+                    Op::IsNull | Op::IsNotNull => {
+                        sql.push(if c.op == Op::IsNull { "NOT EXISTS (" } else { "EXISTS (" });
+                        sql.push(&format!("SELECT 1 FROM {table} s WHERE s.{owner} = {outer} AND {key_col} = "));
+                        sql.bind_str(c.key.name.clone()).push(")");
+                        Ok(())
+                    }
+                    _ => {
+                        sql.push(&format!("EXISTS (SELECT 1 FROM {table} s WHERE s.{owner} = {outer} AND {key_col} = "));
+                        sql.bind_str(c.key.name.clone()).push(" AND ");
+                        if numeric {
+                            sql.push("s.is_nan = 0 AND ");
+                        }
+                        self.push_comparison(sql, "s.value", c.op, &c.value, numeric)?;
+                        sql.push(")");
+                        Ok(())
+                    }
+                }
+            }
+            KeyKind::Dataset => {
+                if self.entity != SearchEntity::Runs {
+                    return Err(Error::invalid("Dataset keys are only valid when searching runs"));
+                }
+                let expr = match c.key.name.as_str() {
+                    "name" => "d.name",
+                    "digest" => "d.digest",
+                    "context" => "t.value",
+                    other => return Err(Error::invalid(format!("Invalid dataset key '{other}' specified. Valid keys are name, digest, context"))),
+                };
+                sql.push(
+                    "EXISTS (SELECT 1 FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
+                     LEFT JOIN input_tags t ON t.input_uuid = i.input_uuid AND t.name = 'mlflow.data.context' \
+                     WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id = r.run_uuid AND ",
+                );
+                self.push_comparison(sql, expr, c.op, &c.value, false)?;
+                sql.push(")");
+                Ok(())
+            }
+        }
+    }
+
+    fn order_expression(&self, sql: &mut Sql, order: &OrderBy) -> Result<()> {
+        let dir = if order.ascending { "ASC" } else { "DESC" };
+        match order.key.kind {
+            KeyKind::Attribute => {
+                let expr = match self.attribute(&order.key.name)? {
+                    Column::Text(e) | Column::Int(e) => e,
+                };
+                sql.push(&format!("{expr} IS NULL, {expr} {dir}"));
+            }
+            KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
+                let (table, owner, outer) = self.side_table(order.key.kind)?;
+                let pick = if order.key.kind == KeyKind::Metric && self.entity == SearchEntity::LoggedModels {
+                    // A logged model may carry several points per metric; order by the newest.
+                    " ORDER BY s.step DESC, s.timestamp DESC LIMIT 1"
+                } else {
+                    ""
+                };
+                let push_sub = |sql: &mut Sql| {
+                    sql.push(&format!(
+                        "(SELECT s.value FROM {table} s WHERE s.{owner} = {outer} AND s.key = "
+                    ));
+                    sql.bind_str(order.key.name.clone()).push(pick).push(")");
+                };
+                push_sub(sql);
+                sql.push(" IS NULL, ");
+                push_sub(sql);
+                sql.push(" ").push(dir);
+            }
+            KeyKind::Dataset => return Err(Error::invalid("Cannot order by dataset keys")),
+        }
+        Ok(())
+    }
+}
+
+/// Translates a SQL LIKE pattern to SQLite GLOB, escaping GLOB's own metacharacters.
+fn like_to_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '%' => out.push('*'),
+            '_' => out.push('?'),
+            '*' => out.push_str("[*]"),
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Appends ` AND <clause>` for each clause of `filter` (nothing for an empty filter).
+pub(crate) fn push_filter(spec: &SearchSpec, sql: &mut Sql, filter: Option<&str>) -> Result<()> {
+    let Some(filter) = filter.filter(|f| !f.trim().is_empty()) else {
+        return Ok(());
+    };
+    let parsed = parse_filter(spec.entity, filter)?;
+    push_parsed_filter(spec, sql, &parsed.clauses)
+}
+
+pub(crate) fn push_parsed_filter(spec: &SearchSpec, sql: &mut Sql, clauses: &[Comparison]) -> Result<()> {
+    for clause in clauses {
+        sql.push(" AND ");
+        spec.push_clause(sql, clause)?;
+    }
+    Ok(())
+}
+
+/// Appends `ORDER BY …` with the user's clauses first, then the entity's default order, then a
+/// unique tiebreaker so paging by offset is stable.
+pub(crate) fn push_order_by(spec: &SearchSpec, sql: &mut Sql, order_by: &[String]) -> Result<()> {
+    sql.push(" ORDER BY ");
+    let mut first = true;
+    for clause in order_by.iter().filter(|c| !c.trim().is_empty()) {
+        let parsed = parse_order_by(spec.entity, clause)?;
+        if !first {
+            sql.push(", ");
+        }
+        first = false;
+        spec.order_expression(sql, &parsed)?;
+    }
+    let defaults = match spec.entity {
+        SearchEntity::Runs => "r.start_time DESC, r.run_uuid ASC",
+        SearchEntity::Experiments => "e.creation_time DESC, e.experiment_id ASC",
+        SearchEntity::LoggedModels => "lm.creation_timestamp_ms DESC, lm.model_id ASC",
+        SearchEntity::RegisteredModels => "rm.name ASC",
+        SearchEntity::ModelVersions => "mv.name ASC, mv.version DESC",
+    };
+    if !first {
+        sql.push(", ");
+    }
+    sql.push(defaults);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_become_case_sensitive_globs() {
+        assert_eq!(like_to_glob("wf-%"), "wf-*");
+        assert_eq!(like_to_glob("a_c"), "a?c");
+        assert_eq!(like_to_glob("x*y?[z"), "x[*]y[?][[]z");
+    }
+}

@@ -1,0 +1,43 @@
+//! The one place where a domain [`Error`] becomes an HTTP answer in MLflow's error shape:
+//! `{"error_code": …, "message": …}` with the status its [`Code`] fixes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use mlox_core::{Code, Error};
+
+/// A handler error; every handler returns `Result<_, ApiError>`.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError(err)
+    }
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError(Error::new(code, message))
+    }
+}
+
+/// The JSON body MLflow servers answer errors with.
+pub fn error_body(err: &Error) -> serde_json::Value {
+    serde_json::json!({
+        "error_code": err.code.as_str(),
+        "message": err.message,
+    })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        if status.is_server_error() {
+            tracing::error!(code = %self.0.code, message = %self.0.message, "request failed");
+        }
+        (status, axum::Json(error_body(&self.0))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

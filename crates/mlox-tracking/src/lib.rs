@@ -1,0 +1,112 @@
+//! The MLflow REST surface of mlox: the tracking, registry and artifact-proxy routes under
+//! `/api/2.0/mlflow/…`, `/api/3.0/mlflow/…`, their `/ajax-api/` twins and
+//! `/api/2.0/mlflow-artifacts/…`. Handlers only parse requests, call a store or artifact
+//! repository and render answers; all rules live in `mlox-core` and the stores.
+
+pub mod artifacts;
+pub mod error;
+pub mod request;
+pub mod state;
+pub mod traces;
+pub mod tracking;
+
+pub use error::{ApiError, ApiResult};
+pub use state::{AppState, ServerSettings};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use mlox_core::Error;
+use serde_json::json;
+
+/// Every MLflow API route, under each prefix the client and the web UI use.
+pub fn router(state: AppState) -> Router {
+    use tracking::*;
+    let api: Router<AppState> = Router::new()
+        .route("/experiments/create", post(create_experiment))
+        .route("/experiments/get", get(get_experiment))
+        .route("/experiments/get-by-name", get(get_experiment_by_name))
+        .route("/experiments/search", get(search_experiments).post(search_experiments))
+        .route("/experiments/update", post(update_experiment))
+        .route("/experiments/delete", post(delete_experiment))
+        .route("/experiments/restore", post(restore_experiment))
+        .route("/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route("/experiments/delete-experiment-tag", post(delete_experiment_tag))
+        .route("/runs/create", post(create_run))
+        .route("/runs/get", get(get_run))
+        .route("/runs/update", post(update_run))
+        .route("/runs/delete", post(delete_run))
+        .route("/runs/restore", post(restore_run))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/runs/log-model", post(log_model_legacy))
+        .route("/runs/search", post(search_runs).get(search_runs))
+        .route("/metrics/get-history", get(get_metric_history))
+        .route("/metrics/get-history-bulk-interval", get(get_metric_history_bulk_interval))
+        .route("/logged-models", post(create_logged_model))
+        .route("/logged-models/search", post(search_logged_models))
+        .route(
+            "/logged-models/{model_id}",
+            get(get_logged_model).patch(finalize_logged_model).delete(delete_logged_model),
+        )
+        .route("/logged-models/{model_id}/tags", axum::routing::patch(set_logged_model_tags))
+        .route("/logged-models/{model_id}/tags/{tag_key}", axum::routing::delete(delete_logged_model_tag))
+        .route("/logged-models/{model_id}/params", post(log_logged_model_params))
+        .route("/traces", post(traces::start_trace))
+        .route("/traces/get", get(traces::get_trace))
+        .route("/traces/batchGet", get(traces::batch_get_traces))
+        .route("/traces/search", post(traces::search_traces).get(traces::search_traces))
+        .route("/traces/delete-traces", post(traces::delete_traces))
+        .route("/traces/{trace_id}", get(traces::get_trace_info))
+        .route(
+            "/traces/{trace_id}/tags",
+            axum::routing::patch(traces::set_trace_tag).delete(traces::delete_trace_tag),
+        )
+        .route("/traces/{trace_id}/assessments", post(traces::create_assessment))
+        .route("/server-info", get(server_info));
+
+    let mut app: Router<AppState> = Router::new();
+    for prefix in ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/3.0/mlflow"] {
+        app = app.nest(prefix, api.clone());
+    }
+    app.route("/health", get(health))
+        .route("/version", get(version))
+        .route("/v1/traces", post(traces::otlp_traces))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "OK"
+}
+
+async fn version(State(s): State<AppState>) -> String {
+    s.settings.api_version.clone()
+}
+
+async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "store_type": s.settings.store_type,
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": s.settings.serve_artifacts,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": { "gateway": false },
+    }))
+}
+
+async fn not_found(uri: Uri) -> impl IntoResponse {
+    let err = Error::not_found(format!("No API endpoint at '{}'.", uri.path()));
+    (StatusCode::NOT_FOUND, Json(error::error_body(&err)))
+}

@@ -1,0 +1,33 @@
+//! What every handler shares: the store and the server's view of its own configuration.
+
+use crate::error::ApiError;
+use mlox_core::Error;
+use mlox_store::SqlStore;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Whether `/api/2.0/mlflow-artifacts` is served (`--serve-artifacts`).
+    pub serve_artifacts: bool,
+    /// The version string `/version` answers; the MLflow client only enables some features
+    /// (OTLP trace export) for servers that report 3.4 or newer.
+    pub api_version: String,
+    pub store_type: String,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SqlStore,
+    pub settings: Arc<ServerSettings>,
+}
+
+/// Artifact locations chosen by clients must be URIs or absolute paths, never relative paths
+/// that would land wherever the server happens to run.
+pub fn validate_artifact_location(location: &str) -> Result<(), ApiError> {
+    if location.contains('\0') || location.split(['/', '\\']).any(|seg| seg == "..") {
+        return Err(ApiError(Error::invalid(format!(
+            "Invalid artifact location '{location}': it may not contain '..' segments."
+        ))));
+    }
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! Handlers for MLflow's TrackingService: experiments, runs, metrics, inputs/outputs, logged
+//! models. Each decodes its message, checks what MLflow's handler checks before the store is
+//! reached, calls the store, and renders MLflow's response shape.
+
+use crate::error::{ApiError, ApiResult};
+use crate::request::{Msg, de_opt_bool, de_string_list};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use mlox_core::entities::{
+    DatasetInput, KeyValue, LoggedModelStatus, Metric, ModelInput, ModelOutput, RunStatus, ViewType,
+};
+use mlox_core::wire::{de_opt_f64, de_opt_i64, de_opt_id};
+use mlox_core::{Error, validation};
+use mlox_store::{CreateRun, MetricHistoryRequest};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+type JsonResult = ApiResult<Json<Value>>;
+
+fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError(validation::missing_value(name)))
+}
+
+fn required_str(value: Option<String>, name: &str) -> Result<String, ApiError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError(validation::missing_value(name))),
+    }
+}
+
+fn parse_view(view: Option<String>) -> Result<ViewType, ApiError> {
+    match view {
+        None => Ok(ViewType::ActiveOnly),
+        Some(v) => ViewType::parse(&v)
+            .ok_or_else(|| ApiError(Error::invalid(format!("Invalid view type '{v}'. Expected one of ACTIVE_ONLY, DELETED_ONLY, ALL.")))),
+    }
+}
+
+fn ok() -> JsonResult {
+    Ok(Json(json!({})))
+}
+
+/// Either spelling of a run id; the client sends both.
+#[derive(Deserialize)]
+pub struct RunRef {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+}
+
+impl RunRef {
+    fn id(self) -> Result<String, ApiError> {
+        required_str(self.run_id.filter(|s| !s.is_empty()).or(self.run_uuid), "run_id")
+    }
+}
+
+// ---------------------------------------------------------------- experiments
+
+#[derive(Deserialize)]
+pub struct CreateExperimentMsg {
+    name: Option<String>,
+    artifact_location: Option<String>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn create_experiment(State(s): State<AppState>, Msg(m): Msg<CreateExperimentMsg>) -> JsonResult {
+    let name = required_str(m.name, "name")?;
+    if let Some(loc) = m.artifact_location.as_deref().filter(|l| !l.is_empty()) {
+        crate::state::validate_artifact_location(loc)?;
+    }
+    let id = s.store.create_experiment(&name, m.artifact_location.as_deref(), &m.tags).await?;
+    Ok(Json(json!({ "experiment_id": id })))
+}
+
+#[derive(Deserialize)]
+pub struct ExperimentIdMsg {
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+}
+
+pub async fn get_experiment(State(s): State<AppState>, Msg(m): Msg<ExperimentIdMsg>) -> JsonResult {
+    let id = required_str(m.experiment_id, "experiment_id")?;
+    let exp = s.store.get_experiment(&id).await?;
+    Ok(Json(json!({ "experiment": exp })))
+}
+
+#[derive(Deserialize)]
+pub struct ExperimentNameMsg {
+    experiment_name: Option<String>,
+}
+
+pub async fn get_experiment_by_name(State(s): State<AppState>, Msg(m): Msg<ExperimentNameMsg>) -> JsonResult {
+    let name = required_str(m.experiment_name, "experiment_name")?;
+    let exp = s.store.get_experiment_by_name(&name).await?;
+    Ok(Json(json!({ "experiment": exp })))
+}
+
+pub async fn delete_experiment(State(s): State<AppState>, Msg(m): Msg<ExperimentIdMsg>) -> JsonResult {
+    s.store.delete_experiment(&required_str(m.experiment_id, "experiment_id")?).await?;
+    ok()
+}
+
+pub async fn restore_experiment(State(s): State<AppState>, Msg(m): Msg<ExperimentIdMsg>) -> JsonResult {
+    s.store.restore_experiment(&required_str(m.experiment_id, "experiment_id")?).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct UpdateExperimentMsg {
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+    new_name: Option<String>,
+}
+
+pub async fn update_experiment(State(s): State<AppState>, Msg(m): Msg<UpdateExperimentMsg>) -> JsonResult {
+    let id = required_str(m.experiment_id, "experiment_id")?;
+    if let Some(name) = m.new_name.filter(|n| !n.is_empty()) {
+        s.store.rename_experiment(&id, &name).await?;
+    } else {
+        s.store.get_experiment(&id).await?;
+    }
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct ExperimentTagMsg {
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+    key: Option<String>,
+    value: Option<String>,
+}
+
+pub async fn set_experiment_tag(State(s): State<AppState>, Msg(m): Msg<ExperimentTagMsg>) -> JsonResult {
+    let id = required_str(m.experiment_id, "experiment_id")?;
+    let key = required_str(m.key, "key")?;
+    s.store.set_experiment_tag(&id, &KeyValue::new(key, m.value.unwrap_or_default())).await?;
+    ok()
+}
+
+pub async fn delete_experiment_tag(State(s): State<AppState>, Msg(m): Msg<ExperimentTagMsg>) -> JsonResult {
+    let id = required_str(m.experiment_id, "experiment_id")?;
+    let key = required_str(m.key, "key")?;
+    s.store.delete_experiment_tag(&id, &key).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct SearchExperimentsMsg {
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    page_token: Option<String>,
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    order_by: Vec<String>,
+    view_type: Option<String>,
+}
+
+pub async fn search_experiments(State(s): State<AppState>, Msg(m): Msg<SearchExperimentsMsg>) -> JsonResult {
+    let view = parse_view(m.view_type)?;
+    let page = s
+        .store
+        .search_experiments(view, m.filter.as_deref(), &m.order_by, m.max_results, m.page_token.as_deref())
+        .await?;
+    let mut body = json!({ "experiments": page.items });
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
+
+// ---------------------------------------------------------------- runs
+
+#[derive(Deserialize)]
+pub struct CreateRunMsg {
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_time: Option<i64>,
+    run_name: Option<String>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn create_run(State(s): State<AppState>, Msg(m): Msg<CreateRunMsg>) -> JsonResult {
+    let run = s
+        .store
+        .create_run(CreateRun {
+            experiment_id: m.experiment_id,
+            user_id: m.user_id,
+            start_time: m.start_time,
+            run_name: m.run_name,
+            tags: m.tags,
+        })
+        .await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+pub async fn get_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResult {
+    let run = s.store.get_run(&m.id()?).await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateRunMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    status: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_time: Option<i64>,
+    run_name: Option<String>,
+}
+
+pub async fn update_run(State(s): State<AppState>, Msg(m): Msg<UpdateRunMsg>) -> JsonResult {
+    let status = match m.status {
+        None => None,
+        Some(st) => Some(RunStatus::parse(&st).ok_or_else(|| {
+            ApiError(Error::invalid(format!("Invalid run status '{st}'. Expected one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED.")))
+        })?),
+    };
+    let info = s.store.update_run(&m.run.id()?, status, m.end_time, m.run_name).await?;
+    Ok(Json(json!({ "run_info": info })))
+}
+
+pub async fn delete_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResult {
+    s.store.delete_run(&m.id()?).await?;
+    ok()
+}
+
+pub async fn restore_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResult {
+    s.store.restore_run(&m.id()?).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct LogMetricMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_f64")]
+    value: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    step: Option<i64>,
+    model_id: Option<String>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
+}
+
+pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    let metric = Metric {
+        key: required_str(m.key, "key")?,
+        value: required(m.value, "value")?,
+        timestamp: required(m.timestamp, "timestamp")?,
+        step: m.step.unwrap_or(0),
+        model_id: m.model_id.filter(|s| !s.is_empty()),
+        dataset_name: m.dataset_name.filter(|s| !s.is_empty()),
+        dataset_digest: m.dataset_digest.filter(|s| !s.is_empty()),
+        run_id: None,
+    };
+    s.store.log_batch(&run_id, &[metric], &[], &[]).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct KeyValueMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    key: Option<String>,
+    value: Option<String>,
+}
+
+pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    let key = required_str(m.key, "key")?;
+    s.store.log_batch(&run_id, &[], &[KeyValue::new(key, m.value.unwrap_or_default())], &[]).await?;
+    ok()
+}
+
+pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    let key = required_str(m.key, "key")?;
+    s.store.log_batch(&run_id, &[], &[], &[KeyValue::new(key, m.value.unwrap_or_default())]).await?;
+    ok()
+}
+
+pub async fn delete_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    let key = required_str(m.key, "key")?;
+    s.store.delete_run_tag(&run_id, &key).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct LogBatchMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    metrics: Vec<Metric>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    s.store.log_batch(&run_id, &m.metrics, &m.params, &m.tags).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct LogInputsMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    datasets: Vec<DatasetInput>,
+    #[serde(default)]
+    models: Vec<ModelInput>,
+}
+
+pub async fn log_inputs(State(s): State<AppState>, Msg(m): Msg<LogInputsMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    s.store.log_inputs(&run_id, &m.datasets, &m.models).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct LogOutputsMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    models: Vec<ModelOutput>,
+}
+
+pub async fn log_outputs(State(s): State<AppState>, Msg(m): Msg<LogOutputsMsg>) -> JsonResult {
+    let run_id = m.run.id()?;
+    s.store.log_outputs(&run_id, &m.models).await?;
+    ok()
+}
+
+/// The pre-MLflow-3 `log-model` call only recorded a history tag; accept it so old clients work.
+pub async fn log_model_legacy(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResult {
+    s.store.get_run(&m.id()?).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct SearchRunsMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+    filter: Option<String>,
+    run_view_type: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    order_by: Vec<String>,
+    page_token: Option<String>,
+}
+
+pub async fn search_runs(State(s): State<AppState>, Msg(m): Msg<SearchRunsMsg>) -> JsonResult {
+    let view = parse_view(m.run_view_type)?;
+    let page = s
+        .store
+        .search_runs(&m.experiment_ids, m.filter.as_deref(), view, m.max_results, &m.order_by, m.page_token.as_deref())
+        .await?;
+    let mut body = json!({});
+    if !page.items.is_empty() {
+        body["runs"] = json!(page.items);
+    }
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+pub struct MetricHistoryMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    page_token: Option<String>,
+}
+
+pub async fn get_metric_history(State(s): State<AppState>, Msg(m): Msg<MetricHistoryMsg>) -> JsonResult {
+    let req = MetricHistoryRequest {
+        run_id: m.run.id()?,
+        metric_key: required_str(m.metric_key, "metric_key")?,
+        max_results: m.max_results,
+        page_token: m.page_token,
+    };
+    if let Some(max) = req.max_results {
+        if max < 1 {
+            return Err(ApiError(Error::invalid(format!("Invalid value {max} for parameter 'max_results': it must be positive."))));
+        }
+    }
+    let page = s.store.get_metric_history(&req).await?;
+    let mut body = json!({ "metrics": page.items });
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+pub struct BulkIntervalMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    run_ids: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+pub async fn get_metric_history_bulk_interval(State(s): State<AppState>, Msg(m): Msg<BulkIntervalMsg>) -> JsonResult {
+    let key = required_str(m.metric_key, "metric_key")?;
+    match (m.start_step, m.end_step) {
+        (Some(a), Some(b)) if a > b => {
+            return Err(ApiError(Error::invalid(format!(
+                "end_step must be greater than start_step. Found start_step={a} and end_step={b}."
+            ))));
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ApiError(Error::invalid("If either start step or end step are specified, both must be specified.")));
+        }
+        _ => {}
+    }
+    let metrics = s
+        .store
+        .get_metric_history_bulk_interval(&m.run_ids, &key, m.start_step, m.end_step, m.max_results.unwrap_or(mlox_store::MAX_RESULTS_PER_RUN))
+        .await?;
+    Ok(Json(json!({ "metrics": metrics })))
+}
+
+// ---------------------------------------------------------------- logged models
+
+#[derive(Deserialize)]
+pub struct CreateLoggedModelMsg {
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+    name: Option<String>,
+    model_type: Option<String>,
+    source_run_id: Option<String>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn create_logged_model(State(s): State<AppState>, Msg(m): Msg<CreateLoggedModelMsg>) -> JsonResult {
+    let experiment_id = required_str(m.experiment_id, "experiment_id")?;
+    let model = s
+        .store
+        .create_logged_model(&experiment_id, m.name.as_deref(), m.model_type.as_deref(), m.source_run_id.as_deref(), &m.params, &m.tags)
+        .await?;
+    Ok(Json(json!({ "model": model })))
+}
+
+pub async fn get_logged_model(State(s): State<AppState>, Path(model_id): Path<String>) -> JsonResult {
+    let model = s.store.get_logged_model(&model_id).await?;
+    Ok(Json(json!({ "model": model })))
+}
+
+#[derive(Deserialize)]
+pub struct FinalizeMsg {
+    status: Option<Value>,
+}
+
+pub async fn finalize_logged_model(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+    Msg(m): Msg<FinalizeMsg>,
+) -> JsonResult {
+    let status = match m.status {
+        Some(Value::String(st)) => LoggedModelStatus::parse(&st),
+        Some(Value::Number(n)) => LoggedModelStatus::parse(&n.to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError(validation::missing_value("status")))?;
+    let model = s.store.finalize_logged_model(&model_id, status).await?;
+    Ok(Json(json!({ "model": model })))
+}
+
+pub async fn delete_logged_model(State(s): State<AppState>, Path(model_id): Path<String>) -> JsonResult {
+    s.store.delete_logged_model(&model_id).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct ModelTagsMsg {
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn set_logged_model_tags(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+    Msg(m): Msg<ModelTagsMsg>,
+) -> JsonResult {
+    let model = s.store.set_logged_model_tags(&model_id, &m.tags).await?;
+    Ok(Json(json!({ "model": model })))
+}
+
+pub async fn delete_logged_model_tag(
+    State(s): State<AppState>,
+    Path((model_id, key)): Path<(String, String)>,
+) -> JsonResult {
+    s.store.delete_logged_model_tag(&model_id, &key).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct ModelParamsMsg {
+    #[serde(default)]
+    params: Vec<KeyValue>,
+}
+
+pub async fn log_logged_model_params(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+    Msg(m): Msg<ModelParamsMsg>,
+) -> JsonResult {
+    s.store.log_logged_model_params(&model_id, &m.params).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+pub struct ModelOrderMsg {
+    field_name: String,
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    ascending: Option<bool>,
+}
+
+#[derive(Deserialize)]
+pub struct SearchLoggedModelsMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    #[serde(default)]
+    order_by: Vec<ModelOrderMsg>,
+    page_token: Option<String>,
+}
+
+pub async fn search_logged_models(State(s): State<AppState>, Msg(m): Msg<SearchLoggedModelsMsg>) -> JsonResult {
+    let orders: Vec<mlox_store::LoggedModelOrder> = m
+        .order_by
+        .into_iter()
+        .map(|o| mlox_store::LoggedModelOrder { field_name: o.field_name, ascending: o.ascending.unwrap_or(true) })
+        .collect();
+    let page = s
+        .store
+        .search_logged_models(&m.experiment_ids, m.filter.as_deref(), m.max_results, &orders, m.page_token.as_deref())
+        .await?;
+    let mut body = json!({ "models": page.items });
+    if let Some(t) = page.next_page_token {
+        body["next_page_token"] = json!(t);
+    }
+    Ok(Json(body))
+}
