@@ -420,11 +420,12 @@ def main() -> int:
                    help="mlox processes sharing one backend store; load is spread over them")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per scenario")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per scenario")
+    p.add_argument("--duration", type=float, help="measured seconds per scenario (default 5)")
+    p.add_argument("--warmup", type=float, help="unmeasured seconds per scenario (default 1)")
     p.add_argument("--requests", type=int, help="cap on measured operations per scenario")
-    p.add_argument("--search-runs", type=int, default=10_000)
-    p.add_argument("--history-points", type=int, default=100_000)
+    p.add_argument("--search-runs", type=int, help="runs searched by search-runs (default 10000)")
+    p.add_argument("--history-points", type=int,
+                   help="points read back by get-history (default 100000)")
     p.add_argument("--quick", action="store_true",
                    help="small fixtures and short scenarios, for trying the setup out "
                         "(1000 runs, 10k points, 2 s); figures are not comparable to a full run")
@@ -436,9 +437,13 @@ def main() -> int:
                    help="idle seconds before the idle and end memory readings")
     p.add_argument("--keep-tmp", action="store_true", help="keep the stores and server logs")
     args = p.parse_args()
-    if args.quick:
-        args.search_runs, args.history_points = 1000, 10_000
-        args.duration, args.warmup = 2.0, 0.5
+    # --quick only changes what was not given explicitly.
+    defaults = ({"search_runs": 1000, "history_points": 10_000, "duration": 2.0, "warmup": 0.5}
+                if args.quick else
+                {"search_runs": 10_000, "history_points": 100_000, "duration": 5.0, "warmup": 1.0})
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:

@@ -1,6 +1,7 @@
 """Metrics, params and tags: step histories, batches, special float values."""
 
 import math
+import sys
 import time
 
 import pytest
@@ -51,9 +52,33 @@ def test_log_metrics_with_step_and_timestamp(experiment_id, client):
         mlflow.log_metrics({"a": 2.5, "b": -3.0}, step=4, timestamp=1_700_000_000_123)
     rid = run.info.run_id
     a = _history(client, rid, "a")
-    assert [(m.step, m.value) for m in a] == [(3, 1.5), (4, 2.5)]
-    assert a[1].timestamp == 1_700_000_000_123
+    # history is ordered by (timestamp, step, value): the explicit, older timestamp first
+    assert [(m.step, m.value) for m in a] == [(4, 2.5), (3, 1.5)]
+    assert a[0].timestamp == 1_700_000_000_123
+    assert a[1].timestamp > 1_700_000_000_123
     assert client.get_run(rid).data.metrics == {"a": 2.5, "b": -3.0}
+
+
+def test_metric_history_is_ordered_by_timestamp_then_step(experiment_id, client):
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("h", 3.0, 3000, 0),
+            Metric("h", 1.0, 1000, 9),
+            Metric("h", 2.5, 2000, 2),
+            Metric("h", 2.0, 2000, 1),
+        ],
+    )
+    hist = _history(client, run_id, "h")
+    assert [(m.timestamp, m.step, m.value) for m in hist] == [
+        (1000, 9, 1.0),
+        (2000, 1, 2.0),
+        (2000, 2, 2.5),
+        (3000, 0, 3.0),
+    ]
+    # "latest" is by step, then timestamp
+    assert client.get_run(run_id).data.metrics["h"] == 1.0
 
 
 def test_log_batch_many_metrics_params_tags(experiment_id, client):
@@ -95,6 +120,15 @@ def test_delete_tag(experiment_id, client):
     assert "k" not in client.get_run(run_id).data.tags
 
 
+def _same_float(got: float, sent: float) -> bool:
+    if math.isnan(sent):
+        return math.isnan(got)
+    if math.isinf(sent):
+        # MLflow's SQL store clamps +-inf to +-max double; keeping a true infinity is fine too
+        return got == sent or got == math.copysign(sys.float_info.max, sent)
+    return got == sent
+
+
 @pytest.mark.parametrize(
     "value",
     [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e308, -1e-308, 5e-324, 123456789.123456789],
@@ -107,10 +141,7 @@ def test_special_metric_values_round_trip(experiment_id, client, value):
     hist = _history(client, run.info.run_id, "v")
     assert len(hist) == 1
     for x in (got, hist[0].value):
-        if math.isnan(value):
-            assert math.isnan(x)
-        else:
-            assert x == value
+        assert _same_float(x, value), (x, value)
 
 
 def test_nan_and_inf_through_log_batch(experiment_id, client):
@@ -125,8 +156,9 @@ def test_nan_and_inf_through_log_batch(experiment_id, client):
     )
     m = client.get_run(run_id).data.metrics
     assert math.isnan(m["a"])
-    assert m["b"] == math.inf
-    assert m["c"] == -math.inf
+    assert _same_float(m["b"], math.inf), m["b"]
+    assert _same_float(m["c"], -math.inf), m["c"]
+    assert m["b"] > 1e308 and m["c"] < -1e308
 
 
 def test_negative_and_large_steps(experiment_id, client):

@@ -163,7 +163,11 @@ async fn run_scenario(
             let mut recorder = Recorder::default();
             loop {
                 let now = Instant::now();
-                if now >= deadline {
+                // An operation slower than the whole window (a long history read on a slow
+                // server) would otherwise leave the scenario without a single sample: every
+                // worker gets one measured operation even if it starts past the deadline.
+                let has_sample = !recorder.latencies_us.is_empty() || recorder.errors > 0;
+                if now >= deadline && has_sample {
                     break;
                 }
                 let measured = now >= measure_from;

@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use hyper::Method;
-use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::http::{Conn, Reply, Target, snippet};
@@ -374,7 +375,11 @@ async fn run_setup(
                 if i >= items {
                     return Ok::<_, anyhow::Error>(());
                 }
-                job.run(&mut conn, i).await?;
+                if let Err(e) = job.run(&mut conn, i).await {
+                    // Stop the other workers too: a broken setup is not worth finishing.
+                    next.fetch_max(items, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }));
     }
@@ -522,6 +527,15 @@ async fn check_search(conn: &mut Conn, experiment_id: &str, checks: &mut Checks)
     Ok(())
 }
 
+/// A history page, parsed only as far as counting points and finding the next token: building a
+/// full JSON tree of 25000 points would put the client's parsing time into the server's latency.
+#[derive(Deserialize)]
+struct HistoryPage {
+    #[serde(default)]
+    metrics: Vec<IgnoredAny>,
+    next_page_token: Option<String>,
+}
+
 pub struct HistoryRead {
     pub points: u64,
     pub pages: u64,
@@ -539,10 +553,18 @@ pub async fn read_history(conn: &mut Conn, run_id: &str, page_size: u64) -> Resu
         let path = history_path(run_id, page_size, token.as_deref());
         let reply = conn.send(Method::GET, &path, None).await?;
         read.pages += 1;
-        let page = reply.ok_json()?;
-        read.points += page["metrics"].as_array().map_or(0, |m| m.len() as u64);
-        match page["next_page_token"].as_str() {
-            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+        if !reply.status.is_success() {
+            bail!("status {}: {}", reply.status, snippet(&reply.body));
+        }
+        let page: HistoryPage = serde_json::from_slice(&reply.body).with_context(|| {
+            format!(
+                "get-history answered with a body that is not a page: {}",
+                snippet(&reply.body)
+            )
+        })?;
+        read.points += page.metrics.len() as u64;
+        match page.next_page_token {
+            Some(next) if !next.is_empty() => token = Some(next),
             _ => return Ok(read),
         }
     }
@@ -689,6 +711,18 @@ mod tests {
             .map(|m| m["step"].as_u64().unwrap())
             .collect();
         assert_eq!(steps, vec![1000, 1001, 1002]);
+    }
+
+    #[test]
+    fn history_pages_are_counted_without_a_tree() {
+        let page: HistoryPage = serde_json::from_str(
+            r#"{"metrics":[{"key":"loss","value":1.0,"timestamp":1,"step":0},{"key":"loss","value":0.5,"timestamp":2,"step":1}],"next_page_token":"eyJ"}"#,
+        )
+        .unwrap();
+        assert_eq!(page.metrics.len(), 2);
+        assert_eq!(page.next_page_token.as_deref(), Some("eyJ"));
+        let empty: HistoryPage = serde_json::from_str("{}").unwrap();
+        assert!(empty.metrics.is_empty() && empty.next_page_token.is_none());
     }
 
     #[test]

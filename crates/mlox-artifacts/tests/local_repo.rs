@@ -1,5 +1,8 @@
 //! Behaviour of the local-filesystem artifact repository through its public trait.
 
+// Helpers outside `#[test]` functions panic too; in a test that is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -73,6 +73,14 @@ struct ServerArgs {
     /// process with all cores.
     #[arg(long, short = 'w')]
     workers: Option<u32>,
+    /// Deliver webhooks to loopback and private-network addresses (development, tests).
+    /// `MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true` has the same effect.
+    #[arg(long, env = "MLOX_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES")]
+    webhooks_allow_private_addresses: bool,
+    /// Deliver webhooks over plain http as well as https. `MLFLOW_WEBHOOK_ALLOWED_SCHEMES`
+    /// listing `http` has the same effect.
+    #[arg(long, env = "MLOX_WEBHOOKS_ALLOW_HTTP")]
+    webhooks_allow_http: bool,
     /// Database connections for reads.
     #[arg(long, default_value_t = 8, env = "MLOX_DB_CONNECTIONS")]
     db_connections: u32,
@@ -109,7 +117,17 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await
     .map_err(|e| anyhow::anyhow!(e.message))?;
+    let webhooks = mlox_webhooks::DispatcherConfig {
+        allow_private_addresses: args.webhooks_allow_private_addresses
+            || env_flag("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"),
+        allow_http: args.webhooks_allow_http
+            || std::env::var("MLFLOW_WEBHOOK_ALLOWED_SCHEMES")
+                .is_ok_and(|v| v.split(',').any(|s| s.trim().eq_ignore_ascii_case("http"))),
+        ..Default::default()
+    };
+    let _dispatcher = mlox_webhooks::spawn_dispatcher(store.clone(), webhooks.clone());
     let settings = ServerSettings {
+        webhook_policy: webhooks.policy(),
         serve_artifacts,
         api_version: MLFLOW_API_VERSION.to_string(),
         store_type: "SqlStore".to_string(),
@@ -140,6 +158,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     );
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 async fn shutdown_signal() {

@@ -40,6 +40,14 @@ pub fn missing_value(path: &str) -> Error {
     Error::invalid(format!("Missing value for required parameter '{path}'."))
 }
 
+/// A required field absent from an API request, worded as MLflow's request validation does.
+pub fn missing_request_parameter(path: &str) -> Error {
+    Error::invalid(format!(
+        "Missing value for required parameter '{path}'. See the API docs for more information \
+         about request parameters."
+    ))
+}
+
 fn exceeds_maximum_length(path: &str, limit: usize) -> Error {
     Error::invalid(format!(
         "'{path}' exceeds the maximum length of {limit} characters"

@@ -31,13 +31,17 @@ pub struct SqlStore {
     pub(crate) write: AnyPool,
     pub(crate) dialect: Dialect,
     pub(crate) artifact_root: String,
+    /// Woken whenever a registry change queues a webhook event.
+    pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "tracking", include_str!("../migrations/0001_tracking.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tracking", include_str!("../migrations/0001_tracking.sql")),
+    (2, "registry", include_str!("../migrations/0002_registry.sql")),
+];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err {
@@ -123,10 +127,21 @@ impl SqlStore {
                 Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
             })?
         };
-        let store = SqlStore { read, write, dialect, artifact_root: options.default_artifact_root };
+        let store = SqlStore {
+            read,
+            write,
+            dialect,
+            artifact_root: options.default_artifact_root,
+            outbox_signal: Default::default(),
+        };
         store.migrate().await?;
         store.ensure_default_experiment().await?;
         Ok(store)
+    }
+
+    /// Notified when webhook events are queued by this process.
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
     }
 
     pub fn dialect(&self) -> Dialect {

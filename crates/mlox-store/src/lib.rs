@@ -10,10 +10,17 @@
 mod db;
 mod experiments;
 mod logged_models;
+mod registry;
 mod runs;
 mod search;
 mod traces;
+mod webhooks;
 
 pub use db::{Dialect, SqlStore, StoreOptions};
 pub use logged_models::LoggedModelOrder;
+pub use registry::{NewModelVersion, parse_version};
 pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryOutcome, DeliveryRecord, NewWebhook, WEBHOOK_EVENTS, Webhook,
+    WebhookEvent, WebhookStatus, WebhookUpdate,
+};

@@ -234,14 +234,6 @@ impl SqlStore {
         };
         Ok(Page { items: self.assemble_models(infos).await?, next_page_token })
     }
-
-    /// Registry versions that point at these logged models; empty until the registry exists.
-    async fn registrations_for_models(
-        &self,
-        _ids: &[String],
-    ) -> Result<HashMap<String, Vec<mlox_core::entities::ModelRegistration>>> {
-        Ok(HashMap::new())
-    }
 }
 
 async fn upsert_kv(

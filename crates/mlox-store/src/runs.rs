@@ -22,6 +22,12 @@ pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
 const ROWS_PER_INSERT: usize = 400;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Single,
+    Batch,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct CreateRun {
     pub experiment_id: Option<String>,
@@ -361,8 +367,7 @@ impl SqlStore {
         self.set_run_stage(run_id, LifecycleStage::Active).await
     }
 
-    /// Logs metrics, params and tags atomically; the one write path behind log-metric,
-    /// log-parameter, set-tag and log-batch.
+    /// Logs metrics, params and tags atomically.
     pub async fn log_batch(
         &self,
         run_id: &str,
@@ -370,27 +375,56 @@ impl SqlStore {
         params: &[KeyValue],
         tags: &[KeyValue],
     ) -> Result<()> {
-        validate_run_id(run_id)?;
         validation::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
         validation::validate_param_keys_unique(params)?;
+        self.log_entities(run_id, metrics, params, tags, Shape::Batch).await
+    }
+
+    pub async fn log_metric(&self, run_id: &str, metric: &Metric) -> Result<()> {
+        self.log_entities(run_id, std::slice::from_ref(metric), &[], &[], Shape::Single).await
+    }
+
+    pub async fn log_param(&self, run_id: &str, param: &KeyValue) -> Result<()> {
+        self.log_entities(run_id, &[], std::slice::from_ref(param), &[], Shape::Single).await
+    }
+
+    pub async fn set_tag(&self, run_id: &str, tag: &KeyValue) -> Result<()> {
+        self.log_entities(run_id, &[], &[], std::slice::from_ref(tag), Shape::Single).await
+    }
+
+    /// The one write path behind log-metric, log-parameter, set-tag and log-batch; `shape`
+    /// only decides how errors name the offending field, as MLflow's messages differ.
+    async fn log_entities(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+        shape: Shape,
+    ) -> Result<()> {
+        validate_run_id(run_id)?;
+        let path = |field: &str, i: usize| match shape {
+            Shape::Batch => format!("{field}[{i}]"),
+            Shape::Single => String::new(),
+        };
         for (i, m) in metrics.iter().enumerate() {
-            validation::validate_metric(m, &format!("metrics[{i}]"))?;
+            validation::validate_metric(m, &path("metrics", i))?;
         }
         let params: Vec<KeyValue> = params
             .iter()
             .enumerate()
-            .map(|(i, p)| validation::validate_param(p, &format!("params[{i}]")))
+            .map(|(i, p)| validation::validate_param(p, &path("params", i)))
             .collect::<Result<_>>()?;
         let tags: Vec<KeyValue> = tags
             .iter()
             .enumerate()
-            .map(|(i, t)| validation::validate_run_tag(t, &format!("tags[{i}]")))
+            .map(|(i, t)| validation::validate_run_tag(t, &path("tags", i)))
             .collect::<Result<_>>()?;
 
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let info = self.lock_active_run(&mut tx, run_id).await?;
         if !params.is_empty() {
-            self.insert_params(&mut tx, run_id, &params).await?;
+            self.insert_params(&mut tx, run_id, &params, shape).await?;
         }
         if !tags.is_empty() {
             upsert_tags(&mut tx, run_id, &tags).await?;
@@ -416,6 +450,7 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
         params: &[KeyValue],
+        shape: Shape,
     ) -> Result<()> {
         let mut existing: HashMap<String, String> = HashMap::new();
         for chunk in params.chunks(ROWS_PER_INSERT) {
@@ -437,6 +472,14 @@ impl SqlStore {
                 })
             })
             .collect();
+        if let (Shape::Single, Some(p)) = (shape, params.first()) {
+            if let Some(old) = existing.get(&p.key).filter(|old| **old != p.value) {
+                return Err(Error::invalid(format!(
+                    "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                    p.key, old, p.value
+                )));
+            }
+        }
         if !conflicts.is_empty() {
             return Err(Error::invalid(format!(
                 "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",

@@ -70,18 +70,18 @@ impl SearchSpec {
         Ok(col)
     }
 
-    /// `(table, owner column, outer id expression)` for the key/value side tables.
-    fn side_table(&self, kind: KeyKind) -> Result<(&'static str, &'static str, &'static str)> {
+    /// `(table, join condition)` for the key/value side tables, aliased `s`.
+    fn side_table(&self, kind: KeyKind) -> Result<(&'static str, &'static str)> {
         let t = match (self.entity, kind) {
-            (SearchEntity::Runs, KeyKind::Metric) => ("latest_metrics", "run_uuid", "r.run_uuid"),
-            (SearchEntity::Runs, KeyKind::Param) => ("params", "run_uuid", "r.run_uuid"),
-            (SearchEntity::Runs, KeyKind::Tag) => ("tags", "run_uuid", "r.run_uuid"),
-            (SearchEntity::Experiments, KeyKind::Tag) => ("experiment_tags", "experiment_id", "e.experiment_id"),
-            (SearchEntity::LoggedModels, KeyKind::Metric) => ("logged_model_metrics", "model_id", "lm.model_id"),
-            (SearchEntity::LoggedModels, KeyKind::Param) => ("logged_model_params", "model_id", "lm.model_id"),
-            (SearchEntity::LoggedModels, KeyKind::Tag) => ("logged_model_tags", "model_id", "lm.model_id"),
-            (SearchEntity::RegisteredModels, KeyKind::Tag) => ("registered_model_tags", "name", "rm.name"),
-            (SearchEntity::ModelVersions, KeyKind::Tag) => ("model_version_tags", "name", "mv.name"),
+            (SearchEntity::Runs, KeyKind::Metric) => ("latest_metrics", "s.run_uuid = r.run_uuid"),
+            (SearchEntity::Runs, KeyKind::Param) => ("params", "s.run_uuid = r.run_uuid"),
+            (SearchEntity::Runs, KeyKind::Tag) => ("tags", "s.run_uuid = r.run_uuid"),
+            (SearchEntity::Experiments, KeyKind::Tag) => ("experiment_tags", "s.experiment_id = e.experiment_id"),
+            (SearchEntity::LoggedModels, KeyKind::Metric) => ("logged_model_metrics", "s.model_id = lm.model_id"),
+            (SearchEntity::LoggedModels, KeyKind::Param) => ("logged_model_params", "s.model_id = lm.model_id"),
+            (SearchEntity::LoggedModels, KeyKind::Tag) => ("logged_model_tags", "s.model_id = lm.model_id"),
+            (SearchEntity::RegisteredModels, KeyKind::Tag) => ("registered_model_tags", "s.name = rm.name"),
+            (SearchEntity::ModelVersions, KeyKind::Tag) => ("model_version_tags", "s.name = mv.name AND s.version = mv.version"),
             _ => return Err(Error::invalid(format!("Invalid search key type {kind:?} for this search."))),
         };
         Ok(t)
@@ -193,19 +193,29 @@ impl SearchSpec {
                 self.push_comparison(sql, expr, c.op, &c.value, numeric)
             }
             KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
-                let (table, owner, outer) = self.side_table(c.key.kind)?;
+                let (table, join) = self.side_table(c.key.kind)?;
                 let numeric = c.key.kind == KeyKind::Metric;
                 let key_col = "s.key";
                 match c.op {
                     // A missing tag or param "is null"; one that exists is "not null".
                     Op::IsNull | Op::IsNotNull => {
                         sql.push(if c.op == Op::IsNull { "NOT EXISTS (" } else { "EXISTS (" });
-                        sql.push(&format!("SELECT 1 FROM {table} s WHERE s.{owner} = {outer} AND {key_col} = "));
+                        sql.push(&format!("SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
                         sql.bind_str(c.key.name.clone()).push(")");
                         Ok(())
                     }
+                    // The registry treats a missing tag as "not equal": the client appends
+                    // `tag.mlflow.prompt.is_prompt != 'true'` to every search, which must keep
+                    // models that have no such tag.
+                    Op::Ne if matches!(self.entity, SearchEntity::RegisteredModels | SearchEntity::ModelVersions) => {
+                        sql.push(&format!("NOT EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
+                        sql.bind_str(c.key.name.clone()).push(" AND ");
+                        self.push_comparison(sql, "s.value", Op::Eq, &c.value, false)?;
+                        sql.push(")");
+                        Ok(())
+                    }
                     _ => {
-                        sql.push(&format!("EXISTS (SELECT 1 FROM {table} s WHERE s.{owner} = {outer} AND {key_col} = "));
+                        sql.push(&format!("EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
                         sql.bind_str(c.key.name.clone()).push(" AND ");
                         if numeric {
                             sql.push("s.is_nan = 0 AND ");
@@ -248,7 +258,7 @@ impl SearchSpec {
                 sql.push(&format!("{expr} IS NULL, {expr} {dir}"));
             }
             KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
-                let (table, owner, outer) = self.side_table(order.key.kind)?;
+                let (table, join) = self.side_table(order.key.kind)?;
                 let pick = if order.key.kind == KeyKind::Metric && self.entity == SearchEntity::LoggedModels {
                     // A logged model may carry several points per metric; order by the newest.
                     " ORDER BY s.step DESC, s.timestamp DESC LIMIT 1"
@@ -257,7 +267,7 @@ impl SearchSpec {
                 };
                 let push_sub = |sql: &mut Sql| {
                     sql.push(&format!(
-                        "(SELECT s.value FROM {table} s WHERE s.{owner} = {outer} AND s.key = "
+                        "(SELECT s.value FROM {table} s WHERE {join} AND s.key = "
                     ));
                     sql.bind_str(order.key.name.clone()).push(pick).push(")");
                 };

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection, RawPathParamsRejection};
-use axum::extract::{OriginalUri, Query, RawPathParams, State};
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
+use axum::extract::{OriginalUri, RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -28,7 +28,7 @@ use mlox_artifacts::{
     MAX_MULTIPART_PARTS, content_type_for,
 };
 use mlox_core::Error;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -109,24 +109,37 @@ fn empty_json() -> axum::Json<Value> {
     axum::Json(json!({}))
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    path: Option<String>,
+/// The value of `name` in a query string, decoded as forms are (`+` is a space). Decoding is
+/// strict: invalid UTF-8 is refused rather than replaced, so what the client sent is what gets
+/// validated. A repeated parameter keeps its first value, as Flask's `args.get` does.
+fn query_param(query: Option<&str>, name: &str) -> ApiResult<Option<String>> {
+    for pair in query.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if form_decode(key)?.as_deref() != Some(name) {
+            continue;
+        }
+        return form_decode(value);
+    }
+    Ok(None)
+}
+
+fn form_decode(text: &str) -> ApiResult<Option<String>> {
+    let spaced = text.replace('+', " ");
+    match percent_decode_str(&spaced).decode_utf8() {
+        Ok(decoded) => Ok(Some(decoded.into_owned())),
+        Err(_) => Err(ApiError(Error::invalid("Invalid query string"))),
+    }
 }
 
 async fn list(
     State(state): State<ArtifactsState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<axum::Json<Value>> {
-    let Query(query) = query.map_err(|e| {
-        ApiError(Error::invalid(format!(
-            "Invalid query string: {}",
-            e.body_text()
-        )))
-    })?;
-    let path = match query.path.as_deref() {
-        Some(raw) => ArtifactPath::parse(raw)?,
-        None => ArtifactPath::root(),
+    let path = match query_param(query.as_deref(), "path") {
+        Ok(Some(raw)) => ArtifactPath::parse(&raw)?,
+        Ok(None) => ArtifactPath::root(),
+        // The only thing that can be wrong with the query is the path in it.
+        Err(_) => return Err(invalid_path()),
     };
     let files = state.repo.list(&path).await?;
     // MLflow omits empty repeated fields; the client reads `{}` as "a file or nothing".
@@ -375,31 +388,19 @@ fn part_url_base(
     Ok(format!("{scheme}://{host}{prefix}"))
 }
 
-#[derive(Deserialize)]
-struct PartQuery {
-    upload_id: Option<String>,
-    part_number: Option<String>,
-}
-
 async fn upload_part(
     State(state): State<ArtifactsState>,
     params: Result<RawPathParams, RawPathParamsRejection>,
-    query: Result<Query<PartQuery>, QueryRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let path = captured_path(params)?;
-    let Query(query) = query.map_err(|e| {
-        ApiError(Error::invalid(format!(
-            "Invalid query string: {}",
-            e.body_text()
-        )))
-    })?;
-    let upload_id = query
-        .upload_id
+    let upload_id = query_param(query.as_deref(), "upload_id")?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| missing("upload_id"))?;
-    let part_number = query.part_number.ok_or_else(|| missing("part_number"))?;
+    let part_number =
+        query_param(query.as_deref(), "part_number")?.ok_or_else(|| missing("part_number"))?;
     let part_number = u32::try_from(int_like(&Value::String(part_number), "part_number")?)
         .map_err(|_| ApiError(Error::invalid("part_number is out of range")))?;
     let stream = body_stream(&headers, body, state.config.max_upload_bytes)?;

@@ -5,10 +5,12 @@
 
 pub mod artifacts;
 pub mod error;
+pub mod registry;
 pub mod request;
 pub mod state;
 pub mod traces;
 pub mod tracking;
+pub mod webhooks;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, ServerSettings};
@@ -29,12 +31,18 @@ pub fn router(state: AppState) -> Router {
         .route("/experiments/create", post(create_experiment))
         .route("/experiments/get", get(get_experiment))
         .route("/experiments/get-by-name", get(get_experiment_by_name))
-        .route("/experiments/search", get(search_experiments).post(search_experiments))
+        .route(
+            "/experiments/search",
+            get(search_experiments).post(search_experiments),
+        )
         .route("/experiments/update", post(update_experiment))
         .route("/experiments/delete", post(delete_experiment))
         .route("/experiments/restore", post(restore_experiment))
         .route("/experiments/set-experiment-tag", post(set_experiment_tag))
-        .route("/experiments/delete-experiment-tag", post(delete_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
         .route("/runs/create", post(create_run))
         .route("/runs/get", get(get_run))
         .route("/runs/update", post(update_run))
@@ -50,31 +58,58 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/log-model", post(log_model_legacy))
         .route("/runs/search", post(search_runs).get(search_runs))
         .route("/metrics/get-history", get(get_metric_history))
-        .route("/metrics/get-history-bulk-interval", get(get_metric_history_bulk_interval))
+        .route(
+            "/metrics/get-history-bulk-interval",
+            get(get_metric_history_bulk_interval),
+        )
         .route("/logged-models", post(create_logged_model))
         .route("/logged-models/search", post(search_logged_models))
         .route(
             "/logged-models/{model_id}",
-            get(get_logged_model).patch(finalize_logged_model).delete(delete_logged_model),
+            get(get_logged_model)
+                .patch(finalize_logged_model)
+                .delete(delete_logged_model),
         )
-        .route("/logged-models/{model_id}/tags", axum::routing::patch(set_logged_model_tags))
-        .route("/logged-models/{model_id}/tags/{tag_key}", axum::routing::delete(delete_logged_model_tag))
-        .route("/logged-models/{model_id}/params", post(log_logged_model_params))
+        .route(
+            "/logged-models/{model_id}/tags",
+            axum::routing::patch(set_logged_model_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{tag_key}",
+            axum::routing::delete(delete_logged_model_tag),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(log_logged_model_params),
+        )
         .route("/traces", post(traces::start_trace))
         .route("/traces/get", get(traces::get_trace))
         .route("/traces/batchGet", get(traces::batch_get_traces))
-        .route("/traces/search", post(traces::search_traces).get(traces::search_traces))
+        .route(
+            "/traces/search",
+            post(traces::search_traces).get(traces::search_traces),
+        )
         .route("/traces/delete-traces", post(traces::delete_traces))
         .route("/traces/{trace_id}", get(traces::get_trace_info))
         .route(
             "/traces/{trace_id}/tags",
             axum::routing::patch(traces::set_trace_tag).delete(traces::delete_trace_tag),
         )
-        .route("/traces/{trace_id}/assessments", post(traces::create_assessment))
-        .route("/server-info", get(server_info));
+        .route(
+            "/traces/{trace_id}/assessments",
+            post(traces::create_assessment),
+        )
+        .route("/server-info", get(server_info))
+        .merge(registry_routes())
+        .merge(webhooks::routes());
 
     let mut app: Router<AppState> = Router::new();
-    for prefix in ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow", "/api/3.0/mlflow", "/ajax-api/3.0/mlflow"] {
+    for prefix in [
+        "/api/2.0/mlflow",
+        "/ajax-api/2.0/mlflow",
+        "/api/3.0/mlflow",
+        "/ajax-api/3.0/mlflow",
+    ] {
         app = app.nest(prefix, api.clone());
     }
     app.route("/health", get(health))
@@ -83,6 +118,31 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))
         .with_state(state)
+}
+
+fn registry_routes() -> Router<AppState> {
+    use axum::routing::{delete, patch};
+    use registry::*;
+    Router::new()
+        .route("/registered-models/create", post(create_registered_model))
+        .route("/registered-models/get", get(get_registered_model))
+        .route("/registered-models/rename", post(rename_registered_model))
+        .route("/registered-models/update", patch(update_registered_model))
+        .route("/registered-models/delete", delete(delete_registered_model))
+        .route("/registered-models/search", get(search_registered_models).post(search_registered_models))
+        .route("/registered-models/get-latest-versions", post(get_latest_versions).get(get_latest_versions))
+        .route("/registered-models/set-tag", post(set_registered_model_tag))
+        .route("/registered-models/delete-tag", delete(delete_registered_model_tag))
+        .route("/registered-models/alias", post(set_alias).delete(delete_alias).get(get_by_alias))
+        .route("/model-versions/create", post(create_model_version))
+        .route("/model-versions/get", get(get_model_version))
+        .route("/model-versions/update", patch(update_model_version))
+        .route("/model-versions/delete", delete(delete_model_version))
+        .route("/model-versions/search", get(search_model_versions).post(search_model_versions))
+        .route("/model-versions/transition-stage", post(transition_stage))
+        .route("/model-versions/get-download-uri", get(get_download_uri))
+        .route("/model-versions/set-tag", post(set_model_version_tag))
+        .route("/model-versions/delete-tag", delete(delete_model_version_tag))
 }
 
 async fn health() -> &'static str {
@@ -98,7 +158,7 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
         "store_type": s.settings.store_type,
         "workspaces_enabled": false,
         "trace_archival_enabled": false,
-        "multipart_uploads_enabled": s.settings.serve_artifacts,
+        "multipart_uploads_enabled": false,
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,

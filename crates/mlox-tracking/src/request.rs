@@ -81,7 +81,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
             })?
         };
         if !value.is_object() {
-            return Err(ApiError(Error::invalid("The request body must be a JSON object.")));
+            return Err(ApiError(Error::invalid(
+                "The request body must be a JSON object.",
+            )));
         }
         decode_value(value).map(Msg)
     }
@@ -94,7 +96,9 @@ pub fn de_string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Stri
     let as_string = |v: Value| match v {
         Value::String(s) => Ok(s),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!("expected a string, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string, got {other}"
+        ))),
     };
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -112,9 +116,13 @@ pub fn de_opt_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool
         Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
             "true" | "1" => Ok(Some(true)),
             "false" | "0" => Ok(Some(false)),
-            _ => Err(serde::de::Error::custom(format!("expected a boolean, got '{s}'"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a boolean, got '{s}'"
+            ))),
         },
-        Some(other) => Err(serde::de::Error::custom(format!("expected a boolean, got {other}"))),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a boolean, got {other}"
+        ))),
     }
 }
 

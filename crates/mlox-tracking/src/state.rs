@@ -13,6 +13,8 @@ pub struct ServerSettings {
     /// (OTLP trace export) for servers that report 3.4 or newer.
     pub api_version: String,
     pub store_type: String,
+    /// What webhook URLs may target (`--webhooks-allow-private-addresses`, http allowance).
+    pub webhook_policy: mlox_webhooks::UrlPolicy,
 }
 
 #[derive(Clone)]

@@ -22,7 +22,11 @@ pub async fn start_trace(State(s): State<AppState>, Msg(m): Msg<StartTraceMsg>) 
     let info = m
         .trace
         .and_then(|t| t.get("trace_info").cloned())
-        .ok_or_else(|| ApiError(Error::invalid("Missing value for required parameter 'trace.trace_info'.")))?;
+        .ok_or_else(|| {
+            ApiError(Error::invalid(
+                "Missing value for required parameter 'trace.trace_info'.",
+            ))
+        })?;
     let info = s.store.start_trace(info).await?;
     Ok(Json(json!({ "trace": { "trace_info": info } })))
 }
@@ -40,9 +44,13 @@ pub struct GetTraceMsg {
 /// The full trace; spans are served when the artifact store holds them, otherwise the trace
 /// comes back with its info only (MLflow's `allow_partial`).
 pub async fn get_trace(State(s): State<AppState>, Msg(m): Msg<GetTraceMsg>) -> JsonResult {
-    let trace_id = m.trace_id.ok_or_else(|| ApiError(mlox_core::validation::missing_value("trace_id")))?;
+    let trace_id = m
+        .trace_id
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("trace_id")))?;
     let info = s.store.get_trace_info(&trace_id).await?;
-    Ok(Json(json!({ "trace": { "trace_info": info, "spans": [] } })))
+    Ok(Json(
+        json!({ "trace": { "trace_info": info, "spans": [] } }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -76,11 +84,18 @@ pub async fn search_traces(State(s): State<AppState>, Msg(m): Msg<SearchTracesMs
     let mut ids = m.experiment_ids;
     for loc in &m.locations {
         if let Some(id) = loc.pointer("/mlflow_experiment/experiment_id") {
-            ids.push(id.as_str().map(str::to_string).unwrap_or_else(|| id.to_string()));
+            ids.push(
+                id.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| id.to_string()),
+            );
         }
     }
     let max = m.max_results.unwrap_or(100).clamp(1, 1000);
-    let (traces, next) = s.store.search_traces(&ids, max, m.page_token.as_deref()).await?;
+    let (traces, next) = s
+        .store
+        .search_traces(&ids, max, m.page_token.as_deref())
+        .await?;
     let mut body = json!({ "traces": traces });
     if let Some(t) = next {
         body["next_page_token"] = json!(t);
@@ -94,14 +109,28 @@ pub struct TraceTagMsg {
     value: Option<String>,
 }
 
-pub async fn set_trace_tag(State(s): State<AppState>, Path(trace_id): Path<String>, Msg(m): Msg<TraceTagMsg>) -> JsonResult {
-    let key = m.key.ok_or_else(|| ApiError(mlox_core::validation::missing_value("key")))?;
-    s.store.set_trace_tag(&trace_id, &key, &m.value.unwrap_or_default()).await?;
+pub async fn set_trace_tag(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+    Msg(m): Msg<TraceTagMsg>,
+) -> JsonResult {
+    let key = m
+        .key
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("key")))?;
+    s.store
+        .set_trace_tag(&trace_id, &key, &m.value.unwrap_or_default())
+        .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn delete_trace_tag(State(s): State<AppState>, Path(trace_id): Path<String>, Msg(m): Msg<TraceTagMsg>) -> JsonResult {
-    let key = m.key.ok_or_else(|| ApiError(mlox_core::validation::missing_value("key")))?;
+pub async fn delete_trace_tag(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+    Msg(m): Msg<TraceTagMsg>,
+) -> JsonResult {
+    let key = m
+        .key
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("key")))?;
     s.store.delete_trace_tag(&trace_id, &key).await?;
     Ok(Json(json!({})))
 }
@@ -111,8 +140,14 @@ pub struct AssessmentMsg {
     assessment: Option<Value>,
 }
 
-pub async fn create_assessment(State(s): State<AppState>, Path(trace_id): Path<String>, Msg(m): Msg<AssessmentMsg>) -> JsonResult {
-    let body = m.assessment.ok_or_else(|| ApiError(mlox_core::validation::missing_value("assessment")))?;
+pub async fn create_assessment(
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+    Msg(m): Msg<AssessmentMsg>,
+) -> JsonResult {
+    let body = m
+        .assessment
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("assessment")))?;
     let a = s.store.create_assessment(&trace_id, body).await?;
     Ok(Json(json!({ "assessment": a })))
 }
@@ -128,7 +163,9 @@ pub struct DeleteTracesMsg {
 }
 
 pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMsg>) -> JsonResult {
-    let exp = m.experiment_id.ok_or_else(|| ApiError(mlox_core::validation::missing_value("experiment_id")))?;
+    let exp = m
+        .experiment_id
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("experiment_id")))?;
     let mut ids = m.request_ids;
     ids.extend(m.trace_ids);
     let n = s.store.delete_traces(&exp, &ids).await?;

@@ -19,21 +19,24 @@ use serde_json::{Value, json};
 type JsonResult = ApiResult<Json<Value>>;
 
 fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError(validation::missing_value(name)))
+    value.ok_or_else(|| ApiError(validation::missing_request_parameter(name)))
 }
 
 fn required_str(value: Option<String>, name: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ApiError(validation::missing_value(name))),
+        _ => Err(ApiError(validation::missing_request_parameter(name))),
     }
 }
 
 fn parse_view(view: Option<String>) -> Result<ViewType, ApiError> {
     match view {
         None => Ok(ViewType::ActiveOnly),
-        Some(v) => ViewType::parse(&v)
-            .ok_or_else(|| ApiError(Error::invalid(format!("Invalid view type '{v}'. Expected one of ACTIVE_ONLY, DELETED_ONLY, ALL.")))),
+        Some(v) => ViewType::parse(&v).ok_or_else(|| {
+            ApiError(Error::invalid(format!(
+                "Invalid view type '{v}'. Expected one of ACTIVE_ONLY, DELETED_ONLY, ALL."
+            )))
+        }),
     }
 }
 
@@ -50,7 +53,10 @@ pub struct RunRef {
 
 impl RunRef {
     fn id(self) -> Result<String, ApiError> {
-        required_str(self.run_id.filter(|s| !s.is_empty()).or(self.run_uuid), "run_id")
+        required_str(
+            self.run_id.filter(|s| !s.is_empty()).or(self.run_uuid),
+            "run_id",
+        )
     }
 }
 
@@ -64,12 +70,18 @@ pub struct CreateExperimentMsg {
     tags: Vec<KeyValue>,
 }
 
-pub async fn create_experiment(State(s): State<AppState>, Msg(m): Msg<CreateExperimentMsg>) -> JsonResult {
+pub async fn create_experiment(
+    State(s): State<AppState>,
+    Msg(m): Msg<CreateExperimentMsg>,
+) -> JsonResult {
     let name = required_str(m.name, "name")?;
     if let Some(loc) = m.artifact_location.as_deref().filter(|l| !l.is_empty()) {
         crate::state::validate_artifact_location(loc)?;
     }
-    let id = s.store.create_experiment(&name, m.artifact_location.as_deref(), &m.tags).await?;
+    let id = s
+        .store
+        .create_experiment(&name, m.artifact_location.as_deref(), &m.tags)
+        .await?;
     Ok(Json(json!({ "experiment_id": id })))
 }
 
@@ -90,19 +102,32 @@ pub struct ExperimentNameMsg {
     experiment_name: Option<String>,
 }
 
-pub async fn get_experiment_by_name(State(s): State<AppState>, Msg(m): Msg<ExperimentNameMsg>) -> JsonResult {
+pub async fn get_experiment_by_name(
+    State(s): State<AppState>,
+    Msg(m): Msg<ExperimentNameMsg>,
+) -> JsonResult {
     let name = required_str(m.experiment_name, "experiment_name")?;
     let exp = s.store.get_experiment_by_name(&name).await?;
     Ok(Json(json!({ "experiment": exp })))
 }
 
-pub async fn delete_experiment(State(s): State<AppState>, Msg(m): Msg<ExperimentIdMsg>) -> JsonResult {
-    s.store.delete_experiment(&required_str(m.experiment_id, "experiment_id")?).await?;
+pub async fn delete_experiment(
+    State(s): State<AppState>,
+    Msg(m): Msg<ExperimentIdMsg>,
+) -> JsonResult {
+    s.store
+        .delete_experiment(&required_str(m.experiment_id, "experiment_id")?)
+        .await?;
     ok()
 }
 
-pub async fn restore_experiment(State(s): State<AppState>, Msg(m): Msg<ExperimentIdMsg>) -> JsonResult {
-    s.store.restore_experiment(&required_str(m.experiment_id, "experiment_id")?).await?;
+pub async fn restore_experiment(
+    State(s): State<AppState>,
+    Msg(m): Msg<ExperimentIdMsg>,
+) -> JsonResult {
+    s.store
+        .restore_experiment(&required_str(m.experiment_id, "experiment_id")?)
+        .await?;
     ok()
 }
 
@@ -113,7 +138,10 @@ pub struct UpdateExperimentMsg {
     new_name: Option<String>,
 }
 
-pub async fn update_experiment(State(s): State<AppState>, Msg(m): Msg<UpdateExperimentMsg>) -> JsonResult {
+pub async fn update_experiment(
+    State(s): State<AppState>,
+    Msg(m): Msg<UpdateExperimentMsg>,
+) -> JsonResult {
     let id = required_str(m.experiment_id, "experiment_id")?;
     if let Some(name) = m.new_name.filter(|n| !n.is_empty()) {
         s.store.rename_experiment(&id, &name).await?;
@@ -131,14 +159,22 @@ pub struct ExperimentTagMsg {
     value: Option<String>,
 }
 
-pub async fn set_experiment_tag(State(s): State<AppState>, Msg(m): Msg<ExperimentTagMsg>) -> JsonResult {
+pub async fn set_experiment_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<ExperimentTagMsg>,
+) -> JsonResult {
     let id = required_str(m.experiment_id, "experiment_id")?;
     let key = required_str(m.key, "key")?;
-    s.store.set_experiment_tag(&id, &KeyValue::new(key, m.value.unwrap_or_default())).await?;
+    s.store
+        .set_experiment_tag(&id, &KeyValue::new(key, m.value.unwrap_or_default()))
+        .await?;
     ok()
 }
 
-pub async fn delete_experiment_tag(State(s): State<AppState>, Msg(m): Msg<ExperimentTagMsg>) -> JsonResult {
+pub async fn delete_experiment_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<ExperimentTagMsg>,
+) -> JsonResult {
     let id = required_str(m.experiment_id, "experiment_id")?;
     let key = required_str(m.key, "key")?;
     s.store.delete_experiment_tag(&id, &key).await?;
@@ -156,11 +192,20 @@ pub struct SearchExperimentsMsg {
     view_type: Option<String>,
 }
 
-pub async fn search_experiments(State(s): State<AppState>, Msg(m): Msg<SearchExperimentsMsg>) -> JsonResult {
+pub async fn search_experiments(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchExperimentsMsg>,
+) -> JsonResult {
     let view = parse_view(m.view_type)?;
     let page = s
         .store
-        .search_experiments(view, m.filter.as_deref(), &m.order_by, m.max_results, m.page_token.as_deref())
+        .search_experiments(
+            view,
+            m.filter.as_deref(),
+            &m.order_by,
+            m.max_results,
+            m.page_token.as_deref(),
+        )
         .await?;
     let mut body = json!({ "experiments": page.items });
     if let Some(t) = page.next_page_token {
@@ -219,7 +264,10 @@ pub async fn update_run(State(s): State<AppState>, Msg(m): Msg<UpdateRunMsg>) ->
             ApiError(Error::invalid(format!("Invalid run status '{st}'. Expected one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED.")))
         })?),
     };
-    let info = s.store.update_run(&m.run.id()?, status, m.end_time, m.run_name).await?;
+    let info = s
+        .store
+        .update_run(&m.run.id()?, status, m.end_time, m.run_name)
+        .await?;
     Ok(Json(json!({ "run_info": info })))
 }
 
@@ -261,7 +309,7 @@ pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) ->
         dataset_digest: m.dataset_digest.filter(|s| !s.is_empty()),
         run_id: None,
     };
-    s.store.log_batch(&run_id, &[metric], &[], &[]).await?;
+    s.store.log_metric(&run_id, &metric).await?;
     ok()
 }
 
@@ -276,14 +324,16 @@ pub struct KeyValueMsg {
 pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
     let run_id = m.run.id()?;
     let key = required_str(m.key, "key")?;
-    s.store.log_batch(&run_id, &[], &[KeyValue::new(key, m.value.unwrap_or_default())], &[]).await?;
+    let param = KeyValue::new(key, m.value.unwrap_or_default());
+    s.store.log_param(&run_id, &param).await?;
     ok()
 }
 
 pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
     let run_id = m.run.id()?;
     let key = required_str(m.key, "key")?;
-    s.store.log_batch(&run_id, &[], &[], &[KeyValue::new(key, m.value.unwrap_or_default())]).await?;
+    let tag = KeyValue::new(key, m.value.unwrap_or_default());
+    s.store.set_tag(&run_id, &tag).await?;
     ok()
 }
 
@@ -308,7 +358,9 @@ pub struct LogBatchMsg {
 
 pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> JsonResult {
     let run_id = m.run.id()?;
-    s.store.log_batch(&run_id, &m.metrics, &m.params, &m.tags).await?;
+    s.store
+        .log_batch(&run_id, &m.metrics, &m.params, &m.tags)
+        .await?;
     ok()
 }
 
@@ -365,7 +417,14 @@ pub async fn search_runs(State(s): State<AppState>, Msg(m): Msg<SearchRunsMsg>) 
     let view = parse_view(m.run_view_type)?;
     let page = s
         .store
-        .search_runs(&m.experiment_ids, m.filter.as_deref(), view, m.max_results, &m.order_by, m.page_token.as_deref())
+        .search_runs(
+            &m.experiment_ids,
+            m.filter.as_deref(),
+            view,
+            m.max_results,
+            &m.order_by,
+            m.page_token.as_deref(),
+        )
         .await?;
     let mut body = json!({});
     if !page.items.is_empty() {
@@ -387,7 +446,10 @@ pub struct MetricHistoryMsg {
     page_token: Option<String>,
 }
 
-pub async fn get_metric_history(State(s): State<AppState>, Msg(m): Msg<MetricHistoryMsg>) -> JsonResult {
+pub async fn get_metric_history(
+    State(s): State<AppState>,
+    Msg(m): Msg<MetricHistoryMsg>,
+) -> JsonResult {
     let req = MetricHistoryRequest {
         run_id: m.run.id()?,
         metric_key: required_str(m.metric_key, "metric_key")?,
@@ -396,7 +458,9 @@ pub async fn get_metric_history(State(s): State<AppState>, Msg(m): Msg<MetricHis
     };
     if let Some(max) = req.max_results {
         if max < 1 {
-            return Err(ApiError(Error::invalid(format!("Invalid value {max} for parameter 'max_results': it must be positive."))));
+            return Err(ApiError(Error::invalid(format!(
+                "Invalid value {max} for parameter 'max_results': it must be positive."
+            ))));
         }
     }
     let page = s.store.get_metric_history(&req).await?;
@@ -420,7 +484,10 @@ pub struct BulkIntervalMsg {
     max_results: Option<i64>,
 }
 
-pub async fn get_metric_history_bulk_interval(State(s): State<AppState>, Msg(m): Msg<BulkIntervalMsg>) -> JsonResult {
+pub async fn get_metric_history_bulk_interval(
+    State(s): State<AppState>,
+    Msg(m): Msg<BulkIntervalMsg>,
+) -> JsonResult {
     let key = required_str(m.metric_key, "metric_key")?;
     match (m.start_step, m.end_step) {
         (Some(a), Some(b)) if a > b => {
@@ -429,13 +496,21 @@ pub async fn get_metric_history_bulk_interval(State(s): State<AppState>, Msg(m):
             ))));
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err(ApiError(Error::invalid("If either start step or end step are specified, both must be specified.")));
+            return Err(ApiError(Error::invalid(
+                "If either start step or end step are specified, both must be specified.",
+            )));
         }
         _ => {}
     }
     let metrics = s
         .store
-        .get_metric_history_bulk_interval(&m.run_ids, &key, m.start_step, m.end_step, m.max_results.unwrap_or(mlox_store::MAX_RESULTS_PER_RUN))
+        .get_metric_history_bulk_interval(
+            &m.run_ids,
+            &key,
+            m.start_step,
+            m.end_step,
+            m.max_results.unwrap_or(mlox_store::MAX_RESULTS_PER_RUN),
+        )
         .await?;
     Ok(Json(json!({ "metrics": metrics })))
 }
@@ -455,16 +530,29 @@ pub struct CreateLoggedModelMsg {
     tags: Vec<KeyValue>,
 }
 
-pub async fn create_logged_model(State(s): State<AppState>, Msg(m): Msg<CreateLoggedModelMsg>) -> JsonResult {
+pub async fn create_logged_model(
+    State(s): State<AppState>,
+    Msg(m): Msg<CreateLoggedModelMsg>,
+) -> JsonResult {
     let experiment_id = required_str(m.experiment_id, "experiment_id")?;
     let model = s
         .store
-        .create_logged_model(&experiment_id, m.name.as_deref(), m.model_type.as_deref(), m.source_run_id.as_deref(), &m.params, &m.tags)
+        .create_logged_model(
+            &experiment_id,
+            m.name.as_deref(),
+            m.model_type.as_deref(),
+            m.source_run_id.as_deref(),
+            &m.params,
+            &m.tags,
+        )
         .await?;
     Ok(Json(json!({ "model": model })))
 }
 
-pub async fn get_logged_model(State(s): State<AppState>, Path(model_id): Path<String>) -> JsonResult {
+pub async fn get_logged_model(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+) -> JsonResult {
     let model = s.store.get_logged_model(&model_id).await?;
     Ok(Json(json!({ "model": model })))
 }
@@ -484,12 +572,15 @@ pub async fn finalize_logged_model(
         Some(Value::Number(n)) => LoggedModelStatus::parse(&n.to_string()),
         _ => None,
     }
-    .ok_or_else(|| ApiError(validation::missing_value("status")))?;
+    .ok_or_else(|| ApiError(validation::missing_request_parameter("status")))?;
     let model = s.store.finalize_logged_model(&model_id, status).await?;
     Ok(Json(json!({ "model": model })))
 }
 
-pub async fn delete_logged_model(State(s): State<AppState>, Path(model_id): Path<String>) -> JsonResult {
+pub async fn delete_logged_model(
+    State(s): State<AppState>,
+    Path(model_id): Path<String>,
+) -> JsonResult {
     s.store.delete_logged_model(&model_id).await?;
     ok()
 }
@@ -528,7 +619,9 @@ pub async fn log_logged_model_params(
     Path(model_id): Path<String>,
     Msg(m): Msg<ModelParamsMsg>,
 ) -> JsonResult {
-    s.store.log_logged_model_params(&model_id, &m.params).await?;
+    s.store
+        .log_logged_model_params(&model_id, &m.params)
+        .await?;
     ok()
 }
 
@@ -551,15 +644,27 @@ pub struct SearchLoggedModelsMsg {
     page_token: Option<String>,
 }
 
-pub async fn search_logged_models(State(s): State<AppState>, Msg(m): Msg<SearchLoggedModelsMsg>) -> JsonResult {
+pub async fn search_logged_models(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchLoggedModelsMsg>,
+) -> JsonResult {
     let orders: Vec<mlox_store::LoggedModelOrder> = m
         .order_by
         .into_iter()
-        .map(|o| mlox_store::LoggedModelOrder { field_name: o.field_name, ascending: o.ascending.unwrap_or(true) })
+        .map(|o| mlox_store::LoggedModelOrder {
+            field_name: o.field_name,
+            ascending: o.ascending.unwrap_or(true),
+        })
         .collect();
     let page = s
         .store
-        .search_logged_models(&m.experiment_ids, m.filter.as_deref(), m.max_results, &orders, m.page_token.as_deref())
+        .search_logged_models(
+            &m.experiment_ids,
+            m.filter.as_deref(),
+            m.max_results,
+            &orders,
+            m.page_token.as_deref(),
+        )
         .await?;
     let mut body = json!({ "models": page.items });
     if let Some(t) = page.next_page_token {

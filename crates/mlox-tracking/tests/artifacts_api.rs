@@ -1,6 +1,9 @@
 //! The proxied artifact API end to end over a local artifact root, driven as MLflow's client
 //! drives it.
 
+// Helpers outside `#[test]` functions panic too; in a test that is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -459,7 +462,6 @@ async fn large_uploads_and_downloads_stream() {
             .map(|i| Ok::<_, std::io::Error>(Bytes::from(vec![(i % 251) as u8; CHUNK]))),
     );
     ok_empty(&fx.put("big/blob.bin", body).await);
-    eprintln!("after upload {:?}", peak_rss_bytes().zip(before).map(|(a, b)| a - b));
     let size = std::fs::metadata(fx.root.join("big/blob.bin"))
         .unwrap()
         .len();

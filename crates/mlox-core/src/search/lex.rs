@@ -204,6 +204,18 @@ mod tests {
     }
 
     #[test]
+    fn only_literals_that_close_on_first_reading_read_back() {
+        assert!(literal_reads_back("plain", b'\'', true));
+        assert!(literal_reads_back("it''s", b'\'', true));
+        assert!(literal_reads_back(r"it\'s", b'\'', true));
+        assert!(!literal_reads_back("it's", b'\'', true));
+        assert!(literal_reads_back("it's", b'"', true));
+        // Closes only by backtracking, so a later quote would steal the end.
+        assert!(!literal_reads_back(r"ends\", b'\'', true));
+        assert!(!literal_reads_back("ends'", b'\'', true));
+    }
+
+    #[test]
     fn numbers_follow_the_tokenizer() {
         fn read(s: &str) -> Option<&str> {
             number_end(s, 0).map(|end| &s[..end])

@@ -366,10 +366,9 @@ fn list_items(body: &str) -> Result<Vec<String>, ListError> {
             '\'' | '"' => {
                 // Adjacent literals concatenate, as in Python.
                 let mut item = String::new();
-                while let Some(quote @ ('\'' | '"')) = body[pos..].chars().next() {
+                while let Some('\'' | '"') = body[pos..].chars().next() {
                     let (text, end) =
                         python_string_literal(body, pos).ok_or(ListError::IllFormed)?;
-                    debug_assert!(quote == '\'' || quote == '"');
                     item.push_str(&text);
                     pos = skip_whitespace(end);
                 }

@@ -390,3 +390,34 @@ fn logged_models_order_by() {
     assert_snapshot!(order_by(LoggedModels, "params.lr"), @"INVALID_PARAMETER_VALUE: Invalid order by field name: params.lr. Only metrics are supported.");
     assert_snapshot!(order_by(LoggedModels, "foo"), @"INVALID_PARAMETER_VALUE: Invalid order by field name: foo.");
 }
+
+/// Rendering picks the spelling that reads back: plural prefixes, quotes only where needed.
+#[test]
+fn filters_render_as_filter_strings() {
+    let render = |entity, input| match parse_filter(entity, input) {
+        Ok(filter) => filter.to_filter_string(),
+        Err(error) => format!("{}: {}", error.code, error.message),
+    };
+    assert_snapshot!(
+        render(Runs, "metric.rmse<1 and tag.`my key`='a' and `Run Name` like 'x%' and created >= 5"),
+        @"metrics.rmse < 1 AND tags.`my key` = 'a' AND run_name LIKE 'x%' AND start_time >= 5"
+    );
+    assert_snapshot!(
+        render(Runs, r#"tags.x = "it's" AND run_id IN ("a", 'b\'c') AND params.p IS NOT NULL"#),
+        @r#"tags.x = "it's" AND run_id IN ('a', 'b\'c') AND params.p IS NOT NULL"#
+    );
+    assert_snapshot!(
+        render(Runs, "tags.mlflow.runName = 'x' AND datasets.digest NOT IN ('d') AND metrics.m > 1e999"),
+        @"tags.mlflow.runName = 'x' AND datasets.digest NOT IN ('d') AND metrics.m > 1e999"
+    );
+    assert_snapshot!(render(ModelVersions, "version_number = '3'"), @"version_number = 3");
+    assert_snapshot!(render(Runs, ""), @"");
+}
+
+#[test]
+fn order_by_renders_with_its_direction() {
+    let order = parse_order_by(Runs, "`Created`").unwrap_or_else(|error| panic!("{error}"));
+    assert_snapshot!(order.to_string(), @"start_time ASC");
+    let order = parse_order_by(Runs, "tags.`a b` desc").unwrap_or_else(|error| panic!("{error}"));
+    assert_snapshot!(order.to_string(), @"tags.`a b` DESC");
+}
