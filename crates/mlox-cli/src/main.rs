@@ -15,7 +15,11 @@ use std::sync::Arc;
 const MLFLOW_API_VERSION: &str = "3.17.2";
 
 #[derive(Parser)]
-#[command(name = "mlox", version, about = "One binary for the whole ML platform: tracking, registry, artifacts and serving.")]
+#[command(
+    name = "mlox",
+    version,
+    about = "One binary for the whole ML platform: tracking, registry, artifacts and serving."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,14 +58,22 @@ struct ServerArgs {
     #[arg(long, short = 'p', default_value_t = 5000, env = "MLFLOW_PORT")]
     port: u16,
     /// Where runs, metrics and models are recorded: sqlite:///<path> or postgresql://…
-    #[arg(long, env = "MLFLOW_BACKEND_STORE_URI", default_value = "sqlite:///mlruns.db")]
+    #[arg(
+        long,
+        env = "MLFLOW_BACKEND_STORE_URI",
+        default_value = "sqlite:///mlruns.db"
+    )]
     backend_store_uri: String,
     /// Artifact root written into new experiments. Defaults to `mlflow-artifacts:/` when
     /// artifacts are served, else to the artifacts destination.
     #[arg(long, env = "MLFLOW_DEFAULT_ARTIFACT_ROOT")]
     default_artifact_root: Option<String>,
     /// Where the artifact proxy stores files (a local path or file:// URI).
-    #[arg(long, env = "MLFLOW_ARTIFACTS_DESTINATION", default_value = "./mlartifacts")]
+    #[arg(
+        long,
+        env = "MLFLOW_ARTIFACTS_DESTINATION",
+        default_value = "./mlartifacts"
+    )]
     artifacts_destination: String,
     /// Serve artifacts through this server (the default).
     #[arg(long, overrides_with = "no_serve_artifacts")]
@@ -132,7 +144,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         api_version: MLFLOW_API_VERSION.to_string(),
         store_type: "SqlStore".to_string(),
     };
-    let mut app = mlox_tracking::router(AppState { store, settings: Arc::new(settings) });
+    let mut app = mlox_tracking::router(AppState {
+        store,
+        settings: Arc::new(settings),
+    });
     if serve_artifacts {
         let repo = LocalArtifactRepo::create(&destination)
             .await
@@ -156,12 +171,15 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox server listening"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    std::env::var(name)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 async fn shutdown_signal() {
@@ -170,7 +188,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -194,7 +213,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(args).await,
-        Command::Db { command: DbCommand::Upgrade { url } } => {
+        Command::Db {
+            command: DbCommand::Upgrade { url },
+        } => {
             let store = SqlStore::open(StoreOptions {
                 uri: url.clone(),
                 default_artifact_root: "mlflow-artifacts:".into(),
@@ -202,7 +223,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
-            let version = store.schema_version().await.map_err(|e| anyhow::anyhow!(e.message))?;
+            let version = store
+                .schema_version()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             tracing::info!(%url, version, "database schema is current");
             Ok(())
         }

@@ -77,7 +77,7 @@ CREATE TABLE webhook_outbox (
     payload TEXT NOT NULL,
     created_ms BIGINT NOT NULL,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
+    attempts BIGINT NOT NULL,
     next_attempt_ms BIGINT NOT NULL,
     claim_owner TEXT,
     lease_expires_ms BIGINT,

@@ -36,18 +36,26 @@ pub struct SqlStore {
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "tracking", include_str!("../migrations/0001_tracking.sql")),
-    (2, "registry", include_str!("../migrations/0002_registry.sql")),
+    (
+        1,
+        "tracking",
+        include_str!("../migrations/0001_tracking.sql"),
+    ),
+    (
+        2,
+        "registry",
+        include_str!("../migrations/0002_registry.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return Error::already_exists(db.message().to_string());
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return Error::already_exists(db.message().to_string());
     }
     Error::internal(format!("database error: {err}"))
 }
@@ -72,8 +80,12 @@ fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
     if uri == "sqlite://" || uri == "sqlite::memory:" {
         return Ok((Dialect::Sqlite, "sqlite::memory:".to_string()));
     }
-    for prefix in ["postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"]
-    {
+    for prefix in [
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+    ] {
         if let Some(rest) = uri.strip_prefix(prefix) {
             return Ok((Dialect::Postgres, format!("postgres://{rest}")));
         }
@@ -84,6 +96,11 @@ fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
 }
 
 impl SqlStore {
+    /// Starts a statement in this store's dialect.
+    pub(crate) fn sql(&self, text: &str) -> Sql {
+        Sql::for_dialect(self.dialect, text)
+    }
+
     pub async fn open(options: StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = to_sqlx_url(&options.uri)?;
@@ -92,8 +109,16 @@ impl SqlStore {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(3600))
+                })
                 .acquire_timeout(Duration::from_secs(30))
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
@@ -103,7 +128,7 @@ impl SqlStore {
                                 "PRAGMA synchronous = NORMAL",
                                 "PRAGMA busy_timeout = 10000",
                                 "PRAGMA temp_store = MEMORY",
-                                "PRAGMA cache_size = -65536",
+                                "PRAGMA cache_size = -8192",
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }
@@ -123,9 +148,12 @@ impl SqlStore {
         let read = if memory {
             write.clone()
         } else {
-            make_pool(options.max_connections.max(2)).connect(&url).await.map_err(|e| {
-                Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
-            })?
+            make_pool(options.max_connections.max(2))
+                .connect(&url)
+                .await
+                .map_err(|e| {
+                    Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
+                })?
         };
         let store = SqlStore {
             read,
@@ -158,8 +186,11 @@ impl SqlStore {
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'mlox_schema'"
             }
         };
-        let n: i64 =
-            sqlx::query(exists).fetch_one(&self.write).await.map_err(db_err)?.get::<i64, _>(0);
+        let n: i64 = sqlx::query(exists)
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)?
+            .get::<i64, _>(0);
         if n == 0 {
             return Ok(0);
         }
@@ -189,13 +220,20 @@ impl SqlStore {
         for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
             let sql = sql.replace(
                 "{{WITHOUT_ROWID}}",
-                if self.dialect == Dialect::Sqlite { "WITHOUT ROWID" } else { "" },
+                if self.dialect == Dialect::Sqlite {
+                    "WITHOUT ROWID"
+                } else {
+                    ""
+                },
             );
             let mut tx = self.write.begin().await.map_err(db_err)?;
             for statement in split_statements(&sql) {
-                sqlx::query(sqlx::AssertSqlSafe(statement.as_str())).execute(&mut *tx).await.map_err(|e| {
-                    Error::internal(format!("migration {version} ({name}) failed: {e}"))
-                })?;
+                sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        Error::internal(format!("migration {version} ({name}) failed: {e}"))
+                    })?;
             }
             sqlx::query("INSERT INTO mlox_schema (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(*version)
@@ -249,11 +287,27 @@ pub(crate) enum Bind {
 pub(crate) struct Sql {
     pub text: String,
     pub binds: Vec<Bind>,
+    /// Emit anonymous `?` placeholders: SQLite resolves every named placeholder by scanning
+    /// the statement's list of names, which makes binding a 1000-row insert quadratic.
+    positional: bool,
 }
 
 impl Sql {
+    /// A statement with `$n` placeholders, valid on both dialects.
     pub fn new(text: &str) -> Self {
-        Sql { text: text.to_string(), binds: Vec::new() }
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+            positional: false,
+        }
+    }
+    /// A statement with the placeholders that bind fastest on `dialect`.
+    pub fn for_dialect(dialect: Dialect, text: &str) -> Self {
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+            positional: dialect == Dialect::Sqlite,
+        }
     }
     pub fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
@@ -262,7 +316,11 @@ impl Sql {
     /// Appends a placeholder bound to `value`.
     pub fn bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);
-        self.text.push_str(&format!("${}", self.binds.len()));
+        if self.positional {
+            self.text.push('?');
+        } else {
+            self.text.push_str(&format!("${}", self.binds.len()));
+        }
         self
     }
     pub fn bind_str(&mut self, value: impl Into<String>) -> &mut Self {
@@ -344,23 +402,40 @@ mod tests {
 
     #[test]
     fn mlflow_sqlite_uris_map_to_sqlx_urls() {
-        assert_eq!(to_sqlx_url("sqlite:///mlruns.db").unwrap().1, "sqlite://mlruns.db?mode=rwc");
-        assert_eq!(to_sqlx_url("sqlite:////tmp/a b.db").unwrap().1, "sqlite:///tmp/a%20b.db?mode=rwc");
-        assert_eq!(to_sqlx_url("postgresql://u@h:5432/d").unwrap(), (Dialect::Postgres, "postgres://u@h:5432/d".into()));
+        assert_eq!(
+            to_sqlx_url("sqlite:///mlruns.db").unwrap().1,
+            "sqlite://mlruns.db?mode=rwc"
+        );
+        assert_eq!(
+            to_sqlx_url("sqlite:////tmp/a b.db").unwrap().1,
+            "sqlite:///tmp/a%20b.db?mode=rwc"
+        );
+        assert_eq!(
+            to_sqlx_url("postgresql://u@h:5432/d").unwrap(),
+            (Dialect::Postgres, "postgres://u@h:5432/d".into())
+        );
         assert!(to_sqlx_url("mysql://x").is_err());
     }
 
     #[test]
     fn artifact_roots_join_like_mlflow() {
-        assert_eq!(append_to_uri_path("mlflow-artifacts:", "1"), "mlflow-artifacts:/1");
-        assert_eq!(append_to_uri_path("mlflow-artifacts:/", "1"), "mlflow-artifacts:/1");
+        assert_eq!(
+            append_to_uri_path("mlflow-artifacts:", "1"),
+            "mlflow-artifacts:/1"
+        );
+        assert_eq!(
+            append_to_uri_path("mlflow-artifacts:/", "1"),
+            "mlflow-artifacts:/1"
+        );
         assert_eq!(append_to_uri_path("s3://b/p/", "1"), "s3://b/p/1");
         assert_eq!(append_to_uri_path("/data/art", "1"), "/data/art/1");
     }
 
     #[test]
     fn statements_split_on_semicolons_outside_comments() {
-        let s = split_statements("-- a; comment\nCREATE TABLE a (x INT);\n\nCREATE INDEX i ON a (x);\n");
+        let s = split_statements(
+            "-- a; comment\nCREATE TABLE a (x INT);\n\nCREATE INDEX i ON a (x);\n",
+        );
         assert_eq!(s, vec!["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]);
     }
 }

@@ -1,6 +1,7 @@
 //! Experiments: creation with the artifact location derived from the server's root, lookup,
 //! soft deletion (which carries the experiment's runs with it), tags and search.
 
+use crate::Dialect;
 use crate::db::{Bind, Sql, SqlStore, append_to_uri_path, db_err, get_i64, get_str, now_ms};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{Experiment, KeyValue, LifecycleStage, Page, ViewType};
@@ -13,8 +14,7 @@ use std::collections::HashMap;
 pub const DEFAULT_EXPERIMENT_ID: i64 = 0;
 pub const MAX_EXPERIMENTS_PER_PAGE: i64 = 50_000;
 
-const EXPERIMENT_COLUMNS: &str =
-    "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
+const EXPERIMENT_COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
 fn experiment_from_row(row: &AnyRow) -> Experiment {
     Experiment {
@@ -31,7 +31,7 @@ fn experiment_from_row(row: &AnyRow) -> Experiment {
 impl SqlStore {
     pub(crate) async fn ensure_default_experiment(&self) -> Result<()> {
         let now = now_ms();
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (",
         );
         sql.bind_i64(DEFAULT_EXPERIMENT_ID)
@@ -59,30 +59,33 @@ impl SqlStore {
             validation::validate_experiment_tag(tag)?;
         }
         if let Ok(existing) = self.get_experiment_by_name(name).await {
-            return Err(Error::already_exists(if existing.lifecycle_stage == "deleted" {
-                format!(
-                    "Experiment '{name}' already exists in deleted state. You can restore the \
+            return Err(Error::already_exists(
+                if existing.lifecycle_stage == "deleted" {
+                    format!(
+                        "Experiment '{name}' already exists in deleted state. You can restore the \
                      experiment, or permanently delete the experiment to create a new one."
-                )
-            } else {
-                format!("Experiment(name={name}) already exists.")
-            }));
+                    )
+                } else {
+                    format!("Experiment(name={name}) already exists.")
+                },
+            ));
         }
         let now = now_ms();
         // Ids are the next integer; a concurrent creator on another replica makes the insert
         // collide on the key, and we simply take the next one.
         for _ in 0..16 {
             let mut tx = self.write.begin().await.map_err(db_err)?;
-            let row = sqlx::query("SELECT COALESCE(MAX(experiment_id), 0) + 1 AS next FROM experiments")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            let row =
+                sqlx::query("SELECT COALESCE(MAX(experiment_id), 0) + 1 AS next FROM experiments")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             let id = get_i64(&row, "next");
             let location = match artifact_location.filter(|l| !l.is_empty()) {
                 Some(l) => l.to_string(),
                 None => append_to_uri_path(&self.artifact_root, &id.to_string()),
             };
-            let mut sql = Sql::new(
+            let mut sql = self.sql(
                 "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (",
             );
             sql.bind_i64(id)
@@ -109,12 +112,14 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
             for tag in tags {
-                upsert_experiment_tag(&mut tx, id, tag).await?;
+                upsert_experiment_tag(self.dialect, &mut tx, id, tag).await?;
             }
             tx.commit().await.map_err(db_err)?;
             return Ok(id.to_string());
         }
-        Err(Error::internal("could not allocate an experiment id under contention"))
+        Err(Error::internal(
+            "could not allocate an experiment id under contention",
+        ))
     }
 
     async fn experiment_tags(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<KeyValue>>> {
@@ -123,7 +128,9 @@ impl SqlStore {
             return Ok(out);
         }
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new("SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ");
+            let mut sql = self.sql(
+                "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ",
+            );
             sql.bind_list(chunk.iter().map(|id| Bind::I64(*id)));
             sql.push(" ORDER BY key");
             for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
@@ -136,11 +143,18 @@ impl SqlStore {
     }
 
     async fn with_tags(&self, mut experiments: Vec<Experiment>) -> Result<Vec<Experiment>> {
-        let ids: Vec<i64> =
-            experiments.iter().filter_map(|e| e.experiment_id.parse().ok()).collect();
+        let ids: Vec<i64> = experiments
+            .iter()
+            .filter_map(|e| e.experiment_id.parse().ok())
+            .collect();
         let mut tags = self.experiment_tags(&ids).await?;
         for e in &mut experiments {
-            if let Some(t) = e.experiment_id.parse::<i64>().ok().and_then(|id| tags.remove(&id)) {
+            if let Some(t) = e
+                .experiment_id
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| tags.remove(&id))
+            {
                 e.tags = t;
             }
         }
@@ -149,23 +163,45 @@ impl SqlStore {
 
     pub async fn get_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         let id = parse_experiment_id(experiment_id)?;
-        let mut sql = Sql::new(&format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.experiment_id = "));
+        let mut sql = self.sql(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.experiment_id = "
+        ));
         sql.bind_i64(id);
-        let row = sql.query().fetch_optional(&self.read).await.map_err(db_err)?;
+        let row = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
         let Some(row) = row else {
-            return Err(Error::not_found(format!("No Experiment with id={experiment_id} exists")));
+            return Err(Error::not_found(format!(
+                "No Experiment with id={experiment_id} exists"
+            )));
         };
-        Ok(self.with_tags(vec![experiment_from_row(&row)]).await?.remove(0))
+        Ok(self
+            .with_tags(vec![experiment_from_row(&row)])
+            .await?
+            .remove(0))
     }
 
     pub async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
-        let mut sql = Sql::new(&format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.name = "));
+        let mut sql = self.sql(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.name = "
+        ));
         sql.bind_str(name);
-        let row = sql.query().fetch_optional(&self.read).await.map_err(db_err)?;
+        let row = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
         let Some(row) = row else {
-            return Err(Error::not_found(format!("Could not find experiment with name '{name}'")));
+            return Err(Error::not_found(format!(
+                "Could not find experiment with name '{name}'"
+            )));
         };
-        Ok(self.with_tags(vec![experiment_from_row(&row)]).await?.remove(0))
+        Ok(self
+            .with_tags(vec![experiment_from_row(&row)])
+            .await?
+            .remove(0))
     }
 
     pub(crate) async fn active_experiment(&self, experiment_id: &str) -> Result<Experiment> {
@@ -183,7 +219,9 @@ impl SqlStore {
         let exp = self.get_experiment(experiment_id).await?;
         let id = parse_experiment_id(experiment_id)?;
         if stage == LifecycleStage::Deleted && id == DEFAULT_EXPERIMENT_ID {
-            return Err(Error::invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
+            return Err(Error::invalid(
+                "Cannot delete the default experiment '0'. This is an internally reserved experiment.",
+            ));
         }
         if stage == LifecycleStage::Active && exp.lifecycle_stage == "active" {
             return Err(Error::invalid(format!(
@@ -192,14 +230,18 @@ impl SqlStore {
         }
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = Sql::new("UPDATE experiments SET lifecycle_stage = ");
-        sql.bind_str(stage.as_str()).push(", last_update_time = ").bind_i64(now);
+        let mut sql = self.sql("UPDATE experiments SET lifecycle_stage = ");
+        sql.bind_str(stage.as_str())
+            .push(", last_update_time = ")
+            .bind_i64(now);
         sql.push(" WHERE experiment_id = ").bind_i64(id);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         // Runs follow their experiment, as in MLflow.
-        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        let mut sql = self.sql("UPDATE runs SET lifecycle_stage = ");
         sql.bind_str(stage.as_str()).push(", deleted_time = ");
-        sql.bind(Bind::OptI64((stage == LifecycleStage::Deleted).then_some(now)));
+        sql.bind(Bind::OptI64(
+            (stage == LifecycleStage::Deleted).then_some(now),
+        ));
         sql.push(" WHERE experiment_id = ").bind_i64(id);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
@@ -207,11 +249,13 @@ impl SqlStore {
     }
 
     pub async fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
-        self.set_experiment_stage(experiment_id, LifecycleStage::Deleted).await
+        self.set_experiment_stage(experiment_id, LifecycleStage::Deleted)
+            .await
     }
 
     pub async fn restore_experiment(&self, experiment_id: &str) -> Result<()> {
-        self.set_experiment_stage(experiment_id, LifecycleStage::Active).await
+        self.set_experiment_stage(experiment_id, LifecycleStage::Active)
+            .await
     }
 
     pub async fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> Result<()> {
@@ -220,14 +264,19 @@ impl SqlStore {
         if exp.lifecycle_stage != "active" {
             return Err(Error::invalid("Cannot rename a non-active experiment."));
         }
-        if let Ok(other) = self.get_experiment_by_name(new_name).await {
-            if other.experiment_id != exp.experiment_id {
-                return Err(Error::already_exists(format!("Experiment(name={new_name}) already exists.")));
-            }
+        if let Ok(other) = self.get_experiment_by_name(new_name).await
+            && other.experiment_id != exp.experiment_id
+        {
+            return Err(Error::already_exists(format!(
+                "Experiment(name={new_name}) already exists."
+            )));
         }
-        let mut sql = Sql::new("UPDATE experiments SET name = ");
-        sql.bind_str(new_name).push(", last_update_time = ").bind_i64(now_ms());
-        sql.push(" WHERE experiment_id = ").bind_i64(parse_experiment_id(experiment_id)?);
+        let mut sql = self.sql("UPDATE experiments SET name = ");
+        sql.bind_str(new_name)
+            .push(", last_update_time = ")
+            .bind_i64(now_ms());
+        sql.push(" WHERE experiment_id = ")
+            .bind_i64(parse_experiment_id(experiment_id)?);
         sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(())
     }
@@ -237,14 +286,16 @@ impl SqlStore {
         let exp = self.active_experiment(experiment_id).await?;
         let id = parse_experiment_id(&exp.experiment_id)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        upsert_experiment_tag(&mut tx, id, tag).await?;
+        upsert_experiment_tag(self.dialect, &mut tx, id, tag).await?;
         tx.commit().await.map_err(db_err)
     }
 
     pub async fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<()> {
         let exp = self.active_experiment(experiment_id).await?;
-        let mut sql = Sql::new("DELETE FROM experiment_tags WHERE experiment_id = ");
-        sql.bind_i64(parse_experiment_id(&exp.experiment_id)?).push(" AND key = ").bind_str(key);
+        let mut sql = self.sql("DELETE FROM experiment_tags WHERE experiment_id = ");
+        sql.bind_i64(parse_experiment_id(&exp.experiment_id)?)
+            .push(" AND key = ")
+            .bind_str(key);
         let done = sql.query().execute(&self.write).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found(format!(
@@ -263,19 +314,24 @@ impl SqlStore {
         token: Option<&str>,
     ) -> Result<Page<Experiment>> {
         let max_results = max_results.unwrap_or(1000);
-        if max_results < 1 || max_results > MAX_EXPERIMENTS_PER_PAGE {
+        if !(1..=MAX_EXPERIMENTS_PER_PAGE).contains(&max_results) {
             return Err(Error::invalid(format!(
                 "Invalid value for request parameter max_results. It must be at most \
                  {MAX_EXPERIMENTS_PER_PAGE}, but got value {max_results}"
             )));
         }
         let offset = page_token::decode(token)?;
-        let mut sql = Sql::new(&format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "));
+        let mut sql = self.sql(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
+        ));
         sql.bind_list(view.stages().iter().map(|s| Bind::Str((*s).to_string())));
         let spec = SearchSpec::for_entity(SearchEntity::Experiments, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        sql.push(" LIMIT ")
+            .bind_i64(max_results + 1)
+            .push(" OFFSET ")
+            .bind_i64(offset as i64);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut items: Vec<Experiment> = rows.iter().map(experiment_from_row).collect();
         let next_page_token = if items.len() as i64 > max_results {
@@ -284,17 +340,28 @@ impl SqlStore {
         } else {
             None
         };
-        Ok(Page { items: self.with_tags(items).await?, next_page_token })
+        Ok(Page {
+            items: self.with_tags(items).await?,
+            next_page_token,
+        })
     }
 }
 
 async fn upsert_experiment_tag(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     experiment_id: i64,
     tag: &KeyValue,
 ) -> Result<()> {
-    let mut sql = Sql::new("INSERT INTO experiment_tags (experiment_id, key, value) VALUES (");
-    sql.bind_i64(experiment_id).push(", ").bind_str(&tag.key).push(", ").bind_str(&tag.value);
+    let mut sql = Sql::for_dialect(
+        dialect,
+        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES (",
+    );
+    sql.bind_i64(experiment_id)
+        .push(", ")
+        .bind_str(&tag.key)
+        .push(", ")
+        .bind_str(&tag.value);
     sql.push(") ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())

@@ -1,9 +1,14 @@
 //! MLflow-3 logged models: the record every `log_model` creates before uploading files, its
 //! tags, params and linked metrics, finalisation, and search.
 
-use crate::db::{Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_str, get_str, now_ms};
+use crate::Dialect;
+use crate::db::{
+    Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_str, get_str, now_ms,
+};
 use crate::search::{self, SearchSpec};
-use mlox_core::entities::{KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Metric, Page};
+use mlox_core::entities::{
+    KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Metric, Page,
+};
 use mlox_core::ids::{new_logged_model_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
 use mlox_core::{Error, Result, page_token, validation};
@@ -29,7 +34,8 @@ fn info_from_row(row: &AnyRow) -> LoggedModelInfo {
         creation_timestamp_ms: get_i64(row, "creation_timestamp_ms"),
         last_updated_timestamp_ms: get_i64(row, "last_updated_timestamp_ms"),
         artifact_uri: get_str(row, "artifact_location"),
-        status: LoggedModelStatus::parse(&get_str(row, "status")).unwrap_or(LoggedModelStatus::Unspecified),
+        status: LoggedModelStatus::parse(&get_str(row, "status"))
+            .unwrap_or(LoggedModelStatus::Unspecified),
         model_type: get_str(row, "model_type"),
         source_run_id: get_opt_str(row, "source_run_id").filter(|s| !s.is_empty()),
         status_message: get_opt_str(row, "status_message").filter(|s| !s.is_empty()),
@@ -53,8 +59,10 @@ impl SqlStore {
         for t in tags {
             validation::validate_logged_model_tag(t)?;
         }
-        let params: Vec<KeyValue> =
-            params.iter().map(|p| validation::validate_param(p, "")).collect::<Result<_>>()?;
+        let params: Vec<KeyValue> = params
+            .iter()
+            .map(|p| validation::validate_param(p, ""))
+            .collect::<Result<_>>()?;
         if let Some(run_id) = source_run_id.filter(|r| !r.is_empty()) {
             let run = self.get_run(run_id).await?;
             if run.info.experiment_id != experiment.experiment_id {
@@ -65,30 +73,76 @@ impl SqlStore {
             }
         }
         let model_id = new_logged_model_id();
-        let name = name.filter(|n| !n.is_empty()).map(str::to_string).unwrap_or_else(|| format!("model-{}", &model_id[2..10]));
-        let location = append_to_uri_path(&experiment.artifact_location, &format!("models/{model_id}/artifacts"));
+        let name = name
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("model-{}", &model_id[2..10]));
+        let location = append_to_uri_path(
+            &experiment.artifact_location,
+            &format!("models/{model_id}/artifacts"),
+        );
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = Sql::new("INSERT INTO logged_models (model_id, experiment_id, name, artifact_location, creation_timestamp_ms, last_updated_timestamp_ms, status, lifecycle_stage, model_type, source_run_id, status_message) VALUES (");
-        sql.bind_str(&model_id).push(", ").bind_i64(parse_experiment_id(&experiment.experiment_id)?).push(", ");
-        sql.bind_str(&name).push(", ").bind_str(&location).push(", ").bind_i64(now).push(", ").bind_i64(now).push(", ");
-        sql.bind_str(LoggedModelStatus::Pending.as_str()).push(", 'active', ");
+        let mut sql = self.sql("INSERT INTO logged_models (model_id, experiment_id, name, artifact_location, creation_timestamp_ms, last_updated_timestamp_ms, status, lifecycle_stage, model_type, source_run_id, status_message) VALUES (");
+        sql.bind_str(&model_id)
+            .push(", ")
+            .bind_i64(parse_experiment_id(&experiment.experiment_id)?)
+            .push(", ");
+        sql.bind_str(&name)
+            .push(", ")
+            .bind_str(&location)
+            .push(", ")
+            .bind_i64(now)
+            .push(", ")
+            .bind_i64(now)
+            .push(", ");
+        sql.bind_str(LoggedModelStatus::Pending.as_str())
+            .push(", 'active', ");
         sql.bind_str(model_type.unwrap_or_default()).push(", ");
-        sql.bind(Bind::OptStr(source_run_id.filter(|r| !r.is_empty()).map(str::to_string))).push(", NULL)");
+        sql.bind(Bind::OptStr(
+            source_run_id.filter(|r| !r.is_empty()).map(str::to_string),
+        ))
+        .push(", NULL)");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        upsert_kv(&mut tx, "logged_model_tags", &model_id, tags, true).await?;
-        upsert_kv(&mut tx, "logged_model_params", &model_id, &params, false).await?;
+        upsert_kv(
+            self.dialect,
+            &mut tx,
+            "logged_model_tags",
+            &model_id,
+            tags,
+            true,
+        )
+        .await?;
+        upsert_kv(
+            self.dialect,
+            &mut tx,
+            "logged_model_params",
+            &model_id,
+            &params,
+            false,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
         self.get_logged_model(&model_id).await
     }
 
     pub async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel> {
-        let mut sql = Sql::new(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.model_id = "));
+        let mut sql = self.sql(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.model_id = "));
         sql.bind_str(model_id);
-        let Some(row) = sql.query().fetch_optional(&self.read).await.map_err(db_err)? else {
-            return Err(Error::not_found(format!("Logged model with ID '{model_id}' not found.")));
+        let Some(row) = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        else {
+            return Err(Error::not_found(format!(
+                "Logged model with ID '{model_id}' not found."
+            )));
         };
-        Ok(self.assemble_models(vec![info_from_row(&row)]).await?.remove(0))
+        Ok(self
+            .assemble_models(vec![info_from_row(&row)])
+            .await?
+            .remove(0))
     }
 
     async fn assemble_models(&self, infos: Vec<LoggedModelInfo>) -> Result<Vec<LoggedModel>> {
@@ -97,16 +151,29 @@ impl SqlStore {
         let mut params: HashMap<String, Vec<KeyValue>> = HashMap::new();
         let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
         for chunk in ids.chunks(500) {
-            let list = || chunk.iter().map(|s| Bind::Str(s.clone())).collect::<Vec<_>>();
-            for (table, target) in [("logged_model_tags", &mut tags), ("logged_model_params", &mut params)] {
-                let mut sql = Sql::new(&format!("SELECT model_id, key, value FROM {table} WHERE model_id IN "));
+            let list = || {
+                chunk
+                    .iter()
+                    .map(|s| Bind::Str(s.clone()))
+                    .collect::<Vec<_>>()
+            };
+            for (table, target) in [
+                ("logged_model_tags", &mut tags),
+                ("logged_model_params", &mut params),
+            ] {
+                let mut sql = self.sql(&format!(
+                    "SELECT model_id, key, value FROM {table} WHERE model_id IN "
+                ));
                 sql.bind_list(list());
                 sql.push(" ORDER BY key");
                 for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                    target.entry(get_str(&row, "model_id")).or_default().push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
+                    target
+                        .entry(get_str(&row, "model_id"))
+                        .or_default()
+                        .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
                 }
             }
-            let mut sql = Sql::new("SELECT model_id, key, value, is_nan, timestamp, step, run_uuid, dataset_name, dataset_digest FROM logged_model_metrics WHERE model_id IN ");
+            let mut sql = self.sql("SELECT model_id, key, value, is_nan, timestamp, step, run_uuid, dataset_name, dataset_digest FROM logged_model_metrics WHERE model_id IN ");
             sql.bind_list(list());
             sql.push(" ORDER BY key, timestamp, step");
             for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
@@ -114,7 +181,11 @@ impl SqlStore {
                 let is_nan = get_i64(&row, "is_nan") != 0;
                 metrics.entry(model_id.clone()).or_default().push(Metric {
                     key: get_str(&row, "key"),
-                    value: if is_nan { f64::NAN } else { get_f64(&row, "value") },
+                    value: if is_nan {
+                        f64::NAN
+                    } else {
+                        get_f64(&row, "value")
+                    },
                     timestamp: get_i64(&row, "timestamp"),
                     step: get_i64(&row, "step"),
                     dataset_name: get_opt_str(&row, "dataset_name"),
@@ -142,55 +213,93 @@ impl SqlStore {
             .collect())
     }
 
-    pub async fn finalize_logged_model(&self, model_id: &str, status: LoggedModelStatus) -> Result<LoggedModel> {
-        if !matches!(status, LoggedModelStatus::Ready | LoggedModelStatus::UploadFailed) {
+    pub async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel> {
+        if !matches!(
+            status,
+            LoggedModelStatus::Ready | LoggedModelStatus::UploadFailed
+        ) {
             return Err(Error::invalid(format!(
                 "Invalid status '{}': a logged model can only be finalized as LOGGED_MODEL_READY or LOGGED_MODEL_UPLOAD_FAILED.",
                 status.as_str()
             )));
         }
         self.get_logged_model(model_id).await?;
-        let mut sql = Sql::new("UPDATE logged_models SET status = ");
-        sql.bind_str(status.as_str()).push(", last_updated_timestamp_ms = ").bind_i64(now_ms());
+        let mut sql = self.sql("UPDATE logged_models SET status = ");
+        sql.bind_str(status.as_str())
+            .push(", last_updated_timestamp_ms = ")
+            .bind_i64(now_ms());
         sql.push(" WHERE model_id = ").bind_str(model_id);
         sql.query().execute(&self.write).await.map_err(db_err)?;
         self.get_logged_model(model_id).await
     }
 
-    pub async fn set_logged_model_tags(&self, model_id: &str, tags: &[KeyValue]) -> Result<LoggedModel> {
+    pub async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[KeyValue],
+    ) -> Result<LoggedModel> {
         for t in tags {
             validation::validate_logged_model_tag(t)?;
         }
         self.get_logged_model(model_id).await?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        upsert_kv(&mut tx, "logged_model_tags", model_id, tags, true).await?;
+        upsert_kv(
+            self.dialect,
+            &mut tx,
+            "logged_model_tags",
+            model_id,
+            tags,
+            true,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
         self.get_logged_model(model_id).await
     }
 
     pub async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<()> {
         self.get_logged_model(model_id).await?;
-        let mut sql = Sql::new("DELETE FROM logged_model_tags WHERE model_id = ");
+        let mut sql = self.sql("DELETE FROM logged_model_tags WHERE model_id = ");
         sql.bind_str(model_id).push(" AND key = ").bind_str(key);
         let done = sql.query().execute(&self.write).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("No tag with key '{key}' found for logged model with ID '{model_id}'.")));
+            return Err(Error::not_found(format!(
+                "No tag with key '{key}' found for logged model with ID '{model_id}'."
+            )));
         }
         Ok(())
     }
 
     pub async fn log_logged_model_params(&self, model_id: &str, params: &[KeyValue]) -> Result<()> {
-        let params: Vec<KeyValue> = params.iter().map(|p| validation::validate_param(p, "")).collect::<Result<_>>()?;
+        let params: Vec<KeyValue> = params
+            .iter()
+            .map(|p| validation::validate_param(p, ""))
+            .collect::<Result<_>>()?;
         self.get_logged_model(model_id).await?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        upsert_kv(&mut tx, "logged_model_params", model_id, &params, false).await?;
+        upsert_kv(
+            self.dialect,
+            &mut tx,
+            "logged_model_params",
+            model_id,
+            &params,
+            false,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
     pub async fn delete_logged_model(&self, model_id: &str) -> Result<()> {
         self.get_logged_model(model_id).await?;
-        let mut sql = Sql::new("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = ");
-        sql.bind_i64(now_ms()).push(" WHERE model_id = ").bind_str(model_id);
+        let mut sql = self.sql(
+            "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = ",
+        );
+        sql.bind_i64(now_ms())
+            .push(" WHERE model_id = ")
+            .bind_str(model_id);
         sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(())
     }
@@ -210,20 +319,34 @@ impl SqlStore {
             )));
         }
         if experiment_ids.is_empty() {
-            return Err(Error::invalid("At least one experiment ID must be specified to search logged models."));
+            return Err(Error::invalid(
+                "At least one experiment ID must be specified to search logged models.",
+            ));
         }
-        let ids: Vec<i64> = experiment_ids.iter().map(|e| parse_experiment_id(e)).collect::<Result<_>>()?;
+        let ids: Vec<i64> = experiment_ids
+            .iter()
+            .map(|e| parse_experiment_id(e))
+            .collect::<Result<_>>()?;
         let offset = page_token::decode(token)?;
-        let mut sql = Sql::new(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "));
+        let mut sql = self.sql(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "));
         sql.bind_list(ids.into_iter().map(Bind::I64));
         let spec = SearchSpec::for_entity(SearchEntity::LoggedModels, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         let orders: Vec<String> = order_by
             .iter()
-            .map(|o| format!("{} {}", o.field_name, if o.ascending { "ASC" } else { "DESC" }))
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o.field_name,
+                    if o.ascending { "ASC" } else { "DESC" }
+                )
+            })
             .collect();
         search::push_order_by(&spec, &mut sql, &orders)?;
-        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        sql.push(" LIMIT ")
+            .bind_i64(max_results + 1)
+            .push(" OFFSET ")
+            .bind_i64(offset as i64);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut infos: Vec<LoggedModelInfo> = rows.iter().map(info_from_row).collect();
         let next_page_token = if infos.len() as i64 > max_results {
@@ -232,11 +355,15 @@ impl SqlStore {
         } else {
             None
         };
-        Ok(Page { items: self.assemble_models(infos).await?, next_page_token })
+        Ok(Page {
+            items: self.assemble_models(infos).await?,
+            next_page_token,
+        })
     }
 }
 
 async fn upsert_kv(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     table: &str,
     model_id: &str,
@@ -244,8 +371,15 @@ async fn upsert_kv(
     overwrite: bool,
 ) -> Result<()> {
     for pair in pairs {
-        let mut sql = Sql::new(&format!("INSERT INTO {table} (model_id, key, value) VALUES ("));
-        sql.bind_str(model_id).push(", ").bind_str(&pair.key).push(", ").bind_str(&pair.value);
+        let mut sql = Sql::for_dialect(
+            dialect,
+            &format!("INSERT INTO {table} (model_id, key, value) VALUES ("),
+        );
+        sql.bind_str(model_id)
+            .push(", ")
+            .bind_str(&pair.key)
+            .push(", ")
+            .bind_str(&pair.value);
         sql.push(if overwrite {
             ") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
         } else {

@@ -2,6 +2,7 @@
 //! stages, aliases and tags. Every change a webhook can subscribe to is written to the outbox
 //! in the same transaction, so delivery never misses a committed change.
 
+use crate::Dialect;
 use crate::db::{Bind, Sql, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
@@ -56,7 +57,9 @@ fn version_from_row(row: &AnyRow) -> ModelVersion {
 
 pub fn parse_version(version: &str) -> Result<i64> {
     version.trim().parse::<i64>().map_err(|_| {
-        Error::invalid(format!("Parameter 'version' must be an integer, got '{version}'."))
+        Error::invalid(format!(
+            "Parameter 'version' must be an integer, got '{version}'."
+        ))
     })
 }
 
@@ -70,14 +73,17 @@ fn validate_model_name(name: &str) -> Result<()> {
 fn validate_alias(alias: &str) -> Result<()> {
     let bad = alias.is_empty()
         || alias.len() > 255
-        || !alias.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        || !alias
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
     if bad {
         return Err(Error::invalid(format!(
             "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, underscores and dashes, up to 255 characters."
         )));
     }
     let lower = alias.to_ascii_lowercase();
-    let version_like = lower.len() > 1 && lower.starts_with('v') && lower[1..].chars().all(|c| c.is_ascii_digit());
+    let version_like =
+        lower.len() > 1 && lower.starts_with('v') && lower[1..].chars().all(|c| c.is_ascii_digit());
     if lower == "latest" || version_like {
         return Err(Error::invalid(format!(
             "'{alias}' alias name (case insensitive) is reserved."
@@ -91,7 +97,9 @@ fn model_not_found(name: &str) -> Error {
 }
 
 fn version_not_found(name: &str, version: &str) -> Error {
-    Error::not_found(format!("Model Version (name={name}, version={version}) not found"))
+    Error::not_found(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -104,7 +112,12 @@ fn invalid_source(source: &str, id_name: &str) -> Error {
 /// `(scheme, authority, decoded path segments)` of a URI; no scheme means a local path.
 fn uri_parts(uri: &str) -> (String, String, Vec<String>) {
     let (scheme, rest) = match uri.split_once(':') {
-        Some((s, r)) if !s.is_empty() && s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+        Some((s, r))
+            if !s.is_empty()
+                && s.len() > 1
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
             (s.to_ascii_lowercase(), r)
         }
         _ => (String::new(), uri),
@@ -117,38 +130,26 @@ fn uri_parts(uri: &str) -> (String, String, Vec<String>) {
         None => (String::new(), rest),
     };
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let segments = path.split('/').filter(|p| !p.is_empty()).map(fully_unquote).collect();
+    let segments = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(fully_unquote)
+        .collect();
     (scheme, authority, segments)
 }
 
 fn fully_unquote(value: &str) -> String {
     let mut current = value.to_string();
     for _ in 0..10 {
-        let next = percent_decode(&current);
+        let next = percent_encoding::percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
         if next == current {
             break;
         }
         current = next;
     }
     current
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_local_source(source: &str) -> bool {
@@ -166,8 +167,17 @@ fn within_root(source: &str, root: &str) -> bool {
 /// otherwise read: relative references are refused, and run or model artifacts must belong to
 /// the run or model named in the request.
 fn check_relative_references(source: &str) -> Result<()> {
-    let (_, _, segments) = uri_parts(source);
-    if segments.iter().any(|s| s == ".." || s.contains('\0') || s.split('\\').any(|p| p == "..")) || source.contains("%00") {
+    let decoded = fully_unquote(source);
+    let path = match decoded.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
+        None => decoded
+            .split_once(':')
+            .map_or(decoded.as_str(), |(_, rest)| rest),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let relative =
+        path.contains('\0') || path.split(['/', '\\']).any(|seg| seg == ".." || seg == ".");
+    if relative {
         return Err(Error::invalid(format!(
             "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
         )));
@@ -185,33 +195,49 @@ fn is_mlflow_artifact_source(source: &str) -> bool {
 }
 
 fn logged_model_of(source: &str) -> Option<&str> {
-    source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
+    source
+        .strip_prefix("models:/")
+        .filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
 }
-
 
 impl SqlStore {
     /// Queues a registry event for every webhook subscribed to it.
-    async fn emit(&self, tx: &mut Tx<'_>, entity: &str, action: &str, payload: Value) -> Result<()> {
-        if self.enqueue_webhook_event(tx, entity, action, &payload).await? > 0 {
+    async fn emit(
+        &self,
+        tx: &mut Tx<'_>,
+        entity: &str,
+        action: &str,
+        payload: Value,
+    ) -> Result<()> {
+        if self
+            .enqueue_webhook_event(tx, entity, action, &payload)
+            .await?
+            > 0
+        {
             self.outbox_signal.notify_waiters();
         }
         Ok(())
     }
 
     async fn lock_model(&self, tx: &mut Tx<'_>, name: &str) -> Result<()> {
-        let mut sql = Sql::new("SELECT name FROM registered_models WHERE name = ");
+        let mut sql = self.sql("SELECT name FROM registered_models WHERE name = ");
         sql.bind_str(name);
         if self.dialect == crate::Dialect::Postgres {
             sql.push(" FOR UPDATE");
         }
-        match sql.query().fetch_optional(&mut **tx).await.map_err(db_err)? {
+        match sql
+            .query()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+        {
             Some(_) => Ok(()),
             None => Err(model_not_found(name)),
         }
     }
 
     async fn touch_model(&self, tx: &mut Tx<'_>, name: &str, now: i64) -> Result<()> {
-        let mut sql = Sql::new("UPDATE registered_models SET last_updated_time = ");
+        let mut sql = self.sql("UPDATE registered_models SET last_updated_time = ");
         sql.bind_i64(now).push(" WHERE name = ").bind_str(name);
         sql.query().execute(&mut **tx).await.map_err(db_err)?;
         Ok(())
@@ -229,28 +255,50 @@ impl SqlStore {
         }
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = Sql::new("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES (");
-        sql.bind_str(name).push(", ").bind_i64(now).push(", ").bind_i64(now).push(", ");
-        sql.bind(Bind::OptStr(description.map(str::to_string))).push(")");
+        let mut sql = self.sql("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES (");
+        sql.bind_str(name)
+            .push(", ")
+            .bind_i64(now)
+            .push(", ")
+            .bind_i64(now)
+            .push(", ");
+        sql.bind(Bind::OptStr(description.map(str::to_string)))
+            .push(")");
         if let Err(e) = sql.query().execute(&mut *tx).await.map_err(db_err) {
             if e.code == Code::ResourceAlreadyExists {
-                return Err(Error::already_exists(format!("Registered Model (name={name}) already exists.")));
+                return Err(Error::already_exists(format!(
+                    "Registered Model (name={name}) already exists."
+                )));
             }
             return Err(e);
         }
         for t in tags {
-            upsert_model_tag(&mut tx, name, t).await?;
+            upsert_model_tag(self.dialect, &mut tx, name, t).await?;
         }
-        let tag_map: BTreeMap<&str, &str> = tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
-        self.emit(&mut tx, "registered_model", "created", json!({"name": name, "tags": tag_map, "description": description})).await?;
+        let tag_map: BTreeMap<&str, &str> = tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        self.emit(
+            &mut tx,
+            "registered_model",
+            "created",
+            json!({"name": name, "tags": tag_map, "description": description}),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
         self.get_registered_model(name).await
     }
 
     pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
-        let mut sql = Sql::new("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE rm.name = ");
+        let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE rm.name = ");
         sql.bind_str(name);
-        let Some(row) = sql.query().fetch_optional(&self.read).await.map_err(db_err)? else {
+        let Some(row) = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        else {
             return Err(model_not_found(name));
         };
         Ok(self.assemble_models_rm(vec![row]).await?.remove(0))
@@ -262,39 +310,62 @@ impl SqlStore {
         let mut aliases: HashMap<String, Vec<RegisteredModelAlias>> = HashMap::new();
         let mut latest: HashMap<String, BTreeMap<String, ModelVersion>> = HashMap::new();
         for chunk in names.chunks(500) {
-            let list = || chunk.iter().map(|s| Bind::Str(s.clone())).collect::<Vec<_>>();
-            let mut sql = Sql::new("SELECT name, key, value FROM registered_model_tags WHERE name IN ");
+            let list = || {
+                chunk
+                    .iter()
+                    .map(|s| Bind::Str(s.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let mut sql =
+                self.sql("SELECT name, key, value FROM registered_model_tags WHERE name IN ");
             sql.bind_list(list()).push(" ORDER BY key");
             for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                tags.entry(get_str(&r, "name")).or_default().push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
+                tags.entry(get_str(&r, "name"))
+                    .or_default()
+                    .push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
             }
-            let mut sql = Sql::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
+            let mut sql = self
+                .sql("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
             sql.bind_list(list()).push(" ORDER BY alias");
             for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                aliases.entry(get_str(&r, "name")).or_default().push(RegisteredModelAlias {
-                    alias: get_str(&r, "alias"),
-                    version: get_i64(&r, "version").to_string(),
-                });
+                aliases
+                    .entry(get_str(&r, "name"))
+                    .or_default()
+                    .push(RegisteredModelAlias {
+                        alias: get_str(&r, "alias"),
+                        version: get_i64(&r, "version").to_string(),
+                    });
             }
             // Only each stage's newest version is shown, so fetch just those rows.
-            let mut sql = Sql::new(&format!(
+            let mut sql = self.sql(&format!(
                 "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}' AND mv.version = \
                  (SELECT MAX(m2.version) FROM model_versions m2 WHERE m2.name = mv.name AND m2.current_stage = mv.current_stage) \
                  AND mv.name IN "
             ));
             sql.bind_list(list());
-            let versions: Vec<ModelVersion> =
-                sql.query().fetch_all(&self.read).await.map_err(db_err)?.iter().map(version_from_row).collect();
+            let versions: Vec<ModelVersion> = sql
+                .query()
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(version_from_row)
+                .collect();
             for v in self.decorate_versions(versions).await? {
-                latest.entry(v.name.clone()).or_default().insert(v.current_stage.clone(), v);
+                latest
+                    .entry(v.name.clone())
+                    .or_default()
+                    .insert(v.current_stage.clone(), v);
             }
         }
         Ok(rows
             .iter()
             .map(|r| {
                 let name = get_str(r, "name");
-                let mut latest_versions: Vec<ModelVersion> =
-                    latest.remove(&name).map(|m| m.into_values().collect()).unwrap_or_default();
+                let mut latest_versions: Vec<ModelVersion> = latest
+                    .remove(&name)
+                    .map(|m| m.into_values().collect())
+                    .unwrap_or_default();
                 latest_versions.sort_by_key(|v| v.version.parse::<i64>().unwrap_or(0));
                 RegisteredModel {
                     creation_timestamp: get_i64(r, "creation_time"),
@@ -310,7 +381,10 @@ impl SqlStore {
     }
 
     /// Adds tags and aliases to versions read from `model_versions`.
-    async fn decorate_versions(&self, mut versions: Vec<ModelVersion>) -> Result<Vec<ModelVersion>> {
+    async fn decorate_versions(
+        &self,
+        mut versions: Vec<ModelVersion>,
+    ) -> Result<Vec<ModelVersion>> {
         if versions.is_empty() {
             return Ok(versions);
         }
@@ -320,18 +394,28 @@ impl SqlStore {
         let mut tags: HashMap<(String, String), Vec<KeyValue>> = HashMap::new();
         let mut aliases: HashMap<(String, String), Vec<String>> = HashMap::new();
         for chunk in names.chunks(500) {
-            let list = || chunk.iter().map(|s| Bind::Str(s.clone())).collect::<Vec<_>>();
-            let mut sql = Sql::new("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
+            let list = || {
+                chunk
+                    .iter()
+                    .map(|s| Bind::Str(s.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let mut sql =
+                self.sql("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
             sql.bind_list(list()).push(" ORDER BY key");
             for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
                 tags.entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
                     .or_default()
                     .push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
             }
-            let mut sql = Sql::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
+            let mut sql = self
+                .sql("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
             sql.bind_list(list()).push(" ORDER BY alias");
             for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                aliases.entry((get_str(&r, "name"), get_i64(&r, "version").to_string())).or_default().push(get_str(&r, "alias"));
+                aliases
+                    .entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
+                    .or_default()
+                    .push(get_str(&r, "alias"));
             }
         }
         for v in &mut versions {
@@ -342,38 +426,66 @@ impl SqlStore {
         Ok(versions)
     }
 
-    pub async fn rename_registered_model(&self, name: &str, new_name: &str) -> Result<RegisteredModel> {
+    pub async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+    ) -> Result<RegisteredModel> {
         if new_name.trim().is_empty() {
             return Err(validation::missing_value("new_name"));
         }
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        let mut check = Sql::new("SELECT name FROM registered_models WHERE name = ");
+        let mut check = self.sql("SELECT name FROM registered_models WHERE name = ");
         check.bind_str(new_name);
-        if new_name != name && check.query().fetch_optional(&mut *tx).await.map_err(db_err)?.is_some() {
-            return Err(Error::already_exists(format!("Registered Model (name={new_name}) already exists.")));
+        if new_name != name
+            && check
+                .query()
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .is_some()
+        {
+            return Err(Error::already_exists(format!(
+                "Registered Model (name={new_name}) already exists."
+            )));
         }
-        for table in ["registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
-            let mut sql = Sql::new(&format!("UPDATE {table} SET name = "));
+        for table in [
+            "registered_model_tags",
+            "model_versions",
+            "model_version_tags",
+            "registered_model_aliases",
+        ] {
+            let mut sql = self.sql(&format!("UPDATE {table} SET name = "));
             sql.bind_str(new_name).push(" WHERE name = ").bind_str(name);
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
         }
-        let mut sql = Sql::new("UPDATE registered_models SET name = ");
-        sql.bind_str(new_name).push(", last_updated_time = ").bind_i64(now).push(" WHERE name = ").bind_str(name);
+        let mut sql = self.sql("UPDATE registered_models SET name = ");
+        sql.bind_str(new_name)
+            .push(", last_updated_time = ")
+            .bind_i64(now)
+            .push(" WHERE name = ")
+            .bind_str(name);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        let mut sql = Sql::new("UPDATE model_versions SET last_updated_time = ");
+        let mut sql = self.sql("UPDATE model_versions SET last_updated_time = ");
         sql.bind_i64(now).push(" WHERE name = ").bind_str(new_name);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         self.get_registered_model(new_name).await
     }
 
-    pub async fn update_registered_model(&self, name: &str, description: Option<&str>) -> Result<RegisteredModel> {
+    pub async fn update_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<RegisteredModel> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        let mut sql = Sql::new("UPDATE registered_models SET description = ");
-        sql.bind(Bind::OptStr(description.map(str::to_string))).push(", last_updated_time = ").bind_i64(now_ms());
+        let mut sql = self.sql("UPDATE registered_models SET description = ");
+        sql.bind(Bind::OptStr(description.map(str::to_string)))
+            .push(", last_updated_time = ")
+            .bind_i64(now_ms());
         sql.push(" WHERE name = ").bind_str(name);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
@@ -383,8 +495,14 @@ impl SqlStore {
     pub async fn delete_registered_model(&self, name: &str) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        for table in ["registered_model_tags", "model_version_tags", "registered_model_aliases", "model_versions", "registered_models"] {
-            let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
+        for table in [
+            "registered_model_tags",
+            "model_version_tags",
+            "registered_model_aliases",
+            "model_versions",
+            "registered_models",
+        ] {
+            let mut sql = self.sql(&format!("DELETE FROM {table} WHERE name = "));
             sql.bind_str(name);
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -395,14 +513,14 @@ impl SqlStore {
         validation::validate_registry_tag(tag)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        upsert_model_tag(&mut tx, name, tag).await?;
+        upsert_model_tag(self.dialect, &mut tx, name, tag).await?;
         tx.commit().await.map_err(db_err)
     }
 
     pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        let mut sql = Sql::new("DELETE FROM registered_model_tags WHERE name = ");
+        let mut sql = self.sql("DELETE FROM registered_model_tags WHERE name = ");
         sql.bind_str(name).push(" AND key = ").bind_str(key);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)
@@ -422,11 +540,14 @@ impl SqlStore {
             )));
         }
         let offset = page_token::decode(token)?;
-        let mut sql = Sql::new("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
+        let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
         let spec = SearchSpec::for_entity(SearchEntity::RegisteredModels, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        sql.push(" LIMIT ")
+            .bind_i64(max_results + 1)
+            .push(" OFFSET ")
+            .bind_i64(offset as i64);
         let mut rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let next_page_token = if rows.len() as i64 > max_results {
             rows.truncate(max_results as usize);
@@ -434,10 +555,17 @@ impl SqlStore {
         } else {
             None
         };
-        Ok(Page { items: self.assemble_models_rm(rows).await?, next_page_token })
+        Ok(Page {
+            items: self.assemble_models_rm(rows).await?,
+            next_page_token,
+        })
     }
 
-    pub async fn get_latest_versions(&self, name: &str, stages: &[String]) -> Result<Vec<ModelVersion>> {
+    pub async fn get_latest_versions(
+        &self,
+        name: &str,
+        stages: &[String],
+    ) -> Result<Vec<ModelVersion>> {
         let model = self.get_registered_model(name).await?;
         let wanted: Vec<&str> = stages
             .iter()
@@ -461,7 +589,10 @@ impl SqlStore {
         self.validate_source(&req).await?;
         let mut run_id = req.run_id.clone().filter(|r| !r.is_empty());
         let mut storage_location = req.source.clone();
-        let source_model_id = req.source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-") && !rest.contains('/'));
+        let source_model_id = req
+            .source
+            .strip_prefix("models:/")
+            .filter(|rest| rest.starts_with("m-") && !rest.contains('/'));
         if let Some(model_id) = source_model_id.or(req.model_id.as_deref()) {
             match self.get_logged_model(model_id).await {
                 Ok(model) => {
@@ -482,24 +613,47 @@ impl SqlStore {
             }
         } else if let Some(rest) = req.source.strip_prefix("models:/") {
             // models:/<name>/<version> registers a copy pointing at the same files.
-            if let Some((other, v)) = rest.rsplit_once('/') {
-                if let Ok(uri) = self.get_model_version_download_uri(other, v).await {
-                    storage_location = uri;
-                }
+            if let Some((other, v)) = rest.rsplit_once('/')
+                && let Ok(uri) = self.get_model_version_download_uri(other, v).await
+            {
+                storage_location = uri;
             }
         }
         let now = now_ms();
         for _attempt in 0..8 {
             let mut tx = self.write.begin().await.map_err(db_err)?;
             self.lock_model(&mut tx, &req.name).await?;
-            let mut sql = Sql::new("SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE name = ");
+            let mut sql = self.sql(
+                "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE name = ",
+            );
             sql.bind_str(&req.name);
-            let version = get_i64(&sql.query().fetch_one(&mut *tx).await.map_err(db_err)?, "next");
-            let mut sql = Sql::new("INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, source, run_id, run_link, status, status_message, storage_location, model_id) VALUES (");
-            sql.bind_str(&req.name).push(", ").bind_i64(version).push(", ").bind_i64(now).push(", ").bind_i64(now).push(", ");
-            sql.bind(Bind::OptStr(req.description.clone())).push(", NULL, 'None', ").bind_str(&req.source).push(", ");
-            sql.bind(Bind::OptStr(run_id.clone())).push(", ").bind(Bind::OptStr(req.run_link.clone())).push(", 'READY', NULL, ");
-            sql.bind_str(&storage_location).push(", ").bind(Bind::OptStr(req.model_id.clone().or(source_model_id.map(str::to_string)))).push(")");
+            let version = get_i64(
+                &sql.query().fetch_one(&mut *tx).await.map_err(db_err)?,
+                "next",
+            );
+            let mut sql = self.sql("INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, source, run_id, run_link, status, status_message, storage_location, model_id) VALUES (");
+            sql.bind_str(&req.name)
+                .push(", ")
+                .bind_i64(version)
+                .push(", ")
+                .bind_i64(now)
+                .push(", ")
+                .bind_i64(now)
+                .push(", ");
+            sql.bind(Bind::OptStr(req.description.clone()))
+                .push(", NULL, 'None', ")
+                .bind_str(&req.source)
+                .push(", ");
+            sql.bind(Bind::OptStr(run_id.clone()))
+                .push(", ")
+                .bind(Bind::OptStr(req.run_link.clone()))
+                .push(", 'READY', NULL, ");
+            sql.bind_str(&storage_location)
+                .push(", ")
+                .bind(Bind::OptStr(
+                    req.model_id.clone().or(source_model_id.map(str::to_string)),
+                ))
+                .push(")");
             match sql.query().execute(&mut *tx).await.map_err(db_err) {
                 Ok(_) => {}
                 // Another replica took this number first; take the next one.
@@ -507,19 +661,33 @@ impl SqlStore {
                 Err(e) => return Err(e),
             }
             for t in &req.tags {
-                upsert_version_tag(&mut tx, &req.name, version, t).await?;
+                upsert_version_tag(self.dialect, &mut tx, &req.name, version, t).await?;
             }
             self.touch_model(&mut tx, &req.name, now).await?;
-            let tag_map: BTreeMap<&str, &str> = req.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
-            self.emit(&mut tx, "model_version", "created", json!({
-                "name": req.name, "version": version.to_string(), "source": req.source,
-                "run_id": run_id, "tags": tag_map, "description": req.description,
-            }))
+            let tag_map: BTreeMap<&str, &str> = req
+                .tags
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str()))
+                .collect();
+            self.emit(
+                &mut tx,
+                "model_version",
+                "created",
+                json!({
+                    "name": req.name, "version": version.to_string(), "source": req.source,
+                    "run_id": run_id, "tags": tag_map, "description": req.description,
+                }),
+            )
             .await?;
             tx.commit().await.map_err(db_err)?;
-            return self.get_model_version(&req.name, &version.to_string()).await;
+            return self
+                .get_model_version(&req.name, &version.to_string())
+                .await;
         }
-        Err(Error::internal(format!("Model Version creation error (name={}). Giving up after 8 attempts.", req.name)))
+        Err(Error::internal(format!(
+            "Model Version creation error (name={}). Giving up after 8 attempts.",
+            req.name
+        )))
     }
 
     async fn validate_source(&self, req: &NewModelVersion) -> Result<()> {
@@ -529,15 +697,25 @@ impl SqlStore {
         let (scheme, authority, _) = uri_parts(source);
         if is_local_source(source) {
             let root = match (model_id, run_id) {
-                (Some(m), _) => self.get_logged_model(m).await.ok().map(|m| m.info.artifact_uri),
+                (Some(m), _) => self
+                    .get_logged_model(m)
+                    .await
+                    .ok()
+                    .map(|m| m.info.artifact_uri),
                 (None, Some(r)) => self.get_run(r).await.ok().map(|r| r.info.artifact_uri),
                 (None, None) => None,
             };
-            let inside = root.filter(|r| is_local_source(r)).is_some_and(|r| within_root(source, &r));
+            let inside = root
+                .filter(|r| is_local_source(r))
+                .is_some_and(|r| within_root(source, &r));
             if inside {
                 return Ok(());
             }
-            let which = if model_id.is_some() { "model_id" } else { "run_id" };
+            let which = if model_id.is_some() {
+                "model_id"
+            } else {
+                "run_id"
+            };
             return Err(Error::invalid(format!(
                 "Invalid model version source: '{source}'. To use a local path as a model version source, the {which} request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the {which}."
             )));
@@ -549,34 +727,57 @@ impl SqlStore {
                     return Err(invalid_source(source, "model_id"));
                 }
                 if let Some(source_model) = logged_model_of(source) {
-                    return if source_model == model_id { Ok(()) } else { Err(invalid_source(source, "model_id")) };
+                    return if source_model == model_id {
+                        Ok(())
+                    } else {
+                        Err(invalid_source(source, "model_id"))
+                    };
                 }
             }
             if scheme == "runs" {
                 return Err(invalid_source(source, "model_id"));
             }
             if is_mlflow_artifact_source(source) {
-                let inside = self.get_logged_model(model_id).await.is_ok_and(|m| within_root(source, &m.info.artifact_uri));
-                return if inside { Ok(()) } else { Err(invalid_source(source, "model_id")) };
+                let inside = self
+                    .get_logged_model(model_id)
+                    .await
+                    .is_ok_and(|m| within_root(source, &m.info.artifact_uri));
+                return if inside {
+                    Ok(())
+                } else {
+                    Err(invalid_source(source, "model_id"))
+                };
             }
             return Ok(());
         }
         match scheme.as_str() {
             "runs" => {
-                let source_run = source.strip_prefix("runs:/").and_then(|r| r.split('/').next()).unwrap_or_default();
+                let source_run = source
+                    .strip_prefix("runs:/")
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or_default();
                 if authority.is_empty() && run_id.is_some_and(|r| r == source_run) {
                     Ok(())
                 } else {
                     Err(invalid_source(source, "run_id"))
                 }
             }
-            "models" if !authority.is_empty() || logged_model_of(source).is_some() => Err(invalid_source(source, "model_id")),
+            "models" if !authority.is_empty() || logged_model_of(source).is_some() => {
+                Err(invalid_source(source, "model_id"))
+            }
             _ if is_mlflow_artifact_source(source) => {
                 let inside = match run_id {
-                    Some(r) => self.get_run(r).await.is_ok_and(|run| within_root(source, &run.info.artifact_uri)),
+                    Some(r) => self
+                        .get_run(r)
+                        .await
+                        .is_ok_and(|run| within_root(source, &run.info.artifact_uri)),
                     None => false,
                 };
-                if inside { Ok(()) } else { Err(invalid_source(source, "run_id")) }
+                if inside {
+                    Ok(())
+                } else {
+                    Err(invalid_source(source, "run_id"))
+                }
             }
             _ => Ok(()),
         }
@@ -584,10 +785,17 @@ impl SqlStore {
 
     async fn version_row(&self, name: &str, version: &str) -> Result<ModelVersion> {
         let v = parse_version(version)?;
-        let mut sql = Sql::new(&format!("SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.name = "));
+        let mut sql = self.sql(&format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.name = "
+        ));
         sql.bind_str(name).push(" AND mv.version = ").bind_i64(v);
         sql.push(&format!(" AND mv.current_stage <> '{DELETED_STAGE}'"));
-        match sql.query().fetch_optional(&self.read).await.map_err(db_err)? {
+        match sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        {
             Some(row) => Ok(version_from_row(&row)),
             None => Err(version_not_found(name, version)),
         }
@@ -598,37 +806,69 @@ impl SqlStore {
         Ok(self.decorate_versions(vec![v]).await?.remove(0))
     }
 
-    pub async fn get_model_version_download_uri(&self, name: &str, version: &str) -> Result<String> {
+    pub async fn get_model_version_download_uri(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<String> {
         let v = parse_version(version)?;
-        let mut sql = Sql::new("SELECT storage_location, source FROM model_versions WHERE name = ");
+        let mut sql = self.sql("SELECT storage_location, source FROM model_versions WHERE name = ");
         sql.bind_str(name).push(" AND version = ").bind_i64(v);
         sql.push(&format!(" AND current_stage <> '{DELETED_STAGE}'"));
-        let Some(row) = sql.query().fetch_optional(&self.read).await.map_err(db_err)? else {
+        let Some(row) = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        else {
             return Err(version_not_found(name, version));
         };
-        Ok(get_opt_str(&row, "storage_location").filter(|s| !s.is_empty()).unwrap_or_else(|| get_str(&row, "source")))
+        Ok(get_opt_str(&row, "storage_location")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| get_str(&row, "source")))
     }
 
     /// Locks the registered model and checks the version exists, inside a write transaction.
     async fn lock_version(&self, tx: &mut Tx<'_>, name: &str, version: &str) -> Result<i64> {
         let v = parse_version(version)?;
-        self.lock_model(tx, name).await.map_err(|e| if e.code == Code::ResourceDoesNotExist { version_not_found(name, version) } else { e })?;
-        let mut sql = Sql::new("SELECT version FROM model_versions WHERE name = ");
+        self.lock_model(tx, name).await.map_err(|e| {
+            if e.code == Code::ResourceDoesNotExist {
+                version_not_found(name, version)
+            } else {
+                e
+            }
+        })?;
+        let mut sql = self.sql("SELECT version FROM model_versions WHERE name = ");
         sql.bind_str(name).push(" AND version = ").bind_i64(v);
         sql.push(&format!(" AND current_stage <> '{DELETED_STAGE}'"));
-        match sql.query().fetch_optional(&mut **tx).await.map_err(db_err)? {
+        match sql
+            .query()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+        {
             Some(_) => Ok(v),
             None => Err(version_not_found(name, version)),
         }
     }
 
-    pub async fn update_model_version(&self, name: &str, version: &str, description: Option<&str>) -> Result<ModelVersion> {
+    pub async fn update_model_version(
+        &self,
+        name: &str,
+        version: &str,
+        description: Option<&str>,
+    ) -> Result<ModelVersion> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let v = self.lock_version(&mut tx, name, version).await?;
         let now = now_ms();
-        let mut sql = Sql::new("UPDATE model_versions SET description = ");
-        sql.bind(Bind::OptStr(description.map(str::to_string))).push(", last_updated_time = ").bind_i64(now);
-        sql.push(" WHERE name = ").bind_str(name).push(" AND version = ").bind_i64(v);
+        let mut sql = self.sql("UPDATE model_versions SET description = ");
+        sql.bind(Bind::OptStr(description.map(str::to_string)))
+            .push(", last_updated_time = ")
+            .bind_i64(now);
+        sql.push(" WHERE name = ")
+            .bind_str(name)
+            .push(" AND version = ")
+            .bind_i64(v);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         self.get_model_version(name, version).await
@@ -653,14 +893,24 @@ impl SqlStore {
         let v = self.lock_version(&mut tx, name, version).await?;
         let now = now_ms();
         if archive_existing_versions {
-            let mut sql = Sql::new("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = ");
-            sql.bind_i64(now).push(" WHERE name = ").bind_str(name).push(" AND current_stage = ").bind_str(stage);
+            let mut sql = self
+                .sql("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = ");
+            sql.bind_i64(now)
+                .push(" WHERE name = ")
+                .bind_str(name)
+                .push(" AND current_stage = ")
+                .bind_str(stage);
             sql.push(" AND version <> ").bind_i64(v);
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
         }
-        let mut sql = Sql::new("UPDATE model_versions SET current_stage = ");
-        sql.bind_str(stage).push(", last_updated_time = ").bind_i64(now);
-        sql.push(" WHERE name = ").bind_str(name).push(" AND version = ").bind_i64(v);
+        let mut sql = self.sql("UPDATE model_versions SET current_stage = ");
+        sql.bind_str(stage)
+            .push(", last_updated_time = ")
+            .bind_i64(now);
+        sql.push(" WHERE name = ")
+            .bind_str(name)
+            .push(" AND version = ")
+            .bind_i64(v);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now).await?;
         tx.commit().await.map_err(db_err)?;
@@ -672,68 +922,132 @@ impl SqlStore {
         let v = self.lock_version(&mut tx, name, version).await?;
         let now = now_ms();
         for table in ["model_version_tags", "registered_model_aliases"] {
-            let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
+            let mut sql = self.sql(&format!("DELETE FROM {table} WHERE name = "));
             sql.bind_str(name).push(" AND version = ").bind_i64(v);
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
         }
-        let mut sql = Sql::new(&format!("UPDATE model_versions SET current_stage = '{DELETED_STAGE}', description = NULL, user_id = NULL, source = 'REDACTED-SOURCE-PATH', run_id = NULL, run_link = NULL, status_message = NULL, storage_location = NULL, last_updated_time = "));
-        sql.bind_i64(now).push(" WHERE name = ").bind_str(name).push(" AND version = ").bind_i64(v);
+        let mut sql = self.sql(&format!("UPDATE model_versions SET current_stage = '{DELETED_STAGE}', description = NULL, user_id = NULL, source = 'REDACTED-SOURCE-PATH', run_id = NULL, run_link = NULL, status_message = NULL, storage_location = NULL, last_updated_time = "));
+        sql.bind_i64(now)
+            .push(" WHERE name = ")
+            .bind_str(name)
+            .push(" AND version = ")
+            .bind_i64(v);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    pub async fn set_model_version_tag(&self, name: &str, version: &str, tag: &KeyValue) -> Result<()> {
+    pub async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        tag: &KeyValue,
+    ) -> Result<()> {
         validation::validate_registry_tag(tag)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let v = self.lock_version(&mut tx, name, version).await?;
-        upsert_version_tag(&mut tx, name, v, tag).await?;
-        self.emit(&mut tx, "model_version_tag", "set", json!({"name": name, "version": v.to_string(), "key": tag.key, "value": tag.value})).await?;
+        upsert_version_tag(self.dialect, &mut tx, name, v, tag).await?;
+        self.emit(
+            &mut tx,
+            "model_version_tag",
+            "set",
+            json!({"name": name, "version": v.to_string(), "key": tag.key, "value": tag.value}),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
-    pub async fn delete_model_version_tag(&self, name: &str, version: &str, key: &str) -> Result<()> {
+    pub async fn delete_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let v = self.lock_version(&mut tx, name, version).await?;
-        let mut sql = Sql::new("DELETE FROM model_version_tags WHERE name = ");
-        sql.bind_str(name).push(" AND version = ").bind_i64(v).push(" AND key = ").bind_str(key);
+        let mut sql = self.sql("DELETE FROM model_version_tags WHERE name = ");
+        sql.bind_str(name)
+            .push(" AND version = ")
+            .bind_i64(v)
+            .push(" AND key = ")
+            .bind_str(key);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        self.emit(&mut tx, "model_version_tag", "deleted", json!({"name": name, "version": v.to_string(), "key": key})).await?;
+        self.emit(
+            &mut tx,
+            "model_version_tag",
+            "deleted",
+            json!({"name": name, "version": v.to_string(), "key": key}),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
-    pub async fn set_registered_model_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
+    pub async fn set_registered_model_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<()> {
         validate_alias(alias)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let v = self.lock_version(&mut tx, name, version).await?;
-        let mut sql = Sql::new("INSERT INTO registered_model_aliases (name, alias, version) VALUES (");
-        sql.bind_str(name).push(", ").bind_str(alias).push(", ").bind_i64(v);
+        let mut sql =
+            self.sql("INSERT INTO registered_model_aliases (name, alias, version) VALUES (");
+        sql.bind_str(name)
+            .push(", ")
+            .bind_str(alias)
+            .push(", ")
+            .bind_i64(v);
         sql.push(") ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now_ms()).await?;
-        self.emit(&mut tx, "model_version_alias", "created", json!({"name": name, "alias": alias, "version": v.to_string()})).await?;
+        self.emit(
+            &mut tx,
+            "model_version_alias",
+            "created",
+            json!({"name": name, "alias": alias, "version": v.to_string()}),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
     pub async fn delete_registered_model_alias(&self, name: &str, alias: &str) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
-        let mut sql = Sql::new("DELETE FROM registered_model_aliases WHERE name = ");
+        let mut sql = self.sql("DELETE FROM registered_model_aliases WHERE name = ");
         sql.bind_str(name).push(" AND alias = ").bind_str(alias);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now_ms()).await?;
-        self.emit(&mut tx, "model_version_alias", "deleted", json!({"name": name, "alias": alias})).await?;
+        self.emit(
+            &mut tx,
+            "model_version_alias",
+            "deleted",
+            json!({"name": name, "alias": alias}),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
-    pub async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> Result<ModelVersion> {
+    pub async fn get_model_version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion> {
         self.get_registered_model(name).await?;
-        let mut sql = Sql::new("SELECT version FROM registered_model_aliases WHERE name = ");
+        let mut sql = self.sql("SELECT version FROM registered_model_aliases WHERE name = ");
         sql.bind_str(name).push(" AND alias = ").bind_str(alias);
-        let Some(row) = sql.query().fetch_optional(&self.read).await.map_err(db_err)? else {
-            return Err(Error::invalid(format!("Registered model alias {alias} not found.")));
+        let Some(row) = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        else {
+            return Err(Error::invalid(format!(
+                "Registered model alias {alias} not found."
+            )));
         };
-        self.get_model_version(name, &get_i64(&row, "version").to_string()).await
+        self.get_model_version(name, &get_i64(&row, "version").to_string())
+            .await
     }
 
     pub async fn search_model_versions(
@@ -750,11 +1064,14 @@ impl SqlStore {
             )));
         }
         let offset = page_token::decode(token)?;
-        let mut sql = Sql::new(&format!("SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}'"));
+        let mut sql = self.sql(&format!("SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}'"));
         let spec = SearchSpec::for_entity(SearchEntity::ModelVersions, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        sql.push(" LIMIT ")
+            .bind_i64(max_results + 1)
+            .push(" OFFSET ")
+            .bind_i64(offset as i64);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut items: Vec<ModelVersion> = rows.iter().map(version_from_row).collect();
         let next_page_token = if items.len() as i64 > max_results {
@@ -763,37 +1080,73 @@ impl SqlStore {
         } else {
             None
         };
-        Ok(Page { items: self.decorate_versions(items).await?, next_page_token })
+        Ok(Page {
+            items: self.decorate_versions(items).await?,
+            next_page_token,
+        })
     }
 
     /// Registry versions that were made from these logged models.
-    pub(crate) async fn registrations_for_models(&self, ids: &[String]) -> Result<HashMap<String, Vec<ModelRegistration>>> {
+    pub(crate) async fn registrations_for_models(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Vec<ModelRegistration>>> {
         let mut out: HashMap<String, Vec<ModelRegistration>> = HashMap::new();
         for chunk in ids.chunks(500) {
-            let mut sql = Sql::new(&format!("SELECT model_id, name, version FROM model_versions WHERE current_stage <> '{DELETED_STAGE}' AND model_id IN "));
+            let mut sql = self.sql(&format!("SELECT model_id, name, version FROM model_versions WHERE current_stage <> '{DELETED_STAGE}' AND model_id IN "));
             sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
             sql.push(" ORDER BY name, version");
             for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
                 out.entry(get_str(&r, "model_id"))
                     .or_default()
-                    .push(ModelRegistration { name: get_str(&r, "name"), version: get_i64(&r, "version").to_string() });
+                    .push(ModelRegistration {
+                        name: get_str(&r, "name"),
+                        version: get_i64(&r, "version").to_string(),
+                    });
             }
         }
         Ok(out)
     }
 }
 
-async fn upsert_model_tag(tx: &mut Tx<'_>, name: &str, tag: &KeyValue) -> Result<()> {
-    let mut sql = Sql::new("INSERT INTO registered_model_tags (name, key, value) VALUES (");
-    sql.bind_str(name).push(", ").bind_str(&tag.key).push(", ").bind_str(&tag.value);
+async fn upsert_model_tag(
+    dialect: Dialect,
+    tx: &mut Tx<'_>,
+    name: &str,
+    tag: &KeyValue,
+) -> Result<()> {
+    let mut sql = Sql::for_dialect(
+        dialect,
+        "INSERT INTO registered_model_tags (name, key, value) VALUES (",
+    );
+    sql.bind_str(name)
+        .push(", ")
+        .bind_str(&tag.key)
+        .push(", ")
+        .bind_str(&tag.value);
     sql.push(") ON CONFLICT (name, key) DO UPDATE SET value = excluded.value");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }
 
-async fn upsert_version_tag(tx: &mut Tx<'_>, name: &str, version: i64, tag: &KeyValue) -> Result<()> {
-    let mut sql = Sql::new("INSERT INTO model_version_tags (name, version, key, value) VALUES (");
-    sql.bind_str(name).push(", ").bind_i64(version).push(", ").bind_str(&tag.key).push(", ").bind_str(&tag.value);
+async fn upsert_version_tag(
+    dialect: Dialect,
+    tx: &mut Tx<'_>,
+    name: &str,
+    version: i64,
+    tag: &KeyValue,
+) -> Result<()> {
+    let mut sql = Sql::for_dialect(
+        dialect,
+        "INSERT INTO model_version_tags (name, version, key, value) VALUES (",
+    );
+    sql.bind_str(name)
+        .push(", ")
+        .bind_i64(version)
+        .push(", ")
+        .bind_str(&tag.key)
+        .push(", ")
+        .bind_str(&tag.value);
     sql.push(") ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
@@ -815,10 +1168,23 @@ mod tests {
 
     #[test]
     fn source_uris_split_like_mlflow() {
-        assert_eq!(uri_parts("mlflow-artifacts:/1/x%252e%252e/y").2, vec!["1", "x..", "y"]);
-        assert!(within_root("mlflow-artifacts:/1/abc/artifacts/model", "mlflow-artifacts:/1/abc/artifacts"));
-        assert!(!within_root("mlflow-artifacts:/1/other/artifacts", "mlflow-artifacts:/1/abc/artifacts"));
-        assert!(is_local_source("/tmp/model") && is_local_source("file:///tmp/m") && !is_local_source("s3://b/k"));
+        assert_eq!(
+            uri_parts("mlflow-artifacts:/1/x%252e%252e/y").2,
+            vec!["1", "x..", "y"]
+        );
+        assert!(within_root(
+            "mlflow-artifacts:/1/abc/artifacts/model",
+            "mlflow-artifacts:/1/abc/artifacts"
+        ));
+        assert!(!within_root(
+            "mlflow-artifacts:/1/other/artifacts",
+            "mlflow-artifacts:/1/abc/artifacts"
+        ));
+        assert!(
+            is_local_source("/tmp/model")
+                && is_local_source("file:///tmp/m")
+                && !is_local_source("s3://b/k")
+        );
         assert!(check_relative_references("s3://b/models/../../etc").is_err());
         assert!(check_relative_references("mlflow-artifacts:/1/..%2f..%2fx").is_err());
         assert!(check_relative_references("s3://b/models/m").is_ok());
@@ -827,6 +1193,11 @@ mod tests {
     #[test]
     fn versions_must_be_integers() {
         assert_eq!(parse_version("3").unwrap(), 3);
-        assert!(parse_version("latest").unwrap_err().message.contains("must be an integer"));
+        assert!(
+            parse_version("latest")
+                .unwrap_err()
+                .message
+                .contains("must be an integer")
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Runs and everything logged into them: params (immutable once set), tags, metric history
 //! with its latest-value table, dataset and model inputs, model outputs; and run search.
 
+use crate::Dialect;
 use crate::db::{
     Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_i64, get_opt_str,
     get_str, now_ms,
@@ -67,7 +68,11 @@ fn metric_from_row(row: &AnyRow) -> Metric {
     let is_nan = get_i64(row, "is_nan") != 0;
     Metric {
         key: get_str(row, "key"),
-        value: if is_nan { f64::NAN } else { get_f64(row, "value") },
+        value: if is_nan {
+            f64::NAN
+        } else {
+            get_f64(row, "value")
+        },
         timestamp: get_i64(row, "timestamp"),
         step: get_i64(row, "step"),
         dataset_name: None,
@@ -80,16 +85,16 @@ fn metric_from_row(row: &AnyRow) -> Metric {
 /// Names for runs created without one, in MLflow's adjective-noun-number style.
 fn random_run_name() -> String {
     const ADJECTIVES: &[&str] = &[
-        "amber", "brave", "bright", "calm", "clever", "crisp", "daring", "eager", "fancy", "gentle",
-        "glossy", "happy", "honest", "jolly", "keen", "lively", "lucky", "merry", "nimble", "polite",
-        "quick", "quiet", "rare", "rustic", "shiny", "silent", "smooth", "steady", "sunny", "swift",
-        "tidy", "vivid", "warm", "wise", "witty", "zesty",
+        "amber", "brave", "bright", "calm", "clever", "crisp", "daring", "eager", "fancy",
+        "gentle", "glossy", "happy", "honest", "jolly", "keen", "lively", "lucky", "merry",
+        "nimble", "polite", "quick", "quiet", "rare", "rustic", "shiny", "silent", "smooth",
+        "steady", "sunny", "swift", "tidy", "vivid", "warm", "wise", "witty", "zesty",
     ];
     const NOUNS: &[&str] = &[
         "ant", "bass", "bear", "bee", "bird", "carp", "cat", "crab", "crow", "deer", "doe", "dove",
-        "eel", "elk", "finch", "fox", "frog", "goat", "hare", "hawk", "hen", "lamb", "lark", "lynx",
-        "mole", "moth", "mouse", "newt", "owl", "panda", "seal", "shark", "sloth", "snail", "swan",
-        "toad", "trout", "wasp", "whale", "wolf", "wren", "yak",
+        "eel", "elk", "finch", "fox", "frog", "goat", "hare", "hawk", "hen", "lamb", "lark",
+        "lynx", "mole", "moth", "mouse", "newt", "owl", "panda", "seal", "shark", "sloth", "snail",
+        "swan", "toad", "trout", "wasp", "whale", "wolf", "wren", "yak",
     ];
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let pick = |i: usize, n: usize| (u16::from_le_bytes([bytes[i], bytes[i + 1]]) as usize) % n;
@@ -110,7 +115,11 @@ fn newest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
             .and_modify(|cur| {
                 let newer = (m.step, m.timestamp)
                     .cmp(&(cur.step, cur.timestamp))
-                    .then(stored(m).partial_cmp(&stored(cur)).unwrap_or(std::cmp::Ordering::Equal))
+                    .then(
+                        stored(m)
+                            .partial_cmp(&stored(cur))
+                            .unwrap_or(std::cmp::Ordering::Equal),
+                    )
                     .is_gt();
                 if newer {
                     *cur = m;
@@ -132,7 +141,10 @@ impl SqlStore {
         for (i, t) in req.tags.iter().enumerate() {
             tags.push(validation::validate_run_tag(t, &format!("tags[{i}]"))?);
         }
-        let tag_name = tags.iter().find(|t| t.key == RUN_NAME_TAG).map(|t| t.value.clone());
+        let tag_name = tags
+            .iter()
+            .find(|t| t.key == RUN_NAME_TAG)
+            .map(|t| t.value.clone());
         let run_name = match (req.run_name.filter(|n| !n.is_empty()), tag_name) {
             (Some(name), Some(tag)) if name != tag => {
                 return Err(Error::invalid(format!(
@@ -165,28 +177,49 @@ impl SqlStore {
             run_id: run_id.clone(),
         };
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = Sql::new(
+        let mut sql = self.sql(
             "INSERT INTO runs (run_uuid, name, experiment_id, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) VALUES (",
         );
-        sql.bind_str(&run_id).push(", ").bind_str(&info.run_name).push(", ");
-        sql.bind_i64(parse_experiment_id(&info.experiment_id)?).push(", ");
-        sql.bind_str(&info.user_id).push(", ").bind_str(info.status.as_str()).push(", ");
-        sql.bind_i64(info.start_time).push(", NULL, 'active', ").bind_str(&info.artifact_uri).push(")");
+        sql.bind_str(&run_id)
+            .push(", ")
+            .bind_str(&info.run_name)
+            .push(", ");
+        sql.bind_i64(parse_experiment_id(&info.experiment_id)?)
+            .push(", ");
+        sql.bind_str(&info.user_id)
+            .push(", ")
+            .bind_str(info.status.as_str())
+            .push(", ");
+        sql.bind_i64(info.start_time)
+            .push(", NULL, 'active', ")
+            .bind_str(&info.artifact_uri)
+            .push(")");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        upsert_tags(&mut tx, &run_id, &tags).await?;
+        upsert_tags(self.dialect, &mut tx, &run_id, &tags).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Run {
             info,
-            data: RunData { metrics: Vec::new(), params: Vec::new(), tags },
+            data: RunData {
+                metrics: Vec::new(),
+                params: Vec::new(),
+                tags,
+            },
             inputs: RunInputs::default(),
             outputs: None,
         })
     }
 
     async fn run_info(&self, run_id: &str) -> Result<RunInfo> {
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "));
+        let mut sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+        ));
         sql.bind_str(run_id);
-        match sql.query().fetch_optional(&self.read).await.map_err(db_err)? {
+        match sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        {
             Some(row) => Ok(run_info_from_row(&row)),
             None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
         }
@@ -198,12 +231,18 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
     ) -> Result<RunInfo> {
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "));
+        let mut sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+        ));
         sql.bind_str(run_id);
         if self.dialect == crate::Dialect::Postgres {
             sql.push(" FOR UPDATE");
         }
-        let row = sql.query().fetch_optional(&mut **tx).await.map_err(db_err)?;
+        let row = sql
+            .query()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
         let Some(row) = row else {
             return Err(Error::not_found(format!("Run with id={run_id} not found")));
         };
@@ -232,14 +271,24 @@ impl SqlStore {
         let mut model_inputs: HashMap<String, Vec<ModelInput>> = HashMap::new();
         let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
         for chunk in ids.chunks(500) {
-            let list = || chunk.iter().map(|s| Bind::Str(s.clone())).collect::<Vec<_>>();
-            let mut sql = Sql::new("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ");
+            let list = || {
+                chunk
+                    .iter()
+                    .map(|s| Bind::Str(s.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let mut sql = self.sql("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ");
             sql.bind_list(list());
             for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                metrics.entry(get_str(&row, "run_uuid")).or_default().push(metric_from_row(&row));
+                metrics
+                    .entry(get_str(&row, "run_uuid"))
+                    .or_default()
+                    .push(metric_from_row(&row));
             }
             for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
-                let mut sql = Sql::new(&format!("SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "));
+                let mut sql = self.sql(&format!(
+                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
+                ));
                 sql.bind_list(list());
                 for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
                     target
@@ -248,7 +297,7 @@ impl SqlStore {
                         .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
                 }
             }
-            let mut sql = Sql::new(
+            let mut sql = self.sql(
                 "SELECT i.destination_id, i.input_uuid, d.name, d.digest, d.source_type, d.source, d.dataset_schema, d.profile \
                  FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
                  WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
@@ -258,7 +307,8 @@ impl SqlStore {
             let input_ids: Vec<String> = rows.iter().map(|r| get_str(r, "input_uuid")).collect();
             let mut input_tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
             for tchunk in input_ids.chunks(500) {
-                let mut sql = Sql::new("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
+                let mut sql =
+                    self.sql("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
                 sql.bind_list(tchunk.iter().map(|s| Bind::Str(s.clone())));
                 for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
                     input_tags
@@ -268,30 +318,40 @@ impl SqlStore {
                 }
             }
             for row in rows {
-                datasets.entry(get_str(&row, "destination_id")).or_default().push(DatasetInput {
-                    tags: input_tags.remove(&get_str(&row, "input_uuid")).unwrap_or_default(),
-                    dataset: Dataset {
-                        name: get_str(&row, "name"),
-                        digest: get_str(&row, "digest"),
-                        source_type: get_str(&row, "source_type"),
-                        source: get_str(&row, "source"),
-                        schema: get_opt_str(&row, "dataset_schema"),
-                        profile: get_opt_str(&row, "profile"),
-                    },
-                });
+                datasets
+                    .entry(get_str(&row, "destination_id"))
+                    .or_default()
+                    .push(DatasetInput {
+                        tags: input_tags
+                            .remove(&get_str(&row, "input_uuid"))
+                            .unwrap_or_default(),
+                        dataset: Dataset {
+                            name: get_str(&row, "name"),
+                            digest: get_str(&row, "digest"),
+                            source_type: get_str(&row, "source_type"),
+                            source: get_str(&row, "source"),
+                            schema: get_opt_str(&row, "dataset_schema"),
+                            profile: get_opt_str(&row, "profile"),
+                        },
+                    });
             }
-            let mut sql = Sql::new("SELECT run_uuid, model_id, direction, step FROM run_models WHERE run_uuid IN ");
+            let mut sql = self.sql(
+                "SELECT run_uuid, model_id, direction, step FROM run_models WHERE run_uuid IN ",
+            );
             sql.bind_list(list());
             for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
                 let run = get_str(&row, "run_uuid");
                 let model_id = get_str(&row, "model_id");
                 if get_str(&row, "direction") == "output" {
-                    model_outputs
+                    model_outputs.entry(run).or_default().push(ModelOutput {
+                        model_id,
+                        step: get_i64(&row, "step"),
+                    });
+                } else {
+                    model_inputs
                         .entry(run)
                         .or_default()
-                        .push(ModelOutput { model_id, step: get_i64(&row, "step") });
-                } else {
-                    model_inputs.entry(run).or_default().push(ModelInput { model_id });
+                        .push(ModelInput { model_id });
                 }
             }
         }
@@ -332,11 +392,19 @@ impl SqlStore {
         if end_time.is_some() {
             info.end_time = end_time;
         }
-        let mut sql = Sql::new("UPDATE runs SET status = ");
-        sql.bind_str(info.status.as_str()).push(", end_time = ").bind(Bind::OptI64(info.end_time));
+        let mut sql = self.sql("UPDATE runs SET status = ");
+        sql.bind_str(info.status.as_str())
+            .push(", end_time = ")
+            .bind(Bind::OptI64(info.end_time));
         if let Some(name) = run_name.filter(|n| !n.is_empty()) {
             sql.push(", name = ").bind_str(&name);
-            upsert_tags(&mut tx, run_id, &[KeyValue::new(RUN_NAME_TAG, name.clone())]).await?;
+            upsert_tags(
+                self.dialect,
+                &mut tx,
+                run_id,
+                &[KeyValue::new(RUN_NAME_TAG, name.clone())],
+            )
+            .await?;
             info.run_name = name;
         }
         sql.push(" WHERE run_uuid = ").bind_str(run_id);
@@ -351,9 +419,11 @@ impl SqlStore {
             // MLflow refuses to restore a run whose experiment is deleted.
             self.active_experiment(&info.experiment_id).await?;
         }
-        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        let mut sql = self.sql("UPDATE runs SET lifecycle_stage = ");
         sql.bind_str(stage.as_str()).push(", deleted_time = ");
-        sql.bind(Bind::OptI64((stage == LifecycleStage::Deleted).then(now_ms)));
+        sql.bind(Bind::OptI64(
+            (stage == LifecycleStage::Deleted).then(now_ms),
+        ));
         sql.push(" WHERE run_uuid = ").bind_str(run_id);
         sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(())
@@ -377,19 +447,29 @@ impl SqlStore {
     ) -> Result<()> {
         validation::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
         validation::validate_param_keys_unique(params)?;
-        self.log_entities(run_id, metrics, params, tags, Shape::Batch).await
+        self.log_entities(run_id, metrics, params, tags, Shape::Batch)
+            .await
     }
 
     pub async fn log_metric(&self, run_id: &str, metric: &Metric) -> Result<()> {
-        self.log_entities(run_id, std::slice::from_ref(metric), &[], &[], Shape::Single).await
+        self.log_entities(
+            run_id,
+            std::slice::from_ref(metric),
+            &[],
+            &[],
+            Shape::Single,
+        )
+        .await
     }
 
     pub async fn log_param(&self, run_id: &str, param: &KeyValue) -> Result<()> {
-        self.log_entities(run_id, &[], std::slice::from_ref(param), &[], Shape::Single).await
+        self.log_entities(run_id, &[], std::slice::from_ref(param), &[], Shape::Single)
+            .await
     }
 
     pub async fn set_tag(&self, run_id: &str, tag: &KeyValue) -> Result<()> {
-        self.log_entities(run_id, &[], &[], std::slice::from_ref(tag), Shape::Single).await
+        self.log_entities(run_id, &[], &[], std::slice::from_ref(tag), Shape::Single)
+            .await
     }
 
     /// The one write path behind log-metric, log-parameter, set-tag and log-batch; `shape`
@@ -427,19 +507,29 @@ impl SqlStore {
             self.insert_params(&mut tx, run_id, &params, shape).await?;
         }
         if !tags.is_empty() {
-            upsert_tags(&mut tx, run_id, &tags).await?;
+            upsert_tags(self.dialect, &mut tx, run_id, &tags).await?;
             if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
-                let mut sql = Sql::new("UPDATE runs SET name = ");
-                sql.bind_str(&name.value).push(" WHERE run_uuid = ").bind_str(run_id);
+                let mut sql = self.sql("UPDATE runs SET name = ");
+                sql.bind_str(&name.value)
+                    .push(" WHERE run_uuid = ")
+                    .bind_str(run_id);
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
             }
         }
         if !metrics.is_empty() {
-            insert_metrics(&mut tx, run_id, metrics).await?;
-            upsert_latest_metrics(&mut tx, run_id, metrics).await?;
-            let with_model: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+            insert_metrics(self.dialect, &mut tx, run_id, metrics).await?;
+            upsert_latest_metrics(self.dialect, &mut tx, run_id, metrics).await?;
+            let with_model: Vec<&Metric> =
+                metrics.iter().filter(|m| m.model_id.is_some()).collect();
             if !with_model.is_empty() {
-                insert_model_metrics(&mut tx, run_id, &info.experiment_id, &with_model).await?;
+                insert_model_metrics(
+                    self.dialect,
+                    &mut tx,
+                    run_id,
+                    &info.experiment_id,
+                    &with_model,
+                )
+                .await?;
             }
         }
         tx.commit().await.map_err(db_err)
@@ -454,7 +544,7 @@ impl SqlStore {
     ) -> Result<()> {
         let mut existing: HashMap<String, String> = HashMap::new();
         for chunk in params.chunks(ROWS_PER_INSERT) {
-            let mut sql = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+            let mut sql = self.sql("SELECT key, value FROM params WHERE run_uuid = ");
             sql.bind_str(run_id).push(" AND key IN ");
             sql.bind_list(chunk.iter().map(|p| Bind::Str(p.key.clone())));
             for row in sql.query().fetch_all(&mut **tx).await.map_err(db_err)? {
@@ -464,21 +554,24 @@ impl SqlStore {
         let conflicts: Vec<String> = params
             .iter()
             .filter_map(|p| {
-                existing.get(&p.key).filter(|old| **old != p.value).map(|old| {
-                    format!(
-                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
-                        p.key, old, p.value
-                    )
-                })
+                existing
+                    .get(&p.key)
+                    .filter(|old| **old != p.value)
+                    .map(|old| {
+                        format!(
+                            "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                            p.key, old, p.value
+                        )
+                    })
             })
             .collect();
-        if let (Shape::Single, Some(p)) = (shape, params.first()) {
-            if let Some(old) = existing.get(&p.key).filter(|old| **old != p.value) {
-                return Err(Error::invalid(format!(
-                    "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                    p.key, old, p.value
-                )));
-            }
+        if let (Shape::Single, Some(p)) = (shape, params.first())
+            && let Some(old) = existing.get(&p.key).filter(|old| **old != p.value)
+        {
+            return Err(Error::invalid(format!(
+                "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                p.key, old, p.value
+            )));
         }
         if !conflicts.is_empty() {
             return Err(Error::invalid(format!(
@@ -486,12 +579,20 @@ impl SqlStore {
                 conflicts.join(", ")
             )));
         }
-        let fresh: Vec<&KeyValue> = params.iter().filter(|p| !existing.contains_key(&p.key)).collect();
+        let fresh: Vec<&KeyValue> = params
+            .iter()
+            .filter(|p| !existing.contains_key(&p.key))
+            .collect();
         for chunk in fresh.chunks(ROWS_PER_INSERT) {
-            let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+            let mut sql = self.sql("INSERT INTO params (run_uuid, key, value) VALUES ");
             for (i, p) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind_str(run_id).push(", ").bind_str(&p.key).push(", ").bind_str(&p.value).push(")");
+                sql.bind_str(run_id)
+                    .push(", ")
+                    .bind_str(&p.key)
+                    .push(", ")
+                    .bind_str(&p.value)
+                    .push(")");
             }
             sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
             sql.query().execute(&mut **tx).await.map_err(db_err)?;
@@ -502,7 +603,7 @@ impl SqlStore {
     pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_active_run(&mut tx, run_id).await?;
-        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
+        let mut sql = self.sql("DELETE FROM tags WHERE run_uuid = ");
         sql.bind_str(run_id).push(" AND key = ").bind_str(key);
         let done = sql.query().execute(&mut *tx).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
@@ -516,10 +617,11 @@ impl SqlStore {
     pub async fn get_metric_history(&self, req: &MetricHistoryRequest) -> Result<Page<Metric>> {
         self.run_info(&req.run_id).await?;
         let offset = page_token::decode(req.page_token.as_deref())?;
-        let mut sql = Sql::new(
-            "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ",
-        );
-        sql.bind_str(&req.run_id).push(" AND key = ").bind_str(&req.metric_key);
+        let mut sql =
+            self.sql("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
+        sql.bind_str(&req.run_id)
+            .push(" AND key = ")
+            .bind_str(&req.metric_key);
         sql.push(" ORDER BY timestamp, step, value LIMIT ");
         // Without max_results MLflow returns the whole history in one page.
         sql.bind_i64(req.max_results.map_or(i64::MAX / 2, |m| m + 1));
@@ -527,13 +629,16 @@ impl SqlStore {
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut items: Vec<Metric> = rows.iter().map(metric_from_row).collect();
         let mut next_page_token = None;
-        if let Some(max) = req.max_results {
-            if items.len() as i64 > max {
-                items.truncate(max as usize);
-                next_page_token = Some(page_token::encode(offset + max as u64));
-            }
+        if let Some(max) = req.max_results
+            && items.len() as i64 > max
+        {
+            items.truncate(max as usize);
+            next_page_token = Some(page_token::encode(offset + max as u64));
         }
-        Ok(Page { items, next_page_token })
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 
     /// Up to `max_results` evenly spread steps per run, always keeping the first and last, so a
@@ -547,7 +652,9 @@ impl SqlStore {
         max_results: i64,
     ) -> Result<Vec<Metric>> {
         if run_ids.is_empty() {
-            return Err(Error::invalid("GetMetricHistoryBulkInterval request must specify at least one run_id."));
+            return Err(Error::invalid(
+                "GetMetricHistoryBulkInterval request must specify at least one run_id.",
+            ));
         }
         if run_ids.len() > MAX_RUNS_PER_BULK_HISTORY {
             return Err(Error::invalid(format!(
@@ -556,14 +663,21 @@ impl SqlStore {
             )));
         }
         if !(1..=MAX_RESULTS_PER_RUN).contains(&max_results) {
-            return Err(Error::invalid(format!("max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")));
+            return Err(Error::invalid(format!(
+                "max_results must be between 1 and {MAX_RESULTS_PER_RUN}."
+            )));
         }
         let mut out = Vec::new();
         for run_id in run_ids {
-            let mut sql = Sql::new("SELECT DISTINCT step FROM metrics WHERE run_uuid = ");
-            sql.bind_str(run_id).push(" AND key = ").bind_str(metric_key);
+            let mut sql = self.sql("SELECT DISTINCT step FROM metrics WHERE run_uuid = ");
+            sql.bind_str(run_id)
+                .push(" AND key = ")
+                .bind_str(metric_key);
             if let (Some(s), Some(e)) = (start_step, end_step) {
-                sql.push(" AND step >= ").bind_i64(s).push(" AND step <= ").bind_i64(e);
+                sql.push(" AND step >= ")
+                    .bind_i64(s)
+                    .push(" AND step <= ")
+                    .bind_i64(e);
             }
             sql.push(" ORDER BY step");
             let steps: Vec<i64> = sql
@@ -579,8 +693,13 @@ impl SqlStore {
                 continue;
             }
             for chunk in chosen.chunks(ROWS_PER_INSERT) {
-                let mut sql = Sql::new("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
-                sql.bind_str(run_id).push(" AND key = ").bind_str(metric_key).push(" AND step IN ");
+                let mut sql = self.sql(
+                    "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ",
+                );
+                sql.bind_str(run_id)
+                    .push(" AND key = ")
+                    .bind_str(metric_key)
+                    .push(" AND step IN ");
                 sql.bind_list(chunk.iter().map(|s| Bind::I64(*s)));
                 sql.push(" ORDER BY step, timestamp");
                 for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
@@ -609,41 +728,71 @@ impl SqlStore {
         let info = self.lock_active_run(&mut tx, run_id).await?;
         let experiment_id = parse_experiment_id(&info.experiment_id)?;
         for d in datasets {
-            let mut sql = Sql::new("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
-            sql.bind_i64(experiment_id).push(" AND name = ").bind_str(&d.dataset.name);
+            let mut sql = self.sql("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
+            sql.bind_i64(experiment_id)
+                .push(" AND name = ")
+                .bind_str(&d.dataset.name);
             sql.push(" AND digest = ").bind_str(&d.dataset.digest);
             let dataset_uuid = match sql.query().fetch_optional(&mut *tx).await.map_err(db_err)? {
                 Some(row) => get_str(&row, "dataset_uuid"),
                 None => {
                     let id = uuid::Uuid::new_v4().simple().to_string();
-                    let mut sql = Sql::new("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, dataset_schema, profile) VALUES (");
-                    sql.bind_str(&id).push(", ").bind_i64(experiment_id).push(", ");
-                    sql.bind_str(&d.dataset.name).push(", ").bind_str(&d.dataset.digest).push(", ");
-                    sql.bind_str(&d.dataset.source_type).push(", ").bind_str(&d.dataset.source).push(", ");
+                    let mut sql = self.sql("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, dataset_schema, profile) VALUES (");
+                    sql.bind_str(&id)
+                        .push(", ")
+                        .bind_i64(experiment_id)
+                        .push(", ");
+                    sql.bind_str(&d.dataset.name)
+                        .push(", ")
+                        .bind_str(&d.dataset.digest)
+                        .push(", ");
+                    sql.bind_str(&d.dataset.source_type)
+                        .push(", ")
+                        .bind_str(&d.dataset.source)
+                        .push(", ");
                     sql.bind(Bind::OptStr(d.dataset.schema.clone())).push(", ");
                     sql.bind(Bind::OptStr(d.dataset.profile.clone())).push(")");
                     sql.query().execute(&mut *tx).await.map_err(db_err)?;
                     id
                 }
             };
-            let mut sql = Sql::new("SELECT input_uuid FROM inputs WHERE source_type = 'DATASET' AND source_id = ");
-            sql.bind_str(&dataset_uuid).push(" AND destination_type = 'RUN' AND destination_id = ").bind_str(run_id);
-            if sql.query().fetch_optional(&mut *tx).await.map_err(db_err)?.is_some() {
+            let mut sql = self.sql(
+                "SELECT input_uuid FROM inputs WHERE source_type = 'DATASET' AND source_id = ",
+            );
+            sql.bind_str(&dataset_uuid)
+                .push(" AND destination_type = 'RUN' AND destination_id = ")
+                .bind_str(run_id);
+            if sql
+                .query()
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .is_some()
+            {
                 continue;
             }
             let input_uuid = uuid::Uuid::new_v4().simple().to_string();
-            let mut sql = Sql::new("INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (");
-            sql.bind_str(&input_uuid).push(", 'DATASET', ").bind_str(&dataset_uuid).push(", 'RUN', ").bind_str(run_id).push(")");
+            let mut sql = self.sql("INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (");
+            sql.bind_str(&input_uuid)
+                .push(", 'DATASET', ")
+                .bind_str(&dataset_uuid)
+                .push(", 'RUN', ")
+                .bind_str(run_id)
+                .push(")");
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
             for t in &d.tags {
-                let mut sql = Sql::new("INSERT INTO input_tags (input_uuid, name, value) VALUES (");
-                sql.bind_str(&input_uuid).push(", ").bind_str(&t.key).push(", ").bind_str(&t.value);
+                let mut sql = self.sql("INSERT INTO input_tags (input_uuid, name, value) VALUES (");
+                sql.bind_str(&input_uuid)
+                    .push(", ")
+                    .bind_str(&t.key)
+                    .push(", ")
+                    .bind_str(&t.value);
                 sql.push(") ON CONFLICT (input_uuid, name) DO UPDATE SET value = excluded.value");
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
             }
         }
         for m in models {
-            link_model(&mut tx, run_id, &m.model_id, "input", 0).await?;
+            link_model(self.dialect, &mut tx, run_id, &m.model_id, "input", 0).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -652,12 +801,21 @@ impl SqlStore {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_active_run(&mut tx, run_id).await?;
         for m in models {
-            let mut sql = Sql::new("SELECT 1 AS one FROM logged_models WHERE model_id = ");
+            let mut sql = self.sql("SELECT 1 AS one FROM logged_models WHERE model_id = ");
             sql.bind_str(&m.model_id);
-            if sql.query().fetch_optional(&mut *tx).await.map_err(db_err)?.is_none() {
-                return Err(Error::not_found(format!("Logged model with ID '{}' not found.", m.model_id)));
+            if sql
+                .query()
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .is_none()
+            {
+                return Err(Error::not_found(format!(
+                    "Logged model with ID '{}' not found.",
+                    m.model_id
+                )));
             }
-            link_model(&mut tx, run_id, &m.model_id, "output", m.step).await?;
+            link_model(self.dialect, &mut tx, run_id, &m.model_id, "output", m.step).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -678,18 +836,29 @@ impl SqlStore {
             )));
         }
         let offset = page_token::decode(token)?;
-        let ids: Vec<i64> = experiment_ids.iter().map(|e| parse_experiment_id(e)).collect::<Result<_>>()?;
+        let ids: Vec<i64> = experiment_ids
+            .iter()
+            .map(|e| parse_experiment_id(e))
+            .collect::<Result<_>>()?;
         if ids.is_empty() || max_results == 0 {
-            return Ok(Page { items: Vec::new(), next_page_token: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
-        let mut sql = Sql::new(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "));
+        let mut sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "
+        ));
         sql.bind_list(ids.into_iter().map(Bind::I64));
         sql.push(" AND r.lifecycle_stage IN ");
         sql.bind_list(view.stages().iter().map(|s| Bind::Str((*s).to_string())));
         let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ").bind_i64(max_results + 1).push(" OFFSET ").bind_i64(offset as i64);
+        sql.push(" LIMIT ")
+            .bind_i64(max_results + 1)
+            .push(" OFFSET ")
+            .bind_i64(offset as i64);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
         let next_page_token = if infos.len() as i64 > max_results {
@@ -698,7 +867,10 @@ impl SqlStore {
         } else {
             None
         };
-        Ok(Page { items: self.assemble_runs(infos).await?, next_page_token })
+        Ok(Page {
+            items: self.assemble_runs(infos).await?,
+            next_page_token,
+        })
     }
 }
 
@@ -716,20 +888,31 @@ fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
 }
 
 async fn link_model(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     model_id: &str,
     direction: &str,
     step: i64,
 ) -> Result<()> {
-    let mut sql = Sql::new("INSERT INTO run_models (run_uuid, model_id, direction, step) VALUES (");
-    sql.bind_str(run_id).push(", ").bind_str(model_id).push(", ").bind_str(direction).push(", ").bind_i64(step);
+    let mut sql = Sql::for_dialect(
+        dialect,
+        "INSERT INTO run_models (run_uuid, model_id, direction, step) VALUES (",
+    );
+    sql.bind_str(run_id)
+        .push(", ")
+        .bind_str(model_id)
+        .push(", ")
+        .bind_str(direction)
+        .push(", ")
+        .bind_i64(step);
     sql.push(") ON CONFLICT (run_uuid, direction, model_id) DO UPDATE SET step = excluded.step");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
 }
 
 pub(crate) async fn upsert_tags(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     tags: &[KeyValue],
@@ -742,10 +925,15 @@ pub(crate) async fn upsert_tags(
         }
     }
     for chunk in last.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+        let mut sql = Sql::for_dialect(dialect, "INSERT INTO tags (run_uuid, key, value) VALUES ");
         for (i, t) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id).push(", ").bind_str(&t.key).push(", ").bind_str(&t.value).push(")");
+            sql.bind_str(run_id)
+                .push(", ")
+                .bind_str(&t.key)
+                .push(", ")
+                .bind_str(&t.value)
+                .push(")");
         }
         sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
         sql.query().execute(&mut **tx).await.map_err(db_err)?;
@@ -754,21 +942,39 @@ pub(crate) async fn upsert_tags(
 }
 
 fn stored_value(m: &Metric) -> (f64, i64) {
-    if m.value.is_nan() { (0.0, 1) } else { (m.value, 0) }
+    if m.value.is_nan() {
+        (0.0, 1)
+    } else {
+        (m.value, 0)
+    }
 }
 
 async fn insert_metrics(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     metrics: &[Metric],
 ) -> Result<()> {
     for chunk in metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ");
+        let mut sql = Sql::for_dialect(
+            dialect,
+            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+        );
         for (i, m) in chunk.iter().enumerate() {
             let (value, is_nan) = stored_value(m);
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id).push(", ").bind_str(&m.key).push(", ").bind_i64(m.step).push(", ");
-            sql.bind_i64(m.timestamp).push(", ").bind_f64(value).push(", ").bind_i64(is_nan).push(", ");
+            sql.bind_str(run_id)
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ")
+                .bind_i64(m.step)
+                .push(", ");
+            sql.bind_i64(m.timestamp)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ")
+                .bind_i64(is_nan)
+                .push(", ");
             sql.bind(Bind::OptStr(m.model_id.clone())).push(", ");
             sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
             sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
@@ -780,18 +986,32 @@ async fn insert_metrics(
 }
 
 async fn upsert_latest_metrics(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     metrics: &[Metric],
 ) -> Result<()> {
     let newest = newest_per_key(metrics);
     for chunk in newest.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ");
+        let mut sql = Sql::for_dialect(
+            dialect,
+            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ",
+        );
         for (i, m) in chunk.iter().enumerate() {
             let (value, is_nan) = stored_value(m);
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id).push(", ").bind_str(&m.key).push(", ").bind_f64(value).push(", ");
-            sql.bind_i64(is_nan).push(", ").bind_i64(m.timestamp).push(", ").bind_i64(m.step).push(")");
+            sql.bind_str(run_id)
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ");
+            sql.bind_i64(is_nan)
+                .push(", ")
+                .bind_i64(m.timestamp)
+                .push(", ")
+                .bind_i64(m.step)
+                .push(")");
         }
         sql.push(
             " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
@@ -806,18 +1026,30 @@ async fn upsert_latest_metrics(
 }
 
 async fn insert_model_metrics(
+    dialect: Dialect,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     _experiment_id: &str,
     metrics: &[&Metric],
 ) -> Result<()> {
     for chunk in metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new("INSERT INTO logged_model_metrics (model_id, key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest) VALUES ");
+        let mut sql = Sql::for_dialect(
+            dialect,
+            "INSERT INTO logged_model_metrics (model_id, key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest) VALUES ",
+        );
         for (i, m) in chunk.iter().enumerate() {
             let (value, is_nan) = stored_value(m);
             sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(m.model_id.clone().unwrap_or_default()).push(", ").bind_str(&m.key).push(", ");
-            sql.bind_i64(m.step).push(", ").bind_i64(m.timestamp).push(", ").bind_f64(value).push(", ");
+            sql.bind_str(m.model_id.clone().unwrap_or_default())
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ");
+            sql.bind_i64(m.step)
+                .push(", ")
+                .bind_i64(m.timestamp)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ");
             sql.bind_i64(is_nan).push(", ").bind_str(run_id).push(", ");
             sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
             sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");

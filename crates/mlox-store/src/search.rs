@@ -3,7 +3,9 @@
 //! refers to, and how each dialect spells case-sensitive and case-insensitive matching.
 
 use crate::db::{Bind, Dialect, Sql};
-use mlox_core::search::{Comparison, KeyKind, Op, OrderBy, SearchEntity, Value, parse_filter, parse_order_by};
+use mlox_core::search::{
+    Comparison, KeyKind, Op, OrderBy, SearchEntity, Value, parse_filter, parse_order_by,
+};
 use mlox_core::{Error, Result};
 
 /// How one entity's keys map onto its tables.
@@ -45,27 +47,39 @@ impl SearchSpec {
             (SearchEntity::LoggedModels, "status") => Text("lm.status"),
             (SearchEntity::LoggedModels, "source_run_id") => Text("lm.source_run_id"),
             (SearchEntity::LoggedModels, "experiment_id") => Int("lm.experiment_id"),
-            (SearchEntity::LoggedModels, "creation_timestamp" | "creation_time" | "creation_timestamp_ms") => {
-                Int("lm.creation_timestamp_ms")
-            }
-            (SearchEntity::LoggedModels, "last_updated_timestamp" | "last_updated_timestamp_ms" | "last_update_time") => {
-                Int("lm.last_updated_timestamp_ms")
-            }
+            (
+                SearchEntity::LoggedModels,
+                "creation_timestamp" | "creation_time" | "creation_timestamp_ms",
+            ) => Int("lm.creation_timestamp_ms"),
+            (
+                SearchEntity::LoggedModels,
+                "last_updated_timestamp" | "last_updated_timestamp_ms" | "last_update_time",
+            ) => Int("lm.last_updated_timestamp_ms"),
             (SearchEntity::RegisteredModels, "name") => Text("rm.name"),
-            (SearchEntity::RegisteredModels, "creation_timestamp" | "creation_time") => Int("rm.creation_time"),
-            (SearchEntity::RegisteredModels, "last_updated_timestamp" | "last_update_time" | "last_updated_time") => {
-                Int("rm.last_updated_time")
+            (SearchEntity::RegisteredModels, "creation_timestamp" | "creation_time") => {
+                Int("rm.creation_time")
             }
+            (
+                SearchEntity::RegisteredModels,
+                "last_updated_timestamp" | "last_update_time" | "last_updated_time",
+            ) => Int("rm.last_updated_time"),
             (SearchEntity::ModelVersions, "name") => Text("mv.name"),
             (SearchEntity::ModelVersions, "version_number" | "version") => Int("mv.version"),
             (SearchEntity::ModelVersions, "run_id") => Text("mv.run_id"),
             (SearchEntity::ModelVersions, "source_path" | "source") => Text("mv.source"),
             (SearchEntity::ModelVersions, "current_stage") => Text("mv.current_stage"),
-            (SearchEntity::ModelVersions, "creation_timestamp" | "creation_time") => Int("mv.creation_time"),
-            (SearchEntity::ModelVersions, "last_updated_timestamp" | "last_update_time" | "last_updated_time") => {
-                Int("mv.last_updated_time")
+            (SearchEntity::ModelVersions, "creation_timestamp" | "creation_time") => {
+                Int("mv.creation_time")
             }
-            _ => return Err(Error::invalid(format!("Invalid attribute key '{name}' specified."))),
+            (
+                SearchEntity::ModelVersions,
+                "last_updated_timestamp" | "last_update_time" | "last_updated_time",
+            ) => Int("mv.last_updated_time"),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Invalid attribute key '{name}' specified."
+                )));
+            }
         };
         Ok(col)
     }
@@ -76,19 +90,43 @@ impl SearchSpec {
             (SearchEntity::Runs, KeyKind::Metric) => ("latest_metrics", "s.run_uuid = r.run_uuid"),
             (SearchEntity::Runs, KeyKind::Param) => ("params", "s.run_uuid = r.run_uuid"),
             (SearchEntity::Runs, KeyKind::Tag) => ("tags", "s.run_uuid = r.run_uuid"),
-            (SearchEntity::Experiments, KeyKind::Tag) => ("experiment_tags", "s.experiment_id = e.experiment_id"),
-            (SearchEntity::LoggedModels, KeyKind::Metric) => ("logged_model_metrics", "s.model_id = lm.model_id"),
-            (SearchEntity::LoggedModels, KeyKind::Param) => ("logged_model_params", "s.model_id = lm.model_id"),
-            (SearchEntity::LoggedModels, KeyKind::Tag) => ("logged_model_tags", "s.model_id = lm.model_id"),
-            (SearchEntity::RegisteredModels, KeyKind::Tag) => ("registered_model_tags", "s.name = rm.name"),
-            (SearchEntity::ModelVersions, KeyKind::Tag) => ("model_version_tags", "s.name = mv.name AND s.version = mv.version"),
-            _ => return Err(Error::invalid(format!("Invalid search key type {kind:?} for this search."))),
+            (SearchEntity::Experiments, KeyKind::Tag) => {
+                ("experiment_tags", "s.experiment_id = e.experiment_id")
+            }
+            (SearchEntity::LoggedModels, KeyKind::Metric) => {
+                ("logged_model_metrics", "s.model_id = lm.model_id")
+            }
+            (SearchEntity::LoggedModels, KeyKind::Param) => {
+                ("logged_model_params", "s.model_id = lm.model_id")
+            }
+            (SearchEntity::LoggedModels, KeyKind::Tag) => {
+                ("logged_model_tags", "s.model_id = lm.model_id")
+            }
+            (SearchEntity::RegisteredModels, KeyKind::Tag) => {
+                ("registered_model_tags", "s.name = rm.name")
+            }
+            (SearchEntity::ModelVersions, KeyKind::Tag) => (
+                "model_version_tags",
+                "s.name = mv.name AND s.version = mv.version",
+            ),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Invalid search key type {kind:?} for this search."
+                )));
+            }
         };
         Ok(t)
     }
 
     /// Appends `<expr> <op> <value>` with the dialect's spelling of pattern matches.
-    fn push_comparison(&self, sql: &mut Sql, expr: &str, op: Op, value: &Value, numeric: bool) -> Result<()> {
+    fn push_comparison(
+        &self,
+        sql: &mut Sql,
+        expr: &str,
+        op: Op,
+        value: &Value,
+        numeric: bool,
+    ) -> Result<()> {
         let bind_scalar = |sql: &mut Sql, v: &Value| -> Result<()> {
             match (v, numeric) {
                 (Value::Num(n), true) => {
@@ -102,7 +140,11 @@ impl SearchSpec {
                     Ok(n) => {
                         sql.bind_f64(n);
                     }
-                    Err(_) => return Err(Error::invalid(format!("Expected a numeric value but got '{s}'"))),
+                    Err(_) => {
+                        return Err(Error::invalid(format!(
+                            "Expected a numeric value but got '{s}'"
+                        )));
+                    }
                 },
                 (Value::Num(n), false) => {
                     sql.bind_str(n.to_string());
@@ -111,7 +153,9 @@ impl SearchSpec {
                     sql.bind_str(s.clone());
                 }
                 (Value::List(_) | Value::None, _) => {
-                    return Err(Error::invalid("A list value is only valid with IN / NOT IN"));
+                    return Err(Error::invalid(
+                        "A list value is only valid with IN / NOT IN",
+                    ));
                 }
             }
             Ok(())
@@ -136,13 +180,19 @@ impl SearchSpec {
                 match (op, self.dialect) {
                     // SQLite's LIKE ignores ASCII case; GLOB is its case-sensitive match.
                     (Op::Like, Dialect::Sqlite) => {
-                        sql.push(expr).push(" GLOB ").bind_str(like_to_glob(pattern));
+                        sql.push(expr)
+                            .push(" GLOB ")
+                            .bind_str(like_to_glob(pattern));
                     }
                     (Op::Like, Dialect::Postgres) => {
                         sql.push(expr).push(" LIKE ").bind_str(pattern.clone());
                     }
                     (_, Dialect::Sqlite) => {
-                        sql.push("LOWER(").push(expr).push(") LIKE LOWER(").bind_str(pattern.clone()).push(")");
+                        sql.push("LOWER(")
+                            .push(expr)
+                            .push(") LIKE LOWER(")
+                            .bind_str(pattern.clone())
+                            .push(")");
                     }
                     (_, Dialect::Postgres) => {
                         sql.push(expr).push(" ILIKE ").bind_str(pattern.clone());
@@ -157,15 +207,15 @@ impl SearchSpec {
                     sql.push(if op == Op::In { "1 = 0" } else { "1 = 1" });
                     return Ok(());
                 }
-                sql.push(expr).push(if op == Op::In { " IN " } else { " NOT IN " });
+                sql.push(expr)
+                    .push(if op == Op::In { " IN " } else { " NOT IN " });
                 if numeric {
                     let nums: Result<Vec<Bind>> = items
                         .iter()
                         .map(|s| {
-                            s.trim()
-                                .parse::<i64>()
-                                .map(Bind::I64)
-                                .map_err(|_| Error::invalid(format!("Expected a numeric value but got '{s}'")))
+                            s.trim().parse::<i64>().map(Bind::I64).map_err(|_| {
+                                Error::invalid(format!("Expected a numeric value but got '{s}'"))
+                            })
                         })
                         .collect();
                     sql.bind_list(nums?);
@@ -199,23 +249,38 @@ impl SearchSpec {
                 match c.op {
                     // A missing tag or param "is null"; one that exists is "not null".
                     Op::IsNull | Op::IsNotNull => {
-                        sql.push(if c.op == Op::IsNull { "NOT EXISTS (" } else { "EXISTS (" });
-                        sql.push(&format!("SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
+                        sql.push(if c.op == Op::IsNull {
+                            "NOT EXISTS ("
+                        } else {
+                            "EXISTS ("
+                        });
+                        sql.push(&format!(
+                            "SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "
+                        ));
                         sql.bind_str(c.key.name.clone()).push(")");
                         Ok(())
                     }
                     // The registry treats a missing tag as "not equal": the client appends
                     // `tag.mlflow.prompt.is_prompt != 'true'` to every search, which must keep
                     // models that have no such tag.
-                    Op::Ne if matches!(self.entity, SearchEntity::RegisteredModels | SearchEntity::ModelVersions) => {
-                        sql.push(&format!("NOT EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
+                    Op::Ne
+                        if matches!(
+                            self.entity,
+                            SearchEntity::RegisteredModels | SearchEntity::ModelVersions
+                        ) =>
+                    {
+                        sql.push(&format!(
+                            "NOT EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "
+                        ));
                         sql.bind_str(c.key.name.clone()).push(" AND ");
                         self.push_comparison(sql, "s.value", Op::Eq, &c.value, false)?;
                         sql.push(")");
                         Ok(())
                     }
                     _ => {
-                        sql.push(&format!("EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "));
+                        sql.push(&format!(
+                            "EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "
+                        ));
                         sql.bind_str(c.key.name.clone()).push(" AND ");
                         if numeric {
                             sql.push("s.is_nan = 0 AND ");
@@ -228,13 +293,19 @@ impl SearchSpec {
             }
             KeyKind::Dataset => {
                 if self.entity != SearchEntity::Runs {
-                    return Err(Error::invalid("Dataset keys are only valid when searching runs"));
+                    return Err(Error::invalid(
+                        "Dataset keys are only valid when searching runs",
+                    ));
                 }
                 let expr = match c.key.name.as_str() {
                     "name" => "d.name",
                     "digest" => "d.digest",
                     "context" => "t.value",
-                    other => return Err(Error::invalid(format!("Invalid dataset key '{other}' specified. Valid keys are name, digest, context"))),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "Invalid dataset key '{other}' specified. Valid keys are name, digest, context"
+                        )));
+                    }
                 };
                 sql.push(
                     "EXISTS (SELECT 1 FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
@@ -259,7 +330,9 @@ impl SearchSpec {
             }
             KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
                 let (table, join) = self.side_table(order.key.kind)?;
-                let pick = if order.key.kind == KeyKind::Metric && self.entity == SearchEntity::LoggedModels {
+                let pick = if order.key.kind == KeyKind::Metric
+                    && self.entity == SearchEntity::LoggedModels
+                {
                     // A logged model may carry several points per metric; order by the newest.
                     " ORDER BY s.step DESC, s.timestamp DESC LIMIT 1"
                 } else {
@@ -307,7 +380,11 @@ pub(crate) fn push_filter(spec: &SearchSpec, sql: &mut Sql, filter: Option<&str>
     push_parsed_filter(spec, sql, &parsed.clauses)
 }
 
-pub(crate) fn push_parsed_filter(spec: &SearchSpec, sql: &mut Sql, clauses: &[Comparison]) -> Result<()> {
+pub(crate) fn push_parsed_filter(
+    spec: &SearchSpec,
+    sql: &mut Sql,
+    clauses: &[Comparison],
+) -> Result<()> {
     for clause in clauses {
         sql.push(" AND ");
         spec.push_clause(sql, clause)?;

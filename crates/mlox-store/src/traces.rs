@@ -11,7 +11,10 @@ pub const ARTIFACT_LOCATION_TAG: &str = "mlflow.artifactLocation";
 
 fn parse_request_time_ms(info: &Value) -> i64 {
     // proto3 JSON timestamps: "2026-11-22T03:49:52.021Z"; fall back to now when absent or odd.
-    info.get("request_time").and_then(Value::as_str).and_then(rfc3339_to_ms).unwrap_or_else(now_ms)
+    info.get("request_time")
+        .and_then(Value::as_str)
+        .and_then(rfc3339_to_ms)
+        .unwrap_or_else(now_ms)
 }
 
 fn rfc3339_to_ms(s: &str) -> Option<i64> {
@@ -19,7 +22,10 @@ fn rfc3339_to_ms(s: &str) -> Option<i64> {
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.split(':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
     let sec: f64 = t.next()?.parse().ok()?;
     // Days from civil date (proleptic Gregorian), valid for all years we will meet.
     let y2 = if m <= 2 { y - 1 } else { y };
@@ -41,29 +47,53 @@ impl SqlStore {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| Error::invalid("Missing value for required parameter 'trace.trace_info.trace_id'."))?;
+            .ok_or_else(|| {
+                Error::invalid("Missing value for required parameter 'trace.trace_info.trace_id'.")
+            })?;
         let experiment_id = info
             .pointer("/trace_location/mlflow_experiment/experiment_id")
             .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string())))
             .ok_or_else(|| Error::invalid("A trace must name its experiment in trace_location.mlflow_experiment.experiment_id."))?;
         let experiment = self.active_experiment(&experiment_id).await?;
-        let location = append_to_uri_path(&experiment.artifact_location, &format!("traces/{trace_id}/artifacts"));
-        let tags = info.as_object_mut().map(|o| o.entry("tags").or_insert_with(|| json!({})));
+        let location = append_to_uri_path(
+            &experiment.artifact_location,
+            &format!("traces/{trace_id}/artifacts"),
+        );
+        let tags = info
+            .as_object_mut()
+            .map(|o| o.entry("tags").or_insert_with(|| json!({})));
         if let Some(Value::Object(tags)) = tags {
             tags.insert(ARTIFACT_LOCATION_TAG.into(), Value::String(location));
         }
-        let state = info.get("state").and_then(Value::as_str).unwrap_or("STATE_UNSPECIFIED").to_string();
+        let state = info
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("STATE_UNSPECIFIED")
+            .to_string();
         let request_time = parse_request_time_ms(&info);
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = Sql::new("INSERT INTO traces (trace_id, experiment_id, request_time_ms, state, info) VALUES (");
-        sql.bind_str(&trace_id).push(", ").bind_i64(parse_experiment_id(&experiment_id)?).push(", ");
-        sql.bind_i64(request_time).push(", ").bind_str(&state).push(", ").bind_str(info.to_string());
+        let mut sql = self.sql(
+            "INSERT INTO traces (trace_id, experiment_id, request_time_ms, state, info) VALUES (",
+        );
+        sql.bind_str(&trace_id)
+            .push(", ")
+            .bind_i64(parse_experiment_id(&experiment_id)?)
+            .push(", ");
+        sql.bind_i64(request_time)
+            .push(", ")
+            .bind_str(&state)
+            .push(", ")
+            .bind_str(info.to_string());
         sql.push(") ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, info = excluded.info, request_time_ms = excluded.request_time_ms");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         if let Some(Value::Object(tags)) = info.get("tags") {
             for (k, v) in tags {
-                let mut sql = Sql::new("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
-                sql.bind_str(&trace_id).push(", ").bind_str(k).push(", ").bind_str(v.as_str().unwrap_or_default());
+                let mut sql = self.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
+                sql.bind_str(&trace_id)
+                    .push(", ")
+                    .bind_str(k)
+                    .push(", ")
+                    .bind_str(v.as_str().unwrap_or_default());
                 sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
             }
@@ -73,7 +103,7 @@ impl SqlStore {
     }
 
     async fn trace_tags(&self, trace_id: &str) -> Result<Map<String, Value>> {
-        let mut sql = Sql::new("SELECT key, value FROM trace_tags WHERE trace_id = ");
+        let mut sql = self.sql("SELECT key, value FROM trace_tags WHERE trace_id = ");
         sql.bind_str(trace_id);
         Ok(sql
             .query()
@@ -86,7 +116,7 @@ impl SqlStore {
     }
 
     async fn trace_assessments(&self, trace_id: &str) -> Result<Vec<Value>> {
-        let mut sql = Sql::new("SELECT body FROM assessments WHERE trace_id = ");
+        let mut sql = self.sql("SELECT body FROM assessments WHERE trace_id = ");
         sql.bind_str(trace_id);
         Ok(sql
             .query()
@@ -99,12 +129,20 @@ impl SqlStore {
     }
 
     pub async fn get_trace_info(&self, trace_id: &str) -> Result<Value> {
-        let mut sql = Sql::new("SELECT info FROM traces WHERE trace_id = ");
+        let mut sql = self.sql("SELECT info FROM traces WHERE trace_id = ");
         sql.bind_str(trace_id);
-        let Some(row) = sql.query().fetch_optional(&self.read).await.map_err(db_err)? else {
-            return Err(Error::not_found(format!("Trace with ID {trace_id} is not found.")));
+        let Some(row) = sql
+            .query()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?
+        else {
+            return Err(Error::not_found(format!(
+                "Trace with ID {trace_id} is not found."
+            )));
         };
-        let mut info: Value = serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
+        let mut info: Value =
+            serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
         let tags = self.trace_tags(trace_id).await?;
         let assessments = self.trace_assessments(trace_id).await?;
         if let Some(obj) = info.as_object_mut() {
@@ -122,17 +160,27 @@ impl SqlStore {
         max_results: i64,
         token: Option<&str>,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let ids: Vec<i64> = experiment_ids.iter().map(|e| parse_experiment_id(e)).collect::<Result<_>>()?;
+        let ids: Vec<i64> = experiment_ids
+            .iter()
+            .map(|e| parse_experiment_id(e))
+            .collect::<Result<_>>()?;
         if ids.is_empty() {
             return Ok((Vec::new(), None));
         }
         let offset = page_token::decode(token)?;
-        let mut sql = Sql::new("SELECT trace_id FROM traces WHERE experiment_id IN ");
+        let mut sql = self.sql("SELECT trace_id FROM traces WHERE experiment_id IN ");
         sql.bind_list(ids.into_iter().map(Bind::I64));
-        sql.push(" ORDER BY request_time_ms DESC, trace_id LIMIT ").bind_i64(max_results + 1);
+        sql.push(" ORDER BY request_time_ms DESC, trace_id LIMIT ")
+            .bind_i64(max_results + 1);
         sql.push(" OFFSET ").bind_i64(offset as i64);
-        let mut trace_ids: Vec<String> =
-            sql.query().fetch_all(&self.read).await.map_err(db_err)?.iter().map(|r| get_str(r, "trace_id")).collect();
+        let mut trace_ids: Vec<String> = sql
+            .query()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| get_str(r, "trace_id"))
+            .collect();
         let next = if trace_ids.len() as i64 > max_results {
             trace_ids.truncate(max_results as usize);
             Some(page_token::encode(offset + max_results as u64))
@@ -148,8 +196,12 @@ impl SqlStore {
 
     pub async fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
         self.get_trace_info(trace_id).await?;
-        let mut sql = Sql::new("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
-        sql.bind_str(trace_id).push(", ").bind_str(key).push(", ").bind_str(value);
+        let mut sql = self.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
+        sql.bind_str(trace_id)
+            .push(", ")
+            .bind_str(key)
+            .push(", ")
+            .bind_str(value);
         sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
         sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(())
@@ -157,11 +209,13 @@ impl SqlStore {
 
     pub async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> Result<()> {
         self.get_trace_info(trace_id).await?;
-        let mut sql = Sql::new("DELETE FROM trace_tags WHERE trace_id = ");
+        let mut sql = self.sql("DELETE FROM trace_tags WHERE trace_id = ");
         sql.bind_str(trace_id).push(" AND key = ").bind_str(key);
         let done = sql.query().execute(&self.write).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!("No trace tag with key '{key}' for trace with ID '{trace_id}'")));
+            return Err(Error::not_found(format!(
+                "No trace tag with key '{key}' for trace with ID '{trace_id}'"
+            )));
         }
         Ok(())
     }
@@ -173,8 +227,13 @@ impl SqlStore {
             obj.insert("assessment_id".into(), Value::String(id.clone()));
             obj.insert("trace_id".into(), Value::String(trace_id.to_string()));
         }
-        let mut sql = Sql::new("INSERT INTO assessments (assessment_id, trace_id, body) VALUES (");
-        sql.bind_str(&id).push(", ").bind_str(trace_id).push(", ").bind_str(assessment.to_string()).push(")");
+        let mut sql = self.sql("INSERT INTO assessments (assessment_id, trace_id, body) VALUES (");
+        sql.bind_str(&id)
+            .push(", ")
+            .bind_str(trace_id)
+            .push(", ")
+            .bind_str(assessment.to_string())
+            .push(")");
         sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(assessment)
     }
@@ -186,14 +245,19 @@ impl SqlStore {
         for chunk in trace_ids.chunks(500) {
             let mut tx = self.write.begin().await.map_err(db_err)?;
             for table in ["trace_tags", "assessments"] {
-                let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE trace_id IN "));
+                let mut sql = self.sql(&format!("DELETE FROM {table} WHERE trace_id IN "));
                 sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
             }
-            let mut sql = Sql::new("DELETE FROM traces WHERE experiment_id = ");
+            let mut sql = self.sql("DELETE FROM traces WHERE experiment_id = ");
             sql.bind_i64(exp).push(" AND trace_id IN ");
             sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
-            deleted += sql.query().execute(&mut *tx).await.map_err(db_err)?.rows_affected() as i64;
+            deleted += sql
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected() as i64;
             tx.commit().await.map_err(db_err)?;
         }
         Ok(deleted)
@@ -207,7 +271,10 @@ mod tests {
     #[test]
     fn rfc3339_timestamps_convert_to_epoch_ms() {
         assert_eq!(rfc3339_to_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(rfc3339_to_ms("2026-11-22T03:49:52.021Z"), Some(1795319392021));
+        assert_eq!(
+            rfc3339_to_ms("2026-11-22T03:49:52.021Z"),
+            Some(1795319392021)
+        );
         assert_eq!(rfc3339_to_ms("garbage"), None);
     }
 }

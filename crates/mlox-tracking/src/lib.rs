@@ -129,20 +129,38 @@ fn registry_routes() -> Router<AppState> {
         .route("/registered-models/rename", post(rename_registered_model))
         .route("/registered-models/update", patch(update_registered_model))
         .route("/registered-models/delete", delete(delete_registered_model))
-        .route("/registered-models/search", get(search_registered_models).post(search_registered_models))
-        .route("/registered-models/get-latest-versions", post(get_latest_versions).get(get_latest_versions))
+        .route(
+            "/registered-models/search",
+            get(search_registered_models).post(search_registered_models),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(get_latest_versions).get(get_latest_versions),
+        )
         .route("/registered-models/set-tag", post(set_registered_model_tag))
-        .route("/registered-models/delete-tag", delete(delete_registered_model_tag))
-        .route("/registered-models/alias", post(set_alias).delete(delete_alias).get(get_by_alias))
+        .route(
+            "/registered-models/delete-tag",
+            delete(delete_registered_model_tag),
+        )
+        .route(
+            "/registered-models/alias",
+            post(set_alias).delete(delete_alias).get(get_by_alias),
+        )
         .route("/model-versions/create", post(create_model_version))
         .route("/model-versions/get", get(get_model_version))
         .route("/model-versions/update", patch(update_model_version))
         .route("/model-versions/delete", delete(delete_model_version))
-        .route("/model-versions/search", get(search_model_versions).post(search_model_versions))
+        .route(
+            "/model-versions/search",
+            get(search_model_versions).post(search_model_versions),
+        )
         .route("/model-versions/transition-stage", post(transition_stage))
         .route("/model-versions/get-download-uri", get(get_download_uri))
         .route("/model-versions/set-tag", post(set_model_version_tag))
-        .route("/model-versions/delete-tag", delete(delete_model_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            delete(delete_model_version_tag),
+        )
 }
 
 async fn health() -> &'static str {

@@ -45,43 +45,74 @@ pub struct ModelMsg {
     stages: Vec<String>,
 }
 
-pub async fn create_registered_model(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
+pub async fn create_registered_model(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
-    let model = s.store.create_registered_model(&name, &m.tags, m.description.as_deref()).await?;
+    let model = s
+        .store
+        .create_registered_model(&name, &m.tags, m.description.as_deref())
+        .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
 pub async fn get_registered_model(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
-    let model = s.store.get_registered_model(&required(m.name, "name")?).await?;
+    let model = s
+        .store
+        .get_registered_model(&required(m.name, "name")?)
+        .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
-pub async fn rename_registered_model(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
+pub async fn rename_registered_model(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let new_name = required(m.new_name, "new_name")?;
     let model = s.store.rename_registered_model(&name, &new_name).await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
-pub async fn update_registered_model(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
+pub async fn update_registered_model(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
-    let model = s.store.update_registered_model(&name, m.description.as_deref()).await?;
+    let model = s
+        .store
+        .update_registered_model(&name, m.description.as_deref())
+        .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
-pub async fn delete_registered_model(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
-    s.store.delete_registered_model(&required(m.name, "name")?).await?;
+pub async fn delete_registered_model(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
+    s.store
+        .delete_registered_model(&required(m.name, "name")?)
+        .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn set_registered_model_tag(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
+pub async fn set_registered_model_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let key = required(m.key, "key")?;
-    s.store.set_registered_model_tag(&name, &KeyValue::new(key, m.value.unwrap_or_default())).await?;
+    s.store
+        .set_registered_model_tag(&name, &KeyValue::new(key, m.value.unwrap_or_default()))
+        .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn delete_registered_model_tag(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> JsonResult {
+pub async fn delete_registered_model_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<ModelMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let key = required(m.key, "key")?;
     s.store.delete_registered_model_tag(&name, &key).await?;
@@ -98,7 +129,9 @@ pub async fn set_alias(State(s): State<AppState>, Msg(m): Msg<ModelMsg>) -> Json
     let name = required(m.name, "name")?;
     let alias = required(m.alias, "alias")?;
     let version = required(m.version, "version")?;
-    s.store.set_registered_model_alias(&name, &alias, &version).await?;
+    s.store
+        .set_registered_model_alias(&name, &alias, &version)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -126,20 +159,42 @@ pub struct SearchMsg {
     page_token: Option<String>,
 }
 
-pub async fn search_registered_models(State(s): State<AppState>, Msg(m): Msg<SearchMsg>) -> JsonResult {
+pub async fn search_registered_models(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchMsg>,
+) -> JsonResult {
     let page = s
         .store
-        .search_registered_models(m.filter.as_deref(), m.max_results, &m.order_by, m.page_token.as_deref())
+        .search_registered_models(
+            m.filter.as_deref(),
+            m.max_results,
+            &m.order_by,
+            m.page_token.as_deref(),
+        )
         .await?;
-    Ok(with_token(json!({ "registered_models": page.items }), page.next_page_token))
+    Ok(with_token(
+        json!({ "registered_models": page.items }),
+        page.next_page_token,
+    ))
 }
 
-pub async fn search_model_versions(State(s): State<AppState>, Msg(m): Msg<SearchMsg>) -> JsonResult {
+pub async fn search_model_versions(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchMsg>,
+) -> JsonResult {
     let page = s
         .store
-        .search_model_versions(m.filter.as_deref(), m.max_results, &m.order_by, m.page_token.as_deref())
+        .search_model_versions(
+            m.filter.as_deref(),
+            m.max_results,
+            &m.order_by,
+            m.page_token.as_deref(),
+        )
         .await?;
-    Ok(with_token(json!({ "model_versions": page.items }), page.next_page_token))
+    Ok(with_token(
+        json!({ "model_versions": page.items }),
+        page.next_page_token,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -161,7 +216,10 @@ pub struct VersionMsg {
     value: Option<String>,
 }
 
-pub async fn create_model_version(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
+pub async fn create_model_version(
+    State(s): State<AppState>,
+    Msg(m): Msg<VersionMsg>,
+) -> JsonResult {
     let version = s
         .store
         .create_model_version(NewModelVersion {
@@ -178,19 +236,33 @@ pub async fn create_model_version(State(s): State<AppState>, Msg(m): Msg<Version
 }
 
 pub async fn get_model_version(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
-    let v = s.store.get_model_version(&required(m.name, "name")?, &required(m.version, "version")?).await?;
+    let v = s
+        .store
+        .get_model_version(&required(m.name, "name")?, &required(m.version, "version")?)
+        .await?;
     Ok(Json(json!({ "model_version": v })))
 }
 
-pub async fn update_model_version(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
+pub async fn update_model_version(
+    State(s): State<AppState>,
+    Msg(m): Msg<VersionMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let version = required(m.version, "version")?;
-    let v = s.store.update_model_version(&name, &version, m.description.as_deref()).await?;
+    let v = s
+        .store
+        .update_model_version(&name, &version, m.description.as_deref())
+        .await?;
     Ok(Json(json!({ "model_version": v })))
 }
 
-pub async fn delete_model_version(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
-    s.store.delete_model_version(&required(m.name, "name")?, &required(m.version, "version")?).await?;
+pub async fn delete_model_version(
+    State(s): State<AppState>,
+    Msg(m): Msg<VersionMsg>,
+) -> JsonResult {
+    s.store
+        .delete_model_version(&required(m.name, "name")?, &required(m.version, "version")?)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -200,7 +272,12 @@ pub async fn transition_stage(State(s): State<AppState>, Msg(m): Msg<VersionMsg>
     let stage = required(m.stage, "stage")?;
     let v = s
         .store
-        .transition_model_version_stage(&name, &version, &stage, m.archive_existing_versions.unwrap_or(false))
+        .transition_model_version_stage(
+            &name,
+            &version,
+            &stage,
+            m.archive_existing_versions.unwrap_or(false),
+        )
         .await?;
     Ok(Json(json!({ "model_version": v })))
 }
@@ -208,23 +285,40 @@ pub async fn transition_stage(State(s): State<AppState>, Msg(m): Msg<VersionMsg>
 pub async fn get_download_uri(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
     let uri = s
         .store
-        .get_model_version_download_uri(&required(m.name, "name")?, &required(m.version, "version")?)
+        .get_model_version_download_uri(
+            &required(m.name, "name")?,
+            &required(m.version, "version")?,
+        )
         .await?;
     Ok(Json(json!({ "artifact_uri": uri })))
 }
 
-pub async fn set_model_version_tag(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
+pub async fn set_model_version_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<VersionMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let version = required(m.version, "version")?;
     let key = required(m.key, "key")?;
-    s.store.set_model_version_tag(&name, &version, &KeyValue::new(key, m.value.unwrap_or_default())).await?;
+    s.store
+        .set_model_version_tag(
+            &name,
+            &version,
+            &KeyValue::new(key, m.value.unwrap_or_default()),
+        )
+        .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn delete_model_version_tag(State(s): State<AppState>, Msg(m): Msg<VersionMsg>) -> JsonResult {
+pub async fn delete_model_version_tag(
+    State(s): State<AppState>,
+    Msg(m): Msg<VersionMsg>,
+) -> JsonResult {
     let name = required(m.name, "name")?;
     let version = required(m.version, "version")?;
     let key = required(m.key, "key")?;
-    s.store.delete_model_version_tag(&name, &version, &key).await?;
+    s.store
+        .delete_model_version_tag(&name, &version, &key)
+        .await?;
     Ok(Json(json!({})))
 }

@@ -145,9 +145,11 @@ pub async fn create_assessment(
     Path(trace_id): Path<String>,
     Msg(m): Msg<AssessmentMsg>,
 ) -> JsonResult {
-    let body = m
-        .assessment
-        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("assessment")))?;
+    let body = m.assessment.ok_or_else(|| {
+        ApiError(mlox_core::validation::missing_request_parameter(
+            "assessment",
+        ))
+    })?;
     let a = s.store.create_assessment(&trace_id, body).await?;
     Ok(Json(json!({ "assessment": a })))
 }
@@ -163,9 +165,11 @@ pub struct DeleteTracesMsg {
 }
 
 pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMsg>) -> JsonResult {
-    let exp = m
-        .experiment_id
-        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("experiment_id")))?;
+    let exp = m.experiment_id.ok_or_else(|| {
+        ApiError(mlox_core::validation::missing_request_parameter(
+            "experiment_id",
+        ))
+    })?;
     let mut ids = m.request_ids;
     ids.extend(m.trace_ids);
     let n = s.store.delete_traces(&exp, &ids).await?;

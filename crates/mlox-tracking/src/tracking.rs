@@ -7,6 +7,7 @@ use crate::request::{Msg, de_opt_bool, de_string_list};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use mlox_core::entities::{
     DatasetInput, KeyValue, LoggedModelStatus, Metric, ModelInput, ModelOutput, RunStatus, ViewType,
 };
@@ -413,7 +414,10 @@ pub struct SearchRunsMsg {
     page_token: Option<String>,
 }
 
-pub async fn search_runs(State(s): State<AppState>, Msg(m): Msg<SearchRunsMsg>) -> JsonResult {
+pub async fn search_runs(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchRunsMsg>,
+) -> ApiResult<Response> {
     let view = parse_view(m.run_view_type)?;
     let page = s
         .store
@@ -426,14 +430,13 @@ pub async fn search_runs(State(s): State<AppState>, Msg(m): Msg<SearchRunsMsg>) 
             m.page_token.as_deref(),
         )
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["runs"] = json!(page.items);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
-    }
-    Ok(Json(body))
+    Ok(Json(PageBody {
+        key: "runs",
+        items: page.items,
+        next_page_token: page.next_page_token,
+        omit_empty: true,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -449,26 +452,52 @@ pub struct MetricHistoryMsg {
 pub async fn get_metric_history(
     State(s): State<AppState>,
     Msg(m): Msg<MetricHistoryMsg>,
-) -> JsonResult {
+) -> ApiResult<Response> {
     let req = MetricHistoryRequest {
         run_id: m.run.id()?,
         metric_key: required_str(m.metric_key, "metric_key")?,
         max_results: m.max_results,
         page_token: m.page_token,
     };
-    if let Some(max) = req.max_results {
-        if max < 1 {
-            return Err(ApiError(Error::invalid(format!(
-                "Invalid value {max} for parameter 'max_results': it must be positive."
-            ))));
-        }
+    if let Some(max) = req.max_results
+        && max < 1
+    {
+        return Err(ApiError(Error::invalid(format!(
+            "Invalid value {max} for parameter 'max_results': it must be positive."
+        ))));
     }
     let page = s.store.get_metric_history(&req).await?;
-    let mut body = json!({ "metrics": page.items });
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = json!(t);
+    Ok(Json(PageBody {
+        key: "metrics",
+        items: page.items,
+        next_page_token: page.next_page_token,
+        omit_empty: false,
+    })
+    .into_response())
+}
+
+/// A page of results serialised straight from the entities: large histories and run lists
+/// never pass through an intermediate JSON tree.
+struct PageBody<T> {
+    key: &'static str,
+    items: Vec<T>,
+    next_page_token: Option<String>,
+    /// MLflow leaves the list out entirely when it is empty for some searches.
+    omit_empty: bool,
+}
+
+impl<T: serde::Serialize> serde::Serialize for PageBody<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if !(self.omit_empty && self.items.is_empty()) {
+            map.serialize_entry(self.key, &self.items)?;
+        }
+        if let Some(token) = &self.next_page_token {
+            map.serialize_entry("next_page_token", token)?;
+        }
+        map.end()
     }
-    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

@@ -94,9 +94,13 @@ impl Receiver {
     }
 }
 
+/// SQLite in a temporary directory, or the PostgreSQL database named by
+/// `MLOX_WEBHOOKS_TEST_POSTGRES` (which must start empty; the tests share it).
 async fn open_store(dir: &tempfile::TempDir) -> SqlStore {
+    let uri = std::env::var("MLOX_WEBHOOKS_TEST_POSTGRES")
+        .unwrap_or_else(|_| format!("sqlite:///{}", dir.path().join("x.db").display()));
     SqlStore::open(StoreOptions {
-        uri: format!("sqlite:///{}", dir.path().join("x.db").display()),
+        uri,
         default_artifact_root: "mlflow-artifacts:".into(),
         max_connections: 4,
     })
