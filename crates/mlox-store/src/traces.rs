@@ -2,7 +2,7 @@
 //! indexed experiment and time, with tags in their own table so they can change. Spans live
 //! in the artifact store, where the client uploads them.
 
-use crate::db::{Bind, Sql, SqlStore, append_to_uri_path, db_err, get_str, now_ms};
+use crate::db::{Bind, SqlStore, append_to_uri_path, db_err, get_str, now_ms};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
 use mlox_core::{Error, Result, page_token};
 use serde_json::{Map, Value, json};
