@@ -230,6 +230,9 @@ def server(request, tmp_path_factory):
     env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
     env["MLFLOW_WEBHOOK_CACHE_TTL"] = "1"
     env["MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES"] = "0"
+    # MLflow encrypts webhook secrets with a per-process key unless one is given; its several
+    # workers then cannot read each other's secrets. A fixed test key keeps them in agreement.
+    env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=")
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log_path, "wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())

@@ -271,6 +271,40 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The rows of one search page: `size` rows from `offset`, read with one extra row so the
+/// store knows whether a next page exists without counting.
+pub(crate) struct PageWindow {
+    offset: u64,
+    size: i64,
+}
+
+impl PageWindow {
+    pub fn new(token: Option<&str>, size: i64) -> Result<Self> {
+        Ok(PageWindow {
+            offset: mlox_core::page_token::decode(token)?,
+            size,
+        })
+    }
+
+    pub fn push_limit(&self, sql: &mut Sql) {
+        sql.push(" LIMIT ")
+            .bind_i64(self.size + 1)
+            .push(" OFFSET ")
+            .bind_i64(self.offset as i64);
+    }
+
+    /// Cuts the extra row off and returns the token for the next page, if there is one.
+    pub fn finish<T>(&self, mut items: Vec<T>) -> (Vec<T>, Option<String>) {
+        if items.len() as i64 > self.size {
+            items.truncate(self.size as usize);
+            let next = mlox_core::page_token::encode(self.offset + self.size as u64);
+            (items, Some(next))
+        } else {
+            (items, None)
+        }
+    }
+}
+
 /// A value bound into a dynamically built statement.
 #[derive(Clone, Debug)]
 pub(crate) enum Bind {

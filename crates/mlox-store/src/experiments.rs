@@ -2,12 +2,14 @@
 //! soft deletion (which carries the experiment's runs with it), tags and search.
 
 use crate::Dialect;
-use crate::db::{Bind, Sql, SqlStore, append_to_uri_path, db_err, get_i64, get_str, now_ms};
+use crate::db::{
+    Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_i64, get_str, now_ms,
+};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{Experiment, KeyValue, LifecycleStage, Page, ViewType};
 use mlox_core::ids::parse_experiment_id;
 use mlox_core::search::SearchEntity;
-use mlox_core::{Code, Error, Result, page_token, validation};
+use mlox_core::{Code, Error, Result, validation};
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
@@ -320,7 +322,7 @@ impl SqlStore {
                  {MAX_EXPERIMENTS_PER_PAGE}, but got value {max_results}"
             )));
         }
-        let offset = page_token::decode(token)?;
+        let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
         ));
@@ -328,18 +330,10 @@ impl SqlStore {
         let spec = SearchSpec::for_entity(SearchEntity::Experiments, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ")
-            .bind_i64(max_results + 1)
-            .push(" OFFSET ")
-            .bind_i64(offset as i64);
+        window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let mut items: Vec<Experiment> = rows.iter().map(experiment_from_row).collect();
-        let next_page_token = if items.len() as i64 > max_results {
-            items.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let items: Vec<Experiment> = rows.iter().map(experiment_from_row).collect();
+        let (items, next_page_token) = window.finish(items);
         Ok(Page {
             items: self.with_tags(items).await?,
             next_page_token,

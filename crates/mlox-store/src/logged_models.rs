@@ -3,7 +3,8 @@
 
 use crate::Dialect;
 use crate::db::{
-    Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_str, get_str, now_ms,
+    Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_str,
+    get_str, now_ms,
 };
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
@@ -11,7 +12,7 @@ use mlox_core::entities::{
 };
 use mlox_core::ids::{new_logged_model_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
-use mlox_core::{Error, Result, page_token, validation};
+use mlox_core::{Error, Result, validation};
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
@@ -327,7 +328,7 @@ impl SqlStore {
             .iter()
             .map(|e| parse_experiment_id(e))
             .collect::<Result<_>>()?;
-        let offset = page_token::decode(token)?;
+        let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "));
         sql.bind_list(ids.into_iter().map(Bind::I64));
         let spec = SearchSpec::for_entity(SearchEntity::LoggedModels, self.dialect);
@@ -343,18 +344,10 @@ impl SqlStore {
             })
             .collect();
         search::push_order_by(&spec, &mut sql, &orders)?;
-        sql.push(" LIMIT ")
-            .bind_i64(max_results + 1)
-            .push(" OFFSET ")
-            .bind_i64(offset as i64);
+        window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let mut infos: Vec<LoggedModelInfo> = rows.iter().map(info_from_row).collect();
-        let next_page_token = if infos.len() as i64 > max_results {
-            infos.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let infos: Vec<LoggedModelInfo> = rows.iter().map(info_from_row).collect();
+        let (infos, next_page_token) = window.finish(infos);
         Ok(Page {
             items: self.assemble_models(infos).await?,
             next_page_token,

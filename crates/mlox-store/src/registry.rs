@@ -3,14 +3,14 @@
 //! in the same transaction, so delivery never misses a committed change.
 
 use crate::Dialect;
-use crate::db::{Bind, Sql, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms};
+use crate::db::{Bind, PageWindow, Sql, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
     KeyValue, ModelRegistration, ModelVersion, Page, RegisteredModel, RegisteredModelAlias,
     canonical_stage,
 };
 use mlox_core::search::SearchEntity;
-use mlox_core::{Code, Error, Result, page_token, validation};
+use mlox_core::{Code, Error, Result, validation};
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use std::collections::{BTreeMap, HashMap};
@@ -539,22 +539,14 @@ impl SqlStore {
                 "Invalid value for request parameter max_results. It must be at most {MAX_REGISTERED_MODELS_PER_PAGE}, but got value {max_results}"
             )));
         }
-        let offset = page_token::decode(token)?;
+        let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
         let spec = SearchSpec::for_entity(SearchEntity::RegisteredModels, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ")
-            .bind_i64(max_results + 1)
-            .push(" OFFSET ")
-            .bind_i64(offset as i64);
-        let mut rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let next_page_token = if rows.len() as i64 > max_results {
-            rows.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        window.push_limit(&mut sql);
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        let (rows, next_page_token) = window.finish(rows);
         Ok(Page {
             items: self.assemble_models_rm(rows).await?,
             next_page_token,
@@ -1063,23 +1055,15 @@ impl SqlStore {
                 "Invalid value for request parameter max_results. It must be at most {MAX_MODEL_VERSIONS_PER_PAGE}, but got value {max_results}"
             )));
         }
-        let offset = page_token::decode(token)?;
+        let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!("SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}'"));
         let spec = SearchSpec::for_entity(SearchEntity::ModelVersions, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ")
-            .bind_i64(max_results + 1)
-            .push(" OFFSET ")
-            .bind_i64(offset as i64);
+        window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let mut items: Vec<ModelVersion> = rows.iter().map(version_from_row).collect();
-        let next_page_token = if items.len() as i64 > max_results {
-            items.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let items: Vec<ModelVersion> = rows.iter().map(version_from_row).collect();
+        let (items, next_page_token) = window.finish(items);
         Ok(Page {
             items: self.decorate_versions(items).await?,
             next_page_token,

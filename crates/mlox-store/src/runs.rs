@@ -3,8 +3,8 @@
 
 use crate::Dialect;
 use crate::db::{
-    Bind, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_i64, get_opt_str,
-    get_str, now_ms,
+    Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_i64,
+    get_opt_str, get_str, now_ms,
 };
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
@@ -835,7 +835,7 @@ impl SqlStore {
                 "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_RUNS_PER_SEARCH}"
             )));
         }
-        let offset = page_token::decode(token)?;
+        let window = PageWindow::new(token, max_results)?;
         let ids: Vec<i64> = experiment_ids
             .iter()
             .map(|e| parse_experiment_id(e))
@@ -855,18 +855,10 @@ impl SqlStore {
         let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
         search::push_order_by(&spec, &mut sql, order_by)?;
-        sql.push(" LIMIT ")
-            .bind_i64(max_results + 1)
-            .push(" OFFSET ")
-            .bind_i64(offset as i64);
+        window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let mut infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
-        let next_page_token = if infos.len() as i64 > max_results {
-            infos.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
+        let (infos, next_page_token) = window.finish(infos);
         Ok(Page {
             items: self.assemble_runs(infos).await?,
             next_page_token,

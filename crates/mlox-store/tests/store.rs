@@ -1,0 +1,2091 @@
+//! The store's behaviour on a real SQLite database, rule by rule: each test name states the
+//! rule it checks.
+
+// Helpers outside `#[test]` functions panic too; in a test that is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use mlox_core::entities::{
+    Dataset, DatasetInput, KeyValue, LoggedModelStatus, Metric, ModelOutput, Run, RunStatus,
+    ViewType,
+};
+use mlox_core::{Code, Error};
+use mlox_store::{
+    CreateRun, LoggedModelOrder, MetricHistoryRequest, NewModelVersion, SqlStore, StoreOptions,
+};
+
+// ------------------------------------------------------------------------------- helpers
+
+async fn open_at(dir: &Path) -> mlox_core::Result<SqlStore> {
+    SqlStore::open(StoreOptions {
+        uri: format!("sqlite:///{}/t.db", dir.display()),
+        default_artifact_root: "mlflow-artifacts:".into(),
+        max_connections: 4,
+    })
+    .await
+}
+
+/// A fresh store on its own database file; keep the directory alive as long as the store.
+async fn store() -> (tempfile::TempDir, SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+/// A second, raw connection to the same file, for checking what the store wrote.
+async fn raw(dir: &Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(&format!("sqlite://{}/t.db", dir.display()))
+        .await
+        .unwrap()
+}
+
+async fn count(pool: &sqlx::AnyPool, sql: &str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+fn code<T: std::fmt::Debug>(result: mlox_core::Result<T>) -> Code {
+    result.unwrap_err().code
+}
+
+fn err<T: std::fmt::Debug>(result: mlox_core::Result<T>) -> Error {
+    result.unwrap_err()
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue::new(key, value)
+}
+
+fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
+    Metric {
+        key: key.into(),
+        value,
+        timestamp,
+        step,
+        dataset_name: None,
+        dataset_digest: None,
+        model_id: None,
+        run_id: None,
+    }
+}
+
+async fn experiment(store: &SqlStore, name: &str) -> String {
+    store.create_experiment(name, None, &[]).await.unwrap()
+}
+
+async fn run_in(store: &SqlStore, experiment_id: &str) -> Run {
+    store
+        .create_run(CreateRun {
+            experiment_id: Some(experiment_id.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn named_run(store: &SqlStore, experiment_id: &str, name: &str, start: i64) -> String {
+    store
+        .create_run(CreateRun {
+            experiment_id: Some(experiment_id.into()),
+            run_name: Some(name.into()),
+            start_time: Some(start),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .info
+        .run_id
+}
+
+fn tag<'a>(tags: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+}
+
+fn latest<'a>(run: &'a Run, key: &str) -> &'a Metric {
+    run.data.metrics.iter().find(|m| m.key == key).unwrap()
+}
+
+async fn search(store: &SqlStore, experiments: &[&str], filter: &str) -> Vec<String> {
+    let ids: Vec<String> = experiments.iter().map(|e| e.to_string()).collect();
+    let mut out: Vec<String> = store
+        .search_runs(&ids, Some(filter), ViewType::ActiveOnly, None, &[], None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.info.run_name)
+        .collect();
+    out.sort();
+    out
+}
+
+async fn history(store: &SqlStore, run_id: &str, key: &str) -> Vec<Metric> {
+    store
+        .get_metric_history(&MetricHistoryRequest {
+            run_id: run_id.into(),
+            metric_key: key.into(),
+            max_results: None,
+            page_token: None,
+        })
+        .await
+        .unwrap()
+        .items
+}
+
+fn version(name: &str, source: &str) -> NewModelVersion {
+    NewModelVersion {
+        name: name.into(),
+        source: source.into(),
+        ..Default::default()
+    }
+}
+
+async fn model_with_versions(store: &SqlStore, name: &str, n: usize) {
+    store
+        .create_registered_model(name, &[], None)
+        .await
+        .unwrap();
+    for _ in 0..n {
+        store
+            .create_model_version(version(name, "s3://bucket/model"))
+            .await
+            .unwrap();
+    }
+}
+
+// --------------------------------------------------------------------------- experiments
+
+#[tokio::test]
+async fn the_default_experiment_0_exists_in_a_new_database() {
+    let (_dir, store) = store().await;
+    let exp = store.get_experiment("0").await.unwrap();
+    assert_eq!(exp.name, "Default");
+    assert_eq!(exp.lifecycle_stage, "active");
+    assert_eq!(exp.artifact_location, "mlflow-artifacts:/0");
+    assert_eq!(store.get_experiment_by_name("Default").await.unwrap(), exp);
+}
+
+#[tokio::test]
+async fn new_experiments_get_the_next_id_and_an_artifact_location_under_the_root() {
+    let (_dir, store) = store().await;
+    let first = experiment(&store, "first").await;
+    let second = store
+        .create_experiment("second", Some("s3://bucket/custom"), &[kv("team", "a")])
+        .await
+        .unwrap();
+    assert_eq!((first.as_str(), second.as_str()), ("1", "2"));
+    assert_eq!(
+        store
+            .get_experiment(&first)
+            .await
+            .unwrap()
+            .artifact_location,
+        "mlflow-artifacts:/1"
+    );
+    let second = store.get_experiment(&second).await.unwrap();
+    assert_eq!(second.artifact_location, "s3://bucket/custom");
+    assert_eq!(second.tags, vec![kv("team", "a")]);
+}
+
+#[tokio::test]
+async fn experiments_are_found_by_id_and_name_renamed_deleted_and_restored() {
+    let (_dir, store) = store().await;
+    let id = experiment(&store, "exp").await;
+    assert_eq!(
+        store
+            .get_experiment_by_name("exp")
+            .await
+            .unwrap()
+            .experiment_id,
+        id
+    );
+
+    store.rename_experiment(&id, "renamed").await.unwrap();
+    assert_eq!(store.get_experiment(&id).await.unwrap().name, "renamed");
+    assert_eq!(
+        err(store.get_experiment_by_name("exp").await).message,
+        "Could not find experiment with name 'exp'"
+    );
+
+    store.delete_experiment(&id).await.unwrap();
+    assert_eq!(
+        store.get_experiment(&id).await.unwrap().lifecycle_stage,
+        "deleted"
+    );
+    // A deleted experiment is still found by id and by name.
+    assert_eq!(
+        store
+            .get_experiment_by_name("renamed")
+            .await
+            .unwrap()
+            .lifecycle_stage,
+        "deleted"
+    );
+    assert_eq!(
+        code(store.rename_experiment(&id, "again").await),
+        Code::InvalidParameterValue
+    );
+
+    store.restore_experiment(&id).await.unwrap();
+    assert_eq!(
+        store.get_experiment(&id).await.unwrap().lifecycle_stage,
+        "active"
+    );
+    assert_eq!(
+        code(store.restore_experiment(&id).await),
+        Code::InvalidParameterValue,
+        "restoring an active experiment is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_experiment_is_resource_does_not_exist() {
+    let (_dir, store) = store().await;
+    let e = err(store.get_experiment("42").await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, "No Experiment with id=42 exists");
+    assert_eq!(
+        code(store.get_experiment("not-a-number").await),
+        Code::InvalidParameterValue
+    );
+}
+
+#[tokio::test]
+async fn experiment_names_are_unique_even_against_deleted_experiments() {
+    let (_dir, store) = store().await;
+    let id = experiment(&store, "taken").await;
+    let e = err(store.create_experiment("taken", None, &[]).await);
+    assert_eq!(e.code, Code::ResourceAlreadyExists);
+    assert_eq!(e.message, "Experiment(name=taken) already exists.");
+
+    store.delete_experiment(&id).await.unwrap();
+    let e = err(store.create_experiment("taken", None, &[]).await);
+    assert_eq!(e.code, Code::ResourceAlreadyExists);
+    assert!(
+        e.message.contains("already exists in deleted state"),
+        "{}",
+        e.message
+    );
+
+    experiment(&store, "other").await;
+    assert_eq!(
+        code(store.rename_experiment("0", "other").await),
+        Code::ResourceAlreadyExists
+    );
+}
+
+#[tokio::test]
+async fn the_default_experiment_cannot_be_deleted() {
+    let (_dir, store) = store().await;
+    assert_eq!(
+        code(store.delete_experiment("0").await),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        store.get_experiment("0").await.unwrap().lifecycle_stage,
+        "active"
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_experiment_soft_deletes_its_runs_and_restoring_brings_them_back() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "e").await;
+    let run = run_in(&store, &exp).await.info.run_id;
+    let ids = [exp.clone()];
+
+    store.delete_experiment(&exp).await.unwrap();
+    assert_eq!(
+        store.get_run(&run).await.unwrap().info.lifecycle_stage,
+        "deleted"
+    );
+    let active = store
+        .search_runs(&ids, None, ViewType::ActiveOnly, None, &[], None)
+        .await
+        .unwrap();
+    assert!(active.items.is_empty());
+    let deleted = store
+        .search_runs(&ids, None, ViewType::DeletedOnly, None, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(deleted.items.len(), 1);
+    assert_eq!(
+        code(
+            store
+                .create_run(CreateRun {
+                    experiment_id: Some(exp.clone()),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::InvalidParameterValue,
+        "no new runs in a deleted experiment"
+    );
+    assert_eq!(
+        code(store.restore_run(&run).await),
+        Code::InvalidParameterValue,
+        "a run cannot be restored while its experiment is deleted"
+    );
+
+    store.restore_experiment(&exp).await.unwrap();
+    assert_eq!(
+        store.get_run(&run).await.unwrap().info.lifecycle_stage,
+        "active"
+    );
+}
+
+#[tokio::test]
+async fn experiment_tags_are_upserted_and_deleting_a_missing_tag_is_not_found() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "e").await;
+    store.set_experiment_tag(&exp, &kv("k", "1")).await.unwrap();
+    store.set_experiment_tag(&exp, &kv("k", "2")).await.unwrap();
+    assert_eq!(
+        store.get_experiment(&exp).await.unwrap().tags,
+        vec![kv("k", "2")]
+    );
+    store.delete_experiment_tag(&exp, "k").await.unwrap();
+    assert_eq!(
+        code(store.delete_experiment_tag(&exp, "k").await),
+        Code::ResourceDoesNotExist
+    );
+}
+
+// ---------------------------------------------------------------------------------- runs
+
+#[tokio::test]
+async fn run_artifacts_live_under_the_experiment_location() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "e").await;
+    let run = run_in(&store, &exp).await;
+    assert_eq!(
+        run.info.artifact_uri,
+        format!("mlflow-artifacts:/{exp}/{}/artifacts", run.info.run_id)
+    );
+    assert_eq!(run.info.run_id, run.info.run_uuid);
+    assert_eq!(run.info.status, RunStatus::Running);
+    assert_eq!(
+        store.get_run(&run.info.run_id).await.unwrap().info,
+        run.info
+    );
+}
+
+#[tokio::test]
+async fn a_run_created_without_a_name_gets_a_generated_one_mirrored_in_the_run_name_tag() {
+    let (_dir, store) = store().await;
+    let run = run_in(&store, "0").await;
+    assert!(!run.info.run_name.is_empty());
+    assert_eq!(
+        run.info.run_name.split('-').count(),
+        3,
+        "{}",
+        run.info.run_name
+    );
+    let stored = store.get_run(&run.info.run_id).await.unwrap();
+    assert_eq!(
+        tag(&stored.data.tags, "mlflow.runName"),
+        Some(run.info.run_name.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_run_name_given_as_argument_or_tag_is_kept_and_a_conflict_is_refused() {
+    let (_dir, store) = store().await;
+    let by_tag = store
+        .create_run(CreateRun {
+            tags: vec![kv("mlflow.runName", "from-tag")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_tag.info.run_name, "from-tag");
+    let both = store
+        .create_run(CreateRun {
+            run_name: Some("a".into()),
+            tags: vec![kv("mlflow.runName", "b")],
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(both), Code::InvalidParameterValue);
+}
+
+#[tokio::test]
+async fn the_run_name_tag_follows_update_run_and_set_tag() {
+    let (_dir, store) = store().await;
+    let id = named_run(&store, "0", "first", 1).await;
+    assert_eq!(
+        tag(
+            &store.get_run(&id).await.unwrap().data.tags,
+            "mlflow.runName"
+        ),
+        Some("first")
+    );
+
+    let info = store
+        .update_run(
+            &id,
+            Some(RunStatus::Finished),
+            Some(99),
+            Some("second".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.run_name, "second");
+    let run = store.get_run(&id).await.unwrap();
+    assert_eq!(run.info.run_name, "second");
+    assert_eq!(run.info.status, RunStatus::Finished);
+    assert_eq!(run.info.end_time, Some(99));
+    assert_eq!(tag(&run.data.tags, "mlflow.runName"), Some("second"));
+
+    store
+        .set_tag(&id, &kv("mlflow.runName", "third"))
+        .await
+        .unwrap();
+    let run = store.get_run(&id).await.unwrap();
+    assert_eq!(run.info.run_name, "third");
+    assert_eq!(tag(&run.data.tags, "mlflow.runName"), Some("third"));
+
+    // An update without a name keeps the name.
+    store.update_run(&id, None, None, None).await.unwrap();
+    assert_eq!(store.get_run(&id).await.unwrap().info.run_name, "third");
+}
+
+#[tokio::test]
+async fn a_param_may_be_relogged_with_the_same_value_but_never_changed() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    store.log_param(&id, &kv("lr", "0.1")).await.unwrap();
+    store.log_param(&id, &kv("lr", "0.1")).await.unwrap();
+
+    let e = err(store.log_param(&id, &kv("lr", "0.2")).await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert_eq!(
+        e.message,
+        format!(
+            "Changing param values is not allowed. Param with key='lr' was already logged with \
+             value='0.1' for run ID='{id}'. Attempted logging new value '0.2'."
+        )
+    );
+    assert_eq!(
+        store.get_run(&id).await.unwrap().data.params,
+        vec![kv("lr", "0.1")]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_that_changes_a_param_is_refused_whole() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    store.log_param(&id, &kv("lr", "0.1")).await.unwrap();
+
+    let e = err(store
+        .log_batch(
+            &id,
+            &[metric("loss", 1.0, 1, 0)],
+            &[kv("fresh", "x"), kv("lr", "0.2")],
+            &[kv("t", "v")],
+        )
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert_eq!(
+        e.message,
+        format!(
+            "Changing param values is not allowed. Params were already logged='[{{'key': 'lr', \
+             'old_value': '0.1', 'new_value': '0.2'}}]' for run ID='{id}'."
+        )
+    );
+    let run = store.get_run(&id).await.unwrap();
+    assert_eq!(run.data.params, vec![kv("lr", "0.1")]);
+    assert!(run.data.metrics.is_empty());
+    assert_eq!(tag(&run.data.tags, "t"), None);
+
+    // The same batch with the unchanged value goes through.
+    store
+        .log_batch(&id, &[], &[kv("fresh", "x"), kv("lr", "0.1")], &[])
+        .await
+        .unwrap();
+    let mut params = store.get_run(&id).await.unwrap().data.params;
+    params.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(params, vec![kv("fresh", "x"), kv("lr", "0.1")]);
+}
+
+#[tokio::test]
+async fn duplicate_param_keys_in_one_batch_are_refused() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    let e = err(store
+        .log_batch(&id, &[], &[kv("a", "1"), kv("a", "1")], &[])
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert!(
+        e.message.starts_with("Duplicate parameter keys"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn writes_to_a_deleted_run_are_refused_until_it_is_restored() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    store.set_tag(&id, &kv("keep", "1")).await.unwrap();
+    store.delete_run(&id).await.unwrap();
+
+    let expected = format!("The run {id} must be in the 'active' state. Current state is deleted.");
+    for e in [
+        err(store.log_metric(&id, &metric("m", 1.0, 1, 0)).await),
+        err(store.log_param(&id, &kv("p", "1")).await),
+        err(store.set_tag(&id, &kv("t", "1")).await),
+        err(store.log_batch(&id, &[], &[], &[kv("t", "1")]).await),
+        err(store.delete_run_tag(&id, "keep").await),
+        err(store.log_inputs(&id, &[], &[]).await),
+    ] {
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (Code::InvalidParameterValue, expected.as_str())
+        );
+    }
+    assert_eq!(
+        code(
+            store
+                .update_run(&id, Some(RunStatus::Finished), None, None)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+
+    store.restore_run(&id).await.unwrap();
+    store.log_param(&id, &kv("p", "1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_to_a_missing_run_are_resource_does_not_exist() {
+    let (_dir, store) = store().await;
+    let e = err(store.log_param("deadbeef", &kv("p", "1")).await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, "Run with id=deadbeef not found");
+    assert_eq!(
+        code(store.get_run("deadbeef").await),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn the_latest_metric_is_the_highest_step_then_timestamp_then_value() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    let check = |value: f64, timestamp: i64, step: i64| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let run = store.get_run(&id).await.unwrap();
+            let m = latest(&run, "m");
+            assert_eq!((m.value, m.timestamp, m.step), (value, timestamp, step));
+        }
+    };
+    store
+        .log_metric(&id, &metric("m", 1.0, 10, 5))
+        .await
+        .unwrap();
+    // A lower step loses even with a later timestamp and a higher value.
+    store
+        .log_metric(&id, &metric("m", 9.0, 100, 3))
+        .await
+        .unwrap();
+    check(1.0, 10, 5).await;
+    // Same step, later timestamp wins even with a lower value.
+    store
+        .log_metric(&id, &metric("m", 0.5, 11, 5))
+        .await
+        .unwrap();
+    check(0.5, 11, 5).await;
+    // Same step and timestamp: the higher value wins, a lower one does not.
+    store
+        .log_metric(&id, &metric("m", 7.0, 11, 5))
+        .await
+        .unwrap();
+    store
+        .log_metric(&id, &metric("m", 3.0, 11, 5))
+        .await
+        .unwrap();
+    check(7.0, 11, 5).await;
+    // The same order decides within one batch.
+    store
+        .log_batch(
+            &id,
+            &[
+                metric("m", 2.0, 50, 6),
+                metric("m", 4.0, 40, 6),
+                metric("m", 8.0, 60, 2),
+            ],
+            &[],
+            &[],
+        )
+        .await
+        .unwrap();
+    check(2.0, 50, 6).await;
+    assert_eq!(history(&store, &id, "m").await.len(), 8);
+}
+
+#[tokio::test]
+async fn nan_and_infinite_metric_values_round_trip() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    store
+        .log_batch(
+            &id,
+            &[
+                metric("nan", f64::NAN, 1, 0),
+                metric("pinf", f64::INFINITY, 1, 0),
+                metric("ninf", f64::NEG_INFINITY, 1, 0),
+            ],
+            &[],
+            &[],
+        )
+        .await
+        .unwrap();
+    let run = store.get_run(&id).await.unwrap();
+    assert!(latest(&run, "nan").value.is_nan());
+    assert_eq!(latest(&run, "pinf").value, f64::INFINITY);
+    assert_eq!(latest(&run, "ninf").value, f64::NEG_INFINITY);
+    assert!(history(&store, &id, "nan").await[0].value.is_nan());
+    assert_eq!(history(&store, &id, "pinf").await[0].value, f64::INFINITY);
+    assert_eq!(
+        history(&store, &id, "ninf").await[0].value,
+        f64::NEG_INFINITY
+    );
+
+    // A later NaN point still becomes the latest value.
+    store
+        .log_metric(&id, &metric("pinf", f64::NAN, 2, 0))
+        .await
+        .unwrap();
+    assert!(
+        latest(&store.get_run(&id).await.unwrap(), "pinf")
+            .value
+            .is_nan()
+    );
+}
+
+#[tokio::test]
+async fn an_identical_metric_point_is_stored_once() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    let point = metric("m", 1.5, 7, 2);
+    store.log_metric(&id, &point).await.unwrap();
+    store.log_metric(&id, &point).await.unwrap();
+    store
+        .log_batch(&id, &[point.clone(), point.clone()], &[], &[])
+        .await
+        .unwrap();
+    store
+        .log_metric(&id, &metric("m", f64::NAN, 7, 2))
+        .await
+        .unwrap();
+    store
+        .log_metric(&id, &metric("m", f64::NAN, 7, 2))
+        .await
+        .unwrap();
+    let points = history(&store, &id, "m").await;
+    assert_eq!(points.len(), 2, "{points:?}");
+    // A different value at the same step and time is a different point.
+    store
+        .log_metric(&id, &metric("m", 2.5, 7, 2))
+        .await
+        .unwrap();
+    assert_eq!(history(&store, &id, "m").await.len(), 3);
+}
+
+#[tokio::test]
+async fn metric_history_is_ordered_by_timestamp_then_step_then_value_and_pages() {
+    let (_dir, store) = store().await;
+    let id = run_in(&store, "0").await.info.run_id;
+    store
+        .log_batch(
+            &id,
+            &[
+                metric("m", 5.0, 20, 0),
+                metric("m", 3.0, 10, 2),
+                metric("m", 2.0, 10, 1),
+                metric("m", 1.0, 10, 1),
+                metric("other", 0.0, 0, 0),
+            ],
+            &[],
+            &[],
+        )
+        .await
+        .unwrap();
+    let all: Vec<(i64, i64, f64)> = history(&store, &id, "m")
+        .await
+        .iter()
+        .map(|m| (m.timestamp, m.step, m.value))
+        .collect();
+    assert_eq!(
+        all,
+        vec![(10, 1, 1.0), (10, 1, 2.0), (10, 2, 3.0), (20, 0, 5.0)]
+    );
+
+    let mut token = None;
+    let mut paged = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store
+            .get_metric_history(&MetricHistoryRequest {
+                run_id: id.clone(),
+                metric_key: "m".into(),
+                max_results: Some(3),
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        paged.extend(page.items.iter().map(|m| (m.timestamp, m.step, m.value)));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!((pages, paged), (2, all));
+
+    assert_eq!(
+        code(
+            store
+                .get_metric_history(&MetricHistoryRequest {
+                    run_id: id.clone(),
+                    metric_key: "m".into(),
+                    max_results: None,
+                    page_token: Some("not a token".into()),
+                })
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(
+            store
+                .get_metric_history(&MetricHistoryRequest {
+                    run_id: "missing".into(),
+                    metric_key: "m".into(),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn bulk_interval_sampling_keeps_the_first_and_last_steps() {
+    let (_dir, store) = store().await;
+    let a = run_in(&store, "0").await.info.run_id;
+    let b = run_in(&store, "0").await.info.run_id;
+    let points: Vec<Metric> = (0..100).map(|s| metric("loss", s as f64, s, s)).collect();
+    store.log_batch(&a, &points, &[], &[]).await.unwrap();
+    store
+        .log_batch(&b, &[metric("loss", 1.0, 1, 3)], &[], &[])
+        .await
+        .unwrap();
+
+    let sampled = store
+        .get_metric_history_bulk_interval(&[a.clone(), b.clone()], "loss", None, None, 10)
+        .await
+        .unwrap();
+    let steps_a: Vec<i64> = sampled
+        .iter()
+        .filter(|m| m.run_id.as_deref() == Some(a.as_str()))
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps_a.len(), 10, "{steps_a:?}");
+    assert_eq!((steps_a[0], steps_a[9]), (0, 99));
+    assert!(steps_a.windows(2).all(|w| w[0] < w[1]), "{steps_a:?}");
+    let steps_b: Vec<i64> = sampled
+        .iter()
+        .filter(|m| m.run_id.as_deref() == Some(b.as_str()))
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps_b, vec![3]);
+
+    let window = store
+        .get_metric_history_bulk_interval(std::slice::from_ref(&a), "loss", Some(20), Some(30), 4)
+        .await
+        .unwrap();
+    let steps: Vec<i64> = window.iter().map(|m| m.step).collect();
+    assert_eq!((steps.first(), steps.last()), (Some(&20), Some(&30)));
+    assert!(steps.len() <= 4);
+
+    assert_eq!(
+        code(
+            store
+                .get_metric_history_bulk_interval(&[], "loss", None, None, 10)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(
+            store
+                .get_metric_history_bulk_interval(&[a], "loss", None, None, 0)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+}
+
+fn dataset(name: &str, digest: &str, context: Option<&str>) -> DatasetInput {
+    DatasetInput {
+        tags: context
+            .map(|c| vec![kv("mlflow.data.context", c)])
+            .unwrap_or_default(),
+        dataset: Dataset {
+            name: name.into(),
+            digest: digest.into(),
+            source_type: "local".into(),
+            source: "{\"uri\": \"/data\"}".into(),
+            schema: None,
+            profile: Some("{\"num_rows\": 3}".into()),
+        },
+    }
+}
+
+#[tokio::test]
+async fn log_inputs_shares_one_dataset_per_experiment_and_keeps_context_tags() {
+    let (dir, store) = store().await;
+    let exp = experiment(&store, "e").await;
+    let a = run_in(&store, &exp).await.info.run_id;
+    let b = run_in(&store, &exp).await.info.run_id;
+    let c = run_in(&store, "0").await.info.run_id;
+
+    store
+        .log_inputs(&a, &[dataset("train", "d1", Some("training"))], &[])
+        .await
+        .unwrap();
+    // Logging the same dataset to the same run again adds nothing.
+    store
+        .log_inputs(&a, &[dataset("train", "d1", Some("training"))], &[])
+        .await
+        .unwrap();
+    store
+        .log_inputs(&b, &[dataset("train", "d1", Some("eval"))], &[])
+        .await
+        .unwrap();
+    store
+        .log_inputs(&c, &[dataset("train", "d1", None)], &[])
+        .await
+        .unwrap();
+
+    let run_a = store.get_run(&a).await.unwrap();
+    assert_eq!(
+        run_a.inputs.dataset_inputs,
+        vec![dataset("train", "d1", Some("training"))]
+    );
+    let run_b = store.get_run(&b).await.unwrap();
+    assert_eq!(
+        run_b.inputs.dataset_inputs,
+        vec![dataset("train", "d1", Some("eval"))]
+    );
+
+    let pool = raw(dir.path()).await;
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM datasets").await,
+        2,
+        "one per experiment"
+    );
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM inputs").await,
+        3,
+        "one per run"
+    );
+}
+
+#[tokio::test]
+async fn log_outputs_links_existing_logged_models_to_the_run() {
+    let (_dir, store) = store().await;
+    let run = run_in(&store, "0").await.info.run_id;
+    let model = store
+        .create_logged_model("0", Some("m"), None, Some(&run), &[], &[])
+        .await
+        .unwrap();
+    let model_id = model.info.model_id.clone();
+    assert!(store.get_run(&run).await.unwrap().outputs.is_none());
+
+    store
+        .log_outputs(
+            &run,
+            &[ModelOutput {
+                model_id: model_id.clone(),
+                step: 4,
+            }],
+        )
+        .await
+        .unwrap();
+    let outputs = store.get_run(&run).await.unwrap().outputs.unwrap();
+    assert_eq!(
+        outputs.model_outputs,
+        vec![ModelOutput { model_id, step: 4 }]
+    );
+
+    let e = err(store
+        .log_outputs(
+            &run,
+            &[ModelOutput {
+                model_id: "m-missing".into(),
+                step: 0,
+            }],
+        )
+        .await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, "Logged model with ID 'm-missing' not found.");
+}
+
+// --------------------------------------------------------------------------- search_runs
+
+/// Three runs in one experiment with distinguishable metrics, params, tags and datasets.
+async fn search_fixture(store: &SqlStore) -> (String, [String; 3]) {
+    let exp = experiment(store, "search").await;
+    let a = named_run(store, &exp, "alpha", 1000).await;
+    let b = named_run(store, &exp, "Beta", 2000).await;
+    let c = named_run(store, &exp, "gamma", 3000).await;
+    store
+        .log_batch(
+            &a,
+            &[metric("acc", 0.9, 1, 0)],
+            &[kv("model", "cnn")],
+            &[kv("team", "Vision")],
+        )
+        .await
+        .unwrap();
+    store
+        .log_batch(
+            &b,
+            &[metric("acc", 0.5, 1, 0)],
+            &[kv("model", "rnn")],
+            &[kv("team", "vision")],
+        )
+        .await
+        .unwrap();
+    store
+        .log_inputs(&a, &[dataset("train", "d1", Some("training"))], &[])
+        .await
+        .unwrap();
+    store
+        .log_inputs(&c, &[dataset("holdout", "d2", Some("eval"))], &[])
+        .await
+        .unwrap();
+    store
+        .update_run(&c, Some(RunStatus::Finished), Some(3500), None)
+        .await
+        .unwrap();
+    (exp, [a, b, c])
+}
+
+#[tokio::test]
+async fn search_runs_filters_on_metrics_params_tags_and_attributes() {
+    let (_dir, store) = store().await;
+    let (exp, _) = search_fixture(&store).await;
+    let e = [exp.as_str()];
+    assert_eq!(search(&store, &e, "metrics.acc > 0.6").await, ["alpha"]);
+    assert_eq!(
+        search(&store, &e, "metrics.acc <= 0.9").await,
+        ["Beta", "alpha"]
+    );
+    assert_eq!(search(&store, &e, "params.model = 'rnn'").await, ["Beta"]);
+    assert_eq!(search(&store, &e, "params.model != 'rnn'").await, ["alpha"]);
+    assert_eq!(search(&store, &e, "tags.team = 'vision'").await, ["Beta"]);
+    assert_eq!(
+        search(&store, &e, "attributes.status = 'FINISHED'").await,
+        ["gamma"]
+    );
+    assert_eq!(
+        search(&store, &e, "attributes.run_name = 'alpha'").await,
+        ["alpha"]
+    );
+    assert_eq!(
+        search(&store, &e, "attributes.start_time >= 2000").await,
+        ["Beta", "gamma"]
+    );
+    assert_eq!(
+        search(&store, &e, "metrics.acc > 0.1 AND params.model = 'cnn'").await,
+        ["alpha"]
+    );
+    assert!(search(&store, &e, "metrics.missing > 0").await.is_empty());
+}
+
+#[tokio::test]
+async fn search_runs_filters_on_datasets() {
+    let (_dir, store) = store().await;
+    let (exp, _) = search_fixture(&store).await;
+    let e = [exp.as_str()];
+    assert_eq!(
+        search(&store, &e, "dataset.name = 'train'").await,
+        ["alpha"]
+    );
+    assert_eq!(search(&store, &e, "dataset.digest = 'd2'").await, ["gamma"]);
+    assert_eq!(
+        search(&store, &e, "dataset.context = 'eval'").await,
+        ["gamma"]
+    );
+    assert_eq!(
+        search(&store, &e, "dataset.name IN ('train', 'holdout')").await,
+        ["alpha", "gamma"]
+    );
+}
+
+#[tokio::test]
+async fn like_is_case_sensitive_and_ilike_is_not() {
+    let (_dir, store) = store().await;
+    let (exp, _) = search_fixture(&store).await;
+    let e = [exp.as_str()];
+    assert_eq!(search(&store, &e, "tags.team LIKE 'V%'").await, ["alpha"]);
+    assert_eq!(search(&store, &e, "tags.team LIKE 'v%'").await, ["Beta"]);
+    assert_eq!(
+        search(&store, &e, "tags.team ILIKE 'V%'").await,
+        ["Beta", "alpha"]
+    );
+    assert_eq!(
+        search(&store, &e, "attributes.run_name LIKE 'b%'").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        search(&store, &e, "attributes.run_name ILIKE 'b%'").await,
+        ["Beta"]
+    );
+    assert_eq!(
+        search(&store, &e, "attributes.run_name LIKE '_lpha'").await,
+        ["alpha"]
+    );
+}
+
+#[tokio::test]
+async fn run_id_in_and_not_in_select_exactly_the_listed_runs() {
+    let (_dir, store) = store().await;
+    let (exp, [a, b, _c]) = search_fixture(&store).await;
+    let e = [exp.as_str()];
+    assert_eq!(
+        search(&store, &e, &format!("attributes.run_id IN ('{a}', '{b}')")).await,
+        ["Beta", "alpha"]
+    );
+    assert_eq!(
+        search(&store, &e, &format!("attributes.run_id NOT IN ('{a}')")).await,
+        ["Beta", "gamma"]
+    );
+}
+
+#[tokio::test]
+async fn ordering_by_a_metric_puts_runs_without_it_last_in_both_directions() {
+    let (_dir, store) = store().await;
+    let (exp, _) = search_fixture(&store).await;
+    let ids = [exp];
+    for (order, expected) in [
+        ("metrics.acc ASC", ["Beta", "alpha", "gamma"]),
+        ("metrics.acc DESC", ["alpha", "Beta", "gamma"]),
+    ] {
+        let names: Vec<String> = store
+            .search_runs(
+                &ids,
+                None,
+                ViewType::ActiveOnly,
+                None,
+                &[order.into()],
+                None,
+            )
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|r| r.info.run_name)
+            .collect();
+        assert_eq!(names, expected, "{order}");
+    }
+    // Without an order the newest run comes first.
+    let names: Vec<String> = store
+        .search_runs(&ids, None, ViewType::ActiveOnly, None, &[], None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| r.info.run_name)
+        .collect();
+    assert_eq!(names, ["gamma", "Beta", "alpha"]);
+}
+
+#[tokio::test]
+async fn paging_through_search_results_returns_every_run_exactly_once() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "paging").await;
+    let mut created = HashSet::new();
+    for i in 0..7 {
+        // Equal start times force the tiebreaker to keep pages stable.
+        created.insert(named_run(&store, &exp, &format!("r{i}"), 5).await);
+    }
+    let ids = [exp];
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .search_runs(
+                &ids,
+                None,
+                ViewType::ActiveOnly,
+                Some(3),
+                &[],
+                token.as_deref(),
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.into_iter().map(|r| r.info.run_id));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), created);
+}
+
+#[tokio::test]
+async fn view_types_select_active_deleted_or_all_runs() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "views").await;
+    let live = named_run(&store, &exp, "live", 1).await;
+    let gone = named_run(&store, &exp, "gone", 2).await;
+    store.delete_run(&gone).await.unwrap();
+    let ids = [exp];
+    let names = |view: ViewType| {
+        let store = store.clone();
+        let ids = ids.clone();
+        async move {
+            store
+                .search_runs(&ids, None, view, None, &[], None)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|r| r.info.run_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(ViewType::ActiveOnly).await, vec![live.clone()]);
+    assert_eq!(names(ViewType::DeletedOnly).await, vec![gone.clone()]);
+    assert_eq!(names(ViewType::All).await, vec![gone, live]);
+}
+
+#[tokio::test]
+async fn search_runs_bounds_max_results_and_rejects_bad_filters() {
+    let (_dir, store) = store().await;
+    let (exp, _) = search_fixture(&store).await;
+    let ids = [exp];
+    let e = err(store
+        .search_runs(&ids, None, ViewType::ActiveOnly, Some(50_001), &[], None)
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert!(e.message.contains("50000"), "{}", e.message);
+    assert!(
+        store
+            .search_runs(&ids, None, ViewType::ActiveOnly, Some(0), &[], None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let one = store
+        .search_runs(&ids, None, ViewType::ActiveOnly, Some(1), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert!(one.next_page_token.is_some());
+    assert_eq!(
+        store
+            .search_runs(&ids, None, ViewType::ActiveOnly, Some(50_000), &[], None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+    for bad in [
+        "metrics.acc >",
+        "nonsense",
+        "attributes.colour = 'red'",
+        "metrics.acc > 'x'",
+    ] {
+        assert_eq!(
+            code(
+                store
+                    .search_runs(&ids, Some(bad), ViewType::ActiveOnly, None, &[], None)
+                    .await
+            ),
+            Code::InvalidParameterValue,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        code(
+            store
+                .search_runs(
+                    &ids,
+                    None,
+                    ViewType::ActiveOnly,
+                    None,
+                    &["bogus.x".into()],
+                    None
+                )
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+}
+
+// ------------------------------------------------------------------------- logged models
+
+#[tokio::test]
+async fn a_logged_model_is_created_pending_under_the_experiment_and_finalized() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "lm").await;
+    let model = store
+        .create_logged_model(
+            &exp,
+            Some("clf"),
+            Some("sklearn"),
+            None,
+            &[kv("alpha", "0.5")],
+            &[kv("stage", "dev")],
+        )
+        .await
+        .unwrap();
+    let id = model.info.model_id.clone();
+    assert!(id.starts_with("m-"), "{id}");
+    assert_eq!(
+        model.info.artifact_uri,
+        format!("mlflow-artifacts:/{exp}/models/{id}/artifacts")
+    );
+    assert_eq!(model.info.status, LoggedModelStatus::Pending);
+    assert_eq!(model.info.experiment_id, exp);
+    assert_eq!(model.info.tags, vec![kv("stage", "dev")]);
+    assert_eq!(model.data.params, vec![kv("alpha", "0.5")]);
+    assert_eq!(store.get_logged_model(&id).await.unwrap(), model);
+
+    let ready = store
+        .finalize_logged_model(&id, LoggedModelStatus::Ready)
+        .await
+        .unwrap();
+    assert_eq!(ready.info.status, LoggedModelStatus::Ready);
+    assert_eq!(
+        code(
+            store
+                .finalize_logged_model(&id, LoggedModelStatus::Pending)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+
+    let tagged = store
+        .set_logged_model_tags(&id, &[kv("stage", "prod"), kv("owner", "me")])
+        .await
+        .unwrap();
+    assert_eq!(
+        tagged.info.tags,
+        vec![kv("owner", "me"), kv("stage", "prod")]
+    );
+    store.delete_logged_model_tag(&id, "owner").await.unwrap();
+    assert_eq!(
+        code(store.delete_logged_model_tag(&id, "owner").await),
+        Code::ResourceDoesNotExist
+    );
+
+    store.delete_logged_model(&id).await.unwrap();
+    let e = err(store.get_logged_model(&id).await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, format!("Logged model with ID '{id}' not found."));
+}
+
+#[tokio::test]
+async fn a_logged_model_source_run_must_belong_to_its_experiment() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "lm").await;
+    let run = run_in(&store, "0").await.info.run_id;
+    assert_eq!(
+        code(
+            store
+                .create_logged_model(&exp, None, None, Some(&run), &[], &[])
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    let unnamed = store
+        .create_logged_model("0", None, None, Some(&run), &[], &[])
+        .await
+        .unwrap();
+    assert!(
+        unnamed.info.name.starts_with("model-"),
+        "{}",
+        unnamed.info.name
+    );
+    assert_eq!(unnamed.info.source_run_id.as_deref(), Some(run.as_str()));
+}
+
+#[tokio::test]
+async fn logged_model_search_filters_orders_and_hides_deleted_models() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "lm").await;
+    let mut ids = Vec::new();
+    for name in ["b", "a", "c"] {
+        ids.push(
+            store
+                .create_logged_model(&exp, Some(name), None, None, &[], &[kv("n", name)])
+                .await
+                .unwrap()
+                .info
+                .model_id,
+        );
+    }
+    store.delete_logged_model(&ids[2]).await.unwrap();
+    let exps = [exp];
+    let names = |filter: Option<&'static str>, ascending: bool| {
+        let store = store.clone();
+        let exps = exps.clone();
+        async move {
+            store
+                .search_logged_models(
+                    &exps,
+                    filter,
+                    None,
+                    &[LoggedModelOrder {
+                        field_name: "name".into(),
+                        ascending,
+                    }],
+                    None,
+                )
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|m| m.info.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names(None, true).await, ["a", "b"]);
+    assert_eq!(names(None, false).await, ["b", "a"]);
+    assert_eq!(names(Some("name = 'a'"), true).await, ["a"]);
+    assert_eq!(names(Some("tags.n = 'b'"), true).await, ["b"]);
+    assert_eq!(
+        code(store.search_logged_models(&[], None, None, &[], None).await),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(
+            store
+                .search_logged_models(&exps, None, Some(51), &[], None)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+}
+
+#[tokio::test]
+async fn a_logged_model_lists_the_model_versions_registered_from_it() {
+    let (_dir, store) = store().await;
+    let model = store
+        .create_logged_model("0", Some("m"), None, None, &[], &[])
+        .await
+        .unwrap();
+    let id = model.info.model_id.clone();
+    assert!(model.info.registrations.is_empty());
+    store
+        .create_registered_model("reg", &[], None)
+        .await
+        .unwrap();
+    store
+        .create_model_version(NewModelVersion {
+            model_id: Some(id.clone()),
+            ..version("reg", &format!("models:/{id}"))
+        })
+        .await
+        .unwrap();
+    let regs = store
+        .get_logged_model(&id)
+        .await
+        .unwrap()
+        .info
+        .registrations;
+    assert_eq!(regs.len(), 1);
+    assert_eq!(
+        (regs[0].name.as_str(), regs[0].version.as_str()),
+        ("reg", "1")
+    );
+}
+
+// ------------------------------------------------------------------------------ registry
+
+#[tokio::test]
+async fn a_duplicate_registered_model_name_is_refused() {
+    let (_dir, store) = store().await;
+    store.create_registered_model("m", &[], None).await.unwrap();
+    let e = err(store.create_registered_model("m", &[], None).await);
+    assert_eq!(e.code, Code::ResourceAlreadyExists);
+    assert_eq!(e.message, "Registered Model (name=m) already exists.");
+    let e = err(store.get_registered_model("nope").await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, "Registered Model with name=nope not found");
+    assert_eq!(
+        code(
+            store
+                .create_model_version(version("nope", "s3://b/m"))
+                .await
+        ),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn versions_are_numbered_without_gaps_and_a_deleted_number_is_never_reused() {
+    let (_dir, store) = store().await;
+    model_with_versions(&store, "m", 3).await;
+    store.delete_model_version("m", "3").await.unwrap();
+    store.delete_model_version("m", "2").await.unwrap();
+    let e = err(store.get_model_version("m", "3").await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+    assert_eq!(e.message, "Model Version (name=m, version=3) not found");
+    let next = store
+        .create_model_version(version("m", "s3://bucket/model"))
+        .await
+        .unwrap();
+    assert_eq!(next.version, "4");
+    let listed: Vec<String> = store
+        .search_model_versions(Some("name = 'm'"), None, &[], None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(listed, ["4", "1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_version_creation_numbers_versions_one_to_n() {
+    let (_dir, store) = store().await;
+    store.create_registered_model("m", &[], None).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_model_version(version("m", "s3://bucket/model"))
+                    .await
+                    .map(|v| v.version.parse::<i64>().unwrap())
+            })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap().unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=16).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn transitioning_with_archive_existing_versions_archives_the_others_in_that_stage() {
+    let (_dir, store) = store().await;
+    model_with_versions(&store, "m", 3).await;
+    store
+        .transition_model_version_stage("m", "1", "production", false)
+        .await
+        .unwrap();
+    store
+        .transition_model_version_stage("m", "2", "Production", false)
+        .await
+        .unwrap();
+    store
+        .transition_model_version_stage("m", "3", "Staging", false)
+        .await
+        .unwrap();
+    let v3 = store
+        .transition_model_version_stage("m", "3", "Production", true)
+        .await
+        .unwrap();
+    assert_eq!(v3.current_stage, "Production");
+    for v in ["1", "2"] {
+        assert_eq!(
+            store.get_model_version("m", v).await.unwrap().current_stage,
+            "Archived"
+        );
+    }
+    assert_eq!(
+        code(
+            store
+                .transition_model_version_stage("m", "1", "Archived", true)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(
+            store
+                .transition_model_version_stage("m", "1", "Shipped", false)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(
+            store
+                .transition_model_version_stage("m", "9", "Staging", false)
+                .await
+        ),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn latest_versions_are_the_newest_version_in_each_stage() {
+    let (_dir, store) = store().await;
+    model_with_versions(&store, "m", 4).await;
+    store
+        .transition_model_version_stage("m", "1", "Production", false)
+        .await
+        .unwrap();
+    store
+        .transition_model_version_stage("m", "2", "Production", false)
+        .await
+        .unwrap();
+    store
+        .transition_model_version_stage("m", "3", "Staging", false)
+        .await
+        .unwrap();
+    let by_stage = |versions: Vec<mlox_core::entities::ModelVersion>| {
+        versions
+            .into_iter()
+            .map(|v| (v.current_stage, v.version))
+            .collect::<Vec<_>>()
+    };
+    let all = by_stage(store.get_latest_versions("m", &[]).await.unwrap());
+    assert_eq!(all.len(), 3);
+    for pair in [("Production", "2"), ("Staging", "3"), ("None", "4")] {
+        assert!(all.contains(&(pair.0.into(), pair.1.into())), "{all:?}");
+    }
+    assert_eq!(
+        by_stage(
+            store
+                .get_latest_versions("m", &["production".into()])
+                .await
+                .unwrap()
+        ),
+        vec![("Production".to_string(), "2".to_string())]
+    );
+    assert_eq!(
+        store
+            .get_registered_model("m")
+            .await
+            .unwrap()
+            .latest_versions
+            .len(),
+        3
+    );
+    assert_eq!(
+        code(store.get_latest_versions("m", &["Bogus".into()]).await),
+        Code::InvalidParameterValue
+    );
+}
+
+#[tokio::test]
+async fn aliases_refuse_reserved_names_move_between_versions_and_can_be_deleted() {
+    let (_dir, store) = store().await;
+    model_with_versions(&store, "m", 2).await;
+    for reserved in ["latest", "Latest", "v1", "V12"] {
+        let e = err(store.set_registered_model_alias("m", reserved, "1").await);
+        assert_eq!(e.code, Code::InvalidParameterValue);
+        assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+    store
+        .set_registered_model_alias("m", "champion", "1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap()
+            .version,
+        "1"
+    );
+    store
+        .set_registered_model_alias("m", "champion", "2")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_model_version_by_alias("m", "champion")
+            .await
+            .unwrap()
+            .version,
+        "2"
+    );
+    assert!(
+        store
+            .get_model_version("m", "1")
+            .await
+            .unwrap()
+            .aliases
+            .is_empty()
+    );
+    assert_eq!(
+        store.get_model_version("m", "2").await.unwrap().aliases,
+        ["champion"]
+    );
+    let model = store.get_registered_model("m").await.unwrap();
+    assert_eq!(model.aliases.len(), 1);
+    assert_eq!(
+        (
+            model.aliases[0].alias.as_str(),
+            model.aliases[0].version.as_str()
+        ),
+        ("champion", "2")
+    );
+
+    store
+        .delete_registered_model_alias("m", "champion")
+        .await
+        .unwrap();
+    assert_eq!(
+        code(store.get_model_version_by_alias("m", "champion").await),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(store.set_registered_model_alias("m", "x", "7").await),
+        Code::ResourceDoesNotExist
+    );
+    // Deleting a version takes its aliases with it.
+    store
+        .set_registered_model_alias("m", "gone", "1")
+        .await
+        .unwrap();
+    store.delete_model_version("m", "1").await.unwrap();
+    assert!(
+        store
+            .get_registered_model("m")
+            .await
+            .unwrap()
+            .aliases
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn renaming_a_registered_model_carries_its_versions_tags_and_aliases() {
+    let (_dir, store) = store().await;
+    store
+        .create_registered_model("old", &[kv("team", "a")], Some("desc"))
+        .await
+        .unwrap();
+    store
+        .create_model_version(NewModelVersion {
+            tags: vec![kv("v", "1")],
+            ..version("old", "s3://bucket/model")
+        })
+        .await
+        .unwrap();
+    store
+        .set_registered_model_alias("old", "prod", "1")
+        .await
+        .unwrap();
+    store
+        .create_registered_model("taken", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(store.rename_registered_model("old", "taken").await),
+        Code::ResourceAlreadyExists
+    );
+
+    let renamed = store.rename_registered_model("old", "new").await.unwrap();
+    assert_eq!(renamed.name, "new");
+    assert_eq!(renamed.tags, vec![kv("team", "a")]);
+    assert_eq!(renamed.description.as_deref(), Some("desc"));
+    assert_eq!(renamed.aliases.len(), 1);
+    let v = store.get_model_version("new", "1").await.unwrap();
+    assert_eq!(
+        (v.name.as_str(), v.tags.clone(), v.aliases.clone()),
+        ("new", vec![kv("v", "1")], vec!["prod".to_string()])
+    );
+    assert_eq!(
+        code(store.get_registered_model("old").await),
+        Code::ResourceDoesNotExist
+    );
+    assert_eq!(
+        code(store.get_model_version("old", "1").await),
+        Code::ResourceDoesNotExist
+    );
+    // Numbering continues after the rename.
+    assert_eq!(
+        store
+            .create_model_version(version("new", "s3://bucket/model"))
+            .await
+            .unwrap()
+            .version,
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_registered_model_removes_its_versions_tags_and_aliases() {
+    let (dir, store) = store().await;
+    store
+        .create_registered_model("m", &[kv("t", "1")], None)
+        .await
+        .unwrap();
+    store
+        .create_model_version(NewModelVersion {
+            tags: vec![kv("v", "1")],
+            ..version("m", "s3://bucket/model")
+        })
+        .await
+        .unwrap();
+    store
+        .set_registered_model_alias("m", "a", "1")
+        .await
+        .unwrap();
+    store.delete_registered_model("m").await.unwrap();
+
+    assert_eq!(
+        code(store.get_registered_model("m").await),
+        Code::ResourceDoesNotExist
+    );
+    assert_eq!(
+        code(store.get_model_version("m", "1").await),
+        Code::ResourceDoesNotExist
+    );
+    assert!(
+        store
+            .search_model_versions(Some("name = 'm'"), None, &[], None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let pool = raw(dir.path()).await;
+    for table in [
+        "registered_model_tags",
+        "model_versions",
+        "model_version_tags",
+        "registered_model_aliases",
+    ] {
+        assert_eq!(
+            count(
+                &pool,
+                &format!("SELECT COUNT(*) FROM {table} WHERE name = 'm'")
+            )
+            .await,
+            0,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        code(store.delete_registered_model("m").await),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn registry_search_treats_a_missing_tag_as_not_equal() {
+    let (_dir, store) = store().await;
+    store
+        .create_registered_model("plain", &[], None)
+        .await
+        .unwrap();
+    store
+        .create_registered_model("prompt", &[kv("mlflow.prompt.is_prompt", "true")], None)
+        .await
+        .unwrap();
+    store
+        .create_registered_model(
+            "not-prompt",
+            &[kv("mlflow.prompt.is_prompt", "false")],
+            None,
+        )
+        .await
+        .unwrap();
+    let names = |filter: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .search_registered_models(Some(filter), None, &[], None)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        names("tag.`mlflow.prompt.is_prompt` != 'true'").await,
+        ["not-prompt", "plain"]
+    );
+    assert_eq!(
+        names("tag.`mlflow.prompt.is_prompt` = 'true'").await,
+        ["prompt"]
+    );
+    assert_eq!(names("name LIKE 'p%'").await, ["plain", "prompt"]);
+    assert_eq!(names("name ILIKE 'P%'").await, ["plain", "prompt"]);
+
+    for _ in 0..2 {
+        store
+            .create_model_version(version("plain", "s3://bucket/p"))
+            .await
+            .unwrap();
+    }
+    store
+        .create_model_version(NewModelVersion {
+            tags: vec![kv("mlflow.prompt.is_prompt", "true")],
+            ..version("prompt", "s3://bucket/p")
+        })
+        .await
+        .unwrap();
+    let versions: Vec<(String, String)> = store
+        .search_model_versions(
+            Some("tag.`mlflow.prompt.is_prompt` != 'true'"),
+            None,
+            &[],
+            None,
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|v| (v.name, v.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("plain".to_string(), "2".to_string()),
+            ("plain".to_string(), "1".to_string())
+        ]
+    );
+    assert_eq!(
+        code(
+            store
+                .search_registered_models(Some("bogus.x = 1"), None, &[], None)
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+}
+
+#[tokio::test]
+async fn a_version_made_from_a_logged_model_downloads_from_the_models_artifact_location() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "e").await;
+    let model = store
+        .create_logged_model(&exp, Some("m"), None, None, &[], &[])
+        .await
+        .unwrap();
+    let id = model.info.model_id.clone();
+    store
+        .create_registered_model("reg", &[], None)
+        .await
+        .unwrap();
+    let v = store
+        .create_model_version(NewModelVersion {
+            model_id: Some(id.clone()),
+            ..version("reg", &format!("models:/{id}"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(v.source, format!("models:/{id}"));
+    assert_eq!(v.model_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        store
+            .get_model_version_download_uri("reg", "1")
+            .await
+            .unwrap(),
+        format!("mlflow-artifacts:/{exp}/models/{id}/artifacts")
+    );
+    // A plain source downloads from itself.
+    store
+        .create_model_version(version("reg", "s3://bucket/elsewhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_model_version_download_uri("reg", "2")
+            .await
+            .unwrap(),
+        "s3://bucket/elsewhere"
+    );
+    assert_eq!(
+        code(store.get_model_version_download_uri("reg", "3").await),
+        Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn model_version_sources_must_match_the_run_or_model_they_claim() {
+    let (_dir, store) = store().await;
+    let run = run_in(&store, "0").await.info.run_id;
+    let other = run_in(&store, "0").await.info.run_id;
+    store.create_registered_model("m", &[], None).await.unwrap();
+
+    let with_run = |source: String, run_id: &str| NewModelVersion {
+        run_id: Some(run_id.into()),
+        ..version("m", &source)
+    };
+    let ok = store
+        .create_model_version(with_run(format!("runs:/{run}/model"), &run))
+        .await
+        .unwrap();
+    assert_eq!(ok.run_id, run);
+    let e = err(store
+        .create_model_version(with_run(format!("runs:/{other}/model"), &run))
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert!(
+        e.message.starts_with("Invalid model version source"),
+        "{}",
+        e.message
+    );
+
+    // Artifacts of the named run are fine; another run's are not.
+    store
+        .create_model_version(with_run(
+            format!("mlflow-artifacts:/0/{run}/artifacts/model"),
+            &run,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            store
+                .create_model_version(with_run(
+                    format!("mlflow-artifacts:/0/{other}/artifacts/model"),
+                    &run,
+                ))
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+
+    for relative in [
+        "s3://bucket/models/../../secrets",
+        "/abs/../etc/passwd",
+        "mlflow-artifacts:/0/..%2f..%2fx",
+    ] {
+        let e = err(store.create_model_version(version("m", relative)).await);
+        assert_eq!(e.code, Code::InvalidParameterValue, "{relative}");
+    }
+    let e = err(store
+        .create_model_version(version("m", "/local/model"))
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    assert!(e.message.contains("local path"), "{}", e.message);
+
+    // A logged-model source needs the model id it names.
+    let model = store
+        .create_logged_model("0", None, None, None, &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            store
+                .create_model_version(version("m", &format!("models:/{}", model.info.model_id)))
+                .await
+        ),
+        Code::InvalidParameterValue
+    );
+    assert_eq!(
+        code(store.create_model_version(version("m", "")).await),
+        Code::InvalidParameterValue
+    );
+}
+
+#[tokio::test]
+async fn model_version_tags_and_descriptions_are_updated_in_place() {
+    let (_dir, store) = store().await;
+    model_with_versions(&store, "m", 1).await;
+    store
+        .set_model_version_tag("m", "1", &kv("k", "1"))
+        .await
+        .unwrap();
+    store
+        .set_model_version_tag("m", "1", &kv("k", "2"))
+        .await
+        .unwrap();
+    let v = store
+        .update_model_version("m", "1", Some("about"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.tags.clone(), v.description.as_str()),
+        (vec![kv("k", "2")], "about")
+    );
+    store.delete_model_version_tag("m", "1", "k").await.unwrap();
+    assert!(
+        store
+            .get_model_version("m", "1")
+            .await
+            .unwrap()
+            .tags
+            .is_empty()
+    );
+    assert_eq!(
+        code(store.get_model_version("m", "one").await),
+        Code::InvalidParameterValue
+    );
+}
+
+// -------------------------------------------------------------------------------- schema
+
+#[tokio::test]
+async fn reopening_an_existing_database_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exp, run) = {
+        let store = open_at(dir.path()).await.unwrap();
+        let exp = experiment(&store, "kept").await;
+        let run = run_in(&store, &exp).await.info.run_id;
+        store.log_param(&run, &kv("p", "1")).await.unwrap();
+        store.create_registered_model("m", &[], None).await.unwrap();
+        (exp, run)
+    };
+    let store = open_at(dir.path()).await.unwrap();
+    assert_eq!(store.get_experiment(&exp).await.unwrap().name, "kept");
+    assert_eq!(
+        store.get_run(&run).await.unwrap().data.params,
+        vec![kv("p", "1")]
+    );
+    store.get_registered_model("m").await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(experiment(&store, "next").await, "2");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_mlox_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(dir.path()).await.unwrap();
+    drop(store);
+    let pool = raw(dir.path()).await;
+    sqlx::query("INSERT INTO mlox_schema (version, name, applied_at) VALUES (999, 'future', 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let e = err(open_at(dir.path()).await);
+    assert_eq!(e.code, Code::InvalidState);
+    assert!(
+        e.message
+            .contains("The database schema is at version 999, newer than this mlox understands"),
+        "{}",
+        e.message
+    );
+}
