@@ -615,6 +615,13 @@ impl SqlStore {
     }
 
     pub async fn get_metric_history(&self, req: &MetricHistoryRequest) -> Result<Page<Metric>> {
+        if let Some(max) = req.max_results
+            && max < 1
+        {
+            return Err(Error::invalid(format!(
+                "Invalid value {max} for parameter 'max_results': it must be positive."
+            )));
+        }
         self.run_info(&req.run_id).await?;
         let offset = page_token::decode(req.page_token.as_deref())?;
         let mut sql =

@@ -459,13 +459,6 @@ pub async fn get_metric_history(
         max_results: m.max_results,
         page_token: m.page_token,
     };
-    if let Some(max) = req.max_results
-        && max < 1
-    {
-        return Err(ApiError(Error::invalid(format!(
-            "Invalid value {max} for parameter 'max_results': it must be positive."
-        ))));
-    }
     let page = s.store.get_metric_history(&req).await?;
     Ok(Json(PageBody {
         key: "metrics",

@@ -1,0 +1,1066 @@
+//! The MLflow REST surface over a real SQLite store: the status and body every kind of bad
+//! request gets, the shapes of key successful answers, and the rule that no input, however
+//! malformed, makes the server answer 5xx.
+
+// Helpers outside `#[test]` functions panic too; in a test that is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use mlox_store::{SqlStore, StoreOptions};
+use mlox_tracking::{AppState, ServerSettings, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const API: &str = "/api/2.0/mlflow";
+const DOCS_HINT: &str = "See the API docs for more information about request parameters.";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    app: Router,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    raw: String,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqlStore::open(StoreOptions {
+        uri: format!("sqlite:///{}/t.db", dir.path().display()),
+        default_artifact_root: "mlflow-artifacts:".into(),
+        max_connections: 4,
+    })
+    .await
+    .unwrap();
+    let state = AppState {
+        store,
+        settings: Arc::new(ServerSettings {
+            serve_artifacts: false,
+            api_version: "3.5.0".into(),
+            store_type: "SqlStore".into(),
+            webhook_policy: mlox_webhooks::UrlPolicy::default(),
+        }),
+    };
+    Api {
+        _dir: dir,
+        app: router(state),
+    }
+}
+
+impl Api {
+    async fn send(&self, method: Method, uri: &str, body: Option<String>) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, body, raw }
+    }
+
+    async fn get(&self, path_and_query: &str) -> Reply {
+        self.send(Method::GET, &format!("{API}{path_and_query}"), None)
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("{API}{path}"),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    async fn post_raw(&self, path: &str, body: &str) -> Reply {
+        self.send(
+            Method::POST,
+            &format!("{API}{path}"),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Sends a request that must succeed and returns its body.
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let reply = if method == Method::GET {
+            self.get(path).await
+        } else {
+            self.send(method, &format!("{API}{path}"), Some(body.to_string()))
+                .await
+        };
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.raw);
+        reply.body
+    }
+
+    async fn create_run(&self, experiment_id: &str) -> String {
+        let body = self
+            .ok(
+                Method::POST,
+                "/runs/create",
+                json!({ "experiment_id": experiment_id, "start_time": 1 }),
+            )
+            .await;
+        body["run"]["info"]["run_id"].as_str().unwrap().to_string()
+    }
+}
+
+/// Asserts the reply is a 4xx with MLflow's error shape and returns its body.
+#[track_caller]
+fn error(reply: &Reply, status: StatusCode) -> &Value {
+    assert_eq!(reply.status, status, "{}", reply.raw);
+    let keys: Vec<&String> = reply.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 2, "{}", reply.raw);
+    assert!(reply.body["error_code"].is_string() && reply.body["message"].is_string());
+    &reply.body
+}
+
+// ------------------------------------------------------------------------- 404s
+
+#[tokio::test]
+async fn a_missing_run_is_404_resource_does_not_exist() {
+    let api = api().await;
+    let reply = api.get("/runs/get?run_id=0123abcd").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "Run with id=0123abcd not found"
+    }
+    "#);
+    let reply = api
+        .post(
+            "/runs/log-parameter",
+            json!({"run_id": "0123abcd", "key": "k", "value": "v"}),
+        )
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::NOT_FOUND)["message"],
+        "Run with id=0123abcd not found"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_experiment_is_404_resource_does_not_exist() {
+    let api = api().await;
+    let reply = api.get("/experiments/get?experiment_id=42").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "No Experiment with id=42 exists"
+    }
+    "#);
+    let reply = api
+        .get("/experiments/get-by-name?experiment_name=nowhere")
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "Could not find experiment with name 'nowhere'"
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn a_missing_registered_model_or_version_is_404_resource_does_not_exist() {
+    let api = api().await;
+    let reply = api.get("/registered-models/get?name=nope").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "Registered Model with name=nope not found"
+    }
+    "#);
+
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "m"}),
+    )
+    .await;
+    let reply = api.get("/model-versions/get?name=m&version=3").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "Model Version (name=m, version=3) not found"
+    }
+    "#);
+    let reply = api.get("/model-versions/get?name=nope&version=1").await;
+    assert_eq!(
+        error(&reply, StatusCode::NOT_FOUND)["message"],
+        "Model Version (name=nope, version=1) not found"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_json_error() {
+    let api = api().await;
+    let reply = api.get("/experiments/frobnicate").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "No API endpoint at '/api/2.0/mlflow/experiments/frobnicate'."
+    }
+    "#);
+    let reply = api.send(Method::GET, "/no/such/thing", None).await;
+    assert_eq!(
+        error(&reply, StatusCode::NOT_FOUND)["error_code"],
+        "RESOURCE_DOES_NOT_EXIST"
+    );
+}
+
+#[tokio::test]
+async fn a_known_route_with_the_wrong_method_is_405() {
+    let api = api().await;
+    for (method, path) in [
+        (Method::GET, "/experiments/create"),
+        (Method::POST, "/runs/get"),
+        (Method::PUT, "/runs/search"),
+        (Method::GET, "/registered-models/delete"),
+    ] {
+        let reply = api
+            .send(method.clone(), &format!("{API}{path}"), None)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            reply.raw
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- 400s
+
+#[tokio::test]
+async fn a_duplicate_experiment_is_400_resource_already_exists() {
+    let api = api().await;
+    api.ok(Method::POST, "/experiments/create", json!({"name": "dup"}))
+        .await;
+    let reply = api
+        .post("/experiments/create", json!({"name": "dup"}))
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "RESOURCE_ALREADY_EXISTS",
+      "message": "Experiment(name=dup) already exists."
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn a_duplicate_registered_model_is_400_resource_already_exists() {
+    let api = api().await;
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "dup"}),
+    )
+    .await;
+    let reply = api
+        .post("/registered-models/create", json!({"name": "dup"}))
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "RESOURCE_ALREADY_EXISTS",
+      "message": "Registered Model (name=dup) already exists."
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn an_unparsable_search_filter_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api
+        .post(
+            "/runs/search",
+            json!({"experiment_ids": ["0"], "filter": "metrics.acc >"}),
+        )
+        .await;
+    let body = error(&reply, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+    let reply = api
+        .post(
+            "/runs/search",
+            json!({"experiment_ids": ["0"], "filter": "colour = 'red'"}),
+        )
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+    let reply = api
+        .get("/registered-models/search?filter=name%20%3D%3D%3D%20x")
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+}
+
+#[tokio::test]
+async fn a_non_integer_experiment_id_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api.get("/experiments/get?experiment_id=abc").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Invalid experiment ID 'abc'. Experiment ID must be a valid integer."
+    }
+    "#);
+    let reply = api
+        .post("/runs/create", json!({"experiment_id": "one"}))
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_required_parameter_is_named_and_points_to_the_api_docs() {
+    let api = api().await;
+    let reply = api.post("/experiments/create", json!({})).await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Missing value for required parameter 'name'. See the API docs for more information about request parameters."
+    }
+    "#);
+    for (method, path, body, param) in [
+        (Method::GET, "/runs/get", None, "run_id"),
+        (Method::GET, "/experiments/get", None, "experiment_id"),
+        (
+            Method::GET,
+            "/metrics/get-history?run_id=abc",
+            None,
+            "metric_key",
+        ),
+        (Method::POST, "/runs/log-metric", Some(json!({})), "run_id"),
+        (
+            Method::POST,
+            "/registered-models/create",
+            Some(json!({"name": ""})),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/experiments/set-experiment-tag",
+            Some(json!({"experiment_id": "0"})),
+            "key",
+        ),
+    ] {
+        let reply = match body {
+            None => api.get(path).await,
+            Some(b) => {
+                api.send(method, &format!("{API}{path}"), Some(b.to_string()))
+                    .await
+            }
+        };
+        let message = error(&reply, StatusCode::BAD_REQUEST)["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.starts_with(&format!("Missing value for required parameter '{param}'."))
+                && message.ends_with(DOCS_HINT),
+            "{path}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_json_body_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api.post_raw("/experiments/create", "{\"name\": ").await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Malformed JSON request body: EOF while parsing a value at line 1 column 9"
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_is_400_invalid_parameter_value() {
+    let api = api().await;
+    for body in ["[1, 2]", "\"name\"", "7", "null"] {
+        let reply = api.post_raw("/experiments/create", body).await;
+        assert_eq!(
+            error(&reply, StatusCode::BAD_REQUEST),
+            &json!({
+                "error_code": "INVALID_PARAMETER_VALUE",
+                "message": "The request body must be a JSON object."
+            }),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api
+        .post("/experiments/create", json!({"name": ["a", "list"]}))
+        .await;
+    let body = error(&reply, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid request: "),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_batch_over_the_metric_limit_is_400_and_logs_nothing() {
+    let api = api().await;
+    let run = api.create_run("0").await;
+    let metrics: Vec<Value> = (0..1001)
+        .map(|i| json!({"key": "m", "value": i, "timestamp": i, "step": i}))
+        .collect();
+    let reply = api
+        .post(
+            "/runs/log-batch",
+            json!({"run_id": run, "metrics": metrics}),
+        )
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "A batch logging request can contain at most 1000 metrics. Got 1001 metrics. Please split up metrics across multiple requests and try again."
+    }
+    "#);
+    let history = api
+        .ok(
+            Method::GET,
+            &format!("/metrics/get-history?run_id={run}&metric_key=m"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(history["metrics"], json!([]));
+}
+
+#[tokio::test]
+async fn an_unknown_view_type_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api
+        .post("/experiments/search", json!({"view_type": "SOMETIMES"}))
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Invalid view type 'SOMETIMES'. Expected one of ACTIVE_ONLY, DELETED_ONLY, ALL."
+    }
+    "#);
+    let reply = api
+        .get("/runs/search?experiment_ids=0&run_view_type=NEVER")
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+}
+
+#[tokio::test]
+async fn an_undecodable_page_token_is_400_invalid_parameter_value() {
+    let api = api().await;
+    let reply = api
+        .post(
+            "/runs/search",
+            json!({"experiment_ids": ["0"], "page_token": "not-a-token"}),
+        )
+        .await;
+    insta::assert_json_snapshot!(error(&reply, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Invalid page token, could not base64-decode: 'not-a-token'"
+    }
+    "#);
+    // Valid base64 of something that is not a token is refused too.
+    let reply = api
+        .get("/registered-models/search?page_token=eyJ4IjoxfQ%3D%3D")
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["error_code"],
+        "INVALID_PARAMETER_VALUE"
+    );
+}
+
+// ---------------------------------------------------------------- request forms
+
+#[tokio::test]
+async fn a_get_query_string_with_repeated_keys_means_the_same_as_a_post_json_body() {
+    let api = api().await;
+    let exp = api
+        .ok(Method::POST, "/experiments/create", json!({"name": "e"}))
+        .await["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let in_default = api.create_run("0").await;
+    let in_exp = api.create_run(&exp).await;
+
+    let run_ids = |body: &Value| {
+        let mut ids: Vec<String> = body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["info"]["run_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![in_default.clone(), in_exp.clone()];
+    both.sort();
+
+    let by_get = api
+        .ok(
+            Method::GET,
+            &format!("/runs/search?experiment_ids=0&experiment_ids={exp}"),
+            Value::Null,
+        )
+        .await;
+    let by_post = api
+        .ok(
+            Method::POST,
+            "/runs/search",
+            json!({"experiment_ids": ["0", exp]}),
+        )
+        .await;
+    assert_eq!(run_ids(&by_get), both);
+    assert_eq!(by_get, by_post);
+
+    // A single key is a one-element list.
+    let one = api
+        .ok(
+            Method::GET,
+            &format!("/runs/search?experiment_ids={exp}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(run_ids(&one), vec![in_exp.clone()]);
+
+    // Query values are percent-decoded, `+` included.
+    let filtered = api
+        .ok(
+            Method::GET,
+            &format!(
+                "/runs/search?experiment_ids=0&experiment_ids={exp}&filter=attributes.run_id+%3D+%27{in_exp}%27"
+            ),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(run_ids(&filtered), vec![in_exp]);
+}
+
+#[tokio::test]
+async fn every_api_prefix_serves_the_same_routes() {
+    let api = api().await;
+    for prefix in [
+        "/api/2.0/mlflow",
+        "/ajax-api/2.0/mlflow",
+        "/api/3.0/mlflow",
+        "/ajax-api/3.0/mlflow",
+    ] {
+        let reply = api
+            .send(
+                Method::GET,
+                &format!("{prefix}/experiments/get?experiment_id=0"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{prefix}");
+        assert_eq!(reply.body["experiment"]["name"], "Default");
+    }
+}
+
+// ------------------------------------------------------------- success shapes
+
+#[tokio::test]
+async fn experiment_create_and_get_answer_in_mlflows_shape() {
+    let api = api().await;
+    let created = api
+        .ok(
+            Method::POST,
+            "/experiments/create",
+            json!({"name": "shape", "tags": [{"key": "team", "value": "ml"}]}),
+        )
+        .await;
+    insta::assert_json_snapshot!(created, @r#"
+    {
+      "experiment_id": "1"
+    }
+    "#);
+    let got = api.get("/experiments/get?experiment_id=1").await;
+    insta::assert_json_snapshot!(got.body, {
+        ".experiment.creation_time" => "[ms]",
+        ".experiment.last_update_time" => "[ms]",
+    }, @r#"
+    {
+      "experiment": {
+        "artifact_location": "mlflow-artifacts:/1",
+        "creation_time": "[ms]",
+        "experiment_id": "1",
+        "last_update_time": "[ms]",
+        "lifecycle_stage": "active",
+        "name": "shape",
+        "tags": [
+          {
+            "key": "team",
+            "value": "ml"
+          }
+        ]
+      }
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn run_create_log_and_get_answer_in_mlflows_shape() {
+    let api = api().await;
+    let created = api
+        .ok(
+            Method::POST,
+            "/runs/create",
+            json!({"experiment_id": "0", "run_name": "shape", "start_time": 1700000000000_i64, "user_id": "me"}),
+        )
+        .await;
+    let run_id = created["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.ok(
+        Method::POST,
+        "/runs/log-batch",
+        json!({
+            "run_id": run_id,
+            "metrics": [{"key": "loss", "value": 0.25, "timestamp": 5, "step": 2}],
+            "params": [{"key": "lr", "value": "0.1"}],
+        }),
+    )
+    .await;
+    let got = api.get(&format!("/runs/get?run_id={run_id}")).await;
+    insta::assert_json_snapshot!(got.body, {
+        ".run.info.run_id" => "[id]",
+        ".run.info.run_uuid" => "[id]",
+        ".run.info.artifact_uri" => "[artifact_uri]",
+    }, @r#"
+    {
+      "run": {
+        "data": {
+          "metrics": [
+            {
+              "key": "loss",
+              "step": 2,
+              "timestamp": 5,
+              "value": 0.25
+            }
+          ],
+          "params": [
+            {
+              "key": "lr",
+              "value": "0.1"
+            }
+          ],
+          "tags": [
+            {
+              "key": "mlflow.runName",
+              "value": "shape"
+            }
+          ]
+        },
+        "info": {
+          "artifact_uri": "[artifact_uri]",
+          "experiment_id": "0",
+          "lifecycle_stage": "active",
+          "run_id": "[id]",
+          "run_name": "shape",
+          "run_uuid": "[id]",
+          "start_time": 1700000000000,
+          "status": "RUNNING",
+          "user_id": "me"
+        },
+        "inputs": {}
+      }
+    }
+    "#);
+    assert_eq!(
+        got.body["run"]["info"]["artifact_uri"],
+        format!("mlflow-artifacts:/0/{run_id}/artifacts")
+    );
+}
+
+#[tokio::test]
+async fn registered_model_and_version_answer_in_mlflows_shape() {
+    let api = api().await;
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "shape", "description": "d"}),
+    )
+    .await;
+    let version = api
+        .ok(
+            Method::POST,
+            "/model-versions/create",
+            json!({"name": "shape", "source": "s3://bucket/model"}),
+        )
+        .await;
+    insta::assert_json_snapshot!(version, {
+        ".model_version.creation_timestamp" => "[ms]",
+        ".model_version.last_updated_timestamp" => "[ms]",
+    }, @r#"
+    {
+      "model_version": {
+        "creation_timestamp": "[ms]",
+        "current_stage": "None",
+        "description": "",
+        "last_updated_timestamp": "[ms]",
+        "name": "shape",
+        "run_id": "",
+        "run_link": "",
+        "source": "s3://bucket/model",
+        "status": "READY",
+        "version": "1"
+      }
+    }
+    "#);
+    let model = api.get("/registered-models/get?name=shape").await;
+    insta::assert_json_snapshot!(model.body, {
+        ".**.creation_timestamp" => "[ms]",
+        ".**.last_updated_timestamp" => "[ms]",
+    }, @r#"
+    {
+      "registered_model": {
+        "creation_timestamp": "[ms]",
+        "description": "d",
+        "last_updated_timestamp": "[ms]",
+        "latest_versions": [
+          {
+            "creation_timestamp": "[ms]",
+            "current_stage": "None",
+            "description": "",
+            "last_updated_timestamp": "[ms]",
+            "name": "shape",
+            "run_id": "",
+            "run_link": "",
+            "source": "s3://bucket/model",
+            "status": "READY",
+            "version": "1"
+          }
+        ],
+        "name": "shape"
+      }
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn non_finite_metric_values_travel_as_mlflows_strings() {
+    let api = api().await;
+    let run = api.create_run("0").await;
+    for (step, value) in [
+        (0, json!("NaN")),
+        (1, json!("Infinity")),
+        (2, json!("-Infinity")),
+    ] {
+        api.ok(
+            Method::POST,
+            "/runs/log-metric",
+            json!({"run_id": run, "key": "m", "value": value, "timestamp": 10, "step": step}),
+        )
+        .await;
+    }
+    let history = api
+        .get(&format!("/metrics/get-history?run_id={run}&metric_key=m"))
+        .await;
+    insta::assert_json_snapshot!(history.body, @r#"
+    {
+      "metrics": [
+        {
+          "key": "m",
+          "step": 0,
+          "timestamp": 10,
+          "value": "NaN"
+        },
+        {
+          "key": "m",
+          "step": 1,
+          "timestamp": 10,
+          "value": "Infinity"
+        },
+        {
+          "key": "m",
+          "step": 2,
+          "timestamp": 10,
+          "value": "-Infinity"
+        }
+      ]
+    }
+    "#);
+}
+
+#[tokio::test]
+async fn changing_a_logged_param_is_400_with_mlflows_message() {
+    let api = api().await;
+    let run = api.create_run("0").await;
+    api.ok(
+        Method::POST,
+        "/runs/log-parameter",
+        json!({"run_id": run, "key": "lr", "value": "0.1"}),
+    )
+    .await;
+    let reply = api
+        .post(
+            "/runs/log-parameter",
+            json!({"run_id": run, "key": "lr", "value": "0.2"}),
+        )
+        .await;
+    let body = error(&reply, StatusCode::BAD_REQUEST).clone();
+    insta::assert_json_snapshot!(body, {".message" => insta::dynamic_redaction({
+        let run = run.clone();
+        move |value, _| value.as_str().unwrap().replace(&run, "[run_id]")
+    })}, @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Changing param values is not allowed. Param with key='lr' was already logged with value='0.1' for run ID='[run_id]'. Attempted logging new value '0.2'."
+    }
+    "#);
+}
+
+// ------------------------------------------------------------------ never a 5xx
+
+/// Every route that takes a body, with its method; `{id}` stands for a path segment.
+const BODY_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/experiments/create"),
+    ("POST", "/experiments/search"),
+    ("POST", "/experiments/update"),
+    ("POST", "/experiments/delete"),
+    ("POST", "/experiments/restore"),
+    ("POST", "/experiments/set-experiment-tag"),
+    ("POST", "/experiments/delete-experiment-tag"),
+    ("POST", "/runs/create"),
+    ("POST", "/runs/update"),
+    ("POST", "/runs/delete"),
+    ("POST", "/runs/restore"),
+    ("POST", "/runs/log-metric"),
+    ("POST", "/runs/log-parameter"),
+    ("POST", "/runs/log-batch"),
+    ("POST", "/runs/set-tag"),
+    ("POST", "/runs/delete-tag"),
+    ("POST", "/runs/log-inputs"),
+    ("POST", "/runs/outputs"),
+    ("POST", "/runs/log-model"),
+    ("POST", "/runs/search"),
+    ("POST", "/logged-models"),
+    ("POST", "/logged-models/search"),
+    ("PATCH", "/logged-models/{id}"),
+    ("DELETE", "/logged-models/{id}"),
+    ("PATCH", "/logged-models/{id}/tags"),
+    ("DELETE", "/logged-models/{id}/tags/{id}"),
+    ("POST", "/logged-models/{id}/params"),
+    ("POST", "/traces"),
+    ("POST", "/traces/search"),
+    ("POST", "/traces/delete-traces"),
+    ("PATCH", "/traces/{id}/tags"),
+    ("DELETE", "/traces/{id}/tags"),
+    ("POST", "/traces/{id}/assessments"),
+    ("POST", "/registered-models/create"),
+    ("POST", "/registered-models/rename"),
+    ("PATCH", "/registered-models/update"),
+    ("DELETE", "/registered-models/delete"),
+    ("POST", "/registered-models/search"),
+    ("POST", "/registered-models/get-latest-versions"),
+    ("POST", "/registered-models/set-tag"),
+    ("DELETE", "/registered-models/delete-tag"),
+    ("POST", "/registered-models/alias"),
+    ("DELETE", "/registered-models/alias"),
+    ("POST", "/model-versions/create"),
+    ("PATCH", "/model-versions/update"),
+    ("DELETE", "/model-versions/delete"),
+    ("POST", "/model-versions/search"),
+    ("POST", "/model-versions/transition-stage"),
+    ("POST", "/model-versions/set-tag"),
+    ("DELETE", "/model-versions/delete-tag"),
+    ("POST", "/webhooks"),
+    ("POST", "/webhooks/{id}/test"),
+];
+
+fn garbage_bodies(run_id: &str) -> Vec<String> {
+    let mut bodies: Vec<String> = [
+        "",
+        "{",
+        "}",
+        "[]",
+        "[{}]",
+        "null",
+        "true",
+        "-1",
+        "\"text\"",
+        "{}",
+        "{\"\u{0}\": 1}",
+        "\u{feff}{}",
+        "{\"a\": 1e999}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for value in [
+        json!(null),
+        json!(-1),
+        json!(9_223_372_036_854_775_807_i64),
+        json!(1.5e300),
+        json!(""),
+        json!("../../etc/passwd"),
+        json!("x".repeat(10_000)),
+        json!([]),
+        json!({}),
+        json!([1, "two", null]),
+        json!(true),
+    ] {
+        bodies.push(
+            json!({
+                "name": value, "experiment_id": value, "experiment_ids": value,
+                "run_id": value, "run_uuid": value, "key": value, "value": value,
+                "version": value, "source": value, "filter": value, "max_results": value,
+                "page_token": value, "order_by": value, "view_type": value,
+                "run_view_type": value, "tags": value, "metrics": value, "params": value,
+                "timestamp": value, "step": value, "status": value, "stage": value,
+                "alias": value, "new_name": value, "datasets": value, "models": value,
+                "url": value, "events": value, "trace_ids": value, "model_id": value,
+            })
+            .to_string(),
+        );
+    }
+    // Well-typed requests aimed at a real run with hostile values.
+    for (key, value) in [
+        (
+            "metrics",
+            json!([{"key": "", "value": "NaN", "timestamp": -1, "step": -1}]),
+        ),
+        (
+            "metrics",
+            json!([{"key": "m", "value": "x", "timestamp": 1}]),
+        ),
+        ("params", json!([{"key": "../p", "value": "v"}])),
+        ("tags", json!([{"key": "t"}])),
+        ("max_results", json!(-5)),
+        ("max_results", json!(0)),
+        ("filter", json!("metrics.x > 1 AND AND")),
+        ("order_by", json!(["metrics.`x DESC"])),
+        ("page_token", json!("eyJvZmZzZXQiOi0xfQ==")),
+    ] {
+        bodies.push(
+            json!({
+                "run_id": run_id, "experiment_id": "0", "experiment_ids": ["0"],
+                "name": "m", "version": "1", key: value,
+            })
+            .to_string(),
+        );
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn no_malformed_request_ever_gets_a_server_error() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "m"}),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        "/model-versions/create",
+        json!({"name": "m", "source": "s3://b/m"}),
+    )
+    .await;
+    let bodies = garbage_bodies(&run_id);
+    let mut checked = 0;
+    for (method, route) in BODY_ROUTES {
+        for segment in ["x", &run_id, "m-00000000000000000000000000000000"] {
+            let path = format!("{API}{}", route.replace("{id}", segment));
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            for body in &bodies {
+                let reply = api.send(method.clone(), &path, Some(body.clone())).await;
+                assert!(
+                    reply.status.as_u16() < 500,
+                    "{method} {path} with {body:.200} answered {}: {}",
+                    reply.status,
+                    reply.raw
+                );
+                checked += 1;
+            }
+            if !route.contains("{id}") {
+                break;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+#[tokio::test]
+async fn no_malformed_query_string_ever_gets_a_server_error() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    for path in [
+        "/experiments/get",
+        "/experiments/get-by-name",
+        "/experiments/search",
+        "/runs/get",
+        "/runs/search",
+        "/metrics/get-history",
+        "/metrics/get-history-bulk-interval",
+        "/registered-models/get",
+        "/registered-models/search",
+        "/registered-models/get-latest-versions",
+        "/registered-models/alias",
+        "/model-versions/get",
+        "/model-versions/search",
+        "/model-versions/get-download-uri",
+        "/traces/get",
+        "/traces/batchGet",
+        "/traces/search",
+        "/webhooks",
+    ] {
+        for query in [
+            String::new(),
+            "?".into(),
+            "?=&&=".into(),
+            "?experiment_id=%FF%FE".into(),
+            "?experiment_id=99999999999999999999999".into(),
+            format!("?run_id={run_id}&metric_key=m&max_results=-1"),
+            format!("?run_ids={run_id}&metric_key=m&max_results=99999999"),
+            format!("?run_id={run_id}&metric_key=m&page_token=%%%"),
+            "?name=m&version=abc&alias=latest".into(),
+            "?max_results=abc&filter=%27&order_by=%60".into(),
+            "?experiment_ids=x&experiment_ids=&view_type=3&run_view_type=9".into(),
+        ] {
+            let uri = format!("{API}{path}{query}");
+            let reply = api.send(Method::GET, &uri, None).await;
+            assert!(
+                reply.status.as_u16() < 500,
+                "GET {uri} answered {}: {}",
+                reply.status,
+                reply.raw
+            );
+        }
+    }
+}
