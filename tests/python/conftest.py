@@ -19,7 +19,7 @@ Markers:
 
 * ``mlox_only`` -- behaviour mlox must have where MLflow itself falls short
   (e.g. a 5xx for bad input); skipped for the ``mlflow`` target.
-* ``traces``    -- trace retrieval; skipped unless ``MLOX_TEST_TRACES=1``.
+* ``traces``    -- trace retrieval; skipped when ``MLOX_TEST_TRACES=0``.
 * ``heavy``     -- slower end-to-end workflows (model logging, large uploads).
 """
 
@@ -65,7 +65,7 @@ DEFAULT_TEST_TIMEOUT_S = 300
 def pytest_configure(config):
     for line in (
         "mlox_only: behaviour mlox must have where MLflow differs; skipped for the mlflow target",
-        "traces: trace retrieval through the server; skipped unless MLOX_TEST_TRACES=1",
+        "traces: trace retrieval through the server; skipped when MLOX_TEST_TRACES=0",
         "heavy: slower end-to-end workflow (model logging, large uploads)",
     ):
         config.addinivalue_line("markers", line)
@@ -75,12 +75,12 @@ def pytest_collection_modifyitems(config, items):
     skip_mlox_only = pytest.mark.skip(
         reason="documents behaviour mlox must have; the reference MLflow server differs"
     )
-    skip_traces = pytest.mark.skip(reason="trace retrieval not required yet (set MLOX_TEST_TRACES=1)")
+    skip_traces = pytest.mark.skip(reason="trace retrieval switched off (MLOX_TEST_TRACES=0)")
     has_timeout_plugin = config.pluginmanager.hasplugin("timeout")
     for item in items:
         if TARGET == "mlflow" and item.get_closest_marker("mlox_only"):
             item.add_marker(skip_mlox_only)
-        if item.get_closest_marker("traces") and os.environ.get("MLOX_TEST_TRACES") != "1":
+        if item.get_closest_marker("traces") and os.environ.get("MLOX_TEST_TRACES", "1") == "0":
             item.add_marker(skip_traces)
         if has_timeout_plugin and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))

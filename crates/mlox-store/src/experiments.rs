@@ -225,10 +225,10 @@ impl SqlStore {
                 "Cannot delete the default experiment '0'. This is an internally reserved experiment.",
             ));
         }
-        if stage == LifecycleStage::Active && exp.lifecycle_stage == "active" {
-            return Err(Error::invalid(format!(
-                "Cannot restore an active experiment. The experiment {experiment_id} must be in the 'deleted' state. Current state is active."
-            )));
+        // As in MLflow, deleting looks only among active experiments and restoring only among
+        // deleted ones, so a second delete (or restore) finds nothing.
+        if exp.lifecycle_stage == stage.as_str() {
+            return Err(Error::not_found(format!("No Experiment with id={id} exists")));
         }
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;

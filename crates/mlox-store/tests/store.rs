@@ -240,8 +240,14 @@ async fn experiments_are_found_by_id_and_name_renamed_deleted_and_restored() {
     );
     assert_eq!(
         code(store.restore_experiment(&id).await),
-        Code::InvalidParameterValue,
-        "restoring an active experiment is refused"
+        Code::ResourceDoesNotExist,
+        "restoring an active experiment finds no deleted experiment"
+    );
+    store.delete_experiment(&id).await.unwrap();
+    assert_eq!(
+        code(store.delete_experiment(&id).await),
+        Code::ResourceDoesNotExist,
+        "deleting twice finds no active experiment"
     );
 }
 
