@@ -1,7 +1,7 @@
 """Tracing: instrumented user code must run unchanged against the server.
 
 Retrieval of the exported traces is specified in the ``traces``-marked tests,
-which only run with MLOX_TEST_TRACES=1.
+which can be switched off with MLOX_TEST_TRACES=0.
 """
 
 import pytest
