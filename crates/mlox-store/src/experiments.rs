@@ -228,7 +228,9 @@ impl SqlStore {
         // As in MLflow, deleting looks only among active experiments and restoring only among
         // deleted ones, so a second delete (or restore) finds nothing.
         if exp.lifecycle_stage == stage.as_str() {
-            return Err(Error::not_found(format!("No Experiment with id={id} exists")));
+            return Err(Error::not_found(format!(
+                "No Experiment with id={id} exists"
+            )));
         }
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;

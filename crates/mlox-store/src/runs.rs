@@ -853,15 +853,15 @@ impl SqlStore {
                 next_page_token: None,
             });
         }
-        let mut sql = self.sql(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "
-        ));
+        let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
+        let mut sql = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
+        let orders = search::push_order_joins(&spec, &mut sql, order_by)?;
+        sql.push(" WHERE r.experiment_id IN ");
         sql.bind_list(ids.into_iter().map(Bind::I64));
         sql.push(" AND r.lifecycle_stage IN ");
         sql.bind_list(view.stages().iter().map(|s| Bind::Str((*s).to_string())));
-        let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
         search::push_filter(&spec, &mut sql, filter)?;
-        search::push_order_by(&spec, &mut sql, order_by)?;
+        search::push_joined_order_by(&spec, &mut sql, &orders)?;
         window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();

@@ -277,6 +277,21 @@ impl SearchSpec {
                         sql.push(")");
                         Ok(())
                     }
+                    // For runs the side tables hang off one column, so the clause is an
+                    // uncorrelated IN: the engine reads the (key, value) index once instead
+                    // of probing it for every run.
+                    _ if self.entity == SearchEntity::Runs => {
+                        sql.push(&format!(
+                            "r.run_uuid IN (SELECT s.run_uuid FROM {table} s WHERE {key_col} = "
+                        ));
+                        sql.bind_str(c.key.name.clone()).push(" AND ");
+                        if numeric {
+                            sql.push("s.is_nan = 0 AND ");
+                        }
+                        self.push_comparison(sql, "s.value", c.op, &c.value, numeric)?;
+                        sql.push(")");
+                        Ok(())
+                    }
                     _ => {
                         sql.push(&format!(
                             "EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "
@@ -395,16 +410,27 @@ pub(crate) fn push_parsed_filter(
 /// Appends `ORDER BY …` with the user's clauses first, then the entity's default order, then a
 /// unique tiebreaker so paging by offset is stable.
 pub(crate) fn push_order_by(spec: &SearchSpec, sql: &mut Sql, order_by: &[String]) -> Result<()> {
+    let parsed = parse_order_clauses(spec, order_by)?;
     sql.push(" ORDER BY ");
-    let mut first = true;
-    for clause in order_by.iter().filter(|c| !c.trim().is_empty()) {
-        let parsed = parse_order_by(spec.entity, clause)?;
-        if !first {
+    for (i, order) in parsed.iter().enumerate() {
+        if i > 0 {
             sql.push(", ");
         }
-        first = false;
-        spec.order_expression(sql, &parsed)?;
+        spec.order_expression(sql, order)?;
     }
+    push_default_order(spec, sql, parsed.is_empty());
+    Ok(())
+}
+
+fn parse_order_clauses(spec: &SearchSpec, order_by: &[String]) -> Result<Vec<OrderBy>> {
+    order_by
+        .iter()
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| parse_order_by(spec.entity, c))
+        .collect()
+}
+
+fn push_default_order(spec: &SearchSpec, sql: &mut Sql, first: bool) {
     let defaults = match spec.entity {
         SearchEntity::Runs => "r.start_time DESC, r.run_uuid ASC",
         SearchEntity::Experiments => "e.creation_time DESC, e.experiment_id ASC",
@@ -416,7 +442,55 @@ pub(crate) fn push_order_by(spec: &SearchSpec, sql: &mut Sql, order_by: &[String
         sql.push(", ");
     }
     sql.push(defaults);
+}
+
+/// Run search orders by metrics, params and tags through LEFT JOINs (aliased `o0`, `o1`, …)
+/// placed right after `FROM runs r`, rather than a correlated sub-select per run; at 10k runs
+/// that is several times faster. Returns the parsed clauses for [`push_joined_order_by`].
+pub(crate) fn push_order_joins(
+    spec: &SearchSpec,
+    sql: &mut Sql,
+    order_by: &[String],
+) -> Result<Vec<OrderBy>> {
+    let parsed = parse_order_clauses(spec, order_by)?;
+    for (i, order) in parsed.iter().enumerate() {
+        if spec.entity == SearchEntity::Runs && is_side_key(order.key.kind) {
+            let (table, join) = spec.side_table(order.key.kind)?;
+            let alias = format!("o{i}");
+            let join = join.replacen("s.", &format!("{alias}."), 1);
+            sql.push(&format!(
+                " LEFT JOIN {table} {alias} ON {join} AND {alias}.key = "
+            ));
+            sql.bind_str(order.key.name.clone());
+        }
+    }
+    Ok(parsed)
+}
+
+/// The ORDER BY matching [`push_order_joins`]; missing values sort last in both directions.
+pub(crate) fn push_joined_order_by(
+    spec: &SearchSpec,
+    sql: &mut Sql,
+    parsed: &[OrderBy],
+) -> Result<()> {
+    sql.push(" ORDER BY ");
+    for (i, order) in parsed.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        if spec.entity == SearchEntity::Runs && is_side_key(order.key.kind) {
+            let dir = if order.ascending { "ASC" } else { "DESC" };
+            sql.push(&format!("o{i}.value IS NULL, o{i}.value {dir}"));
+        } else {
+            spec.order_expression(sql, order)?;
+        }
+    }
+    push_default_order(spec, sql, parsed.is_empty());
     Ok(())
+}
+
+fn is_side_key(kind: KeyKind) -> bool {
+    matches!(kind, KeyKind::Metric | KeyKind::Param | KeyKind::Tag)
 }
 
 #[cfg(test)]
