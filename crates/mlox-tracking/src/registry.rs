@@ -4,8 +4,10 @@
 use crate::error::{ApiError, ApiResult};
 use crate::request::{Msg, de_opt_bool, de_string_list};
 use crate::state::AppState;
+use crate::tracking::PageBody;
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use mlox_core::entities::KeyValue;
 use mlox_core::validation;
 use mlox_core::wire::{de_opt_i64, de_opt_id};
@@ -20,13 +22,6 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ApiError(validation::missing_request_parameter(name))),
     }
-}
-
-fn with_token(mut body: Value, token: Option<String>) -> Json<Value> {
-    if let Some(t) = token {
-        body["next_page_token"] = json!(t);
-    }
-    Json(body)
 }
 
 #[derive(Deserialize)]
@@ -162,7 +157,7 @@ pub struct SearchMsg {
 pub async fn search_registered_models(
     State(s): State<AppState>,
     Msg(m): Msg<SearchMsg>,
-) -> JsonResult {
+) -> ApiResult<Response> {
     let page = s
         .store
         .search_registered_models(
@@ -172,16 +167,19 @@ pub async fn search_registered_models(
             m.page_token.as_deref(),
         )
         .await?;
-    Ok(with_token(
-        json!({ "registered_models": page.items }),
-        page.next_page_token,
-    ))
+    Ok(Json(PageBody {
+        key: "registered_models",
+        items: page.items,
+        next_page_token: page.next_page_token,
+        omit_empty: false,
+    })
+    .into_response())
 }
 
 pub async fn search_model_versions(
     State(s): State<AppState>,
     Msg(m): Msg<SearchMsg>,
-) -> JsonResult {
+) -> ApiResult<Response> {
     let page = s
         .store
         .search_model_versions(
@@ -191,10 +189,13 @@ pub async fn search_model_versions(
             m.page_token.as_deref(),
         )
         .await?;
-    Ok(with_token(
-        json!({ "model_versions": page.items }),
-        page.next_page_token,
-    ))
+    Ok(Json(PageBody {
+        key: "model_versions",
+        items: page.items,
+        next_page_token: page.next_page_token,
+        omit_empty: false,
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]

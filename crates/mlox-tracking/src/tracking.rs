@@ -471,12 +471,12 @@ pub async fn get_metric_history(
 
 /// A page of results serialised straight from the entities: large histories and run lists
 /// never pass through an intermediate JSON tree.
-struct PageBody<T> {
-    key: &'static str,
-    items: Vec<T>,
-    next_page_token: Option<String>,
+pub(crate) struct PageBody<T> {
+    pub key: &'static str,
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
     /// MLflow leaves the list out entirely when it is empty for some searches.
-    omit_empty: bool,
+    pub omit_empty: bool,
 }
 
 impl<T: serde::Serialize> serde::Serialize for PageBody<T> {
