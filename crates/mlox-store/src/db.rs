@@ -380,19 +380,19 @@ impl Sql {
     }
     /// Every fragment of `text` is a literal of this crate; user input only ever travels in
     /// `binds`, which is what makes asserting the text SQL-safe correct.
-    pub fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments> {
+    pub fn query(self) -> sqlx::query::Query<'static, sqlx::Any, AnyArguments> {
         let mut args = AnyArguments::default();
-        for b in &self.binds {
+        for b in self.binds {
             // Adding to AnyArguments only fails for types Any cannot carry; ours all can.
             let _ = match b {
-                Bind::Str(s) => args.add(s.clone()),
-                Bind::I64(v) => args.add(*v),
-                Bind::F64(v) => args.add(*v),
-                Bind::OptStr(v) => args.add(v.clone()),
-                Bind::OptI64(v) => args.add(*v),
+                Bind::Str(s) => args.add(s),
+                Bind::I64(v) => args.add(v),
+                Bind::F64(v) => args.add(v),
+                Bind::OptStr(v) => args.add(v),
+                Bind::OptI64(v) => args.add(v),
             };
         }
-        sqlx::query_with(sqlx::AssertSqlSafe(self.text.clone()), args)
+        sqlx::query_with(sqlx::AssertSqlSafe(self.text), args)
     }
 }
 

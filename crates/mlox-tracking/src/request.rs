@@ -72,20 +72,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
                 format!("Could not read the request body: {e}"),
             ))
         })?;
-        let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
             // Some clients send DELETE/POST parameters in the query string only.
-            query_to_json(&query)
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError(Error::invalid(format!("Malformed JSON request body: {e}")))
-            })?
+            return decode_value(query_to_json(&query)).map(Msg);
         };
-        if !value.is_object() {
+        if *first != b'{' {
+            // A JSON array or scalar is a client error, never a server one.
             return Err(ApiError(Error::invalid(
                 "The request body must be a JSON object.",
             )));
         }
-        decode_value(value).map(Msg)
+        // Straight into the typed message: a 1000-metric batch never becomes a JSON tree.
+        serde_json::from_slice(&bytes)
+            .map(Msg)
+            .map_err(|e| match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    ApiError(Error::invalid(format!("Malformed JSON request body: {e}")))
+                }
+                _ => decode_error(e),
+            })
     }
 }
 

@@ -345,10 +345,12 @@ pub async fn delete_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> 
     ok()
 }
 
+/// Spelled out rather than flattened from [`RunRef`]: flattening makes serde buffer the whole
+/// body, and this is the hottest request there is.
 #[derive(Deserialize)]
 pub struct LogBatchMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     metrics: Vec<Metric>,
     #[serde(default)]
@@ -358,7 +360,11 @@ pub struct LogBatchMsg {
 }
 
 pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = RunRef {
+        run_id: m.run_id,
+        run_uuid: m.run_uuid,
+    }
+    .id()?;
     s.store
         .log_batch(&run_id, &m.metrics, &m.params, &m.tags)
         .await?;
