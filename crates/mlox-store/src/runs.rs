@@ -855,12 +855,13 @@ impl SqlStore {
         }
         let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
         let mut sql = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
-        let orders = search::push_order_joins(&spec, &mut sql, order_by)?;
+        let (rest, filter_joins) = search::push_filter_joins(&spec, &mut sql, filter)?;
+        let orders = search::push_order_joins(&spec, &mut sql, order_by, &filter_joins)?;
         sql.push(" WHERE r.experiment_id IN ");
         sql.bind_list(ids.into_iter().map(Bind::I64));
         sql.push(" AND r.lifecycle_stage IN ");
         sql.bind_list(view.stages().iter().map(|s| Bind::Str((*s).to_string())));
-        search::push_filter(&spec, &mut sql, filter)?;
+        search::push_parsed_filter(&spec, &mut sql, &rest)?;
         search::push_joined_order_by(&spec, &mut sql, &orders)?;
         window.push_limit(&mut sql);
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;

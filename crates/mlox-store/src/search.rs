@@ -277,21 +277,6 @@ impl SearchSpec {
                         sql.push(")");
                         Ok(())
                     }
-                    // For runs the side tables hang off one column, so the clause is an
-                    // uncorrelated IN: the engine reads the (key, value) index once instead
-                    // of probing it for every run.
-                    _ if self.entity == SearchEntity::Runs => {
-                        sql.push(&format!(
-                            "r.run_uuid IN (SELECT s.run_uuid FROM {table} s WHERE {key_col} = "
-                        ));
-                        sql.bind_str(c.key.name.clone()).push(" AND ");
-                        if numeric {
-                            sql.push("s.is_nan = 0 AND ");
-                        }
-                        self.push_comparison(sql, "s.value", c.op, &c.value, numeric)?;
-                        sql.push(")");
-                        Ok(())
-                    }
                     _ => {
                         sql.push(&format!(
                             "EXISTS (SELECT 1 FROM {table} s WHERE {join} AND {key_col} = "
@@ -395,6 +380,71 @@ pub(crate) fn push_filter(spec: &SearchSpec, sql: &mut Sql, filter: Option<&str>
     push_parsed_filter(spec, sql, &parsed.clauses)
 }
 
+/// Run search: filter clauses on metrics, params and tags become inner JOINs (aliased `f0`,
+/// `f1`, …) placed after `FROM runs r`, so the engine can start from the side table's
+/// `(key, value)` index instead of scanning every run of the experiment. Each side table holds
+/// at most one row per (run, key), so a join never repeats a run. Returns the clauses left for
+/// the WHERE part and the joins made, which ordering on the same key can reuse.
+pub(crate) fn push_filter_joins(
+    spec: &SearchSpec,
+    sql: &mut Sql,
+    filter: Option<&str>,
+) -> Result<(Vec<Comparison>, Vec<FilterJoin>)> {
+    let Some(filter) = filter.filter(|f| !f.trim().is_empty()) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut joins = Vec::new();
+    let parsed = parse_filter(spec.entity, filter)?;
+    let mut rest = Vec::new();
+    for (i, clause) in parsed.clauses.into_iter().enumerate() {
+        let joinable = spec.entity == SearchEntity::Runs
+            && is_side_key(clause.key.kind)
+            && !matches!(clause.op, Op::IsNull | Op::IsNotNull);
+        if !joinable {
+            rest.push(clause);
+            continue;
+        }
+        let (table, join) = spec.side_table(clause.key.kind)?;
+        let alias = format!("f{i}");
+        let join = join.replacen("s.", &format!("{alias}."), 1);
+        sql.push(&format!(
+            " JOIN {table} {alias} ON {join} AND {alias}.key = "
+        ));
+        sql.bind_str(clause.key.name.clone()).push(" AND ");
+        let numeric = clause.key.kind == KeyKind::Metric;
+        if numeric {
+            sql.push(&format!("{alias}.is_nan = 0 AND "));
+        }
+        spec.push_comparison(
+            sql,
+            &format!("{alias}.value"),
+            clause.op,
+            &clause.value,
+            numeric,
+        )?;
+        joins.push(FilterJoin {
+            kind: clause.key.kind,
+            key: clause.key.name,
+            alias,
+        });
+    }
+    Ok((rest, joins))
+}
+
+/// A side-table row already joined by a filter clause.
+pub(crate) struct FilterJoin {
+    kind: KeyKind,
+    key: String,
+    alias: String,
+}
+
+/// How one order-by clause of a run search is expressed.
+pub(crate) struct JoinedOrder {
+    order: OrderBy,
+    /// The joined side-table row to order by, and whether it may be missing (a LEFT JOIN).
+    column: Option<(String, bool)>,
+}
+
 pub(crate) fn push_parsed_filter(
     spec: &SearchSpec,
     sql: &mut Sql,
@@ -451,41 +501,72 @@ pub(crate) fn push_order_joins(
     spec: &SearchSpec,
     sql: &mut Sql,
     order_by: &[String],
-) -> Result<Vec<OrderBy>> {
+    filter_joins: &[FilterJoin],
+) -> Result<Vec<JoinedOrder>> {
     let parsed = parse_order_clauses(spec, order_by)?;
-    for (i, order) in parsed.iter().enumerate() {
-        if spec.entity == SearchEntity::Runs && is_side_key(order.key.kind) {
-            let (table, join) = spec.side_table(order.key.kind)?;
-            let alias = format!("o{i}");
-            let join = join.replacen("s.", &format!("{alias}."), 1);
-            sql.push(&format!(
-                " LEFT JOIN {table} {alias} ON {join} AND {alias}.key = "
-            ));
-            sql.bind_str(order.key.name.clone());
+    let mut out = Vec::with_capacity(parsed.len());
+    for (i, order) in parsed.into_iter().enumerate() {
+        if spec.entity != SearchEntity::Runs || !is_side_key(order.key.kind) {
+            out.push(JoinedOrder {
+                order,
+                column: None,
+            });
+            continue;
         }
+        // Ordering by the key a filter already joined reads that row: the engine can then walk
+        // the (key, value) index in order and stop at the page's end.
+        if let Some(f) = filter_joins
+            .iter()
+            .find(|f| f.kind == order.key.kind && f.key == order.key.name)
+        {
+            out.push(JoinedOrder {
+                column: Some((f.alias.clone(), false)),
+                order,
+            });
+            continue;
+        }
+        let (table, join) = spec.side_table(order.key.kind)?;
+        let alias = format!("o{i}");
+        let join = join.replacen("s.", &format!("{alias}."), 1);
+        sql.push(&format!(
+            " LEFT JOIN {table} {alias} ON {join} AND {alias}.key = "
+        ));
+        sql.bind_str(order.key.name.clone());
+        out.push(JoinedOrder {
+            order,
+            column: Some((alias, true)),
+        });
     }
-    Ok(parsed)
+    Ok(out)
 }
 
 /// The ORDER BY matching [`push_order_joins`]; missing values sort last in both directions.
 pub(crate) fn push_joined_order_by(
     spec: &SearchSpec,
     sql: &mut Sql,
-    parsed: &[OrderBy],
+    orders: &[JoinedOrder],
 ) -> Result<()> {
     sql.push(" ORDER BY ");
-    for (i, order) in parsed.iter().enumerate() {
+    for (i, joined) in orders.iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
-        if spec.entity == SearchEntity::Runs && is_side_key(order.key.kind) {
-            let dir = if order.ascending { "ASC" } else { "DESC" };
-            sql.push(&format!("o{i}.value IS NULL, o{i}.value {dir}"));
+        let dir = if joined.order.ascending {
+            "ASC"
         } else {
-            spec.order_expression(sql, order)?;
+            "DESC"
+        };
+        match &joined.column {
+            Some((alias, true)) => {
+                sql.push(&format!("{alias}.value IS NULL, {alias}.value {dir}"));
+            }
+            Some((alias, false)) => {
+                sql.push(&format!("{alias}.value {dir}"));
+            }
+            None => spec.order_expression(sql, &joined.order)?,
         }
     }
-    push_default_order(spec, sql, parsed.is_empty());
+    push_default_order(spec, sql, orders.is_empty());
     Ok(())
 }
 
