@@ -167,6 +167,33 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// Adds the `{key, value}` rows of a tag or param table for the given owners to `into`,
+    /// in key order; the one read behind every entity's tags and params.
+    pub(crate) async fn collect_key_values(
+        &self,
+        table: &str,
+        owner_column: &str,
+        owners: &[String],
+        into: &mut std::collections::HashMap<String, Vec<mlox_core::entities::KeyValue>>,
+    ) -> Result<()> {
+        for chunk in owners.chunks(500) {
+            let mut sql = self.sql(&format!(
+                "SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "
+            ));
+            sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
+            sql.push(" ORDER BY key");
+            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                into.entry(get_str(&row, "owner")).or_default().push(
+                    mlox_core::entities::KeyValue::new(
+                        get_str(&row, "key"),
+                        get_str(&row, "value"),
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Notified when webhook events are queued by this process.
     pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.outbox_signal.clone()

@@ -158,22 +158,10 @@ impl SqlStore {
                     .map(|s| Bind::Str(s.clone()))
                     .collect::<Vec<_>>()
             };
-            for (table, target) in [
-                ("logged_model_tags", &mut tags),
-                ("logged_model_params", &mut params),
-            ] {
-                let mut sql = self.sql(&format!(
-                    "SELECT model_id, key, value FROM {table} WHERE model_id IN "
-                ));
-                sql.bind_list(list());
-                sql.push(" ORDER BY key");
-                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                    target
-                        .entry(get_str(&row, "model_id"))
-                        .or_default()
-                        .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
-                }
-            }
+            self.collect_key_values("logged_model_tags", "model_id", chunk, &mut tags)
+                .await?;
+            self.collect_key_values("logged_model_params", "model_id", chunk, &mut params)
+                .await?;
             let mut sql = self.sql("SELECT model_id, key, value, is_nan, timestamp, step, run_uuid, dataset_name, dataset_digest FROM logged_model_metrics WHERE model_id IN ");
             sql.bind_list(list());
             sql.push(" ORDER BY key, timestamp, step");

@@ -316,14 +316,8 @@ impl SqlStore {
                     .map(|s| Bind::Str(s.clone()))
                     .collect::<Vec<_>>()
             };
-            let mut sql =
-                self.sql("SELECT name, key, value FROM registered_model_tags WHERE name IN ");
-            sql.bind_list(list()).push(" ORDER BY key");
-            for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                tags.entry(get_str(&r, "name"))
-                    .or_default()
-                    .push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
-            }
+            self.collect_key_values("registered_model_tags", "name", chunk, &mut tags)
+                .await?;
             let mut sql = self
                 .sql("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
             sql.bind_list(list()).push(" ORDER BY alias");

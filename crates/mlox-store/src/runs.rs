@@ -285,18 +285,10 @@ impl SqlStore {
                     .or_default()
                     .push(metric_from_row(&row));
             }
-            for (table, target) in [("params", &mut params), ("tags", &mut tags)] {
-                let mut sql = self.sql(&format!(
-                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "
-                ));
-                sql.bind_list(list());
-                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                    target
-                        .entry(get_str(&row, "run_uuid"))
-                        .or_default()
-                        .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
-                }
-            }
+            self.collect_key_values("params", "run_uuid", chunk, &mut params)
+                .await?;
+            self.collect_key_values("tags", "run_uuid", chunk, &mut tags)
+                .await?;
             let mut sql = self.sql(
                 "SELECT i.destination_id, i.input_uuid, d.name, d.digest, d.source_type, d.source, d.dataset_schema, d.profile \
                  FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
