@@ -15,12 +15,23 @@ Targets (env ``MLOX_TEST_TARGET``):
 ``MLOX_TEST_SERVER_URL`` points the suite at an already running server instead
 (tests that inspect the server's artifact directory are then skipped).
 
+Storage (the same suite runs on every combination):
+
+* ``MLOX_TEST_BACKEND``   -- ``sqlite`` (default) or ``postgresql``: a fresh database on the
+  PostgreSQL server at ``MLOX_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432``),
+  dropped afterwards.
+* ``MLOX_TEST_ARTIFACTS`` -- ``local`` (default, proxied to a directory), ``s3`` (proxied to an
+  S3 bucket) or ``s3-direct`` (``--no-serve-artifacts``: the client writes to the bucket
+  itself). The S3 server is ``moto_server`` from the suite's venv.
+
 Markers:
 
 * ``mlox_only`` -- behaviour mlox must have where MLflow itself falls short
   (e.g. a 5xx for bad input); skipped for the ``mlflow`` target.
 * ``traces``    -- trace retrieval; skipped when ``MLOX_TEST_TRACES=0``.
 * ``heavy``     -- slower end-to-end workflows (model logging, large uploads).
+* ``proxied_artifacts`` -- drives the server's artifact proxy; skipped with ``s3-direct``.
+* ``standalone`` -- starts its own servers, so the session's storage settings do not matter.
 """
 
 from __future__ import annotations
@@ -61,12 +72,23 @@ HEALTH_TIMEOUT_S = float(
 )
 DEFAULT_TEST_TIMEOUT_S = 300
 
+BACKEND = os.environ.get("MLOX_TEST_BACKEND", "sqlite").strip().lower()
+if BACKEND not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"MLOX_TEST_BACKEND must be 'sqlite' or 'postgresql', got {BACKEND!r}")
+ARTIFACTS = os.environ.get("MLOX_TEST_ARTIFACTS", "local").strip().lower()
+if ARTIFACTS not in ("local", "s3", "s3-direct"):
+    raise pytest.UsageError(f"MLOX_TEST_ARTIFACTS must be 'local', 's3' or 's3-direct', got {ARTIFACTS!r}")
+PG_URL = os.environ.get("MLOX_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+S3_BUCKET = "mlox-test"
+
 
 def pytest_configure(config):
     for line in (
         "mlox_only: behaviour mlox must have where MLflow differs; skipped for the mlflow target",
         "traces: trace retrieval through the server; skipped when MLOX_TEST_TRACES=0",
         "heavy: slower end-to-end workflow (model logging, large uploads)",
+        "proxied_artifacts: drives the artifact proxy; skipped when clients write to S3 directly",
+        "standalone: starts its own servers; independent of the session server's storage",
     ):
         config.addinivalue_line("markers", line)
 
@@ -76,12 +98,15 @@ def pytest_collection_modifyitems(config, items):
         reason="documents behaviour mlox must have; the reference MLflow server differs"
     )
     skip_traces = pytest.mark.skip(reason="trace retrieval switched off (MLOX_TEST_TRACES=0)")
+    skip_proxy = pytest.mark.skip(reason="artifacts are not proxied (MLOX_TEST_ARTIFACTS=s3-direct)")
     has_timeout_plugin = config.pluginmanager.hasplugin("timeout")
     for item in items:
         if TARGET == "mlflow" and item.get_closest_marker("mlox_only"):
             item.add_marker(skip_mlox_only)
         if item.get_closest_marker("traces") and os.environ.get("MLOX_TEST_TRACES", "1") == "0":
             item.add_marker(skip_traces)
+        if ARTIFACTS == "s3-direct" and item.get_closest_marker("proxied_artifacts"):
+            item.add_marker(skip_proxy)
         if has_timeout_plugin and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))
 
@@ -110,32 +135,123 @@ def _mlflow_executable() -> str:
     raise pytest.UsageError("cannot find the `mlflow` executable for MLOX_TEST_TARGET=mlflow")
 
 
-def _server_command(port: int, workdir: Path) -> list[str]:
+def _venv_bin(name: str) -> str:
+    venv = os.environ.get("MLOX_VENV")
+    for c in ([Path(venv) / "bin" / name] if venv else []) + [Path(sys.executable).parent / name]:
+        if c.exists():
+            return str(c)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise pytest.UsageError(f"cannot find `{name}` (install tests/python/requirements.txt)")
+
+
+class Storage:
+    """The backend database and artifact store one server runs on, created for the session."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.pg_database = None
+        self.moto = None
+        self.s3_env: dict[str, str] = {}
+        if BACKEND == "postgresql":
+            self.pg_database = PgDatabase()
+            self.backend_uri = self.pg_database.uri
+        else:
+            self.backend_uri = f"sqlite:///{workdir / 'mlox.db'}"
+        if ARTIFACTS.startswith("s3"):
+            self._start_moto()
+        self.s3_prefix = f"s3://{S3_BUCKET}/{workdir.name}"
+
+    def _start_moto(self) -> None:
+        import requests
+
+        port = _free_port()
+        log = open(self.workdir / "moto.log", "wb")
+        self.moto = subprocess.Popen(
+            [_venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(endpoint, timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or self.moto.poll() is not None:
+                    raise RuntimeError(f"moto_server did not start; see {self.workdir / 'moto.log'}")
+                time.sleep(0.2)
+        self.s3_env = {
+            "MLFLOW_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        # The client needs the same settings to read and write the bucket in direct mode.
+        os.environ.update(self.s3_env)
+        self.s3_client().create_bucket(Bucket=S3_BUCKET)
+
+    def s3_client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_env["MLFLOW_S3_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+
+    def artifact_flags(self) -> list[str]:
+        if ARTIFACTS == "local":
+            return ["--artifacts-destination", str(self.workdir / "artifacts"), "--serve-artifacts"]
+        if ARTIFACTS == "s3":
+            return ["--artifacts-destination", self.s3_prefix, "--serve-artifacts"]
+        return ["--default-artifact-root", self.s3_prefix, "--no-serve-artifacts"]
+
+    def close(self) -> None:
+        if self.moto is not None and self.moto.poll() is None:
+            os.killpg(self.moto.pid, signal.SIGTERM)
+            self.moto.wait(timeout=10)
+        if self.pg_database is not None:
+            self.pg_database.close()
+
+
+def _server_command(port: int, storage: Storage) -> list[str]:
     common = [
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--backend-store-uri",
-        f"sqlite:///{workdir / 'mlox.db'}",
-        "--artifacts-destination",
-        str(workdir / "artifacts"),
+        storage.backend_uri,
+        *storage.artifact_flags(),
     ]
     if TARGET == "mlflow":
-        return [_mlflow_executable(), "server", *common, "--serve-artifacts"]
+        return [_mlflow_executable(), "server", *common]
+    return [mlox_binary(), "server", *common]
+
+
+def mlox_binary() -> str:
     binary = Path(os.environ.get("MLOX_BIN", REPO_ROOT / "target" / "debug" / "mlox"))
     if not binary.is_absolute():
         binary = (REPO_ROOT / binary).resolve()
     if not binary.exists():
         raise pytest.UsageError(f"mlox binary not found at {binary} (build it or set MLOX_BIN)")
-    return [str(binary), "server", *common]
+    return str(binary)
 
 
 class Server:
-    def __init__(self, url: str, workdir: Path, log_path: Path, proc: subprocess.Popen):
+    def __init__(self, url: str, workdir: Path, log_path: Path, proc: subprocess.Popen, storage=None):
         self.url = url
         self.workdir = workdir
-        self.artifacts_dir = workdir / "artifacts"
+        self.storage = storage
+        # Only a local artifact destination is a directory tests can look into.
+        self.artifacts_dir = workdir / "artifacts" if ARTIFACTS == "local" else None
         self.external = proc is None
         self.log_path = log_path
         self.proc = proc
@@ -157,6 +273,12 @@ class Server:
             return self.log_path.stat().st_size
         except OSError:
             return 0
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flushing, as in a crash or an OOM kill."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -203,6 +325,80 @@ def _wait_healthy(server: Server) -> None:
 _SERVER: Server | None = None
 
 
+def launch(cmd: list[str], workdir: Path, port: int, storage=None, log_name: str = "server.log") -> Server:
+    """Starts a server process in its own process group and waits until it is healthy."""
+    log_path = workdir / log_name
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "info")
+    env.setdefault("RUST_BACKTRACE", "1")
+    # Allow webhooks to reach the local receiver used by the webhook tests.
+    env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] = "http,https"
+    env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
+    env["MLFLOW_WEBHOOK_CACHE_TTL"] = "1"
+    env["MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES"] = "0"
+    # MLflow encrypts webhook secrets with a per-process key unless one is given; its several
+    # workers then cannot read each other's secrets. A fixed test key keeps them in agreement.
+    env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log_path, "ab") as log:
+        log.write(("$ " + " ".join(cmd) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    srv = Server(f"http://127.0.0.1:{port}", workdir, log_path, proc, storage)
+    try:
+        _wait_healthy(srv)
+    except Exception:
+        srv.stop()
+        raise
+    return srv
+
+
+def launch_mlox(workdir: Path, backend_uri: str, *extra: str, port: int | None = None, log_name: str = "server.log") -> Server:
+    """An extra mlox server (a replica, or one to kill), artifacts under ``workdir``."""
+    port = port or _free_port()
+    cmd = [
+        mlox_binary(), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(workdir / "artifacts"), *extra,
+    ]
+    return launch(cmd, workdir, port, log_name=log_name)
+
+
+class PgDatabase:
+    """A fresh database on the test PostgreSQL server, dropped by ``close()``."""
+
+    def __init__(self):
+        import psycopg2
+
+        self.name = f"mlox_test_{uuid.uuid4().hex[:12]}"
+        self.uri = f"{PG_URL}/{self.name}"
+        self._connect = lambda: psycopg2.connect(f"{PG_URL}/postgres")
+        self._admin(f'CREATE DATABASE "{self.name}"')
+
+    def _admin(self, statement: str) -> None:
+        conn = self._connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        try:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        except Exception as e:  # a leftover test database is not a test failure
+            sys.stderr.write(f"could not drop {self.name}: {e}\n")
+
+
 @pytest.fixture(scope="session")
 def server(request, tmp_path_factory):
     """The running server under test (URL, temp dir, log)."""
@@ -221,37 +417,9 @@ def server(request, tmp_path_factory):
     (workdir / "artifacts").mkdir()
     log_path = workdir / "server.log"
     port = _free_port()
-    cmd = _server_command(port, workdir)
-    env = dict(os.environ)
-    env.setdefault("RUST_LOG", "info")
-    env.setdefault("RUST_BACKTRACE", "1")
-    # Allow webhooks to reach the local receiver used by the webhook tests.
-    env["MLFLOW_WEBHOOK_ALLOWED_SCHEMES"] = "http,https"
-    env["MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"] = "true"
-    env["MLFLOW_WEBHOOK_CACHE_TTL"] = "1"
-    env["MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES"] = "0"
-    # MLflow encrypts webhook secrets with a per-process key unless one is given; its several
-    # workers then cannot read each other's secrets. A fixed test key keeps them in agreement.
-    env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with open(log_path, "wb") as log:
-        log.write(("$ " + " ".join(cmd) + "\n").encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    srv = Server(f"http://127.0.0.1:{port}", workdir, log_path, proc)
-    try:
-        _wait_healthy(srv)
-    except Exception:
-        srv.stop()
-        raise
+    storage = Storage(workdir)
+    request.addfinalizer(storage.close)
+    srv = launch(_server_command(port, storage), workdir, port, storage=storage)
     _SERVER = srv
     yield srv
     srv.stop()
@@ -270,6 +438,15 @@ def server(request, tmp_path_factory):
 def server_url(server) -> str:
     """Base URL (``http://127.0.0.1:PORT``) for raw HTTP probes."""
     return server.url
+
+
+@pytest.fixture(scope="session")
+def artifact_root(server) -> str:
+    """What new experiments' artifact locations start with: the proxy's scheme, or the bucket
+    prefix the client writes to directly."""
+    if ARTIFACTS == "s3-direct":
+        return server.storage.s3_prefix
+    return "mlflow-artifacts:"
 
 
 @pytest.fixture(scope="session")

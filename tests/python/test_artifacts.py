@@ -25,12 +25,12 @@ def _listing(client, run_id, path=None):
     return {(f.path, f.is_dir, f.file_size) for f in client.list_artifacts(run_id, path)}
 
 
-def test_artifact_uri_points_at_the_proxy(experiment_id, client):
+def test_artifact_uri_points_at_the_proxy(experiment_id, client, artifact_root):
     exp = client.get_experiment(experiment_id)
-    assert exp.artifact_location == f"mlflow-artifacts:/{experiment_id}"
+    assert exp.artifact_location == f"{artifact_root}/{experiment_id}"
     with mlflow.start_run() as run:
         uri = mlflow.get_artifact_uri()
-        assert uri == f"mlflow-artifacts:/{experiment_id}/{run.info.run_id}/artifacts"
+        assert uri == f"{artifact_root}/{experiment_id}/{run.info.run_id}/artifacts"
         assert mlflow.get_artifact_uri("a/b.txt") == uri + "/a/b.txt"
     assert run.info.artifact_uri == uri
 
@@ -211,6 +211,7 @@ def test_12mb_artifact_with_proxy_multipart_upload_enabled(experiment_id, client
 # ------------------------------------------------------------ raw artifact protocol
 
 
+@pytest.mark.proxied_artifacts
 def test_raw_proxy_protocol(experiment_id, client, api):
     run = client.create_run(experiment_id)
     rel = f"{experiment_id}/{run.info.run_id}/artifacts"
@@ -255,6 +256,7 @@ def test_raw_proxy_protocol(experiment_id, client, api):
     assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"dir", "name with spaces %.txt"}
 
 
+@pytest.mark.proxied_artifacts
 def test_raw_delete_artifact(experiment_id, client, api):
     run = client.create_run(experiment_id)
     rel = f"{experiment_id}/{run.info.run_id}/artifacts"
@@ -265,6 +267,7 @@ def test_raw_delete_artifact(experiment_id, client, api):
     assert api.get(f"{base}/{rel}/del/x.txt").status_code == 404
 
 
+@pytest.mark.proxied_artifacts
 def test_multipart_create_answers_501_or_a_valid_upload(experiment_id, client, api):
     run = client.create_run(experiment_id)
     rel = f"{experiment_id}/{run.info.run_id}/artifacts/m.bin"

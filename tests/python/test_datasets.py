@@ -33,6 +33,7 @@ def _http_url_of(artifact_uri: str, server_url: str) -> str:
     return f"{server_url}/api/2.0/mlflow-artifacts/artifacts/{artifact_uri[len(prefix):]}"
 
 
+@pytest.mark.proxied_artifacts
 def test_mlflow_artifacts_uri_is_not_a_dataset_source(experiment_id):
     """Documented client behaviour: ``source=mlflow.get_artifact_uri(...)`` fails
     client-side when artifacts are proxied (no resolver for ``mlflow-artifacts:``)."""
@@ -44,6 +45,7 @@ def test_mlflow_artifacts_uri_is_not_a_dataset_source(experiment_id):
             mlflow.data.from_pandas(df, name="train", source=uri)
 
 
+@pytest.mark.proxied_artifacts
 def test_preprocessing_run_logs_counts_csvs_and_dataset_inputs(experiment_id, tmp_dir, server_url):
     from sklearn.model_selection import train_test_split
 

@@ -464,11 +464,11 @@ class _Snapshot:
     def _scan(self):
         if self.server.external:
             return set()
-        art = self.server.artifacts_dir.resolve()
+        art = self.server.artifacts_dir.resolve() if self.server.artifacts_dir else None
         seen = set()
         for dirpath, dirnames, filenames in os.walk(self.root.parent):
             p = Path(dirpath).resolve()
-            if p == art or art in p.parents:
+            if art is not None and (p == art or art in p.parents):
                 dirnames[:] = []
                 continue
             for f in filenames:
@@ -505,6 +505,7 @@ def traversal(server):
     snap.assert_unchanged(marker)
 
 
+@pytest.mark.proxied_artifacts
 def test_artifact_upload_traversal_is_rejected(server_url, traversal):
     marker, paths = traversal
     for p in paths:
@@ -512,6 +513,7 @@ def test_artifact_upload_traversal_is_rejected(server_url, traversal):
         assert 400 <= status < 500, (p, status, body[:200])
 
 
+@pytest.mark.proxied_artifacts
 def test_artifact_download_traversal_is_rejected(server_url, traversal):
     _, paths = traversal
     for p in paths + ["../../../../../../../../etc/passwd", "%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd"]:
@@ -520,6 +522,7 @@ def test_artifact_download_traversal_is_rejected(server_url, traversal):
         assert b"root:" not in body
 
 
+@pytest.mark.proxied_artifacts
 def test_artifact_list_traversal_is_rejected(server_url, traversal):
     _, paths = traversal
     for p in paths + ["../../../../../../etc", "/etc", "..", "0/../.."]:
@@ -531,6 +534,7 @@ def test_artifact_list_traversal_is_rejected(server_url, traversal):
         assert "passwd" not in body.decode()
 
 
+@pytest.mark.proxied_artifacts
 def test_artifact_traversal_error_body(server_url):
     status, body = _raw(server_url, "GET", f"{ARTIFACTS}/../../etc/passwd")
     assert status == 400
@@ -539,6 +543,7 @@ def test_artifact_traversal_error_body(server_url):
     assert err["message"] == "Invalid path"
 
 
+@pytest.mark.proxied_artifacts
 def test_double_encoded_dots_never_escape(server_url, traversal):
     """``%252e%252e`` decodes once to the literal name ``%2e%2e``: a request for it
     must not be decoded twice into ``..``."""
@@ -550,6 +555,7 @@ def test_double_encoded_dots_never_escape(server_url, traversal):
     assert status < 500
 
 
+@pytest.mark.proxied_artifacts
 def test_backslash_paths_never_escape(server_url, traversal):
     marker, _ = traversal
     for p in (f"..\\..\\..\\tmp\\{marker}", f"..%5c..%5c..%5ctmp%5c{marker}"):
@@ -559,6 +565,7 @@ def test_backslash_paths_never_escape(server_url, traversal):
 
 
 @pytest.mark.mlox_only
+@pytest.mark.proxied_artifacts
 def test_backslash_paths_are_rejected(server_url, traversal):
     # MLflow on POSIX accepts these and writes a file literally named "..\..\x" in the root
     marker, _ = traversal
@@ -570,6 +577,7 @@ def test_backslash_paths_are_rejected(server_url, traversal):
         assert status == 400
 
 
+@pytest.mark.proxied_artifacts
 def test_multipart_and_delete_traversal_rejected(server_url, traversal):
     marker, _ = traversal
     status, _ = _raw(
@@ -578,3 +586,19 @@ def test_multipart_and_delete_traversal_rejected(server_url, traversal):
     assert 400 <= status < 500
     status, _ = _raw(server_url, "DELETE", f"{ARTIFACTS}/../../{marker}")
     assert 400 <= status < 500
+
+
+@pytest.mark.mlox_only
+def test_artifact_routes_say_why_when_artifacts_are_not_served(server_url):
+    """With ``--no-serve-artifacts`` the proxy answers a non-retryable error naming the flag
+    (MLflow answers 503, which the client retries for minutes before giving up)."""
+    from conftest import ARTIFACTS as MODE
+
+    if MODE != "s3-direct":
+        pytest.skip("artifacts are served in this configuration")
+    for method, path in (("GET", f"{ARTIFACTS}?path=x"), ("PUT", f"{ARTIFACTS}/0/x.txt"), ("POST", "/api/2.0/mlflow-artifacts/mpu/create/0/x")):
+        status, body = _raw(server_url, method, path, b"x" if method != "GET" else None)
+        assert status == 501, (method, path, status)
+        err = json.loads(body)
+        assert err["error_code"] == "NOT_IMPLEMENTED"
+        assert "--no-serve-artifacts" in err["message"]

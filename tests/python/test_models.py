@@ -148,7 +148,7 @@ def test_xgboost_booster_and_classifier(experiment_id, client):
 # ----------------------------------------------------------------- LoggedModel API
 
 
-def test_logged_model_lifecycle(experiment_id, client):
+def test_logged_model_lifecycle(experiment_id, client, artifact_root):
     with mlflow.start_run() as run:
         lm = mlflow.initialize_logged_model(
             name="handmade", tags={"team": "a"}, params={"p": "1"}, model_type="agent"
@@ -161,7 +161,7 @@ def test_logged_model_lifecycle(experiment_id, client):
     assert lm.model_type == "agent"
     assert lm.tags["team"] == "a"
     assert lm.params == {"p": "1"}
-    assert lm.artifact_location == f"mlflow-artifacts:/{experiment_id}/models/{lm.model_id}/artifacts"
+    assert lm.artifact_location == f"{artifact_root}/{experiment_id}/models/{lm.model_id}/artifacts"
 
     fetched = mlflow.get_logged_model(lm.model_id)
     assert fetched.model_id == lm.model_id

@@ -76,7 +76,7 @@ def _wine(n=200, seed=40):
 
 
 @pytest.mark.heavy
-def test_elasticnet_registered_from_log_model(experiment_id, unique_name, client):
+def test_elasticnet_registered_from_log_model(experiment_id, unique_name, client, artifact_root):
     from sklearn.linear_model import ElasticNet
     from mlflow.models.signature import infer_signature
 
@@ -101,7 +101,7 @@ def test_elasticnet_registered_from_log_model(experiment_id, unique_name, client
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
     np.testing.assert_allclose(np.asarray(loaded.predict(train_x.head(5))).ravel(), lr.predict(train_x.head(5)))
     uri = client.get_model_version_download_uri(name, "1")
-    assert uri == f"mlflow-artifacts:/{experiment_id}/models/{info.model_id}/artifacts"
+    assert uri == f"{artifact_root}/{experiment_id}/models/{info.model_id}/artifacts"
 
 
 @pytest.mark.heavy
@@ -375,11 +375,11 @@ def test_delete_version_and_model(model_with_versions, client, api, check):
     )
 
 
-def test_download_uri_and_loading_by_version(model_with_versions, client, experiment_id):
+def test_download_uri_and_loading_by_version(model_with_versions, client, experiment_id, artifact_root):
     name = model_with_versions["name"]
     model_id = model_with_versions["model_id"]
     assert client.get_model_version_download_uri(name, "1") == (
-        f"mlflow-artifacts:/{experiment_id}/models/{model_id}/artifacts"
+        f"{artifact_root}/{experiment_id}/models/{model_id}/artifacts"
     )
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/3")
     X = model_with_versions["X"]

@@ -154,6 +154,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e.message))
             .with_context(|| format!("preparing artifact destination {}", destination.display()))?;
         app = app.merge(mlox_tracking::artifacts::router(Arc::new(repo)));
+    } else {
+        app = app.merge(mlox_tracking::artifacts::disabled_router());
     }
     let app = app.layer(tower_http::catch_panic::CatchPanicLayer::new());
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
@@ -165,7 +167,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(
         %addr,
-        backend = %args.backend_store_uri,
+        backend = %mlox_store::redact_uri(&args.backend_store_uri),
         artifacts = %destination.display(),
         serve_artifacts,
         startup_ms = started.elapsed().as_millis() as u64,
@@ -216,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Db {
             command: DbCommand::Upgrade { url },
         } => {
-            let store = SqlStore::open(StoreOptions {
+            let store = SqlStore::open_and_upgrade(StoreOptions {
                 uri: url.clone(),
                 default_artifact_root: "mlflow-artifacts:".into(),
                 max_connections: 2,
@@ -227,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
                 .schema_version()
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
-            tracing::info!(%url, version, "database schema is current");
+            tracing::info!(url = %mlox_store::redact_uri(&url), version, "database schema is current");
             Ok(())
         }
     }

@@ -101,7 +101,19 @@ impl SqlStore {
         Sql::for_dialect(self.dialect, text)
     }
 
+    /// Opens the store. An empty database gets the current schema; one at an older schema is
+    /// refused with the command that upgrades it, because replicas still running the old
+    /// version may share it (the operator decides when, as with `mlflow db upgrade`).
     pub async fn open(options: StoreOptions) -> Result<Self> {
+        Self::open_with(options, SchemaPolicy::CreateIfEmpty).await
+    }
+
+    /// Opens the store and brings an older schema up to this version (`mlox db upgrade`).
+    pub async fn open_and_upgrade(options: StoreOptions) -> Result<Self> {
+        Self::open_with(options, SchemaPolicy::Upgrade).await
+    }
+
+    async fn open_with(options: StoreOptions, policy: SchemaPolicy) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = to_sqlx_url(&options.uri)?;
         let memory = url.contains(":memory:");
@@ -143,7 +155,7 @@ impl SqlStore {
         };
         // An in-memory SQLite database lives in one connection; share it for reads and writes.
         let write = make_pool(write_max).connect(&url).await.map_err(|e| {
-            Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
+            Error::invalid(format!("cannot open backend store '{}': {e}", redact_uri(&options.uri)))
         })?;
         let read = if memory {
             write.clone()
@@ -152,7 +164,7 @@ impl SqlStore {
                 .connect(&url)
                 .await
                 .map_err(|e| {
-                    Error::invalid(format!("cannot open backend store '{}': {e}", options.uri))
+                    Error::invalid(format!("cannot open backend store '{}': {e}", redact_uri(&options.uri)))
                 })?
         };
         let store = SqlStore {
@@ -162,7 +174,7 @@ impl SqlStore {
             artifact_root: options.default_artifact_root,
             outbox_signal: Default::default(),
         };
-        store.migrate().await?;
+        store.migrate(policy, &redact_uri(&options.uri)).await?;
         store.ensure_default_experiment().await?;
         Ok(store)
     }
@@ -205,16 +217,22 @@ impl SqlStore {
 
     /// The schema version the database is at (0 when it is empty).
     pub async fn schema_version(&self) -> Result<i64> {
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        self.schema_version_on(&mut conn).await
+    }
+
+    async fn schema_version_on(&self, conn: &mut sqlx::AnyConnection) -> Result<i64> {
         let exists = match self.dialect {
             Dialect::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'mlox_schema'"
             }
             Dialect::Postgres => {
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'mlox_schema'"
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_name = 'mlox_schema' AND table_schema = current_schema()"
             }
         };
         let n: i64 = sqlx::query(exists)
-            .fetch_one(&self.write)
+            .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?
             .get::<i64, _>(0);
@@ -222,25 +240,59 @@ impl SqlStore {
             return Ok(0);
         }
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM mlox_schema")
-            .fetch_one(&self.write)
+            .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
         Ok(row.get::<i64, _>(0))
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let current = self.schema_version().await?;
+    async fn migrate(&self, policy: SchemaPolicy, uri: &str) -> Result<()> {
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        // Replicas starting together on one empty PostgreSQL database would otherwise race to
+        // create the same tables; the lock makes one of them do it while the others wait.
+        // SQLite's single writer connection already serialises this process.
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(8137450221)")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        }
+        let result = self.migrate_on(&mut conn, policy, uri).await;
+        if self.dialect == Dialect::Postgres {
+            // Closing the connection would release the lock too; unlocking keeps it poolable.
+            let _ = sqlx::query("SELECT pg_advisory_unlock(8137450221)")
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
+    async fn migrate_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        policy: SchemaPolicy,
+        uri: &str,
+    ) -> Result<()> {
+        let current = self.schema_version_on(conn).await?;
         if current > SCHEMA_VERSION {
             return Err(Error::invalid_state(format!(
                 "The database schema is at version {current}, newer than this mlox understands \
-                 (up to {SCHEMA_VERSION}). Run a newer mlox against this database."
+                 (up to {SCHEMA_VERSION}). A newer mlox has upgraded this database: run that \
+                 version instead."
+            )));
+        }
+        if current > 0 && current < SCHEMA_VERSION && policy == SchemaPolicy::CreateIfEmpty {
+            return Err(Error::invalid_state(format!(
+                "The database schema is at version {current}, older than this mlox \
+                 (version {SCHEMA_VERSION}). Stop every server using it, back it up, then run \
+                 `mlox db upgrade {uri}`."
             )));
         }
         if current == 0 {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS mlox_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
             )
-            .execute(&self.write)
+            .execute(&mut *conn)
             .await
             .map_err(db_err)?;
         }
@@ -253,7 +305,7 @@ impl SqlStore {
                     ""
                 },
             );
-            let mut tx = self.write.begin().await.map_err(db_err)?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
             for statement in split_statements(&sql) {
                 sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
                     .execute(&mut *tx)
@@ -273,6 +325,29 @@ impl SqlStore {
             tracing::info!(version, name, "applied schema migration");
         }
         Ok(())
+    }
+}
+
+/// Whether opening a store may change an existing schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SchemaPolicy {
+    CreateIfEmpty,
+    Upgrade,
+}
+
+/// The URI with any password replaced, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => uri.to_string(),
+        },
+        None => uri.to_string(),
     }
 }
 
@@ -490,6 +565,20 @@ mod tests {
         );
         assert_eq!(append_to_uri_path("s3://b/p/", "1"), "s3://b/p/1");
         assert_eq!(append_to_uri_path("/data/art", "1"), "/data/art/1");
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_uri("postgresql://mlflow:s3cr3t@db:5432/mlflow"),
+            "postgresql://mlflow:***@db:5432/mlflow"
+        );
+        assert_eq!(
+            redact_uri("postgresql://mlflow@db/mlflow"),
+            "postgresql://mlflow@db/mlflow"
+        );
+        assert_eq!(redact_uri("sqlite:///mlruns.db"), "sqlite:///mlruns.db");
+        assert_eq!(redact_uri("plain"), "plain");
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod search;
 mod traces;
 mod webhooks;
 
-pub use db::{Dialect, SqlStore, StoreOptions};
+pub use db::{Dialect, SqlStore, StoreOptions, redact_uri};
 pub use logged_models::LoggedModelOrder;
 pub use registry::{NewModelVersion, parse_version};
 pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};

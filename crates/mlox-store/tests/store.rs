@@ -2095,3 +2095,141 @@ async fn a_database_from_a_newer_mlox_is_refused_with_a_clear_message() {
         e.message
     );
 }
+
+#[tokio::test]
+async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_at(dir.path()).await.unwrap());
+    // Roll the record back as if the database came from an mlox that knew only migration 1.
+    let pool = raw(dir.path()).await;
+    sqlx::query("DELETE FROM mlox_schema WHERE version = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for table in [
+        "webhook_outbox",
+        "webhooks",
+        "registered_model_aliases",
+        "model_version_tags",
+        "model_versions",
+        "registered_model_tags",
+        "registered_models",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+
+    let e = err(open_at(dir.path()).await);
+    assert_eq!(e.code, Code::InvalidState);
+    assert!(
+        e.message.contains("older than this mlox")
+            && e.message.contains("`mlox db upgrade sqlite:///"),
+        "{}",
+        e.message
+    );
+
+    let upgraded = SqlStore::open_and_upgrade(StoreOptions {
+        uri: format!("sqlite:///{}/t.db", dir.path().display()),
+        default_artifact_root: "mlflow-artifacts:".into(),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(upgraded.schema_version().await.unwrap(), 2);
+    upgraded.create_registered_model("m", &[], None).await.unwrap();
+    drop(upgraded);
+    open_at(dir.path()).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------- postgresql
+
+/// The PostgreSQL server every machine runs for the test suites.
+fn pg_server() -> String {
+    std::env::var("MLOX_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A fresh, empty PostgreSQL database; its URI in MLflow's form.
+async fn fresh_pg_database() -> String {
+    sqlx::any::install_default_drivers();
+    let server = pg_server();
+    let admin = sqlx::AnyPool::connect(&format!(
+        "{}/postgres",
+        server.replacen("postgresql://", "postgres://", 1)
+    ))
+    .await
+    .expect("PostgreSQL must be running at MLOX_TEST_PG_URL (default 127.0.0.1:5432)");
+    let name = format!("mlox_store_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    format!("{server}/{name}")
+}
+
+/// Drops a database made by [`fresh_pg_database`], closing whatever still uses it.
+async fn drop_pg_database(uri: &str) {
+    let (server, name) = uri.rsplit_once('/').unwrap();
+    let admin = sqlx::AnyPool::connect(&format!(
+        "{}/postgres",
+        server.replacen("postgresql://", "postgres://", 1)
+    ))
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+}
+
+async fn open_pg(uri: &str) -> mlox_core::Result<SqlStore> {
+    SqlStore::open(StoreOptions {
+        uri: uri.to_string(),
+        default_artifact_root: "mlflow-artifacts:".into(),
+        max_connections: 4,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn replicas_starting_together_on_an_empty_postgres_database_all_come_up() {
+    let uri = fresh_pg_database().await;
+    let opened = futures::future::join_all((0..4).map(|_| open_pg(&uri))).await;
+    let stores: Vec<SqlStore> = opened.into_iter().map(|s| s.unwrap()).collect();
+    for store in &stores {
+        assert_eq!(store.schema_version().await.unwrap(), 2);
+    }
+    // One schema, one default experiment, and every replica sees the others' writes.
+    let exp = experiment(&stores[0], "shared").await;
+    assert_eq!(stores[3].get_experiment(&exp).await.unwrap().name, "shared");
+    drop(stores);
+    drop_pg_database(&uri).await;
+}
+
+#[tokio::test]
+async fn postgres_follows_the_same_rules_as_sqlite() {
+    let uri = fresh_pg_database().await;
+    let store = open_pg(&uri).await.unwrap();
+    let exp = experiment(&store, "pg").await;
+    assert_eq!(exp, "1");
+    let run = run_in(&store, &exp).await.info.run_id;
+    store.log_param(&run, &kv("p", "1")).await.unwrap();
+    let e = err(store.log_param(&run, &kv("p", "2")).await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    let e = err(store.create_experiment("pg", None, &[]).await);
+    assert_eq!(e.code, Code::ResourceAlreadyExists);
+    store.create_registered_model("m", &[], None).await.unwrap();
+    let e = err(store.create_registered_model("m", &[], None).await);
+    assert_eq!(e.code, Code::ResourceAlreadyExists);
+    drop(store);
+    drop_pg_database(&uri).await;
+}

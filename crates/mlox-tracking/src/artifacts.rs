@@ -90,6 +90,25 @@ pub fn router_with_config(repo: Arc<dyn ArtifactRepository>, config: ArtifactsCo
         .nest(AJAX_PREFIX, routes)
 }
 
+/// The artifact routes of a server started with `--no-serve-artifacts`: every request is told
+/// why, with a status the client does not retry (MLflow answers 503, which makes the client
+/// back off for minutes before reporting anything).
+pub fn disabled_router() -> Router {
+    async fn disabled(uri: axum::http::Uri) -> ApiError {
+        ApiError(Error::not_implemented(format!(
+            "Endpoint: {} disabled due to the mlox server running with `--no-serve-artifacts`. \
+             To enable artifacts server functionality, run `mlox server` with `--serve-artifacts`",
+            uri.path()
+        )))
+    }
+    let routes = Router::new()
+        .route("/artifacts", axum::routing::any(disabled))
+        .route("/{*rest}", axum::routing::any(disabled));
+    Router::new()
+        .nest(API_PREFIX, routes.clone())
+        .nest(AJAX_PREFIX, routes)
+}
+
 fn invalid_path() -> ApiError {
     ApiError(Error::invalid(INVALID_PATH_MESSAGE))
 }
