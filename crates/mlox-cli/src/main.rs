@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the tracking server, model registry and artifact proxy (like `mlflow server`).
     Server(ServerArgs),
+    /// Take over an MLflow installation: copy its tracking and registry database into mlox,
+    /// keeping every id. Start `mlox server` with the MLflow server's artifact destination.
+    Import(ImportArgs),
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -96,6 +99,36 @@ struct ServerArgs {
     /// Database connections for reads.
     #[arg(long, default_value_t = 8, env = "MLOX_DB_CONNECTIONS")]
     db_connections: u32,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The MLflow database, as given to `mlflow server --backend-store-uri`:
+    /// sqlite:///<path> or postgresql://<user>@<host>:<port>/<database>.
+    #[arg(long)]
+    from: String,
+    /// The mlox backend store to fill; created if missing.
+    #[arg(long, default_value = "sqlite:///mlruns.db")]
+    to: String,
+    /// Rows written per transaction.
+    #[arg(long, default_value_t = mlox_import::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+}
+
+async fn run_import(args: ImportArgs) -> anyhow::Result<()> {
+    let report = mlox_import::import(&mlox_import::ImportOptions {
+        from: args.from,
+        to: args.to,
+        batch_size: args.batch_size,
+        progress: true,
+    })
+    .await?;
+    let (read, written) = report
+        .tables
+        .iter()
+        .fold((0, 0), |(r, w), t| (r + t.read, w + t.written));
+    eprintln!("imported: {read} rows read, {written} written");
+    Ok(())
 }
 
 fn local_path(destination: &str) -> anyhow::Result<PathBuf> {
@@ -215,6 +248,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(args).await,
+        Command::Import(args) => run_import(args).await,
         Command::Db {
             command: DbCommand::Upgrade { url },
         } => {

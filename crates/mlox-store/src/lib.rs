@@ -9,6 +9,7 @@
 
 mod db;
 mod experiments;
+mod import;
 mod logged_models;
 mod registry;
 mod runs;
@@ -17,6 +18,7 @@ mod traces;
 mod webhooks;
 
 pub use db::{Dialect, SqlStore, StoreOptions, redact_uri};
+pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;
 pub use registry::{NewModelVersion, parse_version};
 pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};

@@ -1,0 +1,323 @@
+"""`mlox import`: a real MLflow 3.17.2 server is filled through the official client, stopped,
+its database imported into mlox, and everything is read back through an mlox server that serves
+the same artifact directory: ids, runs, metric histories, searches, datasets, registered models
+and aliases, model loading and artifacts.
+
+Each test runs its own MLflow and mlox servers; the session server is not used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlflow
+import mlflow.sklearn
+from mlflow import MlflowClient
+
+from conftest import REPO_ROOT, _free_port, _mlflow_executable
+
+pytestmark = [pytest.mark.mlox_only, pytest.mark.heavy, pytest.mark.standalone, pytest.mark.timeout(600)]
+
+SKLEARN_REQS = ["scikit-learn", "pandas"]
+# SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; MLflow's docs use psycopg2.
+PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
+
+
+def _mlox_bin() -> str:
+    binary = Path(os.environ.get("MLOX_BIN", REPO_ROOT / "target" / "debug" / "mlox"))
+    if not binary.is_absolute():
+        binary = (REPO_ROOT / binary).resolve()
+    if not binary.exists():
+        raise pytest.UsageError(f"mlox binary not found at {binary} (build it or set MLOX_BIN)")
+    return str(binary)
+
+
+class _Proc:
+    """A server subprocess in its own process group, logging to a file."""
+
+    def __init__(self, cmd: list[str], cwd: Path, log: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        env = dict(os.environ)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(log, "wb") as f:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout: float) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text(errors='replace')}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server not healthy:\n{self.log.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def _point_client_at(url: str) -> None:
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+
+
+def _fill(url: str, workdir: Path) -> dict:
+    """Logs a small but complete workflow into the MLflow server and returns what to expect."""
+    from sklearn.linear_model import Ridge
+
+    _point_client_at(url)
+    client = MlflowClient(url, url)
+    exp_id = mlflow.create_experiment("import-source", tags={"team": "vision"})
+    gone_id = mlflow.create_experiment("import-gone")
+    mlflow.set_experiment(experiment_id=exp_id)
+
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    y = X["a"] * 2.0 - X["b"] + 0.1 * rng.normal(size=40)
+    model = Ridge(alpha=0.5).fit(X, y)
+    notes = workdir / "notes.txt"
+    notes.write_text("hello from mlflow\nline two\n")
+
+    with mlflow.start_run(run_name="parent") as parent:
+        mlflow.log_params({"alpha": 0.5, "features": 3})
+        mlflow.set_tag("stage", "train")
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metric("r2", model.score(X, y))
+        mlflow.log_input(mlflow.data.from_pandas(X.assign(y=y), name="toy", targets="y"), context="training")
+        mlflow.log_artifact(str(notes))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name="imported-clf",
+            input_example=X.head(2),
+            pip_requirements=SKLEARN_REQS,
+        )
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_metric("child_metric", 3.0)
+    v2 = mlflow.register_model(info.model_uri, "imported-clf")
+    client.set_registered_model_alias("imported-clf", "champion", v2.version)
+    client.set_registered_model_tag("imported-clf", "owner", "alice")
+    client.set_model_version_tag("imported-clf", "1", "validated", "yes")
+
+    with mlflow.start_run(run_name="doomed") as doomed:
+        mlflow.log_param("x", 1)
+    client.delete_run(doomed.info.run_id)
+    client.delete_experiment(gone_id)
+    return {
+        "exp_id": exp_id,
+        "gone_id": gone_id,
+        "parent": parent.info.run_id,
+        "child": child.info.run_id,
+        "doomed": doomed.info.run_id,
+        "model_id": info.model_id,
+        "X": X,
+        "prediction": model.predict(X),
+        "v2": v2.version,
+        "parent_run": client.get_run(parent.info.run_id),
+    }
+
+
+def _check(url: str, want: dict, tmp_path: Path) -> None:
+    _point_client_at(url)
+    client = MlflowClient(url, url)
+    parent = want["parent"]
+
+    exp = client.get_experiment(want["exp_id"])
+    assert exp.name == "import-source"
+    assert exp.tags["team"] == "vision"
+    assert client.get_experiment(want["gone_id"]).lifecycle_stage == "deleted"
+
+    run = client.get_run(parent)
+    before = want["parent_run"]
+    assert run.info.run_name == "parent"
+    assert run.info.artifact_uri == before.info.artifact_uri
+    assert (run.info.start_time, run.info.end_time, run.info.status) == (
+        before.info.start_time,
+        before.info.end_time,
+        before.info.status,
+    )
+    assert run.data.params == {"alpha": "0.5", "features": "3"}
+    assert run.data.metrics == before.data.metrics
+    assert run.data.tags["stage"] == "train"
+    assert run.inputs.dataset_inputs[0].dataset.name == "toy"
+    assert run.inputs.dataset_inputs[0].dataset.digest == before.inputs.dataset_inputs[0].dataset.digest
+    assert [o.model_id for o in run.outputs.model_outputs] == [want["model_id"]]
+
+    history = client.get_metric_history(parent, "loss")
+    assert [(m.step, m.value) for m in history] == [(s, 1.0 / (s + 1)) for s in range(5)]
+
+    child = client.get_run(want["child"])
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert child.data.metrics == {"child_metric": 3.0}
+    found = client.search_runs([want["exp_id"]], "params.alpha = '0.5' and metrics.loss < 0.3")
+    assert [r.info.run_id for r in found] == [parent]
+    nested = client.search_runs([want["exp_id"]], f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.info.run_id for r in nested] == [want["child"]]
+    assert client.get_run(want["doomed"]).info.lifecycle_stage == "deleted"
+
+    lm = client.get_logged_model(want["model_id"])
+    assert lm.source_run_id == parent
+    versions = sorted(client.search_model_versions("name = 'imported-clf'"), key=lambda v: int(v.version))
+    assert [v.version for v in versions] == ["1", want["v2"]] == ["1", "2"]
+    rm = client.get_registered_model("imported-clf")
+    assert rm.tags == {"owner": "alice"}
+    assert rm.aliases == {"champion": "2"}
+    assert client.get_model_version("imported-clf", "1").tags == {"validated": "yes"}
+    assert client.get_model_version_by_alias("imported-clf", "champion").version == "2"
+
+    X = want["X"]
+    for uri in ("models:/imported-clf@champion", "models:/imported-clf/1", f"runs:/{parent}/model", f"models:/{want['model_id']}"):
+        predicted = mlflow.pyfunc.load_model(uri).predict(X)
+        np.testing.assert_allclose(np.asarray(predicted), want["prediction"], err_msg=uri)
+
+    local = client.download_artifacts(parent, "notes.txt", str(tmp_path))
+    assert Path(local).read_text() == "hello from mlflow\nline two\n"
+
+    # Ids of new entities continue above the imported ones.
+    new_id = client.create_experiment(f"after-import-{uuid.uuid4().hex[:6]}")
+    assert int(new_id) > max(int(want["exp_id"]), int(want["gone_id"]))
+    mv = client.create_model_version("imported-clf", f"runs:/{parent}/model", run_id=parent)
+    assert mv.version == "3"
+
+
+def _run_import(source_uri: str, target_uri: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [_mlox_bin(), "import", "--from", source_uri, "--to", target_uri, "--batch-size", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _postgres_available() -> bool:
+    if shutil.which("psql") is None:
+        return False
+    try:
+        import psycopg2  # noqa: F401  (MLflow's PostgreSQL driver)
+
+        _psql("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
+    source_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    database = None
+    if backend == "postgresql":
+        if not _postgres_available():
+            pytest.skip("PostgreSQL (psql at 127.0.0.1:5432) or psycopg2 not available")
+        database = f"mlflow_import_{uuid.uuid4().hex[:10]}"
+        _psql(f"CREATE DATABASE {database}")
+        source_uri = f"{PG}/{database}"
+    art = tmp_path / "art"
+    art.mkdir()
+    mlox_db = tmp_path / "mlox.db"
+    try:
+        port = _free_port()
+        src = _Proc(
+            [
+                _mlflow_executable(),
+                "server",
+                "--backend-store-uri",
+                source_uri,
+                "--artifacts-destination",
+                str(art),
+                "--serve-artifacts",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            tmp_path,
+            tmp_path / "mlflow.log",
+            port,
+        )
+        try:
+            src.wait_healthy(180)
+            want = _fill(src.url, tmp_path)
+        finally:
+            src.stop()
+
+        done = _run_import(source_uri, f"sqlite:///{mlox_db}")
+        assert "metrics" in done.stderr and "registered_model_aliases" in done.stderr
+        # Importing again is a no-op: nothing is written twice.
+        again = _run_import(source_uri.replace("+psycopg2", ""), f"sqlite:///{mlox_db}")
+        assert "0 written" in again.stderr.splitlines()[-1], again.stderr
+
+        port = _free_port()
+        dst = _Proc(
+            [
+                _mlox_bin(),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{mlox_db}",
+                "--artifacts-destination",
+                str(art),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            tmp_path,
+            tmp_path / "mlox.log",
+            port,
+        )
+        try:
+            dst.wait_healthy(30)
+            _check(dst.url, want, tmp_path)
+        finally:
+            dst.stop()
+    finally:
+        _point_client_at(server.url)
+        if database is not None:
+            _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
