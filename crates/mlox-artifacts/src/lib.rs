@@ -1,14 +1,20 @@
 //! Artifact storage for mlox: the files runs and models log, kept under one artifact root and
-//! served by the tracking server's proxied artifact API. This crate owns three things: the
+//! served by the tracking server's proxied artifact API. This crate owns four things: the
 //! [`ArtifactPath`] type that is the only way a client-supplied location reaches storage (it can
 //! never name anything outside the root), the [`ArtifactRepository`] trait every storage backend
 //! implements (streaming uploads and downloads, MLflow's listing semantics, deletion and
-//! multipart uploads), and [`LocalArtifactRepo`], the local-filesystem backend. Failures are
+//! multipart uploads), its two backends, [`LocalArtifactRepo`] on the local filesystem and
+//! [`S3ArtifactRepo`] on S3 or an S3-compatible store such as MinIO, and
+//! [`open_artifact_repository`], which picks the backend for an artifact root URI. Failures are
 //! [`mlox_core::Error`]s, so transports render them without knowing the backend.
 
 mod local;
 pub mod mime;
 mod path;
+mod s3;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -20,6 +26,7 @@ pub use async_trait::async_trait;
 pub use local::LocalArtifactRepo;
 pub use mime::content_type_for;
 pub use path::{ArtifactPath, INVALID_PATH_MESSAGE};
+pub use s3::{S3ArtifactRepo, S3Config};
 
 /// An upload body. Errors come from the transport (a dropped connection, a size limit) and are
 /// reported to the client as they are, so the producer picks their [`mlox_core::Code`].
@@ -148,5 +155,152 @@ pub trait ArtifactRepository: Send + Sync + 'static {
     /// Drops an upload and its parts; aborting an unknown upload is not an error.
     async fn abort_multipart(&self, _path: &ArtifactPath, _upload_id: &str) -> Result<()> {
         Err(multipart_unsupported())
+    }
+}
+
+/// Opens the repository an artifact root URI names, configuring S3 from the process
+/// environment (see [`S3Config::from_env`]). Local directories are created if missing.
+pub async fn open_artifact_repository(uri: &str) -> Result<Arc<dyn ArtifactRepository>> {
+    open_artifact_repository_with_env(uri, |name| std::env::var(name).ok()).await
+}
+
+/// [`open_artifact_repository`] with the environment read through `env`.
+///
+/// Plain paths and `file:` URIs are local directories; `s3://bucket/optional/prefix` is S3.
+/// Other schemes are refused rather than mistaken for relative paths.
+pub async fn open_artifact_repository_with_env(
+    uri: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn ArtifactRepository>> {
+    match ArtifactRoot::classify(uri)? {
+        ArtifactRoot::Local(path) => Ok(Arc::new(LocalArtifactRepo::create(path).await?)),
+        ArtifactRoot::S3 => {
+            let config = S3Config::from_env(env)?;
+            Ok(Arc::new(S3ArtifactRepo::new(uri, &config)?))
+        }
+    }
+}
+
+/// The backend an artifact root URI names.
+#[derive(Debug, PartialEq, Eq)]
+enum ArtifactRoot {
+    Local(PathBuf),
+    S3,
+}
+
+impl ArtifactRoot {
+    fn classify(uri: &str) -> Result<Self> {
+        if uri.trim().is_empty() {
+            return Err(Error::invalid("The artifact root must not be empty"));
+        }
+        let scheme = uri
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            // One letter before `:` is a Windows drive, not a scheme.
+            .filter(|s| s.len() > 1)
+            .filter(|s| s.starts_with(|c: char| c.is_ascii_alphabetic()))
+            .filter(|s| {
+                s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            })
+            .map(str::to_ascii_lowercase);
+        match scheme.as_deref() {
+            None => Ok(ArtifactRoot::Local(PathBuf::from(uri))),
+            Some("file") => {
+                let rest = &uri["file:".len()..];
+                // `file:///abs`, `file://localhost/abs` and `file:/abs` all name `/abs`.
+                let path = match rest.strip_prefix("//") {
+                    Some(authority_and_path) => match authority_and_path.split_once('/') {
+                        Some(("" | "localhost", path)) => format!("/{path}"),
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "Unsupported artifact root '{uri}': file URIs must name a local path"
+                            )));
+                        }
+                    },
+                    None => rest.to_owned(),
+                };
+                let decoded = percent_encoding::percent_decode_str(&path)
+                    .decode_utf8()
+                    .map_err(|_| Error::invalid(format!("Invalid artifact root '{uri}'")))?;
+                if decoded.is_empty() {
+                    return Err(Error::invalid(format!("Invalid artifact root '{uri}'")));
+                }
+                Ok(ArtifactRoot::Local(PathBuf::from(decoded.into_owned())))
+            }
+            Some("s3") if uri.starts_with("s3://") => Ok(ArtifactRoot::S3),
+            Some(_) => Err(Error::invalid(format!(
+                "Unsupported artifact root '{uri}': supported are local paths, file:// URIs and \
+                 s3://bucket/prefix URIs"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_roots_pick_their_backend() {
+        let local = |raw: &str| ArtifactRoot::Local(PathBuf::from(raw));
+        for (uri, expected) in [
+            ("./mlartifacts", local("./mlartifacts")),
+            ("/srv/artifacts", local("/srv/artifacts")),
+            ("relative/dir", local("relative/dir")),
+            ("C:\\artifacts", local("C:\\artifacts")),
+            ("file:///srv/my%20artifacts", local("/srv/my artifacts")),
+            ("file://localhost/srv/a", local("/srv/a")),
+            ("FILE:/srv/a", local("/srv/a")),
+            ("file:rel/dir", local("rel/dir")),
+            ("s3://bucket/prefix", ArtifactRoot::S3),
+            ("s3://bucket", ArtifactRoot::S3),
+        ] {
+            assert_eq!(ArtifactRoot::classify(uri).expect(uri), expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_refused_by_name() {
+        for uri in [
+            "gs://b/p",
+            "wasbs://c@a.blob/p",
+            "hdfs://nn/p",
+            "s3:bucket",
+            "",
+            "file://host/p",
+        ] {
+            let err = ArtifactRoot::classify(uri).expect_err(uri);
+            assert_eq!(err.code, mlox_core::Code::InvalidParameterValue, "{uri}");
+        }
+        let err = ArtifactRoot::classify("gs://b/p").expect_err("gs");
+        assert!(
+            err.message.contains("s3://") && err.message.contains("file://"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_factory_opens_both_backends() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("new-root");
+        let uri = format!("file://{}", dir.display());
+        let local = open_artifact_repository_with_env(&uri, |_| None)
+            .await
+            .expect("local");
+        assert!(local.supports_multipart());
+        assert!(dir.is_dir());
+        // Building an S3 repository sends nothing, so no server is needed here.
+        let s3 = open_artifact_repository_with_env("s3://bucket/prefix", |name| {
+            (name == "MLFLOW_S3_ENDPOINT_URL").then(|| "http://127.0.0.1:1".to_owned())
+        })
+        .await
+        .expect("s3");
+        assert!(s3.supports_multipart());
+        let bad = open_artifact_repository_with_env("s3://bucket", |name| {
+            (name == "MLFLOW_S3_IGNORE_TLS").then(|| "maybe".to_owned())
+        })
+        .await;
+        assert!(bad.is_err());
     }
 }

@@ -4,7 +4,6 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use mlox_artifacts::LocalArtifactRepo;
 use mlox_store::{SqlStore, StoreOptions};
 use mlox_tracking::{AppState, ServerSettings};
 use std::net::SocketAddr;
@@ -71,7 +70,8 @@ struct ServerArgs {
     /// artifacts are served, else to the artifacts destination.
     #[arg(long, env = "MLFLOW_DEFAULT_ARTIFACT_ROOT")]
     default_artifact_root: Option<String>,
-    /// Where the artifact proxy stores files (a local path or file:// URI).
+    /// Where the artifact proxy stores files: a local path, file:// URI or s3://bucket/prefix
+    /// (with MLFLOW_S3_ENDPOINT_URL and the AWS_* variables, as MLflow reads them).
     #[arg(
         long,
         env = "MLFLOW_ARTIFACTS_DESTINATION",
@@ -131,29 +131,28 @@ async fn run_import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn local_path(destination: &str) -> anyhow::Result<PathBuf> {
-    if let Some(rest) = destination.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
-    }
-    if destination.contains("://") {
-        anyhow::bail!(
-            "artifact destination '{destination}' is not supported yet: use a local path or file:// URI"
-        );
-    }
-    Ok(PathBuf::from(destination))
+/// A local destination as an absolute path; `None` for object-store URIs.
+fn local_destination(destination: &str) -> Option<PathBuf> {
+    let path = match destination.strip_prefix("file://") {
+        Some(rest) => PathBuf::from(rest),
+        None if destination.contains("://") => return None,
+        None => PathBuf::from(destination),
+    };
+    Some(std::path::absolute(&path).unwrap_or(path))
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let serve_artifacts = !args.no_serve_artifacts;
-    let destination = local_path(&args.artifacts_destination)?;
+    let destination = &args.artifacts_destination;
     let default_root = match (&args.default_artifact_root, serve_artifacts) {
         (Some(root), _) => root.clone(),
         (None, true) => "mlflow-artifacts:".to_string(),
-        (None, false) => std::path::absolute(&destination)
-            .unwrap_or_else(|_| destination.clone())
-            .to_string_lossy()
-            .into_owned(),
+        // Without the proxy, clients write to the destination themselves.
+        (None, false) => match local_destination(destination) {
+            Some(path) => path.to_string_lossy().into_owned(),
+            None => destination.clone(),
+        },
     };
     let store = SqlStore::open(StoreOptions {
         uri: args.backend_store_uri.clone(),
@@ -182,11 +181,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         settings: Arc::new(settings),
     });
     if serve_artifacts {
-        let repo = LocalArtifactRepo::create(&destination)
+        let repo = mlox_artifacts::open_artifact_repository(destination)
             .await
             .map_err(|e| anyhow::anyhow!(e.message))
-            .with_context(|| format!("preparing artifact destination {}", destination.display()))?;
-        app = app.merge(mlox_tracking::artifacts::router(Arc::new(repo)));
+            .with_context(|| format!("preparing artifact destination {destination}"))?;
+        app = app.merge(mlox_tracking::artifacts::router(repo));
     } else {
         app = app.merge(mlox_tracking::artifacts::disabled_router());
     }
@@ -201,7 +200,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(
         %addr,
         backend = %mlox_store::redact_uri(&args.backend_store_uri),
-        artifacts = %destination.display(),
+        artifacts = %destination,
         serve_artifacts,
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox server listening"

@@ -155,7 +155,10 @@ impl SqlStore {
         };
         // An in-memory SQLite database lives in one connection; share it for reads and writes.
         let write = make_pool(write_max).connect(&url).await.map_err(|e| {
-            Error::invalid(format!("cannot open backend store '{}': {e}", redact_uri(&options.uri)))
+            Error::invalid(format!(
+                "cannot open backend store '{}': {e}",
+                redact_uri(&options.uri)
+            ))
         })?;
         let read = if memory {
             write.clone()
@@ -164,7 +167,10 @@ impl SqlStore {
                 .connect(&url)
                 .await
                 .map_err(|e| {
-                    Error::invalid(format!("cannot open backend store '{}': {e}", redact_uri(&options.uri)))
+                    Error::invalid(format!(
+                        "cannot open backend store '{}': {e}",
+                        redact_uri(&options.uri)
+                    ))
                 })?
         };
         let store = SqlStore {

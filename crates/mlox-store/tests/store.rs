@@ -2139,7 +2139,10 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
     .await
     .unwrap();
     assert_eq!(upgraded.schema_version().await.unwrap(), 2);
-    upgraded.create_registered_model("m", &[], None).await.unwrap();
+    upgraded
+        .create_registered_model("m", &[], None)
+        .await
+        .unwrap();
     drop(upgraded);
     open_at(dir.path()).await.unwrap();
 }
