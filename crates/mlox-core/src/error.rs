@@ -18,6 +18,9 @@ pub enum Code {
     PermissionDenied,
     NotImplemented,
     RequestLimitExceeded,
+    /// Temporarily unable to answer (a model still loading, a worker restarting); the
+    /// request may succeed if repeated.
+    TemporarilyUnavailable,
     InternalError,
 }
 
@@ -33,6 +36,7 @@ impl Code {
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::NotImplemented => "NOT_IMPLEMENTED",
             Code::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+            Code::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
             Code::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -48,6 +52,7 @@ impl Code {
             Code::PermissionDenied => 403,
             Code::RequestLimitExceeded => 429,
             Code::NotImplemented => 501,
+            Code::TemporarilyUnavailable => 503,
             Code::InternalError => 500,
         }
     }
@@ -110,6 +115,9 @@ impl Error {
     }
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Error::new(Code::NotImplemented, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Error::new(Code::TemporarilyUnavailable, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Error::new(Code::InternalError, message)
