@@ -124,7 +124,7 @@ def _mlflow_executable() -> str:
     venv = os.environ.get("MLOX_VENV")
     candidates = []
     if venv:
-        candidates.append(Path(venv) / "bin" / "mlflow")
+        candidates.append(Path(venv).resolve() / "bin" / "mlflow")
     candidates.append(Path(sys.executable).parent / "mlflow")
     for c in candidates:
         if c.exists():
@@ -137,7 +137,7 @@ def _mlflow_executable() -> str:
 
 def _venv_bin(name: str) -> str:
     venv = os.environ.get("MLOX_VENV")
-    for c in ([Path(venv) / "bin" / name] if venv else []) + [Path(sys.executable).parent / name]:
+    for c in ([Path(venv).resolve() / "bin" / name] if venv else []) + [Path(sys.executable).parent / name]:
         if c.exists():
             return str(c)
     found = shutil.which(name)
@@ -297,10 +297,10 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def _wait_healthy(server: Server) -> None:
+def _wait_healthy(server: Server, timeout: float = HEALTH_TIMEOUT_S) -> None:
     import requests
 
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     last_err = None
     while time.monotonic() < deadline:
         if server.proc is not None and server.proc.poll() is not None:
@@ -317,7 +317,7 @@ def _wait_healthy(server: Server) -> None:
             last_err = repr(e)
         time.sleep(0.2)
     raise RuntimeError(
-        f"server not healthy after {HEALTH_TIMEOUT_S:.0f}s (last: {last_err}).\n"
+        f"server not healthy after {timeout:.0f}s (last: {last_err}).\n"
         f"--- server log ---\n{server.log_text()}"
     )
 
@@ -325,7 +325,9 @@ def _wait_healthy(server: Server) -> None:
 _SERVER: Server | None = None
 
 
-def launch(cmd: list[str], workdir: Path, port: int, storage=None, log_name: str = "server.log") -> Server:
+def launch(
+    cmd: list[str], workdir: Path, port: int, storage=None, log_name: str = "server.log", timeout: float = HEALTH_TIMEOUT_S
+) -> Server:
     """Starts a server process in its own process group and waits until it is healthy."""
     log_path = workdir / log_name
     env = dict(os.environ)
@@ -354,20 +356,22 @@ def launch(cmd: list[str], workdir: Path, port: int, storage=None, log_name: str
         )
     srv = Server(f"http://127.0.0.1:{port}", workdir, log_path, proc, storage)
     try:
-        _wait_healthy(srv)
+        _wait_healthy(srv, timeout)
     except Exception:
         srv.stop()
         raise
     return srv
 
 
-def launch_mlox(workdir: Path, backend_uri: str, *extra: str, port: int | None = None, log_name: str = "server.log") -> Server:
-    """An extra mlox server (a replica, or one to kill), artifacts under ``workdir``."""
+def launch_mlox(
+    workdir: Path, backend_uri: str, *extra: str, port: int | None = None, log_name: str = "server.log", artifacts: Path | None = None
+) -> Server:
+    """An extra mlox server (a replica, or one to kill); artifacts under ``workdir`` unless given."""
     port = port or _free_port()
     cmd = [
         mlox_binary(), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", backend_uri,
-        "--artifacts-destination", str(workdir / "artifacts"), *extra,
+        "--artifacts-destination", str(artifacts or workdir / "artifacts"), *extra,
     ]
     return launch(cmd, workdir, port, log_name=log_name)
 

@@ -23,70 +23,13 @@ import mlflow
 import mlflow.sklearn
 from mlflow import MlflowClient
 
-from conftest import REPO_ROOT, _free_port, _mlflow_executable
+from conftest import _free_port, _mlflow_executable, launch, launch_mlox, mlox_binary
 
 pytestmark = [pytest.mark.mlox_only, pytest.mark.heavy, pytest.mark.standalone, pytest.mark.timeout(600)]
 
 SKLEARN_REQS = ["scikit-learn", "pandas"]
 # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; MLflow's docs use psycopg2.
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-def _mlox_bin() -> str:
-    binary = Path(os.environ.get("MLOX_BIN", REPO_ROOT / "target" / "debug" / "mlox"))
-    if not binary.is_absolute():
-        binary = (REPO_ROOT / binary).resolve()
-    if not binary.exists():
-        raise pytest.UsageError(f"mlox binary not found at {binary} (build it or set MLOX_BIN)")
-    return str(binary)
-
-
-class _Proc:
-    """A server subprocess in its own process group, logging to a file."""
-
-    def __init__(self, cmd: list[str], cwd: Path, log: Path, port: int):
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        env = dict(os.environ)
-        env.pop("MLFLOW_TRACKING_URI", None)
-        with open(log, "wb") as f:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=cwd,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-
-    def wait_healthy(self, timeout: float) -> None:
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text(errors='replace')}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server not healthy:\n{self.log.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
 
 def _point_client_at(url: str) -> None:
@@ -217,7 +160,7 @@ def _check(url: str, want: dict, tmp_path: Path) -> None:
 
 def _run_import(source_uri: str, target_uri: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [_mlox_bin(), "import", "--from", source_uri, "--to", target_uri, "--batch-size", "3"],
+        [mlox_binary(), "import", "--from", source_uri, "--to", target_uri, "--batch-size", "3"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -262,7 +205,7 @@ def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
     mlox_db = tmp_path / "mlox.db"
     try:
         port = _free_port()
-        src = _Proc(
+        src = launch(
             [
                 _mlflow_executable(),
                 "server",
@@ -279,11 +222,11 @@ def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
                 "1",
             ],
             tmp_path,
-            tmp_path / "mlflow.log",
             port,
+            log_name="mlflow.log",
+            timeout=180,
         )
         try:
-            src.wait_healthy(180)
             want = _fill(src.url, tmp_path)
         finally:
             src.stop()
@@ -294,26 +237,8 @@ def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
         again = _run_import(source_uri.replace("+psycopg2", ""), f"sqlite:///{mlox_db}")
         assert "0 written" in again.stderr.splitlines()[-1], again.stderr
 
-        port = _free_port()
-        dst = _Proc(
-            [
-                _mlox_bin(),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{mlox_db}",
-                "--artifacts-destination",
-                str(art),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            tmp_path,
-            tmp_path / "mlox.log",
-            port,
-        )
+        dst = launch_mlox(tmp_path, f"sqlite:///{mlox_db}", artifacts=art, log_name="mlox.log")
         try:
-            dst.wait_healthy(30)
             _check(dst.url, want, tmp_path)
         finally:
             dst.stop()
