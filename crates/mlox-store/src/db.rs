@@ -33,6 +33,8 @@ pub struct SqlStore {
     pub(crate) artifact_root: String,
     /// Woken whenever a registry change queues a webhook event.
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
+    /// On SQLite, run writes go through one task that commits them in groups.
+    pub(crate) log_queue: Option<tokio::sync::mpsc::Sender<crate::runs::LogJob>>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -179,9 +181,18 @@ impl SqlStore {
             dialect,
             artifact_root: options.default_artifact_root,
             outbox_signal: Default::default(),
+            log_queue: None,
         };
         store.migrate(policy, &redact_uri(&options.uri)).await?;
         store.ensure_default_experiment().await?;
+        let mut store = store;
+        if dialect == Dialect::Sqlite {
+            let (sender, receiver) = tokio::sync::mpsc::channel(1024);
+            // The writer task holds a store without the queue, so it ends once every handle
+            // that can send is dropped.
+            tokio::spawn(store.clone().run_log_queue(receiver));
+            store.log_queue = Some(sender);
+        }
         Ok(store)
     }
 

@@ -23,10 +23,30 @@ pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
 const ROWS_PER_INSERT: usize = 400;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Shape {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
     Single,
     Batch,
+}
+
+/// One log call waiting for the SQLite writer (see [`SqlStore::run_log_queue`]).
+#[derive(Debug)]
+pub(crate) struct LogJob {
+    run_id: String,
+    metrics: Vec<Metric>,
+    params: Vec<KeyValue>,
+    tags: Vec<KeyValue>,
+    shape: Shape,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Failures of the database itself, as opposed to refusals of the request; only these may
+/// come after a log call has written something.
+fn is_database_failure(e: &Error) -> bool {
+    matches!(
+        e.code,
+        mlox_core::Code::InternalError | mlox_core::Code::ResourceAlreadyExists
+    )
 }
 
 #[derive(Clone, Debug, Default)]
@@ -493,37 +513,135 @@ impl SqlStore {
             .map(|(i, t)| validation::validate_run_tag(t, &path("tags", i)))
             .collect::<Result<_>>()?;
 
+        if let Some(queue) = &self.log_queue {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = LogJob {
+                run_id: run_id.to_string(),
+                metrics: metrics.to_vec(),
+                params,
+                tags,
+                shape,
+                reply,
+            };
+            if queue.send(job).await.is_ok() {
+                return answer
+                    .await
+                    .unwrap_or_else(|_| Err(Error::internal("the write queue stopped")));
+            }
+            return Err(Error::internal("the write queue stopped"));
+        }
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let info = self.lock_active_run(&mut tx, run_id).await?;
+        self.log_entities_in(&mut tx, run_id, metrics, &params, &tags, shape)
+            .await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// The writes of one log call inside a caller's transaction. Every refusal (missing or
+    /// deleted run, a changed param) happens before this call writes anything, so a caller
+    /// may keep the transaction after an error whose code is not a database failure.
+    async fn log_entities_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+        shape: Shape,
+    ) -> Result<()> {
+        let tx = &mut *tx;
+        let info = self.lock_active_run(tx, run_id).await?;
         if !params.is_empty() {
-            self.insert_params(&mut tx, run_id, &params, shape).await?;
+            self.insert_params(tx, run_id, params, shape).await?;
         }
         if !tags.is_empty() {
-            upsert_tags(self.dialect, &mut tx, run_id, &tags).await?;
+            upsert_tags(self.dialect, tx, run_id, tags).await?;
             if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
                 let mut sql = self.sql("UPDATE runs SET name = ");
                 sql.bind_str(&name.value)
                     .push(" WHERE run_uuid = ")
                     .bind_str(run_id);
-                sql.query().execute(&mut *tx).await.map_err(db_err)?;
+                sql.query().execute(&mut **tx).await.map_err(db_err)?;
             }
         }
         if !metrics.is_empty() {
-            insert_metrics(self.dialect, &mut tx, run_id, metrics).await?;
-            upsert_latest_metrics(self.dialect, &mut tx, run_id, metrics).await?;
+            insert_metrics(self.dialect, tx, run_id, metrics).await?;
+            upsert_latest_metrics(self.dialect, tx, run_id, metrics).await?;
             let with_model: Vec<&Metric> =
                 metrics.iter().filter(|m| m.model_id.is_some()).collect();
             if !with_model.is_empty() {
-                insert_model_metrics(
-                    self.dialect,
-                    &mut tx,
-                    run_id,
-                    &info.experiment_id,
-                    &with_model,
-                )
-                .await?;
+                insert_model_metrics(self.dialect, tx, run_id, &info.experiment_id, &with_model)
+                    .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Runs queued log calls in groups that share one transaction: SQLite has one writer, and
+    /// under concurrent logging each commit's fixed cost (the begin/commit round trips to the
+    /// database thread, the WAL frames of shared pages) dominates small batches. A refused call
+    /// is answered on its own and the group goes on; a database failure rolls the group back
+    /// and replays each call alone, so no call's outcome depends on its neighbours.
+    pub(crate) async fn run_log_queue(self, mut queue: tokio::sync::mpsc::Receiver<LogJob>) {
+        const MAX_GROUP: usize = 64;
+        while let Some(first) = queue.recv().await {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            match self.log_group(&group).await {
+                Ok(results) => {
+                    for (job, result) in group.into_iter().zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(_) => {
+                    for job in group {
+                        let result = self.log_alone(&job).await;
+                        let _ = job.reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One group in one transaction; `Err` means nothing was committed.
+    async fn log_group(&self, group: &[LogJob]) -> Result<Vec<Result<()>>> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut results = Vec::with_capacity(group.len());
+        for job in group {
+            match self
+                .log_entities_in(
+                    &mut tx,
+                    &job.run_id,
+                    &job.metrics,
+                    &job.params,
+                    &job.tags,
+                    job.shape,
+                )
+                .await
+            {
+                Err(e) if is_database_failure(&e) => return Err(e),
+                outcome => results.push(outcome),
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(results)
+    }
+
+    async fn log_alone(&self, job: &LogJob) -> Result<()> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        self.log_entities_in(
+            &mut tx,
+            &job.run_id,
+            &job.metrics,
+            &job.params,
+            &job.tags,
+            job.shape,
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 

@@ -2236,3 +2236,86 @@ async fn postgres_follows_the_same_rules_as_sqlite() {
     drop(store);
     drop_pg_database(&uri).await;
 }
+
+// ------------------------------------------------------------------ concurrent writers
+
+/// Concurrent log calls share commits on SQLite; each must still get its own answer: refusals
+/// do not spill over onto the valid calls committed alongside them, and every accepted write
+/// is there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_log_calls_are_answered_one_by_one_even_when_committed_together() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "together").await;
+    let live = run_in(&store, &exp).await.info.run_id;
+    let gone = run_in(&store, &exp).await.info.run_id;
+    store.delete_run(&gone).await.unwrap();
+    store.log_param(&live, &kv("fixed", "1")).await.unwrap();
+
+    let mut calls = Vec::new();
+    for i in 0..60i64 {
+        let store = store.clone();
+        let (live, gone) = (live.clone(), gone.clone());
+        calls.push(tokio::spawn(async move {
+            let outcome = match i % 3 {
+                0 => {
+                    store
+                        .log_batch(
+                            &live,
+                            &[metric("m", i as f64, 1000 + i, i)],
+                            &[kv(&format!("p{i}"), "v")],
+                            &[],
+                        )
+                        .await
+                }
+                1 => {
+                    store
+                        .log_batch(&gone, &[metric("m", 0.0, 1, 0)], &[], &[])
+                        .await
+                }
+                _ => {
+                    store
+                        .log_batch(
+                            &live,
+                            &[metric("x", 0.0, 1, i)],
+                            &[kv("fixed", &i.to_string())],
+                            &[],
+                        )
+                        .await
+                }
+            };
+            (i, outcome)
+        }));
+    }
+    for call in calls {
+        let (i, outcome) = call.await.unwrap();
+        match i % 3 {
+            0 => assert!(outcome.is_ok(), "{i}: {outcome:?}"),
+            1 => assert_eq!(
+                code(outcome),
+                Code::InvalidParameterValue,
+                "{i}: a deleted run"
+            ),
+            _ => {
+                let e = err(outcome);
+                assert!(
+                    e.message.contains("Changing param values is not allowed"),
+                    "{i}: {}",
+                    e.message
+                );
+            }
+        }
+    }
+    let steps: Vec<i64> = history(&store, &live, "m")
+        .await
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(steps, (0..60).step_by(3).collect::<Vec<_>>());
+    assert!(
+        history(&store, &live, "x").await.is_empty(),
+        "refused batches wrote nothing"
+    );
+    let params = store.get_run(&live).await.unwrap().data.params;
+    assert_eq!(params.len(), 1 + 20);
+    assert!(params.contains(&kv("fixed", "1")));
+}
