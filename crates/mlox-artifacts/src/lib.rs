@@ -94,6 +94,26 @@ pub struct CompletedPart {
     pub etag: Option<String>,
 }
 
+/// Refuses a part count outside what every backend accepts.
+pub(crate) fn check_num_parts(num_parts: u32) -> Result<()> {
+    if !(1..=MAX_MULTIPART_PARTS).contains(&num_parts) {
+        return Err(Error::invalid(format!(
+            "num_parts must be between 1 and {MAX_MULTIPART_PARTS}, got {num_parts}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a part number the upload was not created with.
+pub(crate) fn check_part_number(part_number: u32, num_parts: u32) -> Result<()> {
+    if !(1..=num_parts).contains(&part_number) {
+        return Err(Error::invalid(format!(
+            "part_number must be between 1 and {num_parts}, got {part_number}"
+        )));
+    }
+    Ok(())
+}
+
 fn multipart_unsupported() -> Error {
     Error::not_implemented(MULTIPART_UNSUPPORTED_MESSAGE)
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     ArtifactPath, ArtifactRepository, ByteStream, CompletedPart, Download, FileInfo,
-    INVALID_PATH_MESSAGE, MAX_MULTIPART_PARTS, MultipartCreated,
+    INVALID_PATH_MESSAGE, MultipartCreated,
 };
 
 /// Prefix of every name this backend keeps for itself inside the root.
@@ -409,11 +409,7 @@ impl ArtifactRepository for LocalArtifactRepo {
         path: &ArtifactPath,
         num_parts: u32,
     ) -> Result<MultipartCreated> {
-        if !(1..=MAX_MULTIPART_PARTS).contains(&num_parts) {
-            return Err(Error::invalid(format!(
-                "num_parts must be between 1 and {MAX_MULTIPART_PARTS}, got {num_parts}"
-            )));
-        }
+        crate::check_num_parts(num_parts)?;
         // Fail now, not after the client sent gigabytes, if the target can never be written.
         refuse_reserved(path)?;
         if path.is_root() {
@@ -465,12 +461,7 @@ impl ArtifactRepository for LocalArtifactRepo {
     ) -> Result<String> {
         let staging = self.staging_dir(upload_id)?;
         let manifest = self.manifest(&staging, upload_id, path).await?;
-        if !(1..=manifest.num_parts).contains(&part_number) {
-            return Err(Error::invalid(format!(
-                "part_number must be between 1 and {}, got {part_number}",
-                manifest.num_parts
-            )));
-        }
+        crate::check_part_number(part_number, manifest.num_parts)?;
         // The staged name carries the content hash, so a completion naming an ETag can only
         // ever join the exact bytes that upload answered for.
         let prefix = part_prefix(part_number);

@@ -450,11 +450,7 @@ impl ArtifactRepository for S3ArtifactRepo {
         path: &ArtifactPath,
         num_parts: u32,
     ) -> Result<MultipartCreated> {
-        if !(1..=MAX_MULTIPART_PARTS).contains(&num_parts) {
-            return Err(Error::invalid(format!(
-                "num_parts must be between 1 and {MAX_MULTIPART_PARTS}, got {num_parts}"
-            )));
-        }
+        crate::check_num_parts(num_parts)?;
         let key = self.file_key(path)?;
         // Fail now, not after the client sent gigabytes, if the target can never be written.
         self.check_writable(path, &key).await?;
@@ -479,12 +475,7 @@ impl ArtifactRepository for S3ArtifactRepo {
         body: ByteStream,
     ) -> Result<String> {
         let id = self.upload_for(path, upload_id)?;
-        if !(1..=id.num_parts).contains(&part_number) {
-            return Err(Error::invalid(format!(
-                "part_number must be between 1 and {}, got {part_number}",
-                id.num_parts
-            )));
-        }
+        crate::check_part_number(part_number, id.num_parts)?;
         let key = self.file_key(path)?;
         let chunks: Vec<Bytes> = body.try_collect().await?;
         let part_idx = usize::try_from(part_number - 1)

@@ -530,8 +530,20 @@ impl SqlStore {
             }
             return Err(Error::internal("the write queue stopped"));
         }
+        self.log_alone(run_id, metrics, &params, &tags, shape).await
+    }
+
+    /// One log call in its own transaction.
+    async fn log_alone(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+        shape: Shape,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        self.log_entities_in(&mut tx, run_id, metrics, &params, &tags, shape)
+        self.log_entities_in(&mut tx, run_id, metrics, params, tags, shape)
             .await?;
         tx.commit().await.map_err(db_err)
     }
@@ -599,7 +611,9 @@ impl SqlStore {
                 }
                 Err(_) => {
                     for job in group {
-                        let result = self.log_alone(&job).await;
+                        let result = self
+                            .log_alone(&job.run_id, &job.metrics, &job.params, &job.tags, job.shape)
+                            .await;
                         let _ = job.reply.send(result);
                     }
                 }
@@ -629,20 +643,6 @@ impl SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(results)
-    }
-
-    async fn log_alone(&self, job: &LogJob) -> Result<()> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        self.log_entities_in(
-            &mut tx,
-            &job.run_id,
-            &job.metrics,
-            &job.params,
-            &job.tags,
-            job.shape,
-        )
-        .await?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn insert_params(
