@@ -13,6 +13,9 @@ use mlox_core::Result;
 use mlox_mlmodel::{MlModel, Signature};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "python")]
+pub mod python;
+
 /// A named n-dimensional array: `data` holds the elements flat, row-major, and its length is
 /// the product of `shape`.
 #[derive(Clone, Debug)]
@@ -37,7 +40,8 @@ pub enum ModelInput {
 pub enum ModelOutput {
     /// A DataFrame, a Series (one column) or a list of scalars (one column).
     Frame(RecordBatch),
-    /// One or more arrays (an ndarray result is one tensor named `predictions`).
+    /// One or more arrays (an N-D ndarray result, N ≥ 2, is one tensor named `predictions`;
+    /// a 1-D one is a one-column frame).
     Tensors(Vec<Tensor>),
 }
 

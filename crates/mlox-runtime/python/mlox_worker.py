@@ -1,0 +1,366 @@
+"""mlox model worker: loads one MLflow model with ``mlflow.pyfunc.load_model`` and answers
+prediction requests from the mlox server that started it.
+
+The server embeds this file in its binary and runs ``python mlox_worker.py MODEL_DIR``. Messages
+travel over the process's original stdin/stdout in both directions as::
+
+    u32 little-endian header length | header (UTF-8 JSON) | parts
+
+where ``header["parts"]`` lists each part's ``nbytes`` and every part is one Arrow IPC stream.
+The first message the worker sends is ``{"status": "ready", ...}`` or
+``{"status": "load_error", ...}``; after that it answers each request with
+``{"status": "ok", ...}`` or ``{"status": "error", ...}`` carrying the request's ``id``.
+End of input means the server is gone or is shutting the worker down: the worker exits.
+"""
+
+import json
+import os
+import signal
+import struct
+import sys
+import traceback
+
+PROTOCOL_VERSION = 1
+# Name of the single column/tensor a Series, list, scalar or bare ndarray result becomes; the
+# same key MLflow's scoring server wraps such results in.
+PREDICTIONS = "predictions"
+# Error text crosses into HTTP responses; MLflow's schema errors embed a repr of the whole input.
+MAX_MESSAGE_CHARS = 4000
+# Exceptions with these MLflow error codes are the caller's fault (schema enforcement, params).
+BAD_INPUT_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
+
+
+def take_protocol_streams():
+    """Keeps the pipes to the server private: model code that prints, or C libraries writing to
+    fd 1, would otherwise corrupt the message stream. Their output goes to stderr instead, which
+    the server forwards to its log."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)
+    sys.stdout = sys.stderr
+    return proto_in, proto_out
+
+
+def read_exact(stream, n):
+    chunks = []
+    remaining = n
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            raise EOFError("the server closed the pipe in the middle of a message")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_message(stream):
+    head = stream.read(4)
+    if not head:
+        return None
+    if len(head) < 4:
+        head += read_exact(stream, 4 - len(head))
+    (length,) = struct.unpack("<I", head)
+    header = json.loads(read_exact(stream, length))
+    parts = [read_exact(stream, int(p["nbytes"])) for p in header.get("parts", [])]
+    return header, parts
+
+
+def write_message(stream, header, parts=()):
+    parts = list(parts)
+    if parts:
+        header["parts"] = [dict(meta, nbytes=len(data)) for meta, data in parts]
+    encoded = json.dumps(header, separators=(",", ":"), default=str).encode()
+    stream.write(struct.pack("<I", len(encoded)))
+    stream.write(encoded)
+    for _, data in parts:
+        stream.write(data)
+    stream.flush()
+
+
+def qualified_name(exc):
+    cls = type(exc)
+    if cls.__module__ in ("builtins", "__main__"):
+        return cls.__qualname__
+    # MlflowException is what users know it as; its module path is noise.
+    if cls.__module__.startswith("mlflow."):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def exception_message(exc):
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str):
+        message = str(exc)
+    if not message and exc.__cause__ is not None:
+        message = f"{qualified_name(exc.__cause__)}: {exception_message(exc.__cause__)}"
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + " …(truncated)"
+    return message
+
+
+def innermost_location(exc):
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return None
+    frame = frames[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
+def classify(exc):
+    code = getattr(exc, "error_code", None)
+    if code in BAD_INPUT_CODES:
+        return "bad_input"
+    if isinstance(exc, ValueError):
+        return "bad_input"
+    return "internal"
+
+
+def error_header(request_id, kind, exc, prefix=""):
+    return {
+        "status": "error",
+        "id": request_id,
+        "error_kind": kind,
+        "error_type": qualified_name(exc),
+        "message": prefix + exception_message(exc),
+        "location": innermost_location(exc),
+    }
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+
+def read_batch(data):
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    return table
+
+
+def decode_input(header, parts):
+    import numpy as np
+
+    kind = header.get("input")
+    metas = header.get("parts", [])
+    if kind == "frame":
+        if len(parts) != 1:
+            raise ValueError(f"a frame request carries one part, got {len(parts)}")
+        # pyarrow picks the dtypes pandas itself would for the same values (including pandas'
+        # default string dtype), so the model sees what `pd.DataFrame(...)` would give it.
+        return read_batch(parts[0]).to_pandas()
+    if kind == "tensors":
+        arrays = {}
+        for meta, data in zip(metas, parts):
+            column = read_batch(data).column(0)
+            array = column.to_numpy(zero_copy_only=False)
+            if not array.flags.writeable:
+                # Zero-copy views of the message are read-only; models may scale inputs in place.
+                array = array.copy()
+            shape = meta.get("shape")
+            if shape is not None:
+                array = array.reshape(shape)
+            arrays[meta.get("name") or ""] = array
+        if len(arrays) == 1 and "" in arrays:
+            return arrays[""]
+        if "" in arrays:
+            raise ValueError("when several tensors are sent, each needs a name")
+        return arrays
+    raise ValueError(f"unknown input kind {kind!r}")
+
+
+# ---- outputs ------------------------------------------------------------------------------
+
+
+def normalize_array(array):
+    """One Arrow type per kind of value, so the server sees Utf8 and never LargeUtf8, dictionary
+    or view encodings depending on how pandas happened to store a column."""
+    import pyarrow as pa
+
+    t = array.type
+    if pa.types.is_dictionary(t):
+        array = array.dictionary_decode()
+        t = array.type
+    if pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", lambda _: False)(t):
+        array = array.cast(pa.string())
+    elif pa.types.is_large_binary(t) or getattr(pa.types, "is_binary_view", lambda _: False)(t):
+        array = array.cast(pa.binary())
+    return array
+
+
+def to_arrow_array(values):
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Mixed Python objects have no Arrow type; their text is the most faithful answer left.
+        if isinstance(values, np.ndarray):
+            values = values.astype(str)
+        else:
+            values = [None if v is None else str(v) for v in values]
+        array = pa.array(values)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return normalize_array(array)
+
+
+def ipc_stream(batch):
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def frame_part(df):
+    import pyarrow as pa
+
+    names = [str(c) for c in df.columns]
+    arrays = [to_arrow_array(df.iloc[:, i]) for i in range(df.shape[1])]
+    batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    return ({"name": None, "shape": None}, ipc_stream(batch))
+
+
+def column_part(values):
+    import pyarrow as pa
+
+    batch = pa.RecordBatch.from_arrays([to_arrow_array(values)], names=[PREDICTIONS])
+    return ({"name": None, "shape": None}, ipc_stream(batch))
+
+
+def tensor_part(name, value):
+    import numpy as np
+    import pyarrow as pa
+
+    array = np.asarray(value)
+    flat = to_arrow_array(np.ascontiguousarray(array).reshape(-1))
+    batch = pa.RecordBatch.from_arrays([flat], names=["data"])
+    return ({"name": str(name), "shape": list(array.shape)}, ipc_stream(batch))
+
+
+def encode_output(result):
+    """Maps what pyfunc models return onto a frame or tensors: DataFrame → frame; Series, list,
+    1-D array or scalar → a one-column frame named ``predictions``; N-D array → one tensor named
+    ``predictions``; dict → one tensor per key."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(result, pd.DataFrame):
+        return "frame", [frame_part(result)]
+    if isinstance(result, pd.Series):
+        return "frame", [column_part(result)]
+    if isinstance(result, np.ndarray):
+        if result.ndim <= 1:
+            return "frame", [column_part(result.reshape(-1))]
+        return "tensors", [tensor_part(PREDICTIONS, result)]
+    if isinstance(result, dict):
+        return "tensors", [tensor_part(k, v) for k, v in result.items()]
+    if isinstance(result, (list, tuple)):
+        try:
+            array = np.asarray(result)
+        except ValueError:
+            array = None  # ragged: leave it to Arrow's list type
+        if array is not None and array.ndim >= 2:
+            return "tensors", [tensor_part(PREDICTIONS, array)]
+        return "frame", [column_part(list(result))]
+    if isinstance(result, (str, bytes, bool, int, float, np.generic)):
+        return "frame", [column_part([result])]
+    if isinstance(result, (pa.Table, pa.RecordBatch)):
+        return "frame", [frame_part(result.to_pandas())]
+    if result is None:
+        raise TypeError("the model's predict returned None")
+    raise TypeError(f"the model returned a {type(result).__name__}, which mlox cannot send back")
+
+
+# ---- main loop ----------------------------------------------------------------------------
+
+
+def serve(model, proto_in, proto_out):
+    while True:
+        message = read_message(proto_in)
+        if message is None:
+            return
+        header, parts = message
+        request_id = header.get("id")
+        try:
+            data = decode_input(header, parts)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the request's fault
+            write_message(proto_out, error_header(request_id, "bad_input", exc))
+            continue
+        params = header.get("params") or None
+        try:
+            if params is None:
+                result = model.predict(data)
+            else:
+                result = model.predict(data, params=params)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported, the worker lives on
+            write_message(proto_out, error_header(request_id, classify(exc), exc))
+            continue
+        try:
+            kind, out_parts = encode_output(result)
+        except Exception as exc:  # noqa: BLE001
+            write_message(
+                proto_out,
+                error_header(request_id, "internal", exc, "cannot convert the prediction: "),
+            )
+            continue
+        write_message(proto_out, {"status": "ok", "id": request_id, "output": kind}, out_parts)
+
+
+def main():
+    # A Ctrl-C in the server's terminal reaches the whole process group; the server decides
+    # when workers stop, by closing their stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proto_in, proto_out = take_protocol_streams()
+    if len(sys.argv) != 2:
+        write_message(
+            proto_out,
+            {"status": "load_error", "error_type": "UsageError", "message": "usage: mlox_worker.py MODEL_DIR"},
+        )
+        return 2
+    model_dir = sys.argv[1]
+    try:
+        import mlflow
+        import mlflow.pyfunc
+        import numpy  # noqa: F401 - fail at load, not at the first request
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+
+        model = mlflow.pyfunc.load_model(model_dir)
+    except BaseException as exc:  # noqa: BLE001 - everything here means "cannot load"
+        traceback.print_exc()
+        write_message(
+            proto_out,
+            {
+                "status": "load_error",
+                "error_type": qualified_name(exc),
+                "message": exception_message(exc),
+                "location": innermost_location(exc),
+            },
+        )
+        return 1
+    write_message(
+        proto_out,
+        {
+            "status": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "python_version": sys.version.split()[0],
+            "mlflow_version": mlflow.__version__,
+        },
+    )
+    try:
+        serve(model, proto_in, proto_out)
+    except (EOFError, BrokenPipeError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
