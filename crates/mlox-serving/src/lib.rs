@@ -1,0 +1,62 @@
+//! Model serving for mlox: the V2 Open Inference Protocol (MLServer's and Triton's wire
+//! format) and MLflow's scoring protocol, over a repository of loaded models. This crate owns
+//! the operations core ([`Dataplane`] over a [`ModelRepository`]), MLServer's codecs that turn
+//! V2 tensors into the DataFrames and arrays runtimes predict on, and two thin skins that
+//! expose the same operations: REST ([`rest`], axum) and gRPC ([`grpc`], tonic). Runtimes live
+//! in `mlox-runtime`; the `mlox serve` command wires a repository to these servers.
+
+mod arrays;
+mod codec;
+pub mod grpc;
+pub mod ops;
+pub mod repository;
+pub mod rest;
+mod schema;
+pub mod scoring;
+pub mod tensor;
+
+pub use ops::{
+    Dataplane, InferRequest, InferResponse, InferTensor, MetadataTensor, ModelMetadata, Parameters,
+    RequestedOutput, ServerInfo, ServerMetadata,
+};
+pub use repository::{ModelRepository, ModelState, RepositoryEntry};
+pub use schema::ContentType;
+pub use scoring::ScoringFormat;
+pub use tensor::{Datatype, TensorData};
+
+/// The `platform` V2 metadata reports for every model: they are all MLflow models.
+pub const MLFLOW_PLATFORM: &str = "mlflow";
+
+/// How `mlox serve` runs both skins.
+#[derive(Clone, Debug, Default)]
+pub struct ServeConfig {
+    pub rest: rest::RestConfig,
+    pub grpc: grpc::GrpcConfig,
+}
+
+/// Serves REST on `http` and gRPC on `grpc` over one dataplane until `shutdown` is cancelled
+/// or either server fails; a failure of one stops the other too.
+pub async fn serve(
+    dataplane: std::sync::Arc<Dataplane>,
+    http: tokio::net::TcpListener,
+    grpc: tokio::net::TcpListener,
+    config: ServeConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let stop_all = shutdown.child_token();
+    let rest = rest::serve(http, dataplane.clone(), config.rest, stop_all.clone());
+    let grpc = grpc::serve(grpc, dataplane, config.grpc, stop_all.clone());
+    let (rest, grpc) = tokio::join!(
+        async {
+            let r = rest.await;
+            stop_all.cancel();
+            r
+        },
+        async {
+            let r = grpc.await;
+            stop_all.cancel();
+            r
+        }
+    );
+    rest.and(grpc)
+}

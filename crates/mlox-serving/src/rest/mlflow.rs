@@ -1,0 +1,127 @@
+//! MLflow's scoring routes, answering as `mlflow models serve` does: `/ping` and `/health`
+//! with a newline, `/version` with the MLflow version we speak, `{"predictions": …}` for
+//! scoring and `{"error_code", "message"}` errors. Besides the global `/invocations`, every
+//! model has its own `/models/{m}[/versions/{v}]/invocations`, since one server may hold many.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mlox_core::{Code, Error};
+use serde_json::json;
+
+use super::{RestState, read_body, status_of};
+use crate::ScoringFormat;
+
+/// The MLflow release whose scoring protocol these routes follow; clients read it from
+/// `/version`.
+pub const MLFLOW_VERSION: &str = "3.17.2";
+
+pub(super) async fn ping(State(s): State<RestState>) -> Response {
+    let status = if s.dataplane.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, "\n").into_response()
+}
+
+pub(super) async fn version() -> &'static str {
+    MLFLOW_VERSION
+}
+
+pub(super) async fn invocations(
+    State(s): State<RestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    score(s, None, headers, body).await
+}
+
+pub(super) async fn invocations_model(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    score(s, Some((model, None)), headers, body).await
+}
+
+pub(super) async fn invocations_version(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    score(s, Some((model, Some(version))), headers, body).await
+}
+
+async fn score(
+    s: RestState,
+    model: Option<(String, Option<String>)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = match format(&headers) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let body = match read_body(body, s.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return mlflow_error(e.status, Code::BadRequest, e.message),
+    };
+    let target = model.as_ref().map(|(m, v)| (m.as_str(), v.as_deref()));
+    match s.dataplane.invocations(target, &body, format).await {
+        Ok(predictions) => Json(json!({ "predictions": predictions })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The body format from `Content-Type`; MLflow's clients always send one, curl users often
+/// do not, so a missing type means JSON.
+fn format(headers: &HeaderMap) -> Result<ScoringFormat, Box<Response>> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(ScoringFormat::Json);
+    };
+    let full = value.to_str().unwrap_or_default();
+    let essence = full
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" | "application/json" => Ok(ScoringFormat::Json),
+        "text/csv" => Ok(ScoringFormat::Csv),
+        "application/vnd.apache.parquet" => Err(Box::new(mlflow_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadRequest,
+            "Parquet bodies are not supported yet; send JSON or CSV".into(),
+        ))),
+        _ => Err(Box::new(mlflow_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadRequest,
+            format!(
+                "This predictor only supports the following content types: text/csv, \
+                 application/json. Got '{full}'."
+            ),
+        ))),
+    }
+}
+
+fn error_response(e: Error) -> Response {
+    mlflow_error(status_of(&e), e.code, e.message)
+}
+
+fn mlflow_error(status: StatusCode, code: Code, message: String) -> Response {
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(%status, %message, "scoring request failed");
+    }
+    (
+        status,
+        Json(json!({ "error_code": code.as_str(), "message": message })),
+    )
+        .into_response()
+}

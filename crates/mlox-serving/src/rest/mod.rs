@@ -1,0 +1,189 @@
+//! The REST skin: V2 inference routes (MLServer's and Triton's paths, with Triton's binary
+//! tensor extension) and MLflow's scoring routes, all over one [`Dataplane`]. Handlers read
+//! the body, call one operation and render its answer; every error is JSON — `{"error": …}`
+//! on V2 routes, MLflow's `{"error_code", "message"}` on scoring routes — with 400 for bad
+//! input, 404 for unknown models, 413 for oversized bodies and 503 while a model is not ready.
+//!
+//! Routes:
+//! - `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`
+//! - `GET /v2/models/{m}[/versions/{v}]`, `GET …/ready`, `POST …/infer`
+//! - `POST /v2/repository/index`
+//! - `GET /ping`, `GET /health`, `GET /version`
+//! - `POST /invocations` (only while the server holds exactly one model)
+//! - `POST /models/{m}[/versions/{v}]/invocations` (MLflow scoring for one model of many)
+
+mod mlflow;
+pub use mlflow::MLFLOW_VERSION;
+mod v2;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use mlox_core::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Dataplane;
+
+/// Limits of the REST server.
+#[derive(Clone, Debug)]
+pub struct RestConfig {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct RestState {
+    pub dataplane: Arc<Dataplane>,
+    pub config: Arc<RestConfig>,
+}
+
+/// Every REST route over `dataplane`; merge it into a larger router or pass it to [`serve`].
+pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
+    let state = RestState {
+        dataplane,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(v2::model_metadata_version),
+        )
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(v2::model_ready_version),
+        )
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .route("/v2/repository/index", post(v2::repository_index))
+        .route("/ping", get(mlflow::ping))
+        .route("/health", get(mlflow::ping))
+        .route("/version", get(mlflow::version))
+        .route("/invocations", post(mlflow::invocations))
+        .route(
+            "/models/{model}/invocations",
+            post(mlflow::invocations_model),
+        )
+        .route(
+            "/models/{model}/versions/{version}/invocations",
+            post(mlflow::invocations_version),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` is cancelled, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    dataplane: Arc<Dataplane>,
+    config: RestConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // Responses are small and written in pieces; without NODELAY, Nagle and delayed ACKs
+    // add tens of milliseconds to a sub-millisecond prediction.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(dataplane, config))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    V2Error::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {method} {}", uri.path()),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    V2Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+    .into_response()
+}
+
+/// A V2 error: `{"error": message}` with its status.
+#[derive(Debug)]
+pub(crate) struct V2Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl V2Error {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        V2Error {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+fn status_of(err: &Error) -> StatusCode {
+    StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl From<Error> for V2Error {
+    fn from(err: Error) -> Self {
+        V2Error {
+            status: status_of(&err),
+            message: err.message,
+        }
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(status = %self.status, message = %self.message, "request failed");
+        }
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Reads a whole body up to the configured limit; the 413 says what the limit is.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, V2Error> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(V2Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than the server's limit of {limit} bytes"),
+            ))
+        }
+        Err(e) => Err(V2Error::new(
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
