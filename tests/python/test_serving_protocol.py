@@ -61,19 +61,7 @@ pytestmark = pytest.mark.mlox_only
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-WINE_COLUMNS = [
-    "fixed acidity",
-    "volatile acidity",
-    "citric acid",
-    "residual sugar",
-    "chlorides",
-    "free sulfur dioxide",
-    "total sulfur dioxide",
-    "density",
-    "pH",
-    "sulphates",
-    "alcohol",
-]
+from test_seed_wine_elasticnet import WINE_FEATURES as WINE_COLUMNS  # noqa: E402
 # The two rows of the MLServer / mlflow reference captures.
 WINE_ROWS = [
     [7.718, 0.1528, 0.4626, 9.1623, -0.0416, 7.8629, 120.3693, 0.9941, 3.1975, 0.4362, 11.5553],
