@@ -2,6 +2,8 @@
 //! users type today (`mlox server` for `mlflow server`, …) and accept their flags and
 //! environment variables, so existing scripts and habits carry over.
 
+mod serve;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mlox_store::{SqlStore, StoreOptions};
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     /// Run the tracking server, model registry and artifact proxy (like `mlflow server`).
     Server(ServerArgs),
+    /// Serve models over the V2 inference protocol (REST and gRPC) and MLflow's /invocations:
+    /// an MLServer model repository (`mlserver start <dir>`) or one model URI
+    /// (`mlflow models serve -m <uri>`).
+    Serve(serve::ServeArgs),
     /// Take over an MLflow installation: copy its tracking and registry database into mlox,
     /// keeping every id. Start `mlox server` with the MLflow server's artifact destination.
     Import(ImportArgs),
@@ -190,10 +196,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         app = app.merge(mlox_tracking::artifacts::disabled_router());
     }
     let app = app.layer(tower_http::catch_panic::CatchPanicLayer::new());
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", args.host, args.port).parse())
-        .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
+    let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -247,6 +250,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(args).await,
+        Command::Serve(args) => {
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                on_signal.cancel();
+            });
+            serve::run(args, shutdown).await
+        }
         Command::Import(args) => run_import(args).await,
         Command::Db {
             command: DbCommand::Upgrade { url },

@@ -52,6 +52,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         stop.cancel();
     });
-    mlox_serving::serve(dataplane, http, grpc, ServeConfig::default(), shutdown).await?;
+    mlox_serving::serve(
+        dataplane,
+        http,
+        Some(grpc),
+        ServeConfig::default(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

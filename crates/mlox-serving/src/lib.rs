@@ -3,10 +3,12 @@
 //! the operations core ([`Dataplane`] over a [`ModelRepository`]), MLServer's codecs that turn
 //! V2 tensors into the DataFrames and arrays runtimes predict on, and two thin skins that
 //! expose the same operations: REST ([`rest`], axum) and gRPC ([`grpc`], tonic). Runtimes live
-//! in `mlox-runtime`; the `mlox serve` command wires a repository to these servers.
+//! in `mlox-runtime`; [`deployment`] fetches and loads what a server is asked to serve, and
+//! the `mlox serve` command wires it all together.
 
 mod arrays;
 mod codec;
+pub mod deployment;
 pub mod grpc;
 pub mod ops;
 pub mod repository;
@@ -34,18 +36,26 @@ pub struct ServeConfig {
     pub grpc: grpc::GrpcConfig,
 }
 
-/// Serves REST on `http` and gRPC on `grpc` over one dataplane until `shutdown` is cancelled
-/// or either server fails; a failure of one stops the other too.
+/// Serves REST on `http` and, when given, gRPC on `grpc` over one dataplane until `shutdown`
+/// is cancelled or either server fails; a failure of one stops the other too.
 pub async fn serve(
     dataplane: std::sync::Arc<Dataplane>,
     http: tokio::net::TcpListener,
-    grpc: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
     config: ServeConfig,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let stop_all = shutdown.child_token();
     let rest = rest::serve(http, dataplane.clone(), config.rest, stop_all.clone());
-    let grpc = grpc::serve(grpc, dataplane, config.grpc, stop_all.clone());
+    let grpc = async {
+        match grpc {
+            Some(listener) => grpc::serve(listener, dataplane, config.grpc, stop_all.clone()).await,
+            None => {
+                stop_all.cancelled().await;
+                Ok(())
+            }
+        }
+    };
     let (rest, grpc) = tokio::join!(
         async {
             let r = rest.await;

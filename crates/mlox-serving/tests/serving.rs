@@ -50,7 +50,7 @@ async fn start_with(repo: ModelRepository, config: ServeConfig) -> Server {
     tokio::spawn(mlox_serving::serve(
         dataplane,
         http,
-        grpc,
+        Some(grpc),
         config,
         stop.clone(),
     ));
