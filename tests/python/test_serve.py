@@ -444,3 +444,97 @@ def test_a_model_that_does_not_exist_ends_the_command_with_its_reason(tmp_path):
     )
     assert proc.returncode != 0
     assert "NoSuchModel-xyz" in proc.stderr
+
+
+class CustomPyFuncModel(mlflow.pyfunc.PythonModel):
+    """Seed 003's wrapper: probabilities instead of labels, and its own log file written from
+    load_context (the seed uses loguru; the standard library's logging does the same here)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def get_logger(self):
+        import logging
+
+        logger = logging.getLogger("custom-cancer-model")
+        handler = logging.FileHandler("mlserve/mlserver_logs.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        return logger
+
+    def load_context(self, context):
+        self.logger = self.get_logger()
+
+    def predict(self, context, model_input):
+        self.logger.info("start request")
+        self.logger.info(f"batch size: {len(model_input)}")
+        predict = self.model.predict_proba(model_input)[:, 1]
+        self.logger.info("Finish request")
+        return predict
+
+
+def _serve_single_model_repository(root: Path, uri: str) -> ServeProcess:
+    """Seed 003's directory: one model-settings.json naming the model `cancer-model`."""
+    http_port = _free_port()
+    (root / "settings.json").write_text(json.dumps({"http_port": http_port, "grpc_port": 0}))
+    (root / "model-settings.json").write_text(
+        json.dumps({"name": "cancer-model", "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": uri}})
+    )
+    server = ServeProcess(["."], root, http_port, serve_env(root))
+    server.wait_loaded()
+    return server
+
+
+def test_seed_003_cancer_model_and_its_custom_wrapper(tmp_path):
+    """Seed 003: XGBoost on breast cancer, registered, served from `models:/CancerModel/1`, queried
+    on /invocations with `params` the model does not declare (ignored, as MLflow does); then
+    wrapped in a custom pyfunc that answers probabilities, and served again."""
+    import xgboost as xgb
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    from mlflow.models import infer_signature
+
+    data = load_breast_cancer(as_frame=True)
+    train, test, y_train, _ = train_test_split(data.data, data.target, test_size=0.33, random_state=42)
+    suffix = str(int(time.time() * 1000))
+    cancer, custom = f"CancerModel-{suffix}", f"CustomCancerModel-{suffix}"
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=3).fit(train, y_train)
+    with mlflow.start_run():
+        mlflow.xgboost.log_model(
+            model, name="model", signature=infer_signature(train, y_train), registered_model_name=cancer
+        )
+    input_data = json.dumps(
+        {"params": {"method": "proba"}, "dataframe_split": {"columns": test.columns.tolist(), "data": test.values.tolist()}}
+    )
+
+    server = _serve_single_model_repository(tmp_path, f"models:/{cancer}/1")
+    try:
+        response = requests.post(
+            f"{server.base}/invocations", data=input_data, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        labels = response.json()["predictions"]
+        assert labels == mlflow.pyfunc.load_model(f"models:/{cancer}/1").predict(test).tolist()
+        assert set(labels) == {0, 1}
+    finally:
+        server.stop()
+
+    loaded = mlflow.xgboost.load_model(f"models:/{cancer}/1")
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="custom_model", python_model=CustomPyFuncModel(loaded), registered_model_name=custom)
+    (tmp_path / "mlserve").mkdir()
+    server = _serve_single_model_repository(tmp_path, f"models:/{custom}/1")
+    try:
+        response = requests.post(
+            f"{server.base}/invocations", data=input_data, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        probabilities = response.json()["predictions"]
+        np.testing.assert_allclose(probabilities, loaded.predict_proba(test)[:, 1], rtol=1e-6)
+        assert all(0.0 <= p <= 1.0 for p in probabilities)
+        log = (tmp_path / "mlserve" / "mlserver_logs.log").read_text()
+        assert f"batch size: {len(test)}" in log
+    finally:
+        server.stop()

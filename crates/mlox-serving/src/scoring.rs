@@ -378,16 +378,9 @@ fn json_column(values: &[Value], target: Option<&Target>, what: &str) -> Result<
         ))
     };
     macro_rules! typed {
-        ($t:ty, $read:expr) => {{
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    v => Some($read(v).ok_or_else(|| bad(i, v))?),
-                });
-            }
-            primitive::<$t>(out)
-        }};
+        ($t:ty, $read:expr) => {
+            primitive::<$t>(read_column(values, &bad, $read)?)
+        };
     }
     macro_rules! int {
         ($t:ty, $n:ty) => {
@@ -412,55 +405,42 @@ fn json_column(values: &[Value], target: Option<&Target>, what: &str) -> Result<
         Elem::Typed(Datatype::Uint16) => int!(UInt16Type, u16),
         Elem::Typed(Datatype::Uint32) => int!(UInt32Type, u32),
         Elem::Typed(Datatype::Uint64) => int!(UInt64Type, u64),
-        Elem::Typed(Datatype::Bool) => {
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    v => Some(v.as_bool().ok_or_else(|| bad(i, v))?),
-                });
-            }
-            Arc::new(BooleanArray::from(out))
-        }
+        Elem::Typed(Datatype::Bool) => Arc::new(BooleanArray::from(read_column(
+            values,
+            &bad,
+            Value::as_bool,
+        )?)),
         Elem::Typed(Datatype::Bytes) | Elem::Str => {
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    v => Some(v.as_str().ok_or_else(|| bad(i, v))?),
-                });
-            }
-            Arc::new(StringArray::from(out))
+            Arc::new(StringArray::from(read_column(values, &bad, Value::as_str)?))
         }
-        Elem::Binary => {
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_str()
-                            .and_then(|s| BASE64.decode(s.trim()).ok())
-                            .ok_or_else(|| bad(i, v))?,
-                    ),
-                });
-            }
-            Arc::new(BinaryArray::from_iter(out))
-        }
-        Elem::Datetime => {
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                out.push(match v {
-                    Value::Null => None,
-                    v => Some(
-                        v.as_str()
-                            .and_then(parse_datetime)
-                            .ok_or_else(|| bad(i, v))?,
-                    ),
-                });
-            }
-            Arc::new(TimestampMicrosecondArray::from(out))
-        }
+        Elem::Binary => Arc::new(BinaryArray::from_iter(read_column(
+            values,
+            &bad,
+            |v: &Value| v.as_str().and_then(|s| BASE64.decode(s.trim()).ok()),
+        )?)),
+        Elem::Datetime => Arc::new(TimestampMicrosecondArray::from(read_column(
+            values,
+            &bad,
+            |v: &Value| v.as_str().and_then(parse_datetime),
+        )?)),
     })
+}
+
+/// Reads every value of a JSON column with `convert`; nulls stay nulls, and a value `convert`
+/// rejects is an error naming its row.
+fn read_column<'v, T>(
+    values: &'v [Value],
+    bad: &dyn Fn(usize, &Value) -> Error,
+    convert: impl Fn(&'v Value) -> Option<T>,
+) -> Result<Vec<Option<T>>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Null => Ok(None),
+            v => convert(v).map(Some).ok_or_else(|| bad(i, v)),
+        })
+        .collect()
 }
 
 /// A column without a signature type: booleans, integers, numbers or strings as pandas
