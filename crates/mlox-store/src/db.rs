@@ -97,6 +97,16 @@ fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
     )))
 }
 
+/// The one writer connection keeps the pages logging touches (the newest leaf of every
+/// metric of every active run) in its own cache, and checkpoints the WAL less often: a leaf
+/// page rewritten by many commits is then copied into the database once rather than per
+/// checkpoint. Readers serve searches and history reads from smaller caches.
+const SQLITE_WRITER_PRAGMAS: &[&'static str] = &[
+    "PRAGMA cache_size = -65536",
+    "PRAGMA wal_autocheckpoint = 16384",
+];
+const SQLITE_READER_PRAGMAS: &[&'static str] = &["PRAGMA cache_size = -8192"];
+
 impl SqlStore {
     /// Starts a statement in this store's dialect.
     pub(crate) fn sql(&self, text: &str) -> Sql {
@@ -119,7 +129,7 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let (dialect, url) = to_sqlx_url(&options.uri)?;
         let memory = url.contains(":memory:");
-        let make_pool = |max: u32| {
+        let make_pool = |max: u32, writer: bool| {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })
@@ -142,8 +152,15 @@ impl SqlStore {
                                 "PRAGMA synchronous = NORMAL",
                                 "PRAGMA busy_timeout = 10000",
                                 "PRAGMA temp_store = MEMORY",
-                                "PRAGMA cache_size = -8192",
                             ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            let sized = if writer {
+                                SQLITE_WRITER_PRAGMAS
+                            } else {
+                                SQLITE_READER_PRAGMAS
+                            };
+                            for &pragma in sized {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }
                         }
@@ -156,7 +173,7 @@ impl SqlStore {
             Dialect::Postgres => options.max_connections.max(2),
         };
         // An in-memory SQLite database lives in one connection; share it for reads and writes.
-        let write = make_pool(write_max).connect(&url).await.map_err(|e| {
+        let write = make_pool(write_max, true).connect(&url).await.map_err(|e| {
             Error::invalid(format!(
                 "cannot open backend store '{}': {e}",
                 redact_uri(&options.uri)
@@ -165,7 +182,7 @@ impl SqlStore {
         let read = if memory {
             write.clone()
         } else {
-            make_pool(options.max_connections.max(2))
+            make_pool(options.max_connections.max(2), false)
                 .connect(&url)
                 .await
                 .map_err(|e| {
