@@ -140,6 +140,28 @@ def read_batch(data):
     return table
 
 
+def _plain_numeric(arrow_type):
+    import pyarrow as pa
+
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type)
+
+
+def frame_of(table):
+    """The DataFrame for an Arrow table. Numeric and boolean columns without nulls become the
+    numpy dtypes `to_pandas` would give them, without its general machinery (half the cost of
+    a small request); anything else goes through `to_pandas`."""
+    import pandas as pd
+
+    names = table.column_names
+    if (
+        len(set(names)) == len(names)
+        and all(_plain_numeric(c.type) and c.null_count == 0 for c in table.columns)
+        and not any(str(n) != n for n in names)
+    ):
+        return pd.DataFrame({n: table.column(i).to_numpy() for i, n in enumerate(names)})
+    return table.to_pandas()
+
+
 def decode_input(header, parts):
     import numpy as np
 
@@ -150,7 +172,7 @@ def decode_input(header, parts):
             raise ValueError(f"a frame request carries one part, got {len(parts)}")
         # pyarrow picks the dtypes pandas itself would for the same values (including pandas'
         # default string dtype), so the model sees what `pd.DataFrame(...)` would give it.
-        return read_batch(parts[0]).to_pandas()
+        return frame_of(read_batch(parts[0]))
     if kind == "tensors":
         arrays = {}
         for meta, data in zip(metas, parts):
@@ -218,10 +240,20 @@ def ipc_stream(batch):
 
 
 def frame_part(df):
+    import numpy as np
     import pyarrow as pa
 
     names = [str(c) for c in df.columns]
-    arrays = [to_arrow_array(df.iloc[:, i]) for i in range(df.shape[1])]
+    # Plain numpy columns go to Arrow straight from their array (twice as fast as through the
+    # Series); extension and object columns keep the general path.
+    dtypes = list(df.dtypes)
+    arrays = []
+    for i, dtype in enumerate(dtypes):
+        column = df.iloc[:, i]
+        if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+            arrays.append(normalize_array(pa.array(column.to_numpy())))
+        else:
+            arrays.append(to_arrow_array(column))
     batch = pa.RecordBatch.from_arrays(arrays, names=names)
     return ({"name": None, "shape": None}, ipc_stream(batch))
 

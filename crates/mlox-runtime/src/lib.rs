@@ -13,8 +13,20 @@ use mlox_core::Result;
 use mlox_mlmodel::{MlModel, Signature};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "batching")]
+pub mod batching;
+#[cfg(feature = "gbdt")]
+pub mod gbdt;
+#[cfg(any(feature = "gbdt", feature = "sklearn", feature = "onnx"))]
+mod native;
+#[cfg(any(feature = "gbdt", feature = "sklearn", feature = "onnx"))]
+pub use native::{Load, load as load_native};
+#[cfg(feature = "onnx")]
+pub mod onnx;
 #[cfg(feature = "python")]
 pub mod python;
+#[cfg(feature = "sklearn")]
+pub mod sklearn;
 
 /// A named n-dimensional array: `data` holds the elements flat, row-major, and its length is
 /// the product of `shape`.
@@ -61,6 +73,22 @@ pub struct PredictRequest {
 #[async_trait]
 pub trait Predictor: Send + Sync + 'static {
     async fn predict(&self, request: PredictRequest) -> Result<ModelOutput>;
+
+    /// Counters of a predictor that batches requests, for metrics; `None` when it does not.
+    fn batch_stats(&self) -> Option<BatchStats> {
+        None
+    }
+}
+
+/// What a batching predictor has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Calls of the runtime made for batches.
+    pub batches: u64,
+    /// Requests those calls answered (batches × their sizes).
+    pub batched_requests: u64,
+    /// Requests waiting for a batch now.
+    pub queued: usize,
 }
 
 /// A model ready to serve: its description and the runtime that predicts for it.

@@ -7,6 +7,8 @@
 #![cfg(feature = "python")]
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,69 +21,11 @@ use mlox_runtime::{ModelInput, ModelOutput, PredictRequest, Predictor, Tensor};
 use serde_json::{Map, Value};
 
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("MLOX_PYTHON")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("MLOX_VENV")
-                .filter(|v| !v.is_empty())
-                .map(|v| PathBuf::from(v).join("bin").join("python"))
-        });
-    let usable = candidate.as_ref().is_some_and(|p| {
-        std::process::Command::new(p)
-            .args(["-c", "import mlflow, sklearn, pyarrow"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if usable {
-        return candidate;
-    }
-    let what = match &candidate {
-        Some(p) => format!("{} cannot import mlflow, sklearn and pyarrow", p.display()),
-        None => "neither MLOX_PYTHON nor MLOX_VENV is set".to_owned(),
-    };
-    if std::env::var("MLOX_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-        panic!("MLOX_REQUIRE_PYTHON=1 but {what}");
-    }
-    eprintln!("note: {what}: skipping the Python runtime tests");
-    None
+    support::python("mlflow, sklearn, pyarrow", "Python runtime")
 }
 
-/// The models of `fixtures/make_models.py`, built once and shared by every test process
-/// (nextest runs each test in its own), keyed by the script and the interpreter.
 fn models(python: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_models.py");
-    let source = std::fs::read_to_string(&script).unwrap();
-    let key = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        source.hash(&mut h);
-        python.hash(&mut h);
-        h.finish()
-    };
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let dir = root.join(format!("python-models-{key:016x}"));
-    std::fs::create_dir_all(&root).unwrap();
-    let lock = std::fs::File::create(root.join(format!("python-models-{key:016x}.lock"))).unwrap();
-    lock.lock().unwrap();
-    if !dir.join("expected.json").is_file() {
-        let staging = root.join(format!("python-models-{key:016x}.partial"));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).unwrap();
-        let output = std::process::Command::new(python)
-            .arg(&script)
-            .arg(&staging)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "make_models.py failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staging, &dir).unwrap();
-    }
-    dir
+    support::models(python, "make_models.py", "python-models")
 }
 
 struct Fixture {
@@ -94,9 +38,7 @@ impl Fixture {
     fn get() -> Option<Fixture> {
         let python = python()?;
         let dir = models(&python);
-        let expected =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-                .unwrap();
+        let expected = support::expected(&dir);
         Some(Fixture {
             dir,
             python,
