@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,10 @@ class ServeProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")[-20000:]
+
+    def plain_log(self) -> str:
+        """The whole log without terminal colours."""
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.log.read_text(errors="replace"))
 
     def wait_loaded(self) -> list[dict]:
         """Waits until no model is loading any more; returns the repository index."""
@@ -239,6 +244,10 @@ def test_repository_loads_every_model_and_reports_the_broken_one(repository_serv
     assert r.status_code == 503 and "broken" in r.json()["error"]
     meta = requests.get(f"{base}/v2").json()
     assert meta["name"] == "mlserver"
+    # Seed 001's ElasticNet runs natively; the custom pyfunc models need Python.
+    log = repository_server.plain_log()
+    assert 'model=wine-classifier runtime="native"' in log
+    assert f'model={models["seed000"]} runtime="python"' in log
 
 
 def test_seed_000_request_and_decoding(repository_server, models):
@@ -518,6 +527,8 @@ def test_seed_003_cancer_model_and_its_custom_wrapper(tmp_path):
         labels = response.json()["predictions"]
         assert labels == mlflow.pyfunc.load_model(f"models:/{cancer}/1").predict(test).tolist()
         assert set(labels) == {0, 1}
+        # The XGBoost model runs natively; the custom wrapper below needs Python.
+        assert 'runtime="native"' in server.plain_log()
     finally:
         server.stop()
 
@@ -536,5 +547,6 @@ def test_seed_003_cancer_model_and_its_custom_wrapper(tmp_path):
         assert all(0.0 <= p <= 1.0 for p in probabilities)
         log = (tmp_path / "mlserve" / "mlserver_logs.log").read_text()
         assert f"batch size: {len(test)}" in log
+        assert 'runtime="python"' in server.plain_log()
     finally:
         server.stop()

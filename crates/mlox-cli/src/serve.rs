@@ -3,14 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use mlox_fetch::{FetchConfig, ModelFetcher};
 use mlox_runtime::python::{EnvManager, PythonOptions};
-use mlox_serving::deployment::{self, ModelLoader, ModelSpec};
+use mlox_serving::deployment::{self, Deployer, ModelLoader, ModelSpec};
 use mlox_serving::{Dataplane, ModelRepository, ServeConfig, ServerInfo};
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +67,12 @@ pub struct ServeArgs {
     /// The interpreter Python workers run on. Default: $MLOX_PYTHON, else `python3`.
     #[arg(long, env = "MLOX_PYTHON")]
     python: Option<PathBuf>,
+    /// Seconds between looks at the registry for models served by alias, stage or `latest`
+    /// (`models:/name@champion`): a moved alias is loaded beside the serving version and
+    /// swapped in once ready. 0 turns polling off; `POST /mlox/refresh` (a registry webhook)
+    /// looks at once either way.
+    #[arg(long, default_value_t = 30, visible_alias = "repository-poll-secs")]
+    poll_interval: u64,
 }
 
 fn parse_env_manager(value: &str) -> Result<EnvManager, String> {
@@ -81,12 +86,14 @@ struct Plan {
     server_name: String,
     workers: usize,
     specs: Vec<ModelSpec>,
+    /// The repository directory, re-read when a model is loaded on request.
+    root: Option<PathBuf>,
     /// One model (`-m`): a failed load ends the command, as with `mlflow models serve`.
     single: bool,
 }
 
 fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
-    let (settings, specs, single) = match &args.model_uri {
+    let (settings, specs, root, single) = match &args.model_uri {
         Some(uri) => {
             let name = args
                 .name
@@ -97,8 +104,10 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
                 version: None,
                 uri: uri.clone(),
                 origin: "--model-uri".into(),
+                max_batch_size: None,
+                max_batch_time: None,
             };
-            (Default::default(), vec![spec], true)
+            (Default::default(), vec![spec], None, true)
         }
         None => {
             let root = args
@@ -114,7 +123,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
                     root.display()
                 );
             }
-            (settings, specs, false)
+            (settings, specs, Some(root), false)
         }
     };
     let settings: mlox_mlmodel::ServerSettings = settings;
@@ -147,6 +156,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
             .unwrap_or(1)
             .max(1),
         specs,
+        root,
         single,
     })
 }
@@ -185,7 +195,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     let fetcher = ModelFetcher::new(FetchConfig::from_env(|name| std::env::var(name).ok()))
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let loader = Arc::new(ModelLoader::new(fetcher, python));
+    let loader = ModelLoader::new(fetcher, python);
 
     let http = tokio::net::TcpListener::bind(plan.http)
         .await
@@ -198,9 +208,14 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         ),
         None => None,
     };
-    let repository = ModelRepository::new();
-    let dataplane = Dataplane::new(
-        repository.clone(),
+    let follows_the_registry = plan
+        .specs
+        .iter()
+        .any(|s| deployment::follows_the_registry(&s.uri));
+    let total = plan.specs.len();
+    let deployer = Deployer::new(ModelRepository::new(), loader, plan.specs, plan.root);
+    let dataplane = Dataplane::with_deployer(
+        deployer.clone(),
         ServerInfo {
             name: plan.server_name.clone(),
             ..ServerInfo::default()
@@ -209,7 +224,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     tracing::info!(
         http = %plan.http,
         grpc = %plan.grpc.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
-        models = plan.specs.len(),
+        models = total,
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox serve listening; loading models"
     );
@@ -222,9 +237,8 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         ServeConfig::default(),
         stop.clone(),
     ));
-    let total = plan.specs.len();
     let loaded = tokio::select! {
-        loaded = deployment::load_all(&repository, loader, plan.specs) => loaded,
+        loaded = deployer.deploy_all() => loaded,
         _ = stop.cancelled() => 0,
     };
     if !stop.is_cancelled() {
@@ -239,6 +253,13 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
             ms = started.elapsed().as_millis() as u64,
             "mlox serve ready"
         );
+        if follows_the_registry && args.poll_interval > 0 {
+            tracing::info!(
+                every_s = args.poll_interval,
+                "following registry aliases, stages and latest versions"
+            );
+            deployer.follow(Duration::from_secs(args.poll_interval), stop.clone());
+        }
     }
     server.await.context("the server task failed")??;
     Ok(())

@@ -93,6 +93,28 @@ impl ModelFetcher {
         })
     }
 
+    /// The registered model and version a `models:/<name>/…` URI stands for now (an alias,
+    /// stage or `latest` is looked up); `None` for every other kind of URI.
+    pub async fn registered_version(&self, uri: &ModelUri) -> Result<Option<(String, String)>> {
+        let version = match uri {
+            ModelUri::RegisteredVersion { name, version } => (name, version.to_string()),
+            ModelUri::RegisteredAlias { name, alias } => {
+                (name, self.tracking(uri)?.alias_version(name, alias).await?)
+            }
+            ModelUri::RegisteredStage { name, stage } => (
+                name,
+                self.tracking(uri)?
+                    .latest_version(name, Some(stage))
+                    .await?,
+            ),
+            ModelUri::RegisteredLatest { name } => {
+                (name, self.tracking(uri)?.latest_version(name, None).await?)
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some((version.0.clone(), version.1)))
+    }
+
     /// The storage location (`mlflow-artifacts:/…`, `s3://…`, a path) a model URI names.
     pub async fn resolve(&self, uri: &ModelUri) -> Result<String> {
         let location = match uri {
@@ -106,25 +128,17 @@ impl ModelFetcher {
             ModelUri::LoggedModel { model_id } => {
                 self.tracking(uri)?.logged_model_location(model_id).await?
             }
-            ModelUri::RegisteredVersion { name, version } => {
-                self.tracking(uri)?
-                    .version_location(name, &version.to_string())
+            ModelUri::RegisteredVersion { .. }
+            | ModelUri::RegisteredAlias { .. }
+            | ModelUri::RegisteredStage { .. }
+            | ModelUri::RegisteredLatest { .. } => {
+                let (name, version) = self
+                    .registered_version(uri)
                     .await?
-            }
-            ModelUri::RegisteredAlias { name, alias } => {
-                let tracking = self.tracking(uri)?;
-                let version = tracking.alias_version(name, alias).await?;
-                tracking.version_location(name, &version).await?
-            }
-            ModelUri::RegisteredStage { name, stage } => {
-                let tracking = self.tracking(uri)?;
-                let version = tracking.latest_version(name, Some(stage)).await?;
-                tracking.version_location(name, &version).await?
-            }
-            ModelUri::RegisteredLatest { name } => {
-                let tracking = self.tracking(uri)?;
-                let version = tracking.latest_version(name, None).await?;
-                tracking.version_location(name, &version).await?
+                    .ok_or_else(|| Error::internal("a registry URI without a version"))?;
+                self.tracking(uri)?
+                    .version_location(&name, &version)
+                    .await?
             }
         };
         // A version's source may itself be a runs:/ or models:/m- URI (MLflow 3 registers

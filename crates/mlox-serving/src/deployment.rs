@@ -11,7 +11,9 @@ use mlox_core::{Error, Result};
 use mlox_fetch::ModelFetcher;
 use mlox_mlmodel::mlserver::{Implementation, ModelSettings, discover_models};
 use mlox_mlmodel::{ModelUri, ServerSettings};
+use mlox_runtime::Load;
 use mlox_runtime::LoadedModel;
+use mlox_runtime::batching::{BatchOptions, Batching};
 use mlox_runtime::python::{PythonOptions, PythonRuntime};
 
 use crate::ModelRepository;
@@ -25,6 +27,9 @@ pub struct ModelSpec {
     pub uri: String,
     /// Where the spec came from, for messages (a settings file, or the command line).
     pub origin: String,
+    /// MLServer's adaptive batching settings (`max_batch_size`, `max_batch_time` seconds).
+    pub max_batch_size: Option<u64>,
+    pub max_batch_time: Option<f64>,
 }
 
 /// The models of an MLServer model repository rooted at `root`, with its server settings.
@@ -49,6 +54,8 @@ pub fn specs_from_repository(root: &Path) -> Result<(ServerSettings, Vec<ModelSp
             version: model.version,
             uri,
             origin: model.settings_file.display().to_string(),
+            max_batch_size: model.settings.max_batch_size,
+            max_batch_time: model.settings.max_batch_time,
         });
     }
     Ok((settings, specs))
@@ -96,10 +103,22 @@ pub fn default_model_name(uri: &str) -> String {
     })
 }
 
-/// Turns specs into loaded models: fetch, then the runtime.
+/// Turns specs into loaded models: fetch, then the runtime — the native one when it
+/// reproduces the model's flavor exactly, else the Python worker pool.
 pub struct ModelLoader {
     fetcher: ModelFetcher,
     python: PythonOptions,
+}
+
+/// What a spec stands for at one moment: the URI to fetch and the version to serve it as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// A fixed URI: `models:/name@alias` becomes `models:/name/<version>`, so a moved alias
+    /// is a new download and a new cache entry, never an overwrite of the one serving.
+    pub uri: String,
+    /// The V2 version: `parameters.version` when the settings name one, else the registry
+    /// version of a `models:/` URI, else none.
+    pub version: Option<String>,
 }
 
 impl ModelLoader {
@@ -107,15 +126,69 @@ impl ModelLoader {
         ModelLoader { fetcher, python }
     }
 
-    pub async fn load(&self, spec: &ModelSpec) -> Result<LoadedModel> {
-        let fetched = self.fetcher.fetch(&spec.uri).await?;
-        let dir = model_root(&fetched.dir)?;
-        let options = PythonOptions {
-            name: Some(spec.name.clone()),
-            ..self.python.clone()
-        };
-        PythonRuntime::load(&dir, options).await
+    /// Looks up what `spec` names now (one registry call for an alias, stage or `latest`).
+    pub async fn target(&self, spec: &ModelSpec) -> Result<Target> {
+        let parsed = ModelUri::parse(&spec.uri)?;
+        Ok(match self.fetcher.registered_version(&parsed).await? {
+            Some((name, version)) => Target {
+                uri: ModelUri::RegisteredVersion {
+                    name,
+                    version: version.parse().map_err(|_| {
+                        Error::internal(format!("the registry answered version '{version}'"))
+                    })?,
+                }
+                .to_string(),
+                version: spec.version.clone().or(Some(version)),
+            },
+            None => Target {
+                uri: spec.uri.clone(),
+                version: spec.version.clone(),
+            },
+        })
     }
+
+    /// Fetches `uri` and starts the runtime for `spec`'s model, batching requests when its
+    /// settings ask for it.
+    pub async fn load(&self, spec: &ModelSpec, uri: &str) -> Result<LoadedModel> {
+        let fetched = self.fetcher.fetch(uri).await?;
+        let dir = model_root(&fetched.dir)?;
+        let mut model = match native(&dir).await? {
+            Load::Native { model, description } => {
+                tracing::info!(model = %spec.name, runtime = "native", "{description}");
+                model
+            }
+            Load::Fallback { reason } => {
+                tracing::info!(model = %spec.name, runtime = "python", "{reason}");
+                let options = PythonOptions {
+                    name: Some(spec.name.clone()),
+                    ..self.python.clone()
+                };
+                PythonRuntime::load(&dir, options).await?
+            }
+        };
+        if let Some(batching) = BatchOptions::from_settings(
+            spec.max_batch_size,
+            spec.max_batch_time,
+            self.python.workers,
+        ) {
+            tracing::info!(
+                model = %spec.name,
+                max_batch_size = batching.max_batch_size,
+                max_batch_time_ms = batching.max_batch_time.as_millis() as u64,
+                "adaptive batching on"
+            );
+            model.predictor = Batching::wrap(model.predictor, batching);
+        }
+        Ok(model)
+    }
+}
+
+/// The native runtime's answer for `dir`; reading a large tree model is blocking work.
+async fn native(dir: &Path) -> Result<Load> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || mlox_runtime::load_native(&dir))
+        .await
+        .map_err(|e| Error::internal(format!("the model reader stopped: {e}")))?
 }
 
 /// The directory holding `MLmodel`: `dir` itself, or its one subdirectory that does. Seed
@@ -153,56 +226,268 @@ fn model_root(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Announces every spec as loading, then loads them all concurrently; each finished model
-/// becomes ready on its own, a failed one unavailable with its reason. Returns how many
-/// loaded, once all have finished.
-pub async fn load_all(
-    repository: &ModelRepository,
-    loader: Arc<ModelLoader>,
-    specs: Vec<ModelSpec>,
-) -> usize {
-    for spec in &specs {
-        repository.set_loading(spec.name.clone(), spec.version.clone());
+/// Keeps a repository serving what it was asked to: loads every spec at start, follows
+/// aliases, stages and `latest` as they move, and loads or unloads on demand (the V2
+/// repository API). A new version is loaded beside the one serving and swapped in only once
+/// ready; requests already running finish on the old one, whose runtime stops when the last
+/// of them lets go of it.
+pub struct Deployer {
+    repository: ModelRepository,
+    loader: ModelLoader,
+    specs: std::sync::Mutex<Vec<ModelSpec>>,
+    /// Where specs were read from, re-read by `load` so an edited or new
+    /// `model-settings.json` is picked up as MLServer does.
+    root: Option<PathBuf>,
+    /// The target each model name is served at now.
+    serving: std::sync::Mutex<std::collections::HashMap<String, Target>>,
+    /// One deployment per model at a time: a poll and an explicit load of the same model must
+    /// not both download and start it, while different models load side by side.
+    deploying: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What one deployment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployed {
+    /// The serving version is already the target.
+    Unchanged,
+    /// A new version now answers.
+    Swapped,
+}
+
+impl Deployer {
+    pub fn new(
+        repository: ModelRepository,
+        loader: ModelLoader,
+        specs: Vec<ModelSpec>,
+        root: Option<PathBuf>,
+    ) -> Arc<Self> {
+        Arc::new(Deployer {
+            repository,
+            loader,
+            specs: std::sync::Mutex::new(specs),
+            root,
+            serving: Default::default(),
+            deploying: Default::default(),
+        })
     }
-    let mut loads = tokio::task::JoinSet::new();
-    for spec in specs {
-        let loader = loader.clone();
-        let repository = repository.clone();
-        loads.spawn(async move {
-            let started = std::time::Instant::now();
-            match loader.load(&spec).await {
-                Ok(model) => {
-                    tracing::info!(
-                        model = %spec.name,
-                        version = spec.version.as_deref().unwrap_or("-"),
-                        uri = %spec.uri,
-                        ms = started.elapsed().as_millis() as u64,
-                        "model ready"
-                    );
-                    repository.insert(spec.name, spec.version, model);
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(
-                        model = %spec.name,
-                        uri = %spec.uri,
-                        origin = %spec.origin,
-                        error = %e.message,
-                        "model failed to load"
-                    );
-                    repository.set_unavailable(spec.name, spec.version, e.message);
-                    false
-                }
+
+    pub fn repository(&self) -> &ModelRepository {
+        &self.repository
+    }
+
+    fn specs(&self) -> Vec<ModelSpec> {
+        self.specs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn serving(&self, name: &str) -> Option<Target> {
+        self.serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn set_serving(&self, name: &str, target: Option<Target>) {
+        let mut serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match target {
+            Some(t) => serving.insert(name.to_string(), t),
+            None => serving.remove(name),
+        };
+    }
+
+    /// Announces every spec as loading, then loads them all concurrently; each model becomes
+    /// ready on its own, a failed one unavailable with its reason. Returns how many loaded.
+    pub async fn deploy_all(self: &Arc<Self>) -> usize {
+        let specs = self.specs();
+        for spec in &specs {
+            self.repository
+                .set_loading(spec.name.clone(), spec.version.clone());
+        }
+        let mut loads = tokio::task::JoinSet::new();
+        for spec in specs {
+            let deployer = self.clone();
+            loads.spawn(async move { deployer.deploy(&spec).await });
+        }
+        let mut loaded = 0;
+        while let Some(done) = loads.join_next().await {
+            if matches!(done, Ok(Ok(_))) {
+                loaded += 1;
             }
-        });
+        }
+        loaded
     }
-    let mut loaded = 0;
-    while let Some(done) = loads.join_next().await {
-        if matches!(done, Ok(true)) {
-            loaded += 1;
+
+    /// Brings `spec` to what it names now. A model that is not serving yet is marked
+    /// unavailable when this fails; one that is keeps serving its current version.
+    pub async fn deploy(&self, spec: &ModelSpec) -> Result<Deployed> {
+        self.deploy_with(spec, false).await
+    }
+
+    /// `deploy`, where `reload` starts the model afresh even when its version is unchanged.
+    async fn deploy_with(&self, spec: &ModelSpec, reload: bool) -> Result<Deployed> {
+        let turn = self
+            .deploying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(spec.name.clone())
+            .or_default()
+            .clone();
+        let _one_at_a_time = turn.lock().await;
+        let started = std::time::Instant::now();
+        let current = self.serving(&spec.name);
+        let outcome = async {
+            let target = self.loader.target(spec).await?;
+            if !reload
+                && current.as_ref() == Some(&target)
+                && self
+                    .repository
+                    .is_ready(&spec.name, target.version.as_deref())
+                    .unwrap_or(false)
+            {
+                return Ok((target, None));
+            }
+            let model = self.loader.load(spec, &target.uri).await?;
+            Ok::<_, Error>((target, Some(model)))
+        }
+        .await;
+        match outcome {
+            Ok((_, None)) => Ok(Deployed::Unchanged),
+            Ok((target, Some(model))) => {
+                self.repository
+                    .insert(spec.name.clone(), target.version.clone(), model);
+                let old_version = current.as_ref().map(|c| c.version.clone());
+                // A spec announced without a version but served as registry version N leaves
+                // its placeholder behind; the old version goes too once the new one answers.
+                for stale in [Some(spec.version.clone()), old_version]
+                    .into_iter()
+                    .flatten()
+                {
+                    if stale != target.version {
+                        self.repository.remove_slot(&spec.name, stale.as_deref());
+                    }
+                }
+                tracing::info!(
+                    model = %spec.name,
+                    version = target.version.as_deref().unwrap_or("-"),
+                    previous = current.as_ref().and_then(|c| c.version.as_deref()).unwrap_or("-"),
+                    uri = %target.uri,
+                    ms = started.elapsed().as_millis() as u64,
+                    "model ready"
+                );
+                self.set_serving(&spec.name, Some(target));
+                Ok(Deployed::Swapped)
+            }
+            Err(e) => {
+                tracing::error!(
+                    model = %spec.name,
+                    uri = %spec.uri,
+                    origin = %spec.origin,
+                    error = %e.message,
+                    "model failed to load"
+                );
+                if current.is_none() {
+                    self.repository.set_unavailable(
+                        spec.name.clone(),
+                        spec.version.clone(),
+                        e.message.clone(),
+                    );
+                }
+                Err(e)
+            }
         }
     }
-    loaded
+
+    /// Re-checks every model whose URI can move (an alias, a stage, `latest`) and swaps in
+    /// the versions that changed; returns how many did.
+    pub async fn refresh(&self) -> usize {
+        let mut swapped = 0;
+        for spec in self.specs() {
+            if !follows_the_registry(&spec.uri) {
+                continue;
+            }
+            if let Ok(Deployed::Swapped) = self.deploy(&spec).await {
+                swapped += 1;
+            }
+        }
+        swapped
+    }
+
+    /// Refreshes every `every` until `stop` is cancelled.
+    pub fn follow(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let deployer = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticks.tick() => { deployer.refresh().await; }
+                }
+            }
+        })
+    }
+
+    /// (Re)loads the model called `name` (the V2 repository API's load): its spec is read
+    /// again from the repository directory, so a changed `model-settings.json` applies.
+    pub async fn load(&self, name: &str) -> Result<()> {
+        if let Some(root) = &self.root {
+            let (_, fresh) = specs_from_repository(root)?;
+            *self
+                .specs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
+        let spec = self
+            .specs()
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::not_found(format!("Model {name} not found")))?;
+        if self.repository.names().iter().all(|n| n != name) {
+            self.repository.set_loading(name, spec.version.clone());
+        }
+        // An explicit load always starts the model afresh, as MLServer's does.
+        self.deploy_with(&spec, true).await.map(|_| ())
+    }
+
+    /// The configured models that are not in the repository now (unloaded on request).
+    pub fn unloaded(&self) -> Vec<ModelSpec> {
+        let present = self.repository.names();
+        self.specs()
+            .into_iter()
+            .filter(|s| !present.contains(&s.name))
+            .collect()
+    }
+
+    /// Stops serving `name` (the V2 repository API's unload); 404 when it is not served.
+    pub fn unload(&self, name: &str) -> Result<()> {
+        if !self.repository.remove(name, None) {
+            return Err(Error::not_found(format!("Model {name} not found")));
+        }
+        self.set_serving(name, None);
+        tracing::info!(model = %name, "model unloaded");
+        Ok(())
+    }
+}
+
+/// Whether what a URI names can change without the URI changing.
+pub fn follows_the_registry(uri: &str) -> bool {
+    matches!(
+        ModelUri::parse(uri),
+        Ok(ModelUri::RegisteredAlias { .. }
+            | ModelUri::RegisteredStage { .. }
+            | ModelUri::RegisteredLatest { .. })
+    )
 }
 
 #[cfg(test)]

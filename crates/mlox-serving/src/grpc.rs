@@ -163,15 +163,61 @@ impl GrpcInferenceService for GrpcSkin {
         }))
     }
 
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let ready_only = request.into_inner().ready;
+        let models = self
+            .dataplane
+            .repository_index(ready_only)
+            .into_iter()
+            .map(|e| pb::repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version.unwrap_or_default(),
+                state: e.state.as_str().into(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        let name = request.into_inner().model_name;
+        self.dataplane.load_model(&name).await.map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        let name = request.into_inner().model_name;
+        self.dataplane.unload_model(&name).map_err(status)?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+
     async fn model_infer(
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        // As over REST: without an id in the message, the caller's x-request-id names it.
+        let request_id = request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let r = request.into_inner();
         let raw = !r.raw_input_contents.is_empty();
         let model = r.model_name.clone();
         let model_version = r.model_version.clone();
-        let request = infer_request(r).map_err(status)?;
+        let mut request = infer_request(r).map_err(status)?;
+        if request.id.as_deref().is_none_or(str::is_empty) {
+            request.id = request_id;
+        }
         let response = self
             .dataplane
             .infer(&model, version(&model_version), request)

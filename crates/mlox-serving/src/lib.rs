@@ -10,6 +10,7 @@ mod arrays;
 mod codec;
 pub mod deployment;
 pub mod grpc;
+pub mod metrics;
 pub mod ops;
 pub mod repository;
 pub mod rest;

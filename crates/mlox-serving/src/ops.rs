@@ -3,10 +3,13 @@
 //! formats into these calls and the [`mlox_core::Error`]s back into statuses.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use mlox_core::{Error, Result};
 use serde_json::{Map, Value};
 
+use crate::deployment::Deployer;
+use crate::metrics::Metrics;
 use crate::repository::{ModelRepository, RepositoryEntry, ServedModel};
 use crate::scoring::{self, ScoringFormat};
 use crate::tensor::{Datatype, TensorData};
@@ -97,11 +100,67 @@ impl Default for ServerInfo {
 pub struct Dataplane {
     repository: ModelRepository,
     info: ServerInfo,
+    /// What loads and unloads models on request; without one the model set is fixed and
+    /// the repository API's load and unload answer 501.
+    deployer: Option<Arc<Deployer>>,
+    metrics: Metrics,
 }
 
 impl Dataplane {
+    /// A dataplane over a fixed set of models.
     pub fn new(repository: ModelRepository, info: ServerInfo) -> Arc<Self> {
-        Arc::new(Dataplane { repository, info })
+        Arc::new(Dataplane {
+            repository,
+            info,
+            deployer: None,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// A dataplane whose models `deployer` loads, unloads and follows.
+    pub fn with_deployer(deployer: Arc<Deployer>, info: ServerInfo) -> Arc<Self> {
+        Arc::new(Dataplane {
+            repository: deployer.repository().clone(),
+            info,
+            deployer: Some(deployer),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The Prometheus text for `GET /metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.metrics
+            .render(&self.repository.index(), &self.repository.batch_stats())
+    }
+
+    fn deployer(&self) -> Result<&Arc<Deployer>> {
+        self.deployer.as_ref().ok_or_else(|| {
+            Error::not_implemented("this server was started with a fixed set of models")
+        })
+    }
+
+    /// Loads (or reloads) the model called `name` from the repository it was configured in.
+    /// Only an unknown name is the caller's mistake (404); a known model that fails to start
+    /// (a broken artifact, an edited settings file) is the server's state: 503 with the reason.
+    pub async fn load_model(&self, name: &str) -> Result<()> {
+        self.deployer()?.load(name).await.map_err(|e| {
+            if e.code != mlox_core::Code::ResourceDoesNotExist {
+                Error::unavailable(format!("Model {name} could not be loaded: {}", e.message))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Stops serving the model called `name`.
+    pub fn unload_model(&self, name: &str) -> Result<()> {
+        self.deployer()?.unload(name)
+    }
+
+    /// Looks up every alias, stage and `latest` again and swaps in the versions that moved;
+    /// returns how many did.
+    pub async fn refresh(&self) -> Result<usize> {
+        Ok(self.deployer()?.refresh().await)
     }
 
     pub fn repository(&self) -> &ModelRepository {
@@ -146,8 +205,20 @@ impl Dataplane {
         self.repository.is_ready(name, version)
     }
 
+    /// Every model the server knows, unloaded ones included (as `UNAVAILABLE`, reason
+    /// `unloaded`, the way Triton lists them), or only the ready ones.
     pub fn repository_index(&self, ready_only: bool) -> Vec<RepositoryEntry> {
         let mut entries = self.repository.index();
+        if let Some(deployer) = &self.deployer {
+            for spec in deployer.unloaded() {
+                entries.push(RepositoryEntry {
+                    name: spec.name,
+                    version: spec.version,
+                    state: crate::ModelState::Unavailable,
+                    reason: "unloaded".into(),
+                });
+            }
+        }
         if ready_only {
             entries.retain(|e| e.state == crate::ModelState::Ready);
         }
@@ -161,15 +232,21 @@ impl Dataplane {
         request: InferRequest,
     ) -> Result<InferResponse> {
         let model = self.repository.resolve(name, version)?;
+        let started = Instant::now();
         let id = request
             .id
             .clone()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let requested = request.outputs.clone();
-        let predict = codec::decode_request(&model.schema, request)?;
-        let output = model.model.predictor.predict(predict).await?;
-        let (outputs, parameters) = codec::encode_response(&model.schema, output, &requested)?;
+        let answer = async {
+            let predict = codec::decode_request(&model.schema, request)?;
+            let output = model.model.predictor.predict(predict).await?;
+            codec::encode_response(&model.schema, output, &requested)
+        }
+        .await;
+        self.observe(&model, started, answer.is_ok());
+        let (outputs, parameters) = answer?;
         Ok(InferResponse {
             model_name: model.name.clone(),
             model_version: model.version.clone(),
@@ -177,6 +254,11 @@ impl Dataplane {
             parameters,
             outputs,
         })
+    }
+
+    fn observe(&self, model: &ServedModel, started: Instant, ok: bool) {
+        self.metrics
+            .observe(&model.name, model.version.as_deref(), started.elapsed(), ok);
     }
 
     /// MLflow's scoring protocol (`POST /invocations`): the body in one of MLflow's input
@@ -187,11 +269,17 @@ impl Dataplane {
         model: Option<(&str, Option<&str>)>,
         body: &[u8],
         format: ScoringFormat,
-    ) -> Result<Value> {
+    ) -> Result<scoring::Predictions> {
         let model = self.scoring_target(model)?;
-        let predict = scoring::parse(&model.schema, body, format)?;
-        let output = model.model.predictor.predict(predict).await?;
-        scoring::predictions(output)
+        let started = Instant::now();
+        let answer = async {
+            let predict = scoring::parse(&model.schema, body, format)?;
+            let output = model.model.predictor.predict(predict).await?;
+            scoring::predictions(output)
+        }
+        .await;
+        self.observe(&model, started, answer.is_ok());
+        answer
     }
 
     fn scoring_target(&self, model: Option<(&str, Option<&str>)>) -> Result<Arc<ServedModel>> {

@@ -118,6 +118,14 @@ impl ModelRepository {
         slots.len() != before
     }
 
+    /// Forgets exactly the slot `(name, version)`, where `None` is the unversioned slot.
+    pub fn remove_slot(&self, name: &str, version: Option<&str>) -> bool {
+        let mut slots = self.write();
+        let before = slots.len();
+        slots.retain(|s| !(s.name == name && s.version.as_deref() == version));
+        slots.len() != before
+    }
+
     /// The model a request addresses: 404 for an unknown name or version, 503 when it is
     /// known but not ready. Without a version, the newest ready version answers.
     pub fn resolve(&self, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>> {
@@ -198,6 +206,17 @@ impl ModelRepository {
             }
         }
         names
+    }
+
+    /// The batching counters of every loaded model that batches, by name and version.
+    pub fn batch_stats(&self) -> Vec<(String, Option<String>, mlox_runtime::BatchStats)> {
+        self.read()
+            .iter()
+            .filter_map(|s| {
+                let stats = s.model.as_ref()?.model.predictor.batch_stats()?;
+                Some((s.name.clone(), s.version.clone(), stats))
+            })
+            .collect()
     }
 
     pub fn index(&self) -> Vec<RepositoryEntry> {
@@ -334,6 +353,24 @@ mod tests {
             repo.resolve("wine", None).unwrap().version.as_deref(),
             Some("v1")
         );
+    }
+
+    #[test]
+    fn removing_a_slot_touches_only_that_exact_version() {
+        let repo = ModelRepository::new();
+        repo.set_loading("wine", None);
+        repo.insert("wine", Some("3".into()), model());
+        assert!(
+            !repo.all_ready(),
+            "the unversioned placeholder is still loading"
+        );
+        assert!(repo.remove_slot("wine", None));
+        assert!(!repo.remove_slot("wine", None));
+        assert!(repo.all_ready());
+        assert_eq!(repo.versions("wine"), ["3"]);
+        assert!(!repo.remove_slot("wine", Some("2")));
+        assert!(repo.remove_slot("wine", Some("3")));
+        assert!(repo.names().is_empty());
     }
 
     #[test]

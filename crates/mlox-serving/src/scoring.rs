@@ -591,7 +591,50 @@ fn csv_value(cell: &str, textual: bool) -> Value {
 }
 
 /// The value `mlflow models serve` puts under `"predictions"`.
-pub(crate) fn predictions(output: ModelOutput) -> Result<Value> {
+/// A JSON value whose objects keep their keys in the order given: a DataFrame's records and
+/// a dict of outputs must list columns as the model returned them (pandas rebuilds a frame
+/// in key order), while `serde_json`'s own objects sort their keys.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predictions {
+    Plain(Value),
+    Rows(Vec<Vec<(String, Value)>>),
+    Named(Vec<(String, Value)>),
+}
+
+impl serde::Serialize for Predictions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        fn object<S: serde::Serializer>(
+            serializer: S,
+            entries: &[(String, Value)],
+        ) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(Some(entries.len()))?;
+            for (k, v) in entries {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        }
+        struct Row<'a>(&'a [(String, Value)]);
+        impl serde::Serialize for Row<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                object(serializer, self.0)
+            }
+        }
+        match self {
+            Predictions::Plain(v) => v.serialize(serializer),
+            Predictions::Named(entries) => object(serializer, entries),
+            Predictions::Rows(rows) => {
+                let mut seq = serializer.serialize_seq(Some(rows.len()))?;
+                for row in rows {
+                    seq.serialize_element(&Row(row))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+pub(crate) fn predictions(output: ModelOutput) -> Result<Predictions> {
     match output {
         ModelOutput::Frame(batch) => {
             let columns: Vec<(String, Encoded)> = batch
@@ -606,25 +649,23 @@ pub(crate) fn predictions(output: ModelOutput) -> Result<Value> {
                 .collect::<Result<_>>()?;
             let rows = batch.num_rows();
             if let [(_, only)] = columns.as_slice() {
-                return Ok(Value::Array(
+                return Ok(Predictions::Plain(Value::Array(
                     (0..rows).map(|r| row_value(only, r)).collect(),
-                ));
+                )));
             }
-            Ok(Value::Array(
+            Ok(Predictions::Rows(
                 (0..rows)
                     .map(|r| {
-                        Value::Object(
-                            columns
-                                .iter()
-                                .map(|(name, enc)| (name.clone(), row_value(enc, r)))
-                                .collect(),
-                        )
+                        columns
+                            .iter()
+                            .map(|(name, enc)| (name.clone(), row_value(enc, r)))
+                            .collect()
                     })
                     .collect(),
             ))
         }
         ModelOutput::Tensors(tensors) => {
-            let mut named = Map::new();
+            let mut named = Vec::new();
             let count = tensors.len();
             for (i, t) in tensors.into_iter().enumerate() {
                 let enc = arrays::from_array(t.data.as_ref(), &format!("output '{}'", t.name))?;
@@ -642,17 +683,19 @@ pub(crate) fn predictions(output: ModelOutput) -> Result<Value> {
                     )));
                 }
                 let value = nest(&enc.data, &shape, 0);
-                if count == 1 {
-                    return Ok(value);
+                // An array result reaches here as one tensor named `predictions` (or unnamed);
+                // a dict, even of one key, keeps its keys, as MLflow answers it.
+                if count == 1 && (t.name.is_empty() || t.name == "predictions") {
+                    return Ok(Predictions::Plain(value));
                 }
                 let name = if t.name.is_empty() {
                     format!("output-{i}")
                 } else {
                     t.name
                 };
-                named.insert(name, value);
+                named.push((name, value));
             }
-            Ok(Value::Object(named))
+            Ok(Predictions::Named(named))
         }
     }
 }
@@ -858,43 +901,45 @@ mod tests {
     }
 
     #[test]
-    fn predictions_are_shaped_like_mlflow() {
+    fn predictions_are_shaped_like_mlflow_with_columns_in_the_models_order() {
         let col = |v: Vec<f64>| Arc::new(Float64Array::from(v)) as ArrayRef;
+        let text =
+            |output: ModelOutput| serde_json::to_string(&predictions(output).unwrap()).unwrap();
         let one = codec::record_batch(vec![("y".into(), col(vec![5.5, 6.0]))]).unwrap();
-        assert_eq!(
-            predictions(ModelOutput::Frame(one)).unwrap(),
-            json!([5.5, 6.0])
-        );
+        assert_eq!(text(ModelOutput::Frame(one)), "[5.5,6.0]");
         let two = codec::record_batch(vec![
-            ("a".into(), col(vec![1.0])),
             ("b".into(), col(vec![2.0])),
+            ("a".into(), col(vec![1.0])),
         ])
         .unwrap();
-        assert_eq!(
-            predictions(ModelOutput::Frame(two)).unwrap(),
-            json!([{"a": 1.0, "b": 2.0}])
-        );
+        assert_eq!(text(ModelOutput::Frame(two)), r#"[{"b":2.0,"a":1.0}]"#);
         let t = |name: &str, shape: Vec<usize>, v: Vec<f64>| Tensor {
             name: name.into(),
             shape,
             data: col(v),
         };
         assert_eq!(
-            predictions(ModelOutput::Tensors(vec![t(
+            text(ModelOutput::Tensors(vec![t(
                 "predictions",
                 vec![2, 2],
                 vec![1.0, 2.0, 3.0, 4.0]
-            )]))
-            .unwrap(),
-            json!([[1.0, 2.0], [3.0, 4.0]])
+            )])),
+            "[[1.0,2.0],[3.0,4.0]]"
         );
         assert_eq!(
-            predictions(ModelOutput::Tensors(vec![
-                t("a", vec![1], vec![1.0]),
-                t("b", vec![1], vec![f64::NAN])
-            ]))
-            .unwrap(),
-            json!({"a": [1.0], "b": [null]})
+            text(ModelOutput::Tensors(vec![
+                t("z", vec![1], vec![1.0]),
+                t("a", vec![1], vec![f64::NAN])
+            ])),
+            r#"{"z":[1.0],"a":[null]}"#
+        );
+        assert_eq!(
+            text(ModelOutput::Tensors(vec![t(
+                "variable",
+                vec![2, 1],
+                vec![4.5, 3.5]
+            )])),
+            r#"{"variable":[[4.5],[3.5]]}"#
         );
         assert!(Array::len(&StringArray::from(vec!["x"])) == 1);
     }

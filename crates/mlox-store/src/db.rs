@@ -101,11 +101,11 @@ fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
 /// metric of every active run) in its own cache, and checkpoints the WAL less often: a leaf
 /// page rewritten by many commits is then copied into the database once rather than per
 /// checkpoint. Readers serve searches and history reads from smaller caches.
-const SQLITE_WRITER_PRAGMAS: &[&'static str] = &[
+const SQLITE_WRITER_PRAGMAS: &[&str] = &[
     "PRAGMA cache_size = -65536",
     "PRAGMA wal_autocheckpoint = 16384",
 ];
-const SQLITE_READER_PRAGMAS: &[&'static str] = &["PRAGMA cache_size = -8192"];
+const SQLITE_READER_PRAGMAS: &[&str] = &["PRAGMA cache_size = -8192"];
 
 impl SqlStore {
     /// Starts a statement in this store's dialect.
@@ -173,24 +173,23 @@ impl SqlStore {
             Dialect::Postgres => options.max_connections.max(2),
         };
         // An in-memory SQLite database lives in one connection; share it for reads and writes.
-        let write = make_pool(write_max, true).connect(&url).await.map_err(|e| {
+        let cannot_open = |e: sqlx::Error| {
             Error::invalid(format!(
                 "cannot open backend store '{}': {e}",
                 redact_uri(&options.uri)
             ))
-        })?;
+        };
+        let write = make_pool(write_max, true)
+            .connect(&url)
+            .await
+            .map_err(cannot_open)?;
         let read = if memory {
             write.clone()
         } else {
             make_pool(options.max_connections.max(2), false)
                 .connect(&url)
                 .await
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "cannot open backend store '{}': {e}",
-                        redact_uri(&options.uri)
-                    ))
-                })?
+                .map_err(cannot_open)?
         };
         let store = SqlStore {
             read,

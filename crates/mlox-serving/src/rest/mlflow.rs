@@ -58,6 +58,11 @@ pub(super) async fn invocations_version(
     score(s, Some((model, Some(version))), headers, body).await
 }
 
+#[derive(serde::Serialize)]
+struct Scored {
+    predictions: crate::scoring::Predictions,
+}
+
 async fn score(
     s: RestState,
     model: Option<(String, Option<String>)>,
@@ -74,7 +79,7 @@ async fn score(
     };
     let target = model.as_ref().map(|(m, v)| (m.as_str(), v.as_deref()));
     match s.dataplane.invocations(target, &body, format).await {
-        Ok(predictions) => Json(json!({ "predictions": predictions })).into_response(),
+        Ok(predictions) => Json(Scored { predictions }).into_response(),
         Err(e) => error_response(e),
     }
 }

@@ -7,20 +7,25 @@
 //! Routes:
 //! - `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`
 //! - `GET /v2/models/{m}[/versions/{v}]`, `GET …/ready`, `POST …/infer`
-//! - `POST /v2/repository/index`
+//! - `POST /v2/repository/index`, `POST /v2/repository/models/{m}/load|unload`
+//! - `POST /mlox/refresh`: look up aliases, stages and `latest` now (a registry webhook's
+//!   target), answering `{"swapped": n}`
 //! - `GET /ping`, `GET /health`, `GET /version`
+//! - `GET /metrics`: Prometheus text (see [`crate::metrics`])
+//! - `GET /v2/docs[/dataplane.json]`, `GET /v2/models/{m}/docs[/dataplane.json]`: OpenAPI
 //! - `POST /invocations` (only while the server holds exactly one model)
 //! - `POST /models/{m}[/versions/{v}]/invocations` (MLflow scoring for one model of many)
 
 mod mlflow;
 pub use mlflow::MLFLOW_VERSION;
+mod docs;
 mod v2;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -79,6 +84,12 @@ pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
             post(v2::infer_version),
         )
         .route("/v2/repository/index", post(v2::repository_index))
+        .route("/v2/repository/models/{model}/load", post(v2::load_model))
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(v2::unload_model),
+        )
+        .route("/mlox/refresh", post(v2::refresh))
         .route("/ping", get(mlflow::ping))
         .route("/health", get(mlflow::ping))
         .route("/version", get(mlflow::version))
@@ -91,9 +102,49 @@ pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
             "/models/{model}/versions/{version}/invocations",
             post(mlflow::invocations_version),
         )
+        .route("/metrics", get(metrics))
+        .route("/v2/docs", get(docs::page))
+        .route("/v2/docs/dataplane.json", get(docs::document))
+        .route("/v2/models/{model}/docs", get(docs::model_page))
+        .route(
+            "/v2/models/{model}/docs/dataplane.json",
+            get(docs::model_document),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every request an `x-request-id` (the caller's, else a fresh UUID) and answers with
+/// it, so a request can be followed through logs and proxies; V2 inference uses it as the
+/// response `id` when the body has none.
+async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let id = match request.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let fresh = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            request.headers_mut().insert(REQUEST_ID, fresh.clone());
+            fresh
+        }
+    };
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+async fn metrics(axum::extract::State(s): axum::extract::State<RestState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.dataplane.metrics_text(),
+    )
+        .into_response()
 }
 
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then drains open requests.

@@ -163,6 +163,64 @@ pub(super) async fn repository_index(State(s): State<RestState>, body: Body) -> 
     Json(entries).into_response()
 }
 
+/// The body of a load or unload: Triton's `{"parameters": {…}}`, or nothing. Parameters are
+/// accepted and ignored: models come from their configured URI, never from the request.
+#[derive(Deserialize)]
+struct RepositoryRequest {
+    #[serde(default)]
+    #[allow(dead_code)]
+    parameters: Option<Parameters>,
+}
+
+/// Checks the body, then runs `action` (lazily: nothing happens for a malformed request).
+async fn repository_action(
+    s: &RestState,
+    body: Body,
+    action: impl Future<Output = mlox_core::Result<()>>,
+) -> Response {
+    let body = match read_body(body, s.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if !body.iter().all(u8::is_ascii_whitespace)
+        && let Err(e) = serde_json::from_slice::<RepositoryRequest>(&body)
+    {
+        return V2Error::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
+            .into_response();
+    }
+    match action.await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => V2Error::from(e).into_response(),
+    }
+}
+
+pub(super) async fn load_model(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    body: Body,
+) -> Response {
+    repository_action(&s, body, s.dataplane.load_model(&model)).await
+}
+
+pub(super) async fn unload_model(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    body: Body,
+) -> Response {
+    repository_action(&s, body, async { s.dataplane.unload_model(&model) }).await
+}
+
+/// The body (a webhook's event, say) only has to fit the size limit: any call means "look".
+pub(super) async fn refresh(State(s): State<RestState>, body: Body) -> Response {
+    if let Err(e) = read_body(body, s.config.max_body_bytes).await {
+        return e.into_response();
+    }
+    match s.dataplane.refresh().await {
+        Ok(swapped) => Json(json!({ "swapped": swapped })).into_response(),
+        Err(e) => V2Error::from(e).into_response(),
+    }
+}
+
 #[derive(Deserialize)]
 struct JsonRequest {
     #[serde(default)]
