@@ -1,4 +1,4 @@
-//! The HTTP side of the load generator: a target (one base URL of a tracking server) and a
+//! The HTTP side of the load generator: a target (one base URL of a server) and a
 //! single keep-alive HTTP/1.1 connection per worker, reconnected after any failure. Each worker
 //! owning its connection means no pool bookkeeping sits inside the measured latency, and a
 //! request never waits behind another worker's request on the client side.

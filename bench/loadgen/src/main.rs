@@ -1,9 +1,10 @@
-//! `mlox-bench`: the load generator behind `bench/tracking`. It owns driving one tracking server
-//! (or several replicas of one) through the MLflow REST API: untimed setup of the data the read
-//! scenarios need, then each scenario with N concurrent keep-alive workers for a fixed duration
-//! or request count, and a JSON report of throughput and latency percentiles on stdout. Starting
-//! and stopping servers, measuring their memory and comparing two servers is the driver's job,
-//! not this binary's.
+//! `mlox-bench`: the load generator behind `bench/tracking` and `bench/serving`. It owns driving
+//! one server (or several replicas of one): for tracking, through the MLflow REST API with
+//! untimed setup of the data the read scenarios need; for serving, one fixed request body POSTed
+//! over and over (`post-body`). Each scenario runs with N concurrent keep-alive workers for a
+//! fixed duration or request count, and a JSON report of throughput and latency percentiles goes
+//! to stdout. Starting and stopping servers, measuring their memory and CPU and comparing two
+//! servers is the driver's job, not this binary's.
 
 mod http;
 mod scenario;
@@ -26,7 +27,7 @@ use crate::stats::{Latency, Recorder, summarize};
 #[derive(Parser, Debug)]
 #[command(
     name = "mlox-bench",
-    about = "Drive an MLflow-compatible tracking server and report req/s and latency percentiles as JSON"
+    about = "Drive an MLflow-compatible tracking server, or POST one body to any HTTP endpoint, and report req/s and latency percentiles as JSON"
 )]
 struct Args {
     /// Base URL of the server; repeat or comma-separate for replicas (workers are spread
@@ -68,6 +69,12 @@ struct Args {
     /// `max_results` per get-history page (the MLflow client uses 25000).
     #[arg(long, default_value_t = 25_000)]
     history_page_size: u64,
+    /// Request path of the `post-body` scenario, e.g. `/v2/models/wine/infer`.
+    #[arg(long)]
+    path: Option<String>,
+    /// File whose bytes the `post-body` scenario sends (as `application/json`) with every request.
+    #[arg(long)]
+    body_file: Option<std::path::PathBuf>,
     /// Workers used for the untimed setup (default: --concurrency).
     #[arg(long)]
     setup_concurrency: Option<usize>,
@@ -86,6 +93,9 @@ struct ScenarioResult {
     errors: u64,
     /// HTTP requests behind those operations (get-history reads several pages per operation).
     http_requests: u64,
+    /// Requests sent during the warm-up: whoever measures the server's CPU over the whole run
+    /// divides by these plus `http_requests`.
+    warmup_requests: u64,
     elapsed_s: f64,
     ops_per_s: f64,
     latency_us: Option<Latency>,
@@ -182,6 +192,7 @@ async fn run_scenario(
                 let sent = Instant::now();
                 let result = scenario::execute(&mut conn, op).await;
                 if !measured {
+                    recorder.warmup_requests += result.as_ref().map_or(1, |&n| n);
                     continue;
                 }
                 match result {
@@ -231,6 +242,7 @@ async fn run_scenario(
         ops,
         errors: total.errors,
         http_requests: total.http_requests,
+        warmup_requests: total.warmup_requests,
         elapsed_s: elapsed,
         ops_per_s: if elapsed > 0.0 {
             ops as f64 / elapsed
@@ -266,10 +278,26 @@ async fn run(args: Args) -> Result<Report> {
         need_search: scenarios.iter().any(|s| s.needs_search_fixture()),
         need_history: scenarios.iter().any(|s| s.needs_history_fixture()),
     };
-    eprintln!("[{}] setup on {}", args.label, args.url.join(","));
     let started = Instant::now();
-    let (fixture, checks) = scenario::setup(&targets, &setup_opts).await?;
+    let (mut fixture, checks) = if scenarios.iter().any(|s| s.needs_tracking_server()) {
+        eprintln!("[{}] setup on {}", args.label, args.url.join(","));
+        scenario::setup(&targets, &setup_opts).await?
+    } else {
+        Default::default()
+    };
     let setup_s = started.elapsed().as_secs_f64();
+    if scenarios.contains(&Scenario::PostBody) {
+        let (Some(path), Some(file)) = (&args.path, &args.body_file) else {
+            bail!("the post-body scenario needs --path and --body-file");
+        };
+        if !path.starts_with('/') {
+            bail!("--path must start with '/', got {path:?}");
+        }
+        let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        fixture.post_path = Some(path.clone());
+        fixture.post_body_bytes = body.len();
+        fixture.post_body = body.into();
+    }
     let fixture = Arc::new(fixture);
 
     let run_opts = RunOptions {

@@ -39,16 +39,20 @@ pub enum Scenario {
     CreateRun,
     SearchRuns,
     GetHistory,
+    /// One fixed body POSTed to one fixed path, both given on the command line: how the serving
+    /// benchmark drives inference endpoints, which have no fixtures to build.
+    PostBody,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::LogBatch10,
         Scenario::LogBatch1000,
         Scenario::LogMetric,
         Scenario::CreateRun,
         Scenario::SearchRuns,
         Scenario::GetHistory,
+        Scenario::PostBody,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Scenario {
             Scenario::CreateRun => "create-run",
             Scenario::SearchRuns => "search-runs",
             Scenario::GetHistory => "get-history",
+            Scenario::PostBody => "post-body",
         }
     }
 
@@ -87,6 +92,12 @@ impl Scenario {
     pub fn needs_history_fixture(self) -> bool {
         self == Scenario::GetHistory
     }
+
+    /// Whether the scenario talks to the tracking API at all; a model server has none, so setup
+    /// must not try to create experiments on it.
+    pub fn needs_tracking_server(self) -> bool {
+        self != Scenario::PostBody
+    }
 }
 
 /// Ids of what setup created on one server.
@@ -99,6 +110,10 @@ pub struct Fixture {
     pub history_run: Option<String>,
     pub history_points: u64,
     pub history_page_size: u64,
+    pub post_path: Option<String>,
+    pub post_body_bytes: usize,
+    #[serde(skip)]
+    pub post_body: Bytes,
 }
 
 /// Per-worker mutable state carried from one operation to the next.
@@ -650,6 +665,14 @@ pub fn prepare_op(
                 .clone()
                 .ok_or_else(|| anyhow!("history fixture missing"))?,
             page_size: fixture.history_page_size,
+        },
+        Scenario::PostBody => Prepared::Post {
+            path: fixture
+                .post_path
+                .clone()
+                .ok_or_else(|| anyhow!("post-body needs --path and --body-file"))?,
+            // A reference-counted handle: every request sends the same bytes without a copy.
+            body: fixture.post_body.clone(),
         },
     })
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 pub struct Recorder {
     pub latencies_us: Vec<u64>,
     pub http_requests: u64,
+    pub warmup_requests: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
 }
@@ -26,6 +27,7 @@ impl Recorder {
     pub fn merge(&mut self, other: Recorder) {
         self.latencies_us.extend(other.latencies_us);
         self.http_requests += other.http_requests;
+        self.warmup_requests += other.warmup_requests;
         self.errors += other.errors;
         for sample in other.error_samples {
             if self.error_samples.len() < MAX_ERROR_SAMPLES {
