@@ -201,6 +201,21 @@ pub async fn open_artifact_repository_with_env(
     }
 }
 
+/// Opens the repository at an artifact root that is only to be read, such as a run's own
+/// artifact location: unlike [`open_artifact_repository`], a local directory that does not
+/// exist is left alone (it lists as empty) rather than created by a read.
+pub async fn open_artifact_repository_for_reading(
+    uri: &str,
+) -> Result<Arc<dyn ArtifactRepository>> {
+    match ArtifactRoot::classify(uri)? {
+        ArtifactRoot::Local(path) => Ok(Arc::new(LocalArtifactRepo::new(path))),
+        ArtifactRoot::S3 => {
+            let config = S3Config::from_env(|name| std::env::var(name).ok())?;
+            Ok(Arc::new(S3ArtifactRepo::new(uri, &config)?))
+        }
+    }
+}
+
 /// The backend an artifact root URI names.
 #[derive(Debug, PartialEq, Eq)]
 enum ArtifactRoot {
@@ -297,6 +312,27 @@ mod tests {
         assert!(
             err.message.contains("s3://") && err.message.contains("file://"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reading_a_missing_local_root_creates_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("absent");
+        let repo = open_artifact_repository_for_reading(&dir.display().to_string())
+            .await
+            .expect("local");
+        assert!(
+            repo.list(&ArtifactPath::root())
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert!(!dir.exists());
+        assert!(
+            open_artifact_repository_for_reading("gs://b/p")
+                .await
+                .is_err()
         );
     }
 

@@ -182,18 +182,29 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         api_version: MLFLOW_API_VERSION.to_string(),
         store_type: "SqlStore".to_string(),
     };
-    let mut app = mlox_tracking::router(AppState {
-        store,
-        settings: Arc::new(settings),
-    });
-    if serve_artifacts {
+    let proxy = if serve_artifacts {
         let repo = mlox_artifacts::open_artifact_repository(destination)
             .await
             .map_err(|e| anyhow::anyhow!(e.message))
             .with_context(|| format!("preparing artifact destination {destination}"))?;
-        app = app.merge(mlox_tracking::artifacts::router(repo));
+        Some(repo)
     } else {
-        app = app.merge(mlox_tracking::artifacts::disabled_router());
+        None
+    };
+    let mut app = mlox_tracking::router(AppState {
+        store,
+        settings: Arc::new(settings),
+        artifacts: mlox_tracking::ArtifactLocations::new(proxy.clone()),
+    });
+    app = app.merge(match proxy {
+        Some(repo) => mlox_tracking::artifacts::router(repo),
+        None => mlox_tracking::artifacts::disabled_router(),
+    });
+    // The UI router has no fallback (merging two panics), so the tracking router's JSON 404
+    // still answers every path outside `/`, `/index.html` and `/static-files/*`.
+    app = app.merge(mlox_web::router());
+    if !mlox_web::ui_built() {
+        tracing::warn!("this binary was built without the web UI; `/` explains how to build it");
     }
     let app = app.layer(tower_http::catch_panic::CatchPanicLayer::new());
     let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;

@@ -119,6 +119,7 @@ async fn registry() -> Registry {
             store_type: "SqlStore".into(),
             webhook_policy: mlox_webhooks::UrlPolicy::default(),
         }),
+        artifacts: mlox_tracking::ArtifactLocations::default(),
     })
     .merge(mlox_tracking::artifacts::router(Arc::new(artifacts)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

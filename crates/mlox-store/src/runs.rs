@@ -276,6 +276,11 @@ impl SqlStore {
         Ok(info)
     }
 
+    /// The run's info alone, for callers that need its artifact location but not its data.
+    pub async fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
+        self.run_info(run_id).await
+    }
+
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         let info = self.run_info(run_id).await?;
         Ok(self.assemble_runs(vec![info]).await?.remove(0))

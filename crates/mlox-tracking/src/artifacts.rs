@@ -131,7 +131,7 @@ fn empty_json() -> axum::Json<Value> {
 /// The value of `name` in a query string, decoded as forms are (`+` is a space). Decoding is
 /// strict: invalid UTF-8 is refused rather than replaced, so what the client sent is what gets
 /// validated. A repeated parameter keeps its first value, as Flask's `args.get` does.
-fn query_param(query: Option<&str>, name: &str) -> ApiResult<Option<String>> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> ApiResult<Option<String>> {
     for pair in query.unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if form_decode(key)?.as_deref() != Some(name) {
@@ -175,14 +175,20 @@ async fn download(
     let path = captured_path(params)?;
     let file = state.repo.get(&path).await?;
     let name = path.file_name().unwrap_or("artifact");
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
+    let headers = attachment_headers(
+        name,
         HeaderValue::from_static(content_type_for(name)),
+        file.size,
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-    // Served as an attachment that browsers may not sniff, so an uploaded HTML or SVG file
-    // cannot run script on this server's origin.
+    Ok((StatusCode::OK, headers, Body::from_stream(file.stream)).into_response())
+}
+
+/// Headers of a streamed artifact: served as an attachment that browsers may not sniff, so an
+/// uploaded HTML or SVG file cannot run script on this server's origin.
+pub(crate) fn attachment_headers(name: &str, content_type: HeaderValue, size: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     if let Ok(value) = HeaderValue::from_str(&content_disposition(name)) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
@@ -190,11 +196,11 @@ async fn download(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    Ok((StatusCode::OK, headers, Body::from_stream(file.stream)).into_response())
+    headers
 }
 
 /// `attachment` with an ASCII `filename` and, for other names, an RFC 5987 `filename*`.
-fn content_disposition(name: &str) -> String {
+pub(crate) fn content_disposition(name: &str) -> String {
     let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     if name.is_ascii() {
         return format!("attachment; filename=\"{}\"", escape(name));

@@ -1,9 +1,11 @@
 //! The MLflow REST surface of mlox: the tracking, registry and artifact-proxy routes under
 //! `/api/2.0/mlflow/…`, `/api/3.0/mlflow/…`, their `/ajax-api/` twins and
-//! `/api/2.0/mlflow-artifacts/…`. Handlers only parse requests, call a store or artifact
+//! `/api/2.0/mlflow-artifacts/…`, and the artifact routes of MLflow's web UI (`/get-artifact`,
+//! `/model-versions/get-artifact`). Handlers only parse requests, call a store or artifact
 //! repository and render answers; all rules live in `mlox-core` and the stores.
 
 pub mod artifacts;
+pub mod browse;
 pub mod error;
 pub mod registry;
 pub mod request;
@@ -12,6 +14,7 @@ pub mod traces;
 pub mod tracking;
 pub mod webhooks;
 
+pub use browse::ArtifactLocations;
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, ServerSettings};
 
@@ -82,6 +85,19 @@ pub fn router(state: AppState) -> Router {
             "/logged-models/{model_id}/params",
             post(log_logged_model_params),
         )
+        .route("/artifacts/list", get(browse::list_run_artifacts))
+        .route(
+            "/logged-models/{model_id}/artifacts/directories",
+            get(browse::list_logged_model_artifacts),
+        )
+        .route(
+            "/logged-models/{model_id}/artifacts/files",
+            get(browse::get_logged_model_artifact),
+        )
+        .route(
+            "/model-versions/get-artifact",
+            get(browse::get_model_version_artifact),
+        )
         .route("/traces", post(traces::start_trace))
         .route("/traces/get", get(traces::get_trace))
         .route("/traces/batchGet", get(traces::batch_get_traces))
@@ -114,6 +130,11 @@ pub fn router(state: AppState) -> Router {
     }
     app.route("/health", get(health))
         .route("/version", get(version))
+        .route("/get-artifact", get(browse::get_run_artifact))
+        .route(
+            "/model-versions/get-artifact",
+            get(browse::get_model_version_artifact),
+        )
         .route("/v1/traces", post(traces::otlp_traces))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))

@@ -1,5 +1,7 @@
-//! What every handler shares: the store and the server's view of its own configuration.
+//! What every handler shares: the store, the server's view of its own configuration and the
+//! way to the artifacts that stored locations name.
 
+use crate::browse::ArtifactLocations;
 use crate::error::ApiError;
 use mlox_core::Error;
 use mlox_store::SqlStore;
@@ -21,6 +23,8 @@ pub struct ServerSettings {
 pub struct AppState {
     pub store: SqlStore,
     pub settings: Arc<ServerSettings>,
+    /// Where runs', models' and model versions' artifacts are read from for browsing.
+    pub artifacts: ArtifactLocations,
 }
 
 /// Artifact locations chosen by clients must be URIs or absolute paths, never relative paths

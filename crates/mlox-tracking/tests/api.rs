@@ -47,6 +47,7 @@ async fn api() -> Api {
             store_type: "SqlStore".into(),
             webhook_policy: mlox_webhooks::UrlPolicy::default(),
         }),
+        artifacts: mlox_tracking::ArtifactLocations::default(),
     };
     Api {
         _dir: dir,
@@ -1035,6 +1036,10 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
         "/model-versions/get",
         "/model-versions/search",
         "/model-versions/get-download-uri",
+        "/model-versions/get-artifact",
+        "/artifacts/list",
+        "/logged-models/m-00000000000000000000000000000000/artifacts/directories",
+        "/logged-models/m-00000000000000000000000000000000/artifacts/files",
         "/traces/get",
         "/traces/batchGet",
         "/traces/search",

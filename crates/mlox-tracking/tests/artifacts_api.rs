@@ -4,18 +4,21 @@
 // Helpers outside `#[test]` functions panic too; in a test that is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use mlox_artifacts::{ArtifactPath, ArtifactRepository, ByteStream, Download, FileInfo};
 use mlox_artifacts::{LocalArtifactRepo, async_trait};
 use mlox_tracking::artifacts::{ArtifactsConfig, router, router_with_config};
 use serde_json::{Value, json};
+use support::Reply;
 use tower::ServiceExt;
 
 const API: &str = "/api/2.0/mlflow-artifacts";
@@ -47,22 +50,6 @@ fn fixture_with(config: ArtifactsConfig) -> Fixture {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    fn header(&self, name: impl header::AsHeaderName) -> &str {
-        self.headers.get(name).unwrap().to_str().unwrap()
-    }
-}
-
 impl Fixture {
     async fn send(&self, method: Method, uri: &str, body: Body) -> Reply {
         let request = Request::builder()
@@ -71,15 +58,7 @@ impl Fixture {
             .header(header::HOST, "mlflow.test:5000")
             .body(body)
             .unwrap();
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        support::send(&self.app, request).await
     }
 
     async fn put(&self, path: &str, data: impl Into<Body>) -> Reply {

@@ -1,0 +1,171 @@
+//! The web UI of `mlox server`. This crate owns the front end built from the repository's
+//! `web/` project (by `build.rs`, with npm, at compile time) and embedded in the binary, and
+//! the stateless routes that serve it: `/`, `/index.html` and `/static-files/*`. It has no API
+//! routes and no fallback, so its router merges into the tracking router, whose fallback keeps
+//! answering unknown paths. When npm was missing or the UI failed to build, `/` serves a page
+//! that says so and how to build it; the API is unaffected.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// One stored form of an asset's bytes.
+struct Encoded {
+    body: &'static [u8],
+    /// A strong ETag (quotes included) computed from the uncompressed bytes at build time.
+    etag: &'static str,
+}
+
+struct Asset {
+    /// Relative to the build output, `/`-separated: `index.html`, `static-files/…`.
+    path: &'static str,
+    content_type: &'static str,
+    /// The name carries a content hash, so the bytes behind it never change.
+    hashed: bool,
+    identity: Encoded,
+    gzip: Option<Encoded>,
+}
+
+mod assets {
+    use super::{Asset, Encoded};
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+const INDEX: &str = "index.html";
+const ASSETS_PREFIX: &str = "static-files/";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+// Revalidate every time (cheaply, by ETag): index.html names the current hashed bundles, so a
+// cached copy would pin an old UI after an upgrade.
+const REVALIDATE: &str = "no-cache";
+
+/// The UI routes; stateless and fallback-free so they merge into any router.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/static-files/{*path}", get(static_file))
+}
+
+/// Whether the real UI was embedded, rather than the page saying it was not built.
+pub fn ui_built() -> bool {
+    assets::UI_BUILT
+}
+
+fn lookup(path: &str) -> Option<&'static Asset> {
+    let i = assets::ASSETS
+        .binary_search_by(|asset| asset.path.cmp(path))
+        .ok()?;
+    assets::ASSETS.get(i)
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    match lookup(INDEX) {
+        Some(asset) => serve(asset, &headers),
+        None => not_found(),
+    }
+}
+
+async fn static_file(path: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
+    // Only names in the embedded table resolve, so `..` and friends cannot reach anything else;
+    // a capture that does not even decode is just another unknown file.
+    let Ok(Path(path)) = path else {
+        return not_found();
+    };
+    match lookup(&format!("{ASSETS_PREFIX}{path}")) {
+        Some(asset) => serve(asset, &headers),
+        None => not_found(),
+    }
+}
+
+fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
+    let (encoded, gzipped) = match &asset.gzip {
+        Some(gzip) if accepts_gzip(request) => (gzip, true),
+        _ => (&asset.identity, false),
+    };
+    let cache_control = if asset.hashed { IMMUTABLE } else { REVALIDATE };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ETAG, HeaderValue::from_static(encoded.etag));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    if asset.gzip.is_some() {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    // The length a 200 would carry; set explicitly so a 304 or HEAD answer does not claim 0.
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(encoded.body.len()),
+    );
+    if etag_matches(request, encoded.etag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    (StatusCode::OK, headers, Body::from(encoded.body)).into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, REVALIDATE),
+        ],
+        "Not found\n",
+    )
+        .into_response()
+}
+
+/// `If-None-Match` uses weak comparison (RFC 9110 §13.1.2): a `W/` prefix does not matter.
+fn etag_matches(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|candidate| {
+            candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+        })
+}
+
+/// Whether `Accept-Encoding` allows gzip: listed (or covered by `*`) with a non-zero q-value.
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for coding in request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let allowed = parts
+            .filter_map(|param| param.trim().strip_prefix("q="))
+            .all(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0));
+        match name.as_str() {
+            "gzip" | "x-gzip" => gzip = Some(allowed),
+            "*" => any = Some(allowed),
+            _ => {}
+        }
+    }
+    gzip.or(any).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,524 @@
+import { useVirtualizer } from "@tanstack/react-virtual";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { getExperiment, post, runName, searchRuns, type LoggedModel, type Run } from "../api";
+import { CompareCharts } from "../components/compareCharts";
+import { ErrorBanner, Spinner, StatusBadge, Tabs, useAsync } from "../components/common";
+import { ChartControls, defaultChartSettings, MetricGrid, type ChartRun } from "../components/metricPanel";
+import { colorFor, downloadText, formatTime } from "../format";
+import { href, idListParam, navigate, setQuery, useLocation } from "../router";
+import {
+  ATTRIBUTE_COLUMNS,
+  DEFAULT_ATTRIBUTES,
+  NAME_SORT_KEY,
+  columnFromId,
+  discoverKeys,
+  nestRows,
+  toCsv,
+  type Column,
+} from "./runsTable";
+
+const PAGE_SIZE = 200;
+const EXPORT_LIMIT = 100_000;
+const ROW_HEIGHT = 34;
+
+interface RunPages {
+  runs: Run[];
+  nextPageToken?: string;
+  loading: boolean;
+  error?: Error;
+}
+
+/** Runs arrive a page at a time; the table asks for the next page as it scrolls near the end. */
+function useRunPages(experimentIds: string[], filter: string, orderBy: string[], viewType: string) {
+  const [state, setState] = useState<RunPages>({ runs: [], loading: true });
+  const generation = useRef(0);
+  const key = JSON.stringify([experimentIds, filter, orderBy, viewType]);
+  const fetchPage = useCallback(
+    (pageToken: string | undefined, mine: number) => {
+      setState((s) => ({ ...s, loading: true }));
+      searchRuns({ experimentIds, filter, orderBy, pageToken, maxResults: PAGE_SIZE, viewType }).then(
+        (page) => {
+          if (mine !== generation.current) return;
+          setState((s) => ({ runs: pageToken ? [...s.runs, ...page.items] : page.items, nextPageToken: page.nextPageToken, loading: false }));
+        },
+        (error: Error) => mine === generation.current && setState((s) => ({ ...s, error, loading: false, nextPageToken: undefined })),
+      );
+    },
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [key],
+  );
+  const reload = useCallback(() => {
+    const mine = ++generation.current;
+    setState({ runs: [], loading: true });
+    fetchPage(undefined, mine);
+  }, [fetchPage]);
+  useEffect(() => reload(), [reload]);
+  const loadMore = useCallback(() => {
+    if (state.loading || !state.nextPageToken) return;
+    fetchPage(state.nextPageToken, generation.current);
+  }, [state.loading, state.nextPageToken, fetchPage]);
+  return { ...state, reload, loadMore };
+}
+
+function storedColumns(scope: string): string[] | null {
+  try {
+    const raw = localStorage.getItem(`mlox.columns.${scope}`);
+    return raw ? (JSON.parse(raw) as string[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function ColumnPicker({
+  keys,
+  chosen,
+  onChange,
+}: {
+  keys: { metrics: string[]; params: string[]; tags: string[] };
+  chosen: string[];
+  onChange: (ids: string[]) => void;
+}) {
+  const [open, setOpen] = useState(false);
+  const [search, setSearch] = useState("");
+  const groups: [string, string[]][] = [
+    ["Attributes", ATTRIBUTE_COLUMNS.map((c) => c.id)],
+    ["Metrics", keys.metrics.map((k) => `metric:${k}`)],
+    ["Params", keys.params.map((k) => `param:${k}`)],
+    ["Tags", keys.tags.map((k) => `tag:${k}`)],
+  ];
+  const label = (id: string) => columnFromId(id)?.label ?? id;
+  return (
+    <div className="popover-anchor">
+      <button type="button" aria-expanded={open} onClick={() => setOpen(!open)}>
+        Columns
+      </button>
+      {open && (
+        <div className="popover" role="dialog" aria-label="Choose columns" onKeyDown={(e) => e.key === "Escape" && setOpen(false)}>
+          <input aria-label="Filter columns" placeholder="Filter columns" value={search} onChange={(e) => setSearch(e.target.value)} autoFocus />
+          {groups.map(([title, ids]) => {
+            const shown = ids.filter((id) => label(id).toLowerCase().includes(search.toLowerCase()));
+            if (shown.length === 0) return null;
+            return (
+              <fieldset key={title}>
+                <legend>{title}</legend>
+                {shown.map((id) => (
+                  <label key={id}>
+                    <input
+                      type="checkbox"
+                      checked={chosen.includes(id)}
+                      onChange={(e) => onChange(e.target.checked ? [...chosen, id] : chosen.filter((c) => c !== id))}
+                    />{" "}
+                    {label(id)}
+                  </label>
+                ))}
+              </fieldset>
+            );
+          })}
+          <button type="button" onClick={() => setOpen(false)}>
+            Done
+          </button>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function SortHeader({ column, orderBy, onSort, label }: { column?: Column; orderBy: string[]; onSort: (key: string) => void; label: string }) {
+  const sortKey = column ? column.sortKey : NAME_SORT_KEY;
+  const current = orderBy[0] ?? "";
+  const active = sortKey && current.startsWith(sortKey + " ") ? (current.endsWith("ASC") ? "ascending" : "descending") : undefined;
+  if (!sortKey) return <span>{label}</span>;
+  return (
+    <button type="button" className="sort-header" data-sort={active ?? "none"} onClick={() => onSort(sortKey)} aria-label={`Sort by ${label}`}>
+      {label}
+      {active === "ascending" ? " ▲" : active === "descending" ? " ▼" : ""}
+    </button>
+  );
+}
+
+export function RunsPage({ experimentIds }: { experimentIds: string[] }) {
+  const { query } = useLocation();
+  const filter = query.get("searchFilter") ?? "";
+  const orderBy = query.get("orderBy") ? [query.get("orderBy") as string] : ["attributes.start_time DESC"];
+  const view = (query.get("view") ?? "table") as "table" | "chart" | "models";
+  const viewType = query.get("lifecycle") === "deleted" ? "DELETED_ONLY" : "ACTIVE_ONLY";
+  const scope = experimentIds.join(",");
+  const [draft, setDraft] = useState(filter);
+  useEffect(() => setDraft(filter), [filter]);
+  const experiments = useAsync(() => Promise.all(experimentIds.map(getExperiment)), [scope]);
+  const pages = useRunPages(experimentIds, filter, orderBy, viewType);
+  const keys = useMemo(() => discoverKeys(pages.runs), [pages.runs]);
+  const [chosen, setChosen] = useState<string[] | null>(() => storedColumns(scope));
+  const columnIds = chosen ?? [
+    ...DEFAULT_ATTRIBUTES.map((k) => `attribute:${k}`),
+    ...keys.metrics.filter((k) => !k.startsWith("system/")).slice(0, 8).map((k) => `metric:${k}`),
+    ...keys.params.slice(0, 8).map((k) => `param:${k}`),
+  ];
+  const columns = columnIds.map(columnFromId).filter((c): c is Column => Boolean(c));
+  const chooseColumns = (ids: string[]) => {
+    setChosen(ids);
+    localStorage.setItem(`mlox.columns.${scope}`, JSON.stringify(ids));
+  };
+  const [expanded, setExpanded] = useState<Set<string>>(new Set());
+  const rows = useMemo(() => nestRows(pages.runs, expanded), [pages.runs, expanded]);
+  const [selected, setSelected] = useState<Set<string>>(new Set());
+  const [exporting, setExporting] = useState<string | null>(null);
+  const [actionError, setActionError] = useState<Error | null>(null);
+
+  const onSort = (key: string) => {
+    const current = orderBy[0] ?? "";
+    const next = current === `${key} DESC` ? `${key} ASC` : `${key} DESC`;
+    setQuery({ orderBy: next });
+  };
+  const toggleSelected = (id: string) =>
+    setSelected((s) => {
+      const next = new Set(s);
+      if (next.has(id)) next.delete(id);
+      else next.add(id);
+      return next;
+    });
+  const toggleExpanded = (id: string) =>
+    setExpanded((s) => {
+      const next = new Set(s);
+      if (next.has(id)) next.delete(id);
+      else next.add(id);
+      return next;
+    });
+
+  const exportCsv = async () => {
+    setExporting("Exporting…");
+    try {
+      const all: Run[] = [];
+      let pageToken: string | undefined;
+      do {
+        const page = await searchRuns({ experimentIds, filter, orderBy, pageToken, maxResults: 1000, viewType });
+        all.push(...page.items);
+        pageToken = page.nextPageToken;
+        setExporting(`Exporting… ${all.length} runs`);
+      } while (pageToken && all.length < EXPORT_LIMIT);
+      downloadText("runs.csv", toCsv(all, columns));
+      setActionError(null);
+    } catch (e) {
+      setActionError(e as Error);
+    } finally {
+      setExporting(null);
+    }
+  };
+
+  const selectedRuns = pages.runs.filter((r) => selected.has(r.info.run_id));
+  const chartRuns = (selectedRuns.length ? selectedRuns : pages.runs.slice(0, 10)).slice(0, 100);
+  const colorOf = useCallback((_id: string, i: number) => colorFor(i), []);
+  const title = experiments.data ? experiments.data.map((e) => e.name).join(", ") : "Runs";
+
+  return (
+    <div className="page runs-page">
+      <nav className="breadcrumbs" aria-label="Breadcrumbs">
+        <a href="#/experiments">Experiments</a> / <span>{title}</span>
+      </nav>
+      <header className="page-header">
+        <h1>{title}</h1>
+        {experimentIds.length === 1 && <span className="muted mono">ID {experimentIds[0]}</span>}
+      </header>
+      <ErrorBanner error={experiments.error} />
+      <Tabs
+        tabs={[
+          { id: "table", label: "Runs" },
+          { id: "chart", label: "Charts" },
+          { id: "models", label: "Models" },
+        ]}
+        active={view}
+        onChange={(v) => setQuery({ view: v === "table" ? undefined : v })}
+      />
+      <form
+        className="search-bar"
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setQuery({ searchFilter: draft.trim() });
+        }}
+      >
+        <input
+          aria-label="Filter runs"
+          className="mono"
+          placeholder="metrics.rmse < 1 and params.model = 'tree' and tags.mlflow.runName LIKE 'best%'"
+          value={draft}
+          onChange={(e) => setDraft(e.target.value)}
+        />
+        <button type="submit">Search</button>
+        {filter && (
+          <button type="button" onClick={() => setQuery({ searchFilter: undefined })}>
+            Clear
+          </button>
+        )}
+        <select aria-label="Lifecycle" value={viewType === "DELETED_ONLY" ? "deleted" : "active"} onChange={(e) => setQuery({ lifecycle: e.target.value === "deleted" ? "deleted" : undefined })}>
+          <option value="active">Active</option>
+          <option value="deleted">Deleted</option>
+        </select>
+      </form>
+      <ErrorBanner error={pages.error ?? actionError} />
+      {view === "table" && (
+        <>
+          <div className="toolbar">
+            <span className="muted" data-testid="run-count">
+              {pages.runs.length} runs loaded{pages.nextPageToken ? " (scroll for more)" : ""}
+            </span>
+            <span className="spacer" />
+            {selected.size > 0 && <span>{selected.size} selected</span>}
+            <button
+              type="button"
+              disabled={selected.size < 2}
+              onClick={() => navigate(href(["compare-runs"], { runs: idListParam([...selected]), experiments: idListParam(experimentIds) }))}
+            >
+              Compare
+            </button>
+            <button
+              type="button"
+              className="danger"
+              disabled={selected.size === 0 || viewType === "DELETED_ONLY"}
+              onClick={async () => {
+                if (!window.confirm(`Delete ${selected.size} run(s)?`)) return;
+                try {
+                  for (const id of selected) await post("runs/delete", { run_id: id });
+                  setSelected(new Set());
+                  pages.reload();
+                } catch (e) {
+                  setActionError(e as Error);
+                }
+              }}
+            >
+              Delete
+            </button>
+            <button type="button" onClick={() => setExpanded(new Set(rows.length ? pages.runs.map((r) => r.info.run_id) : []))}>
+              Expand all
+            </button>
+            <button type="button" onClick={() => setExpanded(new Set())}>
+              Collapse all
+            </button>
+            <ColumnPicker keys={keys} chosen={columnIds} onChange={chooseColumns} />
+            <button type="button" onClick={exportCsv} disabled={Boolean(exporting)}>
+              {exporting ?? "Download CSV"}
+            </button>
+          </div>
+          <RunsTable
+            rows={rows}
+            columns={columns}
+            orderBy={orderBy}
+            onSort={onSort}
+            selected={selected}
+            onToggleSelected={toggleSelected}
+            onSelectAll={(all) => setSelected(all ? new Set(pages.runs.map((r) => r.info.run_id)) : new Set())}
+            onToggleExpanded={toggleExpanded}
+            onNearEnd={pages.loadMore}
+            loading={pages.loading}
+            hasMore={Boolean(pages.nextPageToken)}
+          />
+        </>
+      )}
+      {view === "chart" && <RunCharts runs={chartRuns} colorOf={colorOf} selectedCount={selectedRuns.length} />}
+      {view === "models" && <ExperimentModels experimentIds={experimentIds} />}
+    </div>
+  );
+}
+
+function RunsTable({
+  rows,
+  columns,
+  orderBy,
+  onSort,
+  selected,
+  onToggleSelected,
+  onSelectAll,
+  onToggleExpanded,
+  onNearEnd,
+  loading,
+  hasMore,
+}: {
+  rows: ReturnType<typeof nestRows>;
+  columns: Column[];
+  orderBy: string[];
+  onSort: (key: string) => void;
+  selected: Set<string>;
+  onToggleSelected: (id: string) => void;
+  onSelectAll: (all: boolean) => void;
+  onToggleExpanded: (id: string) => void;
+  onNearEnd: () => void;
+  loading: boolean;
+  hasMore: boolean;
+}) {
+  const scroller = useRef<HTMLDivElement>(null);
+  const virtualizer = useVirtualizer({
+    count: rows.length,
+    getScrollElement: () => scroller.current,
+    estimateSize: () => ROW_HEIGHT,
+    overscan: 12,
+  });
+  const items = virtualizer.getVirtualItems();
+  // More runs are fetched when the user scrolls near the end, not whenever few rows show: an
+  // experiment whose runs all nest under one collapsed parent would otherwise load every page.
+  const onScroll = () => {
+    const el = scroller.current;
+    if (el && el.scrollTop + el.clientHeight >= el.scrollHeight - 40 * ROW_HEIGHT) onNearEnd();
+  };
+  const template = `40px 28px minmax(220px, 2fr) ${columns.map((c) => `${c.width}px`).join(" ")}`;
+  const allSelected = rows.length > 0 && rows.every((r) => selected.has(r.run.info.run_id));
+  return (
+    <div className="runs-table" role="table" aria-label="Runs" aria-rowcount={rows.length + 1}>
+      <div className="runs-scroll" ref={scroller} onScroll={onScroll}>
+        <div className="runs-header" role="row" style={{ gridTemplateColumns: template }}>
+          <span role="columnheader" className="check">
+            <input type="checkbox" aria-label="Select all runs" checked={allSelected} onChange={(e) => onSelectAll(e.target.checked)} />
+          </span>
+          <span role="columnheader" className="expander-cell" />
+          <span role="columnheader">
+            <SortHeader orderBy={orderBy} onSort={onSort} label="Run name" />
+          </span>
+          {columns.map((c) => (
+            <span role="columnheader" key={c.id} className={`col-${c.kind}`} title={`${c.kind} ${c.key}`}>
+              <SortHeader column={c} orderBy={orderBy} onSort={onSort} label={c.label} />
+            </span>
+          ))}
+        </div>
+        <div style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
+          {items.map((item) => {
+            const row = rows[item.index];
+            const run = row.run;
+            const id = run.info.run_id;
+            return (
+              <div
+                key={id}
+                role="row"
+                data-testid="run-row"
+                data-run-id={id}
+                className={selected.has(id) ? "runs-row selected" : "runs-row"}
+                style={{ gridTemplateColumns: template, transform: `translateY(${item.start}px)`, height: ROW_HEIGHT }}
+              >
+                <span role="cell" className="check">
+                  <input type="checkbox" aria-label={`Select run ${runName(run)}`} checked={selected.has(id)} onChange={() => onToggleSelected(id)} />
+                </span>
+                <span role="cell" className="expander-cell">
+                  {row.childCount > 0 && (
+                    <button
+                      type="button"
+                      className="expander"
+                      aria-expanded={row.expanded}
+                      aria-label={`${row.expanded ? "Collapse" : "Expand"} ${row.childCount} child runs of ${runName(run)}`}
+                      onClick={() => onToggleExpanded(id)}
+                    >
+                      {row.expanded ? "▾" : "▸"}
+                    </button>
+                  )}
+                </span>
+                <span role="cell" className="run-name" style={{ paddingLeft: row.depth * 18 }}>
+                  <a href={href(["experiments", run.info.experiment_id, "runs", id])}>{runName(run)}</a>
+                  {row.childCount > 0 && <span className="muted small"> ({row.childCount})</span>}
+                </span>
+                {columns.map((c) => (
+                  <span role="cell" key={c.id} className={`col-${c.kind}`}>
+                    {c.key === "status" && c.kind === "attribute" ? <StatusBadge status={run.info.status} /> : c.text(run)}
+                  </span>
+                ))}
+              </div>
+            );
+          })}
+        </div>
+        {loading && <Spinner label="Loading runs…" />}
+        {!loading && hasMore && (
+          <button type="button" className="load-more" onClick={onNearEnd}>
+            Load more runs
+          </button>
+        )}
+        {!loading && rows.length === 0 && <p className="muted empty">No runs match.</p>}
+      </div>
+    </div>
+  );
+}
+
+function RunCharts({ runs, colorOf, selectedCount }: { runs: Run[]; colorOf: (id: string, i: number) => string; selectedCount: number }) {
+  const [settings, setSettings] = useState(defaultChartSettings);
+  const chartRuns: ChartRun[] = runs.map((r, i) => ({ id: r.info.run_id, name: runName(r), color: colorOf(r.info.run_id, i) }));
+  const keys = discoverKeys(runs).metrics;
+  const modelKeys = keys.filter((k) => !k.startsWith("system/"));
+  const systemKeys = keys.filter((k) => k.startsWith("system/"));
+  return (
+    <div className="run-charts">
+      <p className="muted">
+        {selectedCount ? `Showing the ${runs.length} selected runs.` : `Showing the first ${runs.length} runs; select runs in the table to choose others.`}
+      </p>
+      <ul className="legend" aria-label="Runs in charts">
+        {chartRuns.map((r) => (
+          <li key={r.id}>
+            <span className="swatch" style={{ background: r.color }} /> {r.name}
+          </li>
+        ))}
+      </ul>
+      <ChartControls settings={settings} onChange={setSettings} />
+      <h2>Model metrics</h2>
+      <MetricGrid runs={chartRuns} keys={modelKeys} settings={settings} empty="These runs have no metrics." />
+      {systemKeys.length > 0 && (
+        <>
+          <h2>System metrics</h2>
+          <MetricGrid runs={chartRuns} keys={systemKeys} settings={settings} empty="" />
+        </>
+      )}
+      <h2>Compare params and metrics</h2>
+      <CompareCharts runs={runs} colorOf={colorOf} />
+    </div>
+  );
+}
+
+function ExperimentModels({ experimentIds }: { experimentIds: string[] }) {
+  const { data, error, loading } = useAsync(async () => {
+    const models: LoggedModel[] = [];
+    let pageToken: string | undefined;
+    do {
+      // The server allows at most 50 logged models a page, as MLflow does.
+      const r = await post<{ models?: LoggedModel[]; next_page_token?: string }>("logged-models/search", {
+        experiment_ids: experimentIds,
+        max_results: 50,
+        page_token: pageToken,
+      });
+      models.push(...(r.models ?? []));
+      pageToken = r.next_page_token || undefined;
+    } while (pageToken && models.length < 1000);
+    return models;
+  }, [experimentIds.join(",")]);
+  if (loading) return <Spinner />;
+  return (
+    <>
+      <ErrorBanner error={error} />
+      <table className="grid" aria-label="Logged models">
+        <thead>
+          <tr>
+            <th>Model</th>
+            <th>Status</th>
+            <th>Created</th>
+            <th>Source run</th>
+            <th>Type</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(data ?? []).map((m) => (
+            <tr key={m.info.model_id}>
+              <td>
+                <a href={href(["experiments", m.info.experiment_id, "models", m.info.model_id])}>{m.info.name}</a>
+              </td>
+              <td>
+                <StatusBadge status={m.info.status?.replace("LOGGED_MODEL_", "")} />
+              </td>
+              <td>{formatTime(m.info.creation_timestamp_ms)}</td>
+              <td>{m.info.source_run_id ? <a href={href(["experiments", m.info.experiment_id, "runs", m.info.source_run_id])}>{m.info.source_run_id.slice(0, 8)}</a> : "—"}</td>
+              <td>{m.info.model_type ?? ""}</td>
+            </tr>
+          ))}
+          {data && data.length === 0 && (
+            <tr>
+              <td colSpan={5} className="muted">
+                No logged models.
+              </td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+    </>
+  );
+}
