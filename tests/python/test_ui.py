@@ -450,3 +450,21 @@ def test_assets_are_served_by_mlox_with_caching(api):
 
 def expect_text(locator, text: str) -> None:
     expect(locator).to_contain_text(text)
+
+
+@pytest.mark.standalone
+def test_mlox_ui_is_mlox_server_as_mlflow_ui_is_mlflow_server(tmp_path):
+    import requests
+
+    from conftest import _free_port, launch, mlox_binary
+
+    port = _free_port()
+    cmd = [mlox_binary(), "ui", "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path}/ui.db"]
+    srv = launch(cmd, tmp_path, port)
+    try:
+        page = requests.get(srv.url + "/", timeout=10)
+        assert page.status_code == 200 and '<div id="root">' in page.text
+        experiments = requests.get(srv.url + "/api/2.0/mlflow/experiments/search?max_results=10", timeout=10).json()
+        assert [e["name"] for e in experiments["experiments"]] == ["Default"]
+    finally:
+        srv.stop()

@@ -20,7 +20,7 @@ export function formatRelative(ms?: number | string, now = Date.now()): string {
 }
 
 export function formatDuration(start?: number | string, end?: number | string): string {
-  if (!start || !end) return "—";
+  if (start === undefined || start === null || start === "" || end === undefined || end === null || end === "") return "—";
   const ms = Number(end) - Number(start);
   if (ms < 0) return "—";
   if (ms < 1000) return `${ms} ms`;
@@ -82,4 +82,38 @@ export const RUN_COLORS = [
 
 export function colorFor(index: number): string {
   return RUN_COLORS[index % RUN_COLORS.length];
+}
+
+/** Rows of a CSV/TSV text (RFC 4180 quoting), at most `limit` of them. */
+export function parseDelimited(text: string, delimiter: string, limit = 500): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === delimiter) {
+      row.push(cell);
+      cell = "";
+    } else if (ch === "\n" || ch === "\r") {
+      if (ch === "\r" && text[i + 1] === "\n") i++;
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = "";
+      if (rows.length >= limit) break;
+    } else cell += ch;
+  }
+  if (cell || row.length) {
+    row.push(cell);
+    rows.push(row);
+  }
+  return rows;
 }

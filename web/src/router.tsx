@@ -8,7 +8,7 @@ export interface Location {
   query: URLSearchParams;
 }
 
-function parse(hash: string): Location {
+export function parseHash(hash: string): Location {
   const raw = hash.replace(/^#/, "");
   const [pathPart, queryPart = ""] = raw.split("?", 2);
   const path = pathPart
@@ -25,7 +25,7 @@ export function useLocation(): Location {
     window.addEventListener("hashchange", onChange);
     return () => window.removeEventListener("hashchange", onChange);
   }, []);
-  return parse(hash);
+  return parseHash(hash);
 }
 
 /** Builds `#/a/b?k=v`, encoding each path segment. */
@@ -44,7 +44,7 @@ export function navigate(to: string, replace = false) {
 
 /** Rewrites the current page's query without adding a history entry (filters, sort order). */
 export function setQuery(update: Record<string, string | undefined>) {
-  const current = parse(window.location.hash);
+  const current = parseHash(window.location.hash);
   for (const [k, v] of Object.entries(update)) {
     if (v === undefined || v === "") current.query.delete(k);
     else current.query.set(k, v);

@@ -28,7 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the tracking server, model registry and artifact proxy (like `mlflow server`).
+    /// Run the tracking server, model registry, artifact proxy and web UI (like `mlflow server`;
+    /// `mlox ui` is the same command, as `mlflow ui` is).
+    #[command(visible_alias = "ui")]
     Server(ServerArgs),
     /// Serve models over the V2 inference protocol (REST and gRPC) and MLflow's /invocations:
     /// an MLServer model repository (`mlserver start <dir>`) or one model URI

@@ -17,7 +17,7 @@ mod search;
 mod traces;
 mod webhooks;
 
-pub use db::{Dialect, SqlStore, StoreOptions, redact_uri};
+pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, redact_uri};
 pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;
 pub use registry::{NewModelVersion, parse_version};

@@ -791,44 +791,73 @@ impl SqlStore {
         }
         let mut out = Vec::new();
         for run_id in run_ids {
-            let mut sql = self.sql("SELECT DISTINCT step FROM metrics WHERE run_uuid = ");
-            sql.bind_str(run_id)
-                .push(" AND key = ")
-                .bind_str(metric_key);
-            if let (Some(s), Some(e)) = (start_step, end_step) {
-                sql.push(" AND step >= ")
-                    .bind_i64(s)
-                    .push(" AND step <= ")
-                    .bind_i64(e);
-            }
-            sql.push(" ORDER BY step");
-            let steps: Vec<i64> = sql
-                .query()
-                .fetch_all(&self.read)
-                .await
-                .map_err(db_err)?
-                .iter()
-                .map(|r| get_i64(r, "step"))
-                .collect();
-            let chosen = sample_steps(&steps, max_results as usize);
-            if chosen.is_empty() {
-                continue;
-            }
-            for chunk in chosen.chunks(ROWS_PER_INSERT) {
-                let mut sql = self.sql(
-                    "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ",
-                );
+            // Which of the run's points a query reads: the run's history of the key, within
+            // the step range if one is given.
+            let points = |sql: &mut Sql| {
                 sql.bind_str(run_id)
                     .push(" AND key = ")
-                    .bind_str(metric_key)
-                    .push(" AND step IN ");
-                sql.bind_list(chunk.iter().map(|s| Bind::I64(*s)));
-                sql.push(" ORDER BY step, timestamp");
-                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                    let mut m = metric_from_row(&row);
-                    m.run_id = Some(run_id.clone());
-                    out.push(m);
+                    .bind_str(metric_key);
+                if let (Some(s), Some(e)) = (start_step, end_step) {
+                    sql.push(" AND step >= ")
+                        .bind_i64(s)
+                        .push(" AND step <= ")
+                        .bind_i64(e);
                 }
+            };
+            let mut sql = self.sql(
+                "SELECT COUNT(DISTINCT step) AS n, MIN(step) AS first, MAX(step) AS last \
+                 FROM metrics WHERE run_uuid = ",
+            );
+            points(&mut sql);
+            let row = sql.query().fetch_one(&self.read).await.map_err(db_err)?;
+            let distinct = get_i64(&row, "n").max(0) as usize;
+            let chosen: Vec<i64> = if distinct <= max_results as usize {
+                Vec::new()
+            } else if let (Some(first), Some(last)) =
+                (get_opt_i64(&row, "first"), get_opt_i64(&row, "last"))
+                && last - first + 1 == distinct as i64
+            {
+                // Every step from first to last was logged (the usual history): the i-th
+                // distinct step is first + i, so the sample needs no further scan.
+                sample_indices(distinct, max_results as usize)
+                    .into_iter()
+                    .map(|i| first + i as i64)
+                    .collect()
+            } else {
+                // Gaps between steps: the database numbers the distinct steps and only the
+                // sampled ones come back, so a long history never crosses into this process.
+                let mut sql = self.sql(
+                    "SELECT step FROM (SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS i \
+                     FROM metrics WHERE run_uuid = ",
+                );
+                points(&mut sql);
+                sql.push(" GROUP BY step) AS numbered WHERE i IN ");
+                sql.bind_list(
+                    sample_indices(distinct, max_results as usize)
+                        .into_iter()
+                        .map(|i| Bind::I64(i as i64)),
+                );
+                sql.push(" ORDER BY step");
+                let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+                rows.iter().map(|r| get_i64(r, "step")).collect()
+            };
+            if distinct == 0 {
+                continue;
+            }
+            // One scan of the run's history reads every sampled point: at most
+            // MAX_RESULTS_PER_RUN steps, well within both databases' limits on bound values.
+            let mut sql = self
+                .sql("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
+            points(&mut sql);
+            if !chosen.is_empty() {
+                sql.push(" AND step IN ");
+                sql.bind_list(chosen.iter().map(|s| Bind::I64(*s)));
+            }
+            sql.push(" ORDER BY step, timestamp");
+            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
+                let mut m = metric_from_row(&row);
+                m.run_id = Some(run_id.clone());
+                out.push(m);
             }
         }
         Ok(out)
@@ -989,15 +1018,14 @@ impl SqlStore {
     }
 }
 
-fn sample_steps(steps: &[i64], max: usize) -> Vec<i64> {
-    if steps.len() <= max {
-        return steps.to_vec();
+/// Positions of `max` evenly spread items among `len` (more than `max`), first and last
+/// included: the steps MLflow's sampling keeps.
+fn sample_indices(len: usize, max: usize) -> Vec<usize> {
+    if max <= 1 {
+        return vec![0];
     }
-    if max == 1 {
-        return vec![steps[0]];
-    }
-    let last = steps.len() - 1;
-    let mut out: Vec<i64> = (0..max).map(|i| steps[i * last / (max - 1)]).collect();
+    let last = len - 1;
+    let mut out: Vec<usize> = (0..max).map(|i| i * last / (max - 1)).collect();
     out.dedup();
     out
 }
@@ -1181,12 +1209,21 @@ mod tests {
 
     #[test]
     fn sampling_keeps_ends_and_spreads_evenly() {
-        let steps: Vec<i64> = (0..100).collect();
-        let s = sample_steps(&steps, 5);
-        assert_eq!(s.first(), Some(&0));
-        assert_eq!(s.last(), Some(&99));
-        assert_eq!(s.len(), 5);
-        assert_eq!(sample_steps(&[1, 2], 10), vec![1, 2]);
+        assert_eq!(sample_indices(100, 5), vec![0, 24, 49, 74, 99]);
+        assert_eq!(sample_indices(3, 2), vec![0, 2]);
+        assert_eq!(sample_indices(10, 1), vec![0]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sampling_picks_max_distinct_positions_in_order(len in 2usize..5000, max in 2usize..2600) {
+            proptest::prop_assume!(len > max);
+            let s = sample_indices(len, max);
+            proptest::prop_assert_eq!(s.len(), max);
+            proptest::prop_assert_eq!(s[0], 0);
+            proptest::prop_assert_eq!(*s.last().unwrap(), len - 1);
+            proptest::prop_assert!(s.windows(2).all(|w| w[0] < w[1]));
+        }
     }
 
     #[test]

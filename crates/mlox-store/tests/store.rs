@@ -818,6 +818,24 @@ async fn bulk_interval_sampling_keeps_the_first_and_last_steps() {
         .collect();
     assert_eq!(steps_b, vec![3]);
 
+    // Steps with gaps between them are sampled by position, as contiguous ones are.
+    let gapped = run_in(&store, "0").await.info.run_id;
+    let points: Vec<Metric> = (0..100)
+        .map(|s| metric("loss", s as f64, s, 2 * s))
+        .collect();
+    store.log_batch(&gapped, &points, &[], &[]).await.unwrap();
+    let sampled = store
+        .get_metric_history_bulk_interval(std::slice::from_ref(&gapped), "loss", None, None, 10)
+        .await
+        .unwrap();
+    let steps: Vec<i64> = sampled.iter().map(|m| m.step).collect();
+    assert_eq!(steps, vec![0, 22, 44, 66, 88, 110, 132, 154, 176, 198]);
+    let contiguous: Vec<i64> = steps_a.iter().map(|s| 2 * s).collect();
+    assert_eq!(
+        steps, contiguous,
+        "the same positions whether or not steps have gaps"
+    );
+
     let window = store
         .get_metric_history_bulk_interval(std::slice::from_ref(&a), "loss", Some(20), Some(30), 4)
         .await
@@ -2070,7 +2088,10 @@ async fn reopening_an_existing_database_keeps_its_data() {
         vec![kv("p", "1")]
     );
     store.get_registered_model("m").await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        mlox_store::SCHEMA_VERSION
+    );
     assert_eq!(experiment(&store, "next").await, "2");
 }
 
@@ -2102,7 +2123,7 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
     drop(open_at(dir.path()).await.unwrap());
     // Roll the record back as if the database came from an mlox that knew only migration 1.
     let pool = raw(dir.path()).await;
-    sqlx::query("DELETE FROM mlox_schema WHERE version = 2")
+    sqlx::query("DELETE FROM mlox_schema WHERE version >= 2")
         .execute(&pool)
         .await
         .unwrap();
@@ -2138,7 +2159,10 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
     })
     .await
     .unwrap();
-    assert_eq!(upgraded.schema_version().await.unwrap(), 2);
+    assert_eq!(
+        upgraded.schema_version().await.unwrap(),
+        mlox_store::SCHEMA_VERSION
+    );
     upgraded
         .create_registered_model("m", &[], None)
         .await
@@ -2209,7 +2233,10 @@ async fn replicas_starting_together_on_an_empty_postgres_database_all_come_up() 
     let opened = futures::future::join_all((0..4).map(|_| open_pg(&uri))).await;
     let stores: Vec<SqlStore> = opened.into_iter().map(|s| s.unwrap()).collect();
     for store in &stores {
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            mlox_store::SCHEMA_VERSION
+        );
     }
     // One schema, one default experiment, and every replica sees the others' writes.
     let exp = experiment(&stores[0], "shared").await;
@@ -2233,6 +2260,18 @@ async fn postgres_follows_the_same_rules_as_sqlite() {
     store.create_registered_model("m", &[], None).await.unwrap();
     let e = err(store.create_registered_model("m", &[], None).await);
     assert_eq!(e.code, Code::ResourceAlreadyExists);
+    // Sampling a history with gaps between its steps happens in the database, in
+    // PostgreSQL's SQL too.
+    let points: Vec<Metric> = (0..50)
+        .map(|s| metric("loss", s as f64, s, 3 * s))
+        .collect();
+    store.log_batch(&run, &points, &[], &[]).await.unwrap();
+    let sampled = store
+        .get_metric_history_bulk_interval(std::slice::from_ref(&run), "loss", None, None, 5)
+        .await
+        .unwrap();
+    let steps: Vec<i64> = sampled.iter().map(|m| m.step).collect();
+    assert_eq!(steps, vec![0, 36, 72, 108, 147]);
     drop(store);
     drop_pg_database(&uri).await;
 }

@@ -2,7 +2,7 @@
 // only inside a sandboxed frame with no scripts, so a logged notebook cannot act on this origin.
 import { useEffect, useState } from "react";
 import { artifactDownloadUrl, listArtifacts, type ArtifactFile, type ArtifactSource } from "../api";
-import { formatBytes } from "../format";
+import { formatBytes, parseDelimited } from "../format";
 import { ErrorBanner, Spinner } from "./common";
 
 const TEXT = /\.(txt|log|md|py|json|ya?ml|toml|ini|cfg|sh|r|sql|ipynb|jsonl|xml|js|ts)$|(^|\/)(MLmodel|MLproject|requirements\.txt|conda\.yaml|python_env\.yaml|LICENSE)$/i;
@@ -76,38 +76,6 @@ function ancestors(path: string): string[] {
   return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("/"));
 }
 
-function parseDelimited(text: string, delimiter: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = "";
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === delimiter) {
-      row.push(cell);
-      cell = "";
-    } else if (ch === "\n" || ch === "\r") {
-      if (ch === "\r" && text[i + 1] === "\n") i++;
-      row.push(cell);
-      rows.push(row);
-      row = [];
-      cell = "";
-      if (rows.length > 500) break;
-    } else cell += ch;
-  }
-  if (cell || row.length) {
-    row.push(cell);
-    rows.push(row);
-  }
-  return rows;
-}
 
 function Preview({ source, file }: { source: ArtifactSource; file: ArtifactFile }) {
   const url = artifactDownloadUrl(source, file.path);
