@@ -61,7 +61,11 @@ function Tree({
                 onSelect(f);
               }}
             >
-              <span aria-hidden>{f.is_dir ? (isOpen ? "▾ 📁" : "▸ 📁") : "📄"}</span> {name}
+              <span aria-hidden className="tree-icon">
+                {f.is_dir ? (isOpen ? "▾" : "▸") : ""}
+                {f.is_dir ? <FolderIcon /> : <FileIcon />}
+              </span>{" "}
+              {name}
             </button>
             {f.is_dir && isOpen && <Tree source={source} path={f.path} depth={depth + 1} selected={selected} onSelect={onSelect} />}
           </li>
@@ -70,6 +74,20 @@ function Tree({
     </ul>
   );
 }
+
+// Drawn here rather than taken from an emoji font, which a server's browser may not have.
+const FolderIcon = () => (
+  <svg width="14" height="12" viewBox="0 0 14 12" className="icon">
+    <path d="M1 2.5A1.5 1.5 0 0 1 2.5 1H5l1.5 1.5h5A1.5 1.5 0 0 1 13 4v5.5a1.5 1.5 0 0 1-1.5 1.5h-9A1.5 1.5 0 0 1 1 9.5z" fill="#93c5fd" stroke="#2563eb" />
+  </svg>
+);
+
+const FileIcon = () => (
+  <svg width="12" height="14" viewBox="0 0 12 14" className="icon">
+    <path d="M1.5 1h6L11 4.5v8a.5.5 0 0 1-.5.5h-9a.5.5 0 0 1-.5-.5v-11A.5.5 0 0 1 1.5 1z" fill="#f1f5f9" stroke="#64748b" />
+    <path d="M7.5 1v3.5H11" fill="none" stroke="#64748b" />
+  </svg>
+);
 
 function ancestors(path: string): string[] {
   const parts = path.split("/");
