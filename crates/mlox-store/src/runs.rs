@@ -22,6 +22,9 @@ pub const MAX_RUNS_PER_SEARCH: i64 = 50_000;
 pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
 const ROWS_PER_INSERT: usize = 400;
+/// Metric points per INSERT: a whole 1000-metric log-batch in one statement (9 values a row,
+/// well within SQLite's 32,766 and PostgreSQL's 65,535 bound values).
+const METRIC_ROWS_PER_INSERT: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shape {
@@ -1098,7 +1101,7 @@ async fn insert_metrics(
     run_id: &str,
     metrics: &[Metric],
 ) -> Result<()> {
-    for chunk in metrics.chunks(ROWS_PER_INSERT) {
+    for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
         let mut sql = Sql::for_dialect(
             dialect,
             "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
