@@ -257,7 +257,7 @@ export async function listArtifacts(source: ArtifactSource, path: string): Promi
     `logged-models/${encodeURIComponent(source.id)}/artifacts/directories`,
     { artifact_directory_path: path || undefined },
   );
-  return (r.files ?? []).map((f) => ({ ...f, path: path && !f.path.startsWith(`${path}/`) ? `${path}/${f.path}` : f.path }));
+  return r.files ?? [];
 }
 
 export type ArtifactSource = { kind: "run"; id: string } | { kind: "logged-model"; id: string };

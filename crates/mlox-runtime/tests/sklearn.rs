@@ -184,14 +184,10 @@ async fn pipelines_answer_like_mlflow() {
 #[test]
 fn every_fixture_model_is_checked() {
     let Some(fx) = Fixture::get() else { return };
-    for name in fx.expected["models"].as_object().unwrap().keys() {
-        assert!(
-            ["seed001", "linear_", "tree_", "pipeline_"]
-                .iter()
-                .any(|p| name.starts_with(p)),
-            "{name} is not covered by any test"
-        );
-    }
+    support::assert_every_model_covered(
+        &fx.expected,
+        &["seed001", "linear_", "tree_", "pipeline_"],
+    );
 }
 
 #[test]

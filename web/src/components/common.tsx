@@ -13,7 +13,6 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
       (data) => mine === generation.current && setState({ data, loading: false }),
       (error: Error) => mine === generation.current && setState({ error, loading: false }),
     );
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(() => {
     reload();

@@ -94,7 +94,6 @@ export function MetricChart({
     return () => {
       live = false;
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [runKey, metricKey, maxPoints, range, settings.xAxis]);
   const series = useMemo(() => state.series ?? [], [state.series]);
   return (

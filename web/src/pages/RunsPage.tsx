@@ -44,7 +44,6 @@ function useRunPages(experimentIds: string[], filter: string, orderBy: string[],
         (error: Error) => mine === generation.current && setState((s) => ({ ...s, error, loading: false, nextPageToken: undefined })),
       );
     },
-    // eslint-disable-next-line react-hooks/exhaustive-deps
     [key],
   );
   const reload = useCallback(() => {
@@ -288,7 +287,7 @@ export function RunsPage({ experimentIds }: { experimentIds: string[] }) {
             >
               Delete
             </button>
-            <button type="button" onClick={() => setExpanded(new Set(rows.length ? pages.runs.map((r) => r.info.run_id) : []))}>
+            <button type="button" onClick={() => setExpanded(new Set(pages.runs.map((r) => r.info.run_id)))}>
               Expand all
             </button>
             <button type="button" onClick={() => setExpanded(new Set())}>

@@ -214,6 +214,17 @@ pub fn downcast<T: 'static>(array: &ArrayRef) -> &T {
 }
 
 /// What a fixture script recorded MLflow answering, from its `expected.json`.
+/// Every model the fixture script wrote is named by one of the prefixes some test checks, so a
+/// model added to the script cannot go unchecked.
+pub fn assert_every_model_covered(expected: &Value, prefixes: &[&str]) {
+    for name in expected["models"].as_object().unwrap().keys() {
+        assert!(
+            prefixes.iter().any(|p| name.starts_with(p)),
+            "{name} is not covered by any test"
+        );
+    }
+}
+
 pub fn expected(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
 }
