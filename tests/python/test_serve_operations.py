@@ -401,6 +401,80 @@ def test_adaptive_batching_gives_each_request_exactly_its_own_rows(tmp_path):
         server.stop()
 
 
+class SlowProbe(mlflow.pyfunc.PythonModel):
+    """BatchProbe that takes 0.3 s a call, so requests sent together queue behind it; given
+    a negative x it answers one row, the sum, whatever number of rows it was given."""
+
+    def predict(self, context, model_input, params=None):
+        import time
+
+        import pandas as pd
+
+        time.sleep(0.3)
+        if (model_input["x"] < 0).any():
+            return pd.DataFrame({"x": [float(model_input["x"].sum())], "batch_rows": [len(model_input)]})
+        return pd.DataFrame({"x": model_input["x"], "batch_rows": len(model_input)})
+
+
+def _probe_requests(base: str, n: int, sign: float = 1.0) -> list[tuple[list[float], requests.Response]]:
+    """n concurrent V2 requests of 1–3 rows each; the first goes out alone so the rest queue
+    behind a busy worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(i: int):
+        xs = [sign * (i * 10 + k + 1) for k in range(1 + i % 3)]
+        body = {
+            "parameters": {"content_type": "pd"},
+            "inputs": [{"name": "x", "shape": [len(xs)], "datatype": "FP64", "data": xs}],
+        }
+        return xs, requests.post(f"{base}/v2/models/probe/infer", json=body, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        first = pool.submit(send, 0)
+        time.sleep(0.1)
+        rest = list(pool.map(send, range(1, n)))
+    return [first.result(), *rest]
+
+
+@pytest.mark.standalone
+@pytest.mark.parametrize("merge_waiting", [None, "1"])
+def test_python_models_merge_the_requests_that_wait_for_a_busy_worker(tmp_path, merge_waiting):
+    """By default the requests queued behind a busy Python worker share its next call, each
+    getting exactly its own rows back; `--merge-waiting 1` sends each on its own."""
+    model_dir = tmp_path / "probe"
+    mlflow.pyfunc.save_model(path=str(model_dir), python_model=SlowProbe())
+    port = _free_port()
+    flags = [] if merge_waiting is None else ["--merge-waiting", merge_waiting]
+    server = ServeProcess(
+        ["-m", str(model_dir), "--name", "probe", "-p", str(port), *flags], tmp_path, port, serve_env(tmp_path)
+    )
+    server.wait_loaded()
+    try:
+        answers = _probe_requests(server.base, 6)
+        for xs, r in answers:
+            assert r.status_code == 200, r.text
+            outputs = {o["name"]: o for o in r.json()["outputs"]}
+            assert outputs["x"]["data"] == xs
+            (rows,) = set(outputs["batch_rows"]["data"])
+            assert rows >= len(xs)
+        shared = [xs for xs, r in answers if r.json()["outputs"][1]["data"][0] > len(xs)]
+        if merge_waiting is None:
+            assert len(shared) >= 2, "the queued requests did not share a call"
+            assert "merged into one call" in server.plain_log()
+        else:
+            assert shared == []
+
+        # A model whose answer is not one row per input row cannot be cut: every request is
+        # answered from a call of its own.
+        for xs, r in _probe_requests(server.base, 4, sign=-1.0):
+            assert r.status_code == 200, r.text
+            outputs = {o["name"]: o for o in r.json()["outputs"]}
+            assert outputs["x"]["data"] == [sum(xs)]
+            assert outputs["batch_rows"]["data"] == [len(xs)]
+    finally:
+        server.stop()
+
+
 @pytest.mark.standalone
 def test_the_openapi_document_holds_under_schemathesis(tmp_path):
     """Schemathesis generates requests from the served OpenAPI document (examples, edge

@@ -51,6 +51,12 @@ pub struct ServeArgs {
     /// Python worker processes per model. Default: settings.json's `parallel_workers`, else 1.
     #[arg(long, short = 'w')]
     workers: Option<usize>,
+    /// Python models: at most this many requests that queue up behind busy workers are
+    /// merged into one predict call (rows concatenated, each answer cut back to its own
+    /// rows; a call that cannot be cut runs each request alone). 1 sends each request on its
+    /// own; a model's `max_batch_size` in model-settings.json overrides it.
+    #[arg(long, default_value_t = deployment::DEFAULT_MERGE_WAITING, value_name = "REQUESTS")]
+    merge_waiting: usize,
     /// Seconds one prediction may run before its worker is restarted and the request fails.
     #[arg(long, short = 't', default_value_t = 60)]
     timeout: u64,
@@ -195,7 +201,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     let fetcher = ModelFetcher::new(FetchConfig::from_env(|name| std::env::var(name).ok()))
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let loader = ModelLoader::new(fetcher, python);
+    let loader = ModelLoader::new(fetcher, python).merge_waiting(args.merge_waiting);
 
     let http = tokio::net::TcpListener::bind(plan.http)
         .await

@@ -8,6 +8,10 @@
 //! the next one), and when the merged call fails or answers a row count that cannot be split
 //! back, every request is run on its own so each gets its own answer or error. The queue is
 //! bounded; a full queue is answered with 503 at once instead of letting latency grow.
+//!
+//! [`BatchOptions::merge_waiting`] is the same machinery with no waiting at all: a batch is
+//! whatever queued up while every worker was busy, so an idle model answers each request at
+//! once and a loaded one pays its per-call cost once per batch instead of once per request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +53,17 @@ impl BatchOptions {
             max_batch_size: size,
             max_batch_time: Duration::from_secs_f64(wait.min(60.0)),
             max_queue: size.saturating_mul(64).max(1024),
+            max_concurrent_batches: max_concurrent_batches.max(1),
+        })
+    }
+
+    /// Merges the requests that wait for a busy runtime, up to `max_batch_size` of them, and
+    /// never holds a request back to wait for others.
+    pub fn merge_waiting(max_batch_size: usize, max_concurrent_batches: usize) -> Option<Self> {
+        (max_batch_size > 1).then(|| BatchOptions {
+            max_batch_size,
+            max_batch_time: Duration::ZERO,
+            max_queue: max_batch_size.saturating_mul(64).max(1024),
             max_concurrent_batches: max_concurrent_batches.max(1),
         })
     }
@@ -156,13 +171,21 @@ async fn collect(
         let deadline = Instant::now() + options.max_batch_time;
         let mut batch = vec![first];
         while batch.len() < options.max_batch_size {
-            match tokio::time::timeout_at(deadline, waiting.recv()).await {
-                Ok(Some(next)) if fits(&batch[0].request, &next.request) => batch.push(next),
-                Ok(Some(next)) => {
+            let next = if options.max_batch_time.is_zero() {
+                waiting.try_recv().ok()
+            } else {
+                tokio::time::timeout_at(deadline, waiting.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            match next {
+                Some(next) if fits(&batch[0].request, &next.request) => batch.push(next),
+                Some(next) => {
                     carried = Some(next);
                     break;
                 }
-                Ok(None) | Err(_) => break,
+                None => break,
             }
         }
         counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -490,6 +513,81 @@ mod tests {
                 queued: 0
             })
         );
+    }
+
+    /// Doubles `x` once a permit is released, so a test decides when each call finishes.
+    struct Gated {
+        calls: Mutex<Vec<usize>>,
+        release: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl Predictor for Gated {
+        async fn predict(&self, request: PredictRequest) -> Result<ModelOutput> {
+            let ModelInput::Frame(frame) = request.input else {
+                panic!("expected a frame")
+            };
+            self.calls.lock().unwrap().push(frame.num_rows());
+            self.release.acquire().await.unwrap().forget();
+            let x = frame.column(0).as_any().downcast_ref::<Float64Array>();
+            let doubled: Vec<f64> = x.unwrap().values().iter().map(|v| v * 2.0).collect();
+            Ok(ModelOutput::Frame(frame_of(&doubled)))
+        }
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("condition not reached in 1 s");
+    }
+
+    #[test]
+    fn merging_waiting_requests_needs_room_for_more_than_one() {
+        assert_eq!(BatchOptions::merge_waiting(1, 2), None);
+        let on = BatchOptions::merge_waiting(16, 2).unwrap();
+        assert_eq!(on.max_batch_time, Duration::ZERO);
+        assert_eq!((on.max_batch_size, on.max_concurrent_batches), (16, 2));
+    }
+
+    #[tokio::test]
+    async fn merging_waiting_requests_never_holds_one_back_and_merges_those_queued_behind_a_busy_runtime()
+     {
+        let inner = Arc::new(Gated {
+            calls: Mutex::new(Vec::new()),
+            release: tokio::sync::Semaphore::new(0),
+        });
+        let predictor = Batching::wrap(inner.clone(), BatchOptions::merge_waiting(8, 1).unwrap());
+        let p = predictor.clone();
+        let first = tokio::spawn(async move { p.predict(frame_request(&[1.0])).await });
+        // The first request reaches the runtime alone, with nobody to wait for.
+        until(|| inner.calls.lock().unwrap().len() == 1).await;
+        let p = predictor.clone();
+        let queued = tokio::spawn(async move {
+            run_all(
+                &p,
+                vec![
+                    frame_request(&[2.0, 3.0]),
+                    frame_request(&[4.0]),
+                    frame_request(&[5.0, 6.0, 7.0]),
+                ],
+            )
+            .await
+        });
+        until(|| predictor.batch_stats().is_some_and(|s| s.queued == 3)).await;
+        inner.release.add_permits(2);
+        assert_eq!(values(&first.await.unwrap().unwrap()), vec![2.0]);
+        let got: Vec<Vec<f64>> = queued
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| values(a.as_ref().unwrap()))
+            .collect();
+        assert_eq!(got, vec![vec![4.0, 6.0], vec![8.0], vec![10.0, 12.0, 14.0]]);
+        assert_eq!(*inner.calls.lock().unwrap(), vec![1, 6]);
     }
 
     #[tokio::test]

@@ -108,7 +108,11 @@ pub fn default_model_name(uri: &str) -> String {
 pub struct ModelLoader {
     fetcher: ModelFetcher,
     python: PythonOptions,
+    merge_waiting: usize,
 }
+
+/// Requests of a Python model merged into one call when they queue behind busy workers.
+pub const DEFAULT_MERGE_WAITING: usize = 32;
 
 /// What a spec stands for at one moment: the URI to fetch and the version to serve it as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +127,18 @@ pub struct Target {
 
 impl ModelLoader {
     pub fn new(fetcher: ModelFetcher, python: PythonOptions) -> Self {
-        ModelLoader { fetcher, python }
+        ModelLoader {
+            fetcher,
+            python,
+            merge_waiting: DEFAULT_MERGE_WAITING,
+        }
+    }
+
+    /// How many requests of a Python model that wait for a busy worker may share one call;
+    /// 1 sends every request on its own.
+    pub fn merge_waiting(mut self, requests: usize) -> Self {
+        self.merge_waiting = requests;
+        self
     }
 
     /// Looks up what `spec` names now (one registry call for an alias, stage or `latest`).
@@ -152,10 +167,10 @@ impl ModelLoader {
     pub async fn load(&self, spec: &ModelSpec, uri: &str) -> Result<LoadedModel> {
         let fetched = self.fetcher.fetch(uri).await?;
         let dir = model_root(&fetched.dir)?;
-        let mut model = match native(&dir).await? {
+        let (mut model, python) = match native(&dir).await? {
             Load::Native { model, description } => {
                 tracing::info!(model = %spec.name, runtime = "native", "{description}");
-                model
+                (model, false)
             }
             Load::Fallback { reason } => {
                 tracing::info!(model = %spec.name, runtime = "python", "{reason}");
@@ -163,7 +178,7 @@ impl ModelLoader {
                     name: Some(spec.name.clone()),
                     ..self.python.clone()
                 };
-                PythonRuntime::load(&dir, options).await?
+                (PythonRuntime::load(&dir, options).await?, true)
             }
         };
         if let Some(batching) = BatchOptions::from_settings(
@@ -178,8 +193,32 @@ impl ModelLoader {
                 "adaptive batching on"
             );
             model.predictor = Batching::wrap(model.predictor, batching);
+        } else if python
+            && let Some(merging) = BatchOptions::merge_waiting(
+                merge_limit(spec.max_batch_size, self.merge_waiting),
+                self.python.workers,
+            )
+        {
+            // A Python worker's fixed cost per call (pyfunc's schema checks, frame
+            // conversions) dwarfs a small request's rows; pyfunc models score rows
+            // independently, as batch scoring with MLflow's spark_udf already assumes.
+            tracing::info!(
+                model = %spec.name,
+                max_merged_requests = merging.max_batch_size,
+                "requests waiting for a busy worker are merged into one call"
+            );
+            model.predictor = Batching::wrap(model.predictor, merging);
         }
         Ok(model)
+    }
+}
+
+/// Requests a Python model may merge: model-settings' `max_batch_size` when set (1 turns
+/// merging off for that model; MLServer's 0 means unset), else the server-wide limit.
+fn merge_limit(max_batch_size: Option<u64>, server_limit: usize) -> usize {
+    match max_batch_size {
+        Some(0) | None => server_limit,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     }
 }
 
@@ -511,6 +550,19 @@ mod tests {
             default_model_name("s3://bucket/0/abc/artifacts/"),
             "artifacts"
         );
+    }
+
+    #[test]
+    fn a_model_settings_batch_size_overrides_the_server_wide_merge_limit() {
+        assert_eq!(merge_limit(None, 32), 32);
+        assert_eq!(
+            merge_limit(Some(0), 32),
+            32,
+            "MLServer's default 0 means unset"
+        );
+        assert_eq!(merge_limit(Some(1), 32), 1, "1 turns merging off");
+        assert_eq!(merge_limit(Some(8), 32), 8);
+        assert_eq!(merge_limit(Some(4), 1), 4);
     }
 
     fn write(path: &Path, text: &str) {

@@ -4,6 +4,7 @@
 use mlox_core::{Error, Result};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Arguments, Row};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +108,54 @@ const SQLITE_WRITER_PRAGMAS: &[&str] = &[
 ];
 const SQLITE_READER_PRAGMAS: &[&str] = &["PRAGMA cache_size = -8192"];
 
+/// Rows logged between two rounds of the WAL checkpointer (about 5 MiB of metric points).
+const CHECKPOINT_EVERY_ROWS: usize = 50_000;
+
+/// The log queue's side of the WAL checkpointer. Under heavy logging the writer's own
+/// checkpoints (a copy of every changed page and two fsyncs, inside a commit) stalled every
+/// request queued behind it; once enough rows have been logged, a task on a connection of its
+/// own now copies the WAL into the database beside the writer (a passive checkpoint never
+/// blocks the writer or readers). When the writer's own checkpoint comes due, at 16k pages,
+/// little is left for it to copy. Light logging never starts a round: the writer's own
+/// checkpoints are cheap then, and each round costs fsyncs.
+pub(crate) struct CheckpointLink {
+    due: tokio::sync::mpsc::Sender<()>,
+    rows_since: AtomicUsize,
+}
+
+impl CheckpointLink {
+    fn start(pool: AnyPool) -> Self {
+        let (due, rounds) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(checkpoint_wal(pool, rounds));
+        CheckpointLink {
+            due,
+            rows_since: AtomicUsize::new(0),
+        }
+    }
+
+    /// Called by the writer after each commit with the rows it wrote.
+    pub(crate) fn committed(&self, rows: usize) {
+        let total = self.rows_since.fetch_add(rows, AtomicOrdering::Relaxed) + rows;
+        if total >= CHECKPOINT_EVERY_ROWS {
+            self.rows_since.store(0, AtomicOrdering::Relaxed);
+            // Full means a round is already due.
+            let _ = self.due.try_send(());
+        }
+    }
+}
+
+/// The checkpointer's rounds; it ends when the log queue does.
+async fn checkpoint_wal(pool: AnyPool, mut rounds: tokio::sync::mpsc::Receiver<()>) {
+    while rounds.recv().await.is_some() {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!("WAL checkpoint failed (the writer's own go on): {e}");
+        }
+    }
+}
+
 impl SqlStore {
     /// Starts a statement in this store's dialect.
     pub(crate) fn sql(&self, text: &str) -> Sql {
@@ -204,9 +253,10 @@ impl SqlStore {
         let mut store = store;
         if dialect == Dialect::Sqlite {
             let (sender, receiver) = tokio::sync::mpsc::channel(1024);
+            let checkpointer = (!memory).then(|| CheckpointLink::start(store.read.clone()));
             // The writer task holds a store without the queue, so it ends once every handle
-            // that can send is dropped.
-            tokio::spawn(store.clone().run_log_queue(receiver));
+            // that can send is dropped; the checkpointer ends with it.
+            tokio::spawn(store.clone().run_log_queue(receiver, checkpointer));
             store.log_queue = Some(sender);
         }
         Ok(store)

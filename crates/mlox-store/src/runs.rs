@@ -32,11 +32,22 @@ pub(crate) enum Shape {
     Batch,
 }
 
+/// A statement ready to run: text and arguments owned.
+type Statement = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// A log call's points, with their statements when the caller's task built them already.
+struct Points<'a> {
+    metrics: &'a [Metric],
+    prepared: Option<Vec<Statement>>,
+}
+
 /// One log call waiting for the SQLite writer (see [`SqlStore::run_log_queue`]).
-#[derive(Debug)]
 pub(crate) struct LogJob {
     run_id: String,
     metrics: Vec<Metric>,
+    /// The metric writes, built by the caller's task: the writer is the one serial part of
+    /// logging, so it only runs them. Taken by the writer; rebuilt from `metrics` on replay.
+    metric_writes: Option<Vec<Statement>>,
     params: Vec<KeyValue>,
     tags: Vec<KeyValue>,
     shape: Shape,
@@ -526,6 +537,7 @@ impl SqlStore {
             let job = LogJob {
                 run_id: run_id.to_string(),
                 metrics: metrics.to_vec(),
+                metric_writes: Some(metric_statements(self.dialect, run_id, metrics)),
                 params,
                 tags,
                 shape,
@@ -551,7 +563,11 @@ impl SqlStore {
         shape: Shape,
     ) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        self.log_entities_in(&mut tx, run_id, metrics, params, tags, shape)
+        let points = Points {
+            metrics,
+            prepared: None,
+        };
+        self.log_entities_in(&mut tx, run_id, points, params, tags, shape)
             .await?;
         tx.commit().await.map_err(db_err)
     }
@@ -563,12 +579,13 @@ impl SqlStore {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
-        metrics: &[Metric],
+        points: Points<'_>,
         params: &[KeyValue],
         tags: &[KeyValue],
         shape: Shape,
     ) -> Result<()> {
         let tx = &mut *tx;
+        let metrics = points.metrics;
         let info = self.lock_active_run(tx, run_id).await?;
         if !params.is_empty() {
             self.insert_params(tx, run_id, params, shape).await?;
@@ -584,8 +601,12 @@ impl SqlStore {
             }
         }
         if !metrics.is_empty() {
-            insert_metrics(self.dialect, tx, run_id, metrics).await?;
-            upsert_latest_metrics(self.dialect, tx, run_id, metrics).await?;
+            let writes = points
+                .prepared
+                .unwrap_or_else(|| metric_statements(self.dialect, run_id, metrics));
+            for statement in writes {
+                statement.execute(&mut **tx).await.map_err(db_err)?;
+            }
             let with_model: Vec<&Metric> =
                 metrics.iter().filter(|m| m.model_id.is_some()).collect();
             if !with_model.is_empty() {
@@ -601,7 +622,14 @@ impl SqlStore {
     /// database thread, the WAL frames of shared pages) dominates small batches. A refused call
     /// is answered on its own and the group goes on; a database failure rolls the group back
     /// and replays each call alone, so no call's outcome depends on its neighbours.
-    pub(crate) async fn run_log_queue(self, mut queue: tokio::sync::mpsc::Receiver<LogJob>) {
+    ///
+    /// After each group the WAL checkpointer hears how many rows were written, so under heavy
+    /// logging checkpoints happen beside the writer instead of inside its commits.
+    pub(crate) async fn run_log_queue(
+        self,
+        mut queue: tokio::sync::mpsc::Receiver<LogJob>,
+        checkpointer: Option<crate::db::CheckpointLink>,
+    ) {
         const MAX_GROUP: usize = 64;
         while let Some(first) = queue.recv().await {
             let mut group = vec![first];
@@ -611,7 +639,11 @@ impl SqlStore {
                     Err(_) => break,
                 }
             }
-            match self.log_group(&group).await {
+            let rows: usize = group
+                .iter()
+                .map(|j| j.metrics.len() + j.params.len() + j.tags.len())
+                .sum();
+            match self.log_group(&mut group).await {
                 Ok(results) => {
                     for (job, result) in group.into_iter().zip(results) {
                         let _ = job.reply.send(result);
@@ -626,11 +658,14 @@ impl SqlStore {
                     }
                 }
             }
+            if let Some(link) = &checkpointer {
+                link.committed(rows);
+            }
         }
     }
 
     /// One group in one transaction; `Err` means nothing was committed.
-    async fn log_group(&self, group: &[LogJob]) -> Result<Vec<Result<()>>> {
+    async fn log_group(&self, group: &mut [LogJob]) -> Result<Vec<Result<()>>> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let mut results = Vec::with_capacity(group.len());
         for job in group {
@@ -638,7 +673,10 @@ impl SqlStore {
                 .log_entities_in(
                     &mut tx,
                     &job.run_id,
-                    &job.metrics,
+                    Points {
+                        metrics: &job.metrics,
+                        prepared: job.metric_writes.take(),
+                    },
                     &job.params,
                     &job.tags,
                     job.shape,
@@ -1095,13 +1133,22 @@ fn stored_value(m: &Metric) -> (f64, i64) {
     }
 }
 
-async fn insert_metrics(
-    dialect: Dialect,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    metrics: &[Metric],
-) -> Result<()> {
-    for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
+/// The writes of logged points: the points themselves, then the newest per key.
+fn metric_statements(dialect: Dialect, run_id: &str, metrics: &[Metric]) -> Vec<Statement> {
+    let mut statements = Vec::new();
+    insert_metrics(dialect, run_id, metrics, &mut statements);
+    upsert_latest_metrics(dialect, run_id, metrics, &mut statements);
+    statements
+}
+
+fn insert_metrics(dialect: Dialect, run_id: &str, metrics: &[Metric], into: &mut Vec<Statement>) {
+    // Rows in primary-key order walk the B-tree forward instead of seeking afresh for each:
+    // a training loop's batch lists steps first and keys second, the opposite of the key.
+    let mut ordered: Vec<&Metric> = metrics.iter().collect();
+    ordered.sort_by(|a, b| {
+        (a.key.as_str(), a.timestamp, a.step).cmp(&(b.key.as_str(), b.timestamp, b.step))
+    });
+    for chunk in ordered.chunks(METRIC_ROWS_PER_INSERT) {
         let mut sql = Sql::for_dialect(
             dialect,
             "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
@@ -1126,17 +1173,16 @@ async fn insert_metrics(
             sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        into.push(sql.query());
     }
-    Ok(())
 }
 
-async fn upsert_latest_metrics(
+fn upsert_latest_metrics(
     dialect: Dialect,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     metrics: &[Metric],
-) -> Result<()> {
+    into: &mut Vec<Statement>,
+) {
     let newest = newest_per_key(metrics);
     for chunk in newest.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::for_dialect(
@@ -1166,9 +1212,8 @@ async fn upsert_latest_metrics(
              OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
              OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
         );
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        into.push(sql.query());
     }
-    Ok(())
 }
 
 async fn insert_model_metrics(
