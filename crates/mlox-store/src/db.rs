@@ -4,7 +4,6 @@
 use mlox_core::{Error, Result};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Arguments, Row};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,24 +119,21 @@ const CHECKPOINT_EVERY_ROWS: usize = 50_000;
 /// checkpoints are cheap then, and each round costs fsyncs.
 pub(crate) struct CheckpointLink {
     due: tokio::sync::mpsc::Sender<()>,
-    rows_since: AtomicUsize,
+    rows_since: usize,
 }
 
 impl CheckpointLink {
     fn start(pool: AnyPool) -> Self {
         let (due, rounds) = tokio::sync::mpsc::channel(1);
         tokio::spawn(checkpoint_wal(pool, rounds));
-        CheckpointLink {
-            due,
-            rows_since: AtomicUsize::new(0),
-        }
+        CheckpointLink { due, rows_since: 0 }
     }
 
     /// Called by the writer after each commit with the rows it wrote.
-    pub(crate) fn committed(&self, rows: usize) {
-        let total = self.rows_since.fetch_add(rows, AtomicOrdering::Relaxed) + rows;
-        if total >= CHECKPOINT_EVERY_ROWS {
-            self.rows_since.store(0, AtomicOrdering::Relaxed);
+    pub(crate) fn committed(&mut self, rows: usize) {
+        self.rows_since += rows;
+        if self.rows_since >= CHECKPOINT_EVERY_ROWS {
+            self.rows_since = 0;
             // Full means a round is already due.
             let _ = self.due.try_send(());
         }

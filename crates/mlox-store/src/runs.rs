@@ -32,22 +32,11 @@ pub(crate) enum Shape {
     Batch,
 }
 
-/// A statement ready to run: text and arguments owned.
-type Statement = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
-
-/// A log call's points, with their statements when the caller's task built them already.
-struct Points<'a> {
-    metrics: &'a [Metric],
-    prepared: Option<Vec<Statement>>,
-}
-
 /// One log call waiting for the SQLite writer (see [`SqlStore::run_log_queue`]).
+#[derive(Debug)]
 pub(crate) struct LogJob {
     run_id: String,
     metrics: Vec<Metric>,
-    /// The metric writes, built by the caller's task: the writer is the one serial part of
-    /// logging, so it only runs them. Taken by the writer; rebuilt from `metrics` on replay.
-    metric_writes: Option<Vec<Statement>>,
     params: Vec<KeyValue>,
     tags: Vec<KeyValue>,
     shape: Shape,
@@ -537,7 +526,6 @@ impl SqlStore {
             let job = LogJob {
                 run_id: run_id.to_string(),
                 metrics: metrics.to_vec(),
-                metric_writes: Some(metric_statements(self.dialect, run_id, metrics)),
                 params,
                 tags,
                 shape,
@@ -563,11 +551,7 @@ impl SqlStore {
         shape: Shape,
     ) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let points = Points {
-            metrics,
-            prepared: None,
-        };
-        self.log_entities_in(&mut tx, run_id, points, params, tags, shape)
+        self.log_entities_in(&mut tx, run_id, metrics, params, tags, shape)
             .await?;
         tx.commit().await.map_err(db_err)
     }
@@ -579,13 +563,12 @@ impl SqlStore {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
-        points: Points<'_>,
+        metrics: &[Metric],
         params: &[KeyValue],
         tags: &[KeyValue],
         shape: Shape,
     ) -> Result<()> {
         let tx = &mut *tx;
-        let metrics = points.metrics;
         let info = self.lock_active_run(tx, run_id).await?;
         if !params.is_empty() {
             self.insert_params(tx, run_id, params, shape).await?;
@@ -601,12 +584,8 @@ impl SqlStore {
             }
         }
         if !metrics.is_empty() {
-            let writes = points
-                .prepared
-                .unwrap_or_else(|| metric_statements(self.dialect, run_id, metrics));
-            for statement in writes {
-                statement.execute(&mut **tx).await.map_err(db_err)?;
-            }
+            insert_metrics(self.dialect, tx, run_id, metrics).await?;
+            upsert_latest_metrics(self.dialect, tx, run_id, metrics).await?;
             let with_model: Vec<&Metric> =
                 metrics.iter().filter(|m| m.model_id.is_some()).collect();
             if !with_model.is_empty() {
@@ -628,7 +607,7 @@ impl SqlStore {
     pub(crate) async fn run_log_queue(
         self,
         mut queue: tokio::sync::mpsc::Receiver<LogJob>,
-        checkpointer: Option<crate::db::CheckpointLink>,
+        mut checkpointer: Option<crate::db::CheckpointLink>,
     ) {
         const MAX_GROUP: usize = 64;
         while let Some(first) = queue.recv().await {
@@ -643,7 +622,7 @@ impl SqlStore {
                 .iter()
                 .map(|j| j.metrics.len() + j.params.len() + j.tags.len())
                 .sum();
-            match self.log_group(&mut group).await {
+            match self.log_group(&group).await {
                 Ok(results) => {
                     for (job, result) in group.into_iter().zip(results) {
                         let _ = job.reply.send(result);
@@ -658,14 +637,14 @@ impl SqlStore {
                     }
                 }
             }
-            if let Some(link) = &checkpointer {
+            if let Some(link) = &mut checkpointer {
                 link.committed(rows);
             }
         }
     }
 
     /// One group in one transaction; `Err` means nothing was committed.
-    async fn log_group(&self, group: &mut [LogJob]) -> Result<Vec<Result<()>>> {
+    async fn log_group(&self, group: &[LogJob]) -> Result<Vec<Result<()>>> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let mut results = Vec::with_capacity(group.len());
         for job in group {
@@ -673,10 +652,7 @@ impl SqlStore {
                 .log_entities_in(
                     &mut tx,
                     &job.run_id,
-                    Points {
-                        metrics: &job.metrics,
-                        prepared: job.metric_writes.take(),
-                    },
+                    &job.metrics,
                     &job.params,
                     &job.tags,
                     job.shape,
@@ -1133,15 +1109,12 @@ fn stored_value(m: &Metric) -> (f64, i64) {
     }
 }
 
-/// The writes of logged points: the points themselves, then the newest per key.
-fn metric_statements(dialect: Dialect, run_id: &str, metrics: &[Metric]) -> Vec<Statement> {
-    let mut statements = Vec::new();
-    insert_metrics(dialect, run_id, metrics, &mut statements);
-    upsert_latest_metrics(dialect, run_id, metrics, &mut statements);
-    statements
-}
-
-fn insert_metrics(dialect: Dialect, run_id: &str, metrics: &[Metric], into: &mut Vec<Statement>) {
+async fn insert_metrics(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
     // Rows in primary-key order walk the B-tree forward instead of seeking afresh for each:
     // a training loop's batch lists steps first and keys second, the opposite of the key.
     let mut ordered: Vec<&Metric> = metrics.iter().collect();
@@ -1173,16 +1146,17 @@ fn insert_metrics(dialect: Dialect, run_id: &str, metrics: &[Metric], into: &mut
             sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        into.push(sql.query());
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
     }
+    Ok(())
 }
 
-fn upsert_latest_metrics(
+async fn upsert_latest_metrics(
     dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run_id: &str,
     metrics: &[Metric],
-    into: &mut Vec<Statement>,
-) {
+) -> Result<()> {
     let newest = newest_per_key(metrics);
     for chunk in newest.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::for_dialect(
@@ -1212,8 +1186,9 @@ fn upsert_latest_metrics(
              OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
              OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
         );
-        into.push(sql.query());
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
     }
+    Ok(())
 }
 
 async fn insert_model_metrics(

@@ -820,15 +820,7 @@ async fn bulk_interval_sampling_keeps_the_first_and_last_steps() {
 
     // Steps with gaps between them are sampled by position, as contiguous ones are.
     let gapped = run_in(&store, "0").await.info.run_id;
-    let points: Vec<Metric> = (0..100)
-        .map(|s| metric("loss", s as f64, s, 2 * s))
-        .collect();
-    store.log_batch(&gapped, &points, &[], &[]).await.unwrap();
-    let sampled = store
-        .get_metric_history_bulk_interval(std::slice::from_ref(&gapped), "loss", None, None, 10)
-        .await
-        .unwrap();
-    let steps: Vec<i64> = sampled.iter().map(|m| m.step).collect();
+    let steps = sampled_steps_of_gapped_history(&store, &gapped, 100, 2, 10).await;
     assert_eq!(steps, vec![0, 22, 44, 66, 88, 110, 132, 154, 176, 198]);
     let contiguous: Vec<i64> = steps_a.iter().map(|s| 2 * s).collect();
     assert_eq!(
@@ -2262,15 +2254,7 @@ async fn postgres_follows_the_same_rules_as_sqlite() {
     assert_eq!(e.code, Code::ResourceAlreadyExists);
     // Sampling a history with gaps between its steps happens in the database, in
     // PostgreSQL's SQL too.
-    let points: Vec<Metric> = (0..50)
-        .map(|s| metric("loss", s as f64, s, 3 * s))
-        .collect();
-    store.log_batch(&run, &points, &[], &[]).await.unwrap();
-    let sampled = store
-        .get_metric_history_bulk_interval(std::slice::from_ref(&run), "loss", None, None, 5)
-        .await
-        .unwrap();
-    let steps: Vec<i64> = sampled.iter().map(|m| m.step).collect();
+    let steps = sampled_steps_of_gapped_history(&store, &run, 50, 3, 5).await;
     assert_eq!(steps, vec![0, 36, 72, 108, 147]);
     drop(store);
     drop_pg_database(&uri).await;
@@ -2357,4 +2341,25 @@ async fn concurrent_log_calls_are_answered_one_by_one_even_when_committed_togeth
     let params = store.get_run(&live).await.unwrap().data.params;
     assert_eq!(params.len(), 1 + 20);
     assert!(params.contains(&kv("fixed", "1")));
+}
+
+/// Logs `points` values of `loss` at steps `0, stride, 2·stride, …` and returns the steps
+/// get-history-bulk-interval samples from them when asked for at most `max`.
+async fn sampled_steps_of_gapped_history(
+    store: &SqlStore,
+    run_id: &str,
+    points: i64,
+    stride: i64,
+    max: i64,
+) -> Vec<i64> {
+    let history: Vec<Metric> = (0..points)
+        .map(|s| metric("loss", s as f64, s, stride * s))
+        .collect();
+    store.log_batch(run_id, &history, &[], &[]).await.unwrap();
+    let runs = [run_id.to_string()];
+    let sampled = store
+        .get_metric_history_bulk_interval(&runs, "loss", None, None, max)
+        .await
+        .unwrap();
+    sampled.iter().map(|m| m.step).collect()
 }
