@@ -34,7 +34,7 @@ pub struct SqlStore {
     /// Woken whenever a registry change queues a webhook event.
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     /// On SQLite, run writes go through one task that commits them in groups.
-    pub(crate) log_queue: Option<tokio::sync::mpsc::Sender<crate::runs::LogJob>>,
+    pub(crate) log_queue: Option<tokio::sync::mpsc::Sender<crate::logging::LogJob>>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -574,6 +574,49 @@ impl Sql {
             };
         }
         sqlx::query_with(sqlx::AssertSqlSafe(self.text), args)
+    }
+}
+
+/// Statements that run one after another inside one transaction. On SQLite they reach the
+/// database thread as one multi-statement text, one round trip instead of one per statement
+/// (with `?` placeholders each statement takes its values in order); PostgreSQL's extended
+/// protocol carries one statement at a time.
+#[derive(Default, Debug)]
+pub(crate) struct Script {
+    statements: Vec<Sql>,
+}
+
+impl Script {
+    pub fn push(&mut self, sql: Sql) {
+        self.statements.push(sql);
+    }
+
+    pub async fn execute(
+        self,
+        dialect: Dialect,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<()> {
+        match dialect {
+            Dialect::Sqlite
+                if self.statements.len() > 1 && self.statements.iter().all(|s| s.positional) =>
+            {
+                let mut all = Sql::for_dialect(dialect, "");
+                for (i, sql) in self.statements.into_iter().enumerate() {
+                    if i > 0 {
+                        all.text.push_str(";\n");
+                    }
+                    all.text.push_str(&sql.text);
+                    all.binds.extend(sql.binds);
+                }
+                all.query().execute(&mut **tx).await.map_err(db_err)?;
+            }
+            _ => {
+                for sql in self.statements {
+                    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ mod db;
 mod experiments;
 mod import;
 mod logged_models;
+mod logging;
 mod registry;
 mod runs;
 mod search;

@@ -3,15 +3,16 @@
 
 use crate::Dialect;
 use crate::db::{
-    Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_i64,
-    get_opt_str, get_str, now_ms,
+    Bind, PageWindow, Script, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64,
+    get_opt_i64, get_opt_str, get_str, now_ms,
 };
+use crate::logging::LogShape;
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
     Dataset, DatasetInput, KeyValue, LifecycleStage, Metric, ModelInput, ModelOutput, Page, Run,
     RunData, RunInfo, RunInputs, RunOutputs, RunStatus, ViewType,
 };
-use mlox_core::ids::{new_run_id, parse_experiment_id, validate_run_id};
+use mlox_core::ids::{new_run_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
 use mlox_core::{Error, Result, page_token, validation};
 use sqlx::any::AnyRow;
@@ -21,37 +22,7 @@ pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const MAX_RUNS_PER_SEARCH: i64 = 50_000;
 pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
-const ROWS_PER_INSERT: usize = 400;
-/// Metric points per INSERT: a whole 1000-metric log-batch in one statement (9 values a row,
-/// well within SQLite's 32,766 and PostgreSQL's 65,535 bound values).
-const METRIC_ROWS_PER_INSERT: usize = 1000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
-    Single,
-    Batch,
-}
-
-/// One log call waiting for the SQLite writer (see [`SqlStore::run_log_queue`]).
-#[derive(Debug)]
-pub(crate) struct LogJob {
-    run_id: String,
-    metrics: Vec<Metric>,
-    params: Vec<KeyValue>,
-    tags: Vec<KeyValue>,
-    shape: Shape,
-    reply: tokio::sync::oneshot::Sender<Result<()>>,
-}
-
-/// Failures of the database itself, as opposed to refusals of the request; only these may
-/// come after a log call has written something.
-fn is_database_failure(e: &Error) -> bool {
-    matches!(
-        e.code,
-        mlox_core::Code::InternalError | mlox_core::Code::ResourceAlreadyExists
-    )
-}
-
+pub(crate) const ROWS_PER_INSERT: usize = 400;
 #[derive(Clone, Debug, Default)]
 pub struct CreateRun {
     pub experiment_id: Option<String>,
@@ -127,33 +98,6 @@ fn random_run_name() -> String {
         NOUNS[pick(2, NOUNS.len())],
         pick(4, 1000)
     )
-}
-
-/// The newest point per key among `metrics`, by MLflow's order: step, then timestamp, then value.
-fn newest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
-    let mut best: HashMap<&str, &Metric> = HashMap::new();
-    for m in metrics {
-        let stored = |m: &Metric| if m.value.is_nan() { 0.0 } else { m.value };
-        best.entry(m.key.as_str())
-            .and_modify(|cur| {
-                let newer = (m.step, m.timestamp)
-                    .cmp(&(cur.step, cur.timestamp))
-                    .then(
-                        stored(m)
-                            .partial_cmp(&stored(cur))
-                            .unwrap_or(std::cmp::Ordering::Equal),
-                    )
-                    .is_gt();
-                if newer {
-                    *cur = m;
-                }
-            })
-            .or_insert(m);
-    }
-    let mut out: Vec<&Metric> = best.into_values().collect();
-    // A fixed order keeps concurrent writers from locking rows in opposite orders.
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    out
 }
 
 impl SqlStore {
@@ -467,7 +411,7 @@ impl SqlStore {
     ) -> Result<()> {
         validation::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
         validation::validate_param_keys_unique(params)?;
-        self.log_entities(run_id, metrics, params, tags, Shape::Batch)
+        self.log_entities(run_id, metrics, params, tags, LogShape::Batch)
             .await
     }
 
@@ -477,259 +421,31 @@ impl SqlStore {
             std::slice::from_ref(metric),
             &[],
             &[],
-            Shape::Single,
+            LogShape::Single,
         )
         .await
     }
 
     pub async fn log_param(&self, run_id: &str, param: &KeyValue) -> Result<()> {
-        self.log_entities(run_id, &[], std::slice::from_ref(param), &[], Shape::Single)
-            .await
+        self.log_entities(
+            run_id,
+            &[],
+            std::slice::from_ref(param),
+            &[],
+            LogShape::Single,
+        )
+        .await
     }
 
     pub async fn set_tag(&self, run_id: &str, tag: &KeyValue) -> Result<()> {
-        self.log_entities(run_id, &[], &[], std::slice::from_ref(tag), Shape::Single)
-            .await
-    }
-
-    /// The one write path behind log-metric, log-parameter, set-tag and log-batch; `shape`
-    /// only decides how errors name the offending field, as MLflow's messages differ.
-    async fn log_entities(
-        &self,
-        run_id: &str,
-        metrics: &[Metric],
-        params: &[KeyValue],
-        tags: &[KeyValue],
-        shape: Shape,
-    ) -> Result<()> {
-        validate_run_id(run_id)?;
-        let path = |field: &str, i: usize| match shape {
-            Shape::Batch => format!("{field}[{i}]"),
-            Shape::Single => String::new(),
-        };
-        for (i, m) in metrics.iter().enumerate() {
-            validation::validate_metric(m, &path("metrics", i))?;
-        }
-        let params: Vec<KeyValue> = params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| validation::validate_param(p, &path("params", i)))
-            .collect::<Result<_>>()?;
-        let tags: Vec<KeyValue> = tags
-            .iter()
-            .enumerate()
-            .map(|(i, t)| validation::validate_run_tag(t, &path("tags", i)))
-            .collect::<Result<_>>()?;
-
-        if let Some(queue) = &self.log_queue {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let job = LogJob {
-                run_id: run_id.to_string(),
-                metrics: metrics.to_vec(),
-                params,
-                tags,
-                shape,
-                reply,
-            };
-            if queue.send(job).await.is_ok() {
-                return answer
-                    .await
-                    .unwrap_or_else(|_| Err(Error::internal("the write queue stopped")));
-            }
-            return Err(Error::internal("the write queue stopped"));
-        }
-        self.log_alone(run_id, metrics, &params, &tags, shape).await
-    }
-
-    /// One log call in its own transaction.
-    async fn log_alone(
-        &self,
-        run_id: &str,
-        metrics: &[Metric],
-        params: &[KeyValue],
-        tags: &[KeyValue],
-        shape: Shape,
-    ) -> Result<()> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        self.log_entities_in(&mut tx, run_id, metrics, params, tags, shape)
-            .await?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    /// The writes of one log call inside a caller's transaction. Every refusal (missing or
-    /// deleted run, a changed param) happens before this call writes anything, so a caller
-    /// may keep the transaction after an error whose code is not a database failure.
-    async fn log_entities_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        run_id: &str,
-        metrics: &[Metric],
-        params: &[KeyValue],
-        tags: &[KeyValue],
-        shape: Shape,
-    ) -> Result<()> {
-        let tx = &mut *tx;
-        let info = self.lock_active_run(tx, run_id).await?;
-        if !params.is_empty() {
-            self.insert_params(tx, run_id, params, shape).await?;
-        }
-        if !tags.is_empty() {
-            upsert_tags(self.dialect, tx, run_id, tags).await?;
-            if let Some(name) = tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
-                let mut sql = self.sql("UPDATE runs SET name = ");
-                sql.bind_str(&name.value)
-                    .push(" WHERE run_uuid = ")
-                    .bind_str(run_id);
-                sql.query().execute(&mut **tx).await.map_err(db_err)?;
-            }
-        }
-        if !metrics.is_empty() {
-            insert_metrics(self.dialect, tx, run_id, metrics).await?;
-            upsert_latest_metrics(self.dialect, tx, run_id, metrics).await?;
-            let with_model: Vec<&Metric> =
-                metrics.iter().filter(|m| m.model_id.is_some()).collect();
-            if !with_model.is_empty() {
-                insert_model_metrics(self.dialect, tx, run_id, &info.experiment_id, &with_model)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs queued log calls in groups that share one transaction: SQLite has one writer, and
-    /// under concurrent logging each commit's fixed cost (the begin/commit round trips to the
-    /// database thread, the WAL frames of shared pages) dominates small batches. A refused call
-    /// is answered on its own and the group goes on; a database failure rolls the group back
-    /// and replays each call alone, so no call's outcome depends on its neighbours.
-    ///
-    /// After each group the WAL checkpointer hears how many rows were written, so under heavy
-    /// logging checkpoints happen beside the writer instead of inside its commits.
-    pub(crate) async fn run_log_queue(
-        self,
-        mut queue: tokio::sync::mpsc::Receiver<LogJob>,
-        mut checkpointer: Option<crate::db::CheckpointLink>,
-    ) {
-        const MAX_GROUP: usize = 64;
-        while let Some(first) = queue.recv().await {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match queue.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-            let rows: usize = group
-                .iter()
-                .map(|j| j.metrics.len() + j.params.len() + j.tags.len())
-                .sum();
-            match self.log_group(&group).await {
-                Ok(results) => {
-                    for (job, result) in group.into_iter().zip(results) {
-                        let _ = job.reply.send(result);
-                    }
-                }
-                Err(_) => {
-                    for job in group {
-                        let result = self
-                            .log_alone(&job.run_id, &job.metrics, &job.params, &job.tags, job.shape)
-                            .await;
-                        let _ = job.reply.send(result);
-                    }
-                }
-            }
-            if let Some(link) = &mut checkpointer {
-                link.committed(rows);
-            }
-        }
-    }
-
-    /// One group in one transaction; `Err` means nothing was committed.
-    async fn log_group(&self, group: &[LogJob]) -> Result<Vec<Result<()>>> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut results = Vec::with_capacity(group.len());
-        for job in group {
-            match self
-                .log_entities_in(
-                    &mut tx,
-                    &job.run_id,
-                    &job.metrics,
-                    &job.params,
-                    &job.tags,
-                    job.shape,
-                )
-                .await
-            {
-                Err(e) if is_database_failure(&e) => return Err(e),
-                outcome => results.push(outcome),
-            }
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(results)
-    }
-
-    async fn insert_params(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        run_id: &str,
-        params: &[KeyValue],
-        shape: Shape,
-    ) -> Result<()> {
-        let mut existing: HashMap<String, String> = HashMap::new();
-        for chunk in params.chunks(ROWS_PER_INSERT) {
-            let mut sql = self.sql("SELECT key, value FROM params WHERE run_uuid = ");
-            sql.bind_str(run_id).push(" AND key IN ");
-            sql.bind_list(chunk.iter().map(|p| Bind::Str(p.key.clone())));
-            for row in sql.query().fetch_all(&mut **tx).await.map_err(db_err)? {
-                existing.insert(get_str(&row, "key"), get_str(&row, "value"));
-            }
-        }
-        let conflicts: Vec<String> = params
-            .iter()
-            .filter_map(|p| {
-                existing
-                    .get(&p.key)
-                    .filter(|old| **old != p.value)
-                    .map(|old| {
-                        format!(
-                            "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
-                            p.key, old, p.value
-                        )
-                    })
-            })
-            .collect();
-        if let (Shape::Single, Some(p)) = (shape, params.first())
-            && let Some(old) = existing.get(&p.key).filter(|old| **old != p.value)
-        {
-            return Err(Error::invalid(format!(
-                "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                p.key, old, p.value
-            )));
-        }
-        if !conflicts.is_empty() {
-            return Err(Error::invalid(format!(
-                "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",
-                conflicts.join(", ")
-            )));
-        }
-        let fresh: Vec<&KeyValue> = params
-            .iter()
-            .filter(|p| !existing.contains_key(&p.key))
-            .collect();
-        for chunk in fresh.chunks(ROWS_PER_INSERT) {
-            let mut sql = self.sql("INSERT INTO params (run_uuid, key, value) VALUES ");
-            for (i, p) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                sql.bind_str(run_id)
-                    .push(", ")
-                    .bind_str(&p.key)
-                    .push(", ")
-                    .bind_str(&p.value)
-                    .push(")");
-            }
-            sql.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
-            sql.query().execute(&mut **tx).await.map_err(db_err)?;
-        }
-        Ok(())
+        self.log_entities(
+            run_id,
+            &[],
+            &[],
+            std::slice::from_ref(tag),
+            LogShape::Single,
+        )
+        .await
     }
 
     pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
@@ -1077,7 +793,19 @@ pub(crate) async fn upsert_tags(
     run_id: &str,
     tags: &[KeyValue],
 ) -> Result<()> {
-    // The last value for a key within one request wins, and a statement may not touch a row twice.
+    let mut script = Script::default();
+    push_tag_upserts(&mut script, dialect, run_id, tags);
+    script.execute(dialect, tx).await
+}
+
+/// The statements that set `tags` on a run; the last value for a key within one call wins,
+/// as a statement may not touch a row twice.
+pub(crate) fn push_tag_upserts(
+    script: &mut Script,
+    dialect: Dialect,
+    run_id: &str,
+    tags: &[KeyValue],
+) {
     let mut last: Vec<&KeyValue> = Vec::new();
     for t in tags.iter().rev() {
         if !last.iter().any(|k| k.key == t.key) {
@@ -1096,134 +824,8 @@ pub(crate) async fn upsert_tags(
                 .push(")");
         }
         sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        script.push(sql);
     }
-    Ok(())
-}
-
-fn stored_value(m: &Metric) -> (f64, i64) {
-    if m.value.is_nan() {
-        (0.0, 1)
-    } else {
-        (m.value, 0)
-    }
-}
-
-async fn insert_metrics(
-    dialect: Dialect,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    metrics: &[Metric],
-) -> Result<()> {
-    // Rows in primary-key order walk the B-tree forward instead of seeking afresh for each:
-    // a training loop's batch lists steps first and keys second, the opposite of the key.
-    let mut ordered: Vec<&Metric> = metrics.iter().collect();
-    ordered.sort_by(|a, b| {
-        (a.key.as_str(), a.timestamp, a.step).cmp(&(b.key.as_str(), b.timestamp, b.step))
-    });
-    for chunk in ordered.chunks(METRIC_ROWS_PER_INSERT) {
-        let mut sql = Sql::for_dialect(
-            dialect,
-            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
-        );
-        for (i, m) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id)
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ")
-                .bind_i64(m.step)
-                .push(", ");
-            sql.bind_i64(m.timestamp)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ")
-                .bind_i64(is_nan)
-                .push(", ");
-            sql.bind(Bind::OptStr(m.model_id.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
-        }
-        sql.push(" ON CONFLICT DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
-}
-
-async fn upsert_latest_metrics(
-    dialect: Dialect,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    metrics: &[Metric],
-) -> Result<()> {
-    let newest = newest_per_key(metrics);
-    for chunk in newest.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::for_dialect(
-            dialect,
-            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ",
-        );
-        for (i, m) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id)
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ");
-            sql.bind_i64(is_nan)
-                .push(", ")
-                .bind_i64(m.timestamp)
-                .push(", ")
-                .bind_i64(m.step)
-                .push(")");
-        }
-        sql.push(
-            " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-             timestamp = excluded.timestamp, step = excluded.step \
-             WHERE excluded.step > latest_metrics.step \
-             OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-             OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
-        );
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
-}
-
-async fn insert_model_metrics(
-    dialect: Dialect,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    _experiment_id: &str,
-    metrics: &[&Metric],
-) -> Result<()> {
-    for chunk in metrics.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::for_dialect(
-            dialect,
-            "INSERT INTO logged_model_metrics (model_id, key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest) VALUES ",
-        );
-        for (i, m) in chunk.iter().enumerate() {
-            let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(m.model_id.clone().unwrap_or_default())
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ");
-            sql.bind_i64(m.step)
-                .push(", ")
-                .bind_i64(m.timestamp)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ");
-            sql.bind_i64(is_nan).push(", ").bind_str(run_id).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
-        }
-        sql.push(" ON CONFLICT DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2343,6 +2343,98 @@ async fn concurrent_log_calls_are_answered_one_by_one_even_when_committed_togeth
     assert!(params.contains(&kv("fixed", "1")));
 }
 
+/// Calls committed together are checked as if they ran one after another: of many
+/// concurrent calls setting the same new param to different values exactly one wins, the
+/// others are refused with nothing written, and the latest value of a metric is the newest
+/// step whichever call of a group carried it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_log_calls_on_one_run_see_each_other() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "one-run").await;
+    let run = run_in(&store, &exp).await.info.run_id;
+    // Big batches on another run keep the writer busy, so the calls below queue up and are
+    // committed in groups rather than one by one.
+    let other = run_in(&store, &exp).await.info.run_id;
+    let busy: Vec<_> = (0..4i64)
+        .map(|b| {
+            let (store, other) = (store.clone(), other.clone());
+            tokio::spawn(async move {
+                let points: Vec<Metric> = (0..1000)
+                    .map(|s| metric(&format!("k{}", s % 100), 0.0, b, s))
+                    .collect();
+                store.log_batch(&other, &points, &[], &[]).await
+            })
+        })
+        .collect();
+
+    let calls: Vec<_> = (0..40i64)
+        .map(|i| {
+            let (store, run) = (store.clone(), run.clone());
+            tokio::spawn(async move {
+                let outcome = store
+                    .log_batch(
+                        &run,
+                        &[
+                            metric("claimed", i as f64, 1, i),
+                            metric("acc", i as f64, 1000 + i, i),
+                        ],
+                        &[kv("owner", &i.to_string())],
+                        &[],
+                    )
+                    .await;
+                (i, outcome)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for call in calls {
+        let (i, outcome) = call.await.unwrap();
+        match outcome {
+            Ok(()) => winners.push(i),
+            Err(e) => assert!(
+                e.message.contains("Changing param values is not allowed"),
+                "{i}: {}",
+                e.message
+            ),
+        }
+    }
+    for call in busy {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one call sets the param: {winners:?}"
+    );
+    let winner = winners[0];
+    let data = store.get_run(&run).await.unwrap().data;
+    assert_eq!(data.params, vec![kv("owner", &winner.to_string())]);
+    let claimed: Vec<i64> = history(&store, &run, "claimed")
+        .await
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    assert_eq!(claimed, vec![winner], "refused calls wrote no points");
+
+    let calls: Vec<_> = (0..40i64)
+        .map(|i| {
+            let (store, run) = (store.clone(), run.clone());
+            tokio::spawn(async move {
+                store
+                    .log_metric(&run, &metric("loss", -(i as f64), 1, 100 + i))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let latest = store.get_run(&run).await.unwrap().data.metrics;
+    let loss = latest.iter().find(|m| m.key == "loss").unwrap();
+    assert_eq!((loss.step, loss.value), (139, -39.0));
+    assert_eq!(history(&store, &run, "loss").await.len(), 40);
+}
+
 /// Logs `points` values of `loss` at steps `0, stride, 2·stride, …` and returns the steps
 /// get-history-bulk-interval samples from them when asked for at most `max`.
 async fn sampled_steps_of_gapped_history(

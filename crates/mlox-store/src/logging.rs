@@ -1,0 +1,532 @@
+//! The write path of log calls (log-metric, log-parameter, set-tag, log-batch): the checks
+//! MLflow makes before anything is written, and the statements that write a set of calls in one
+//! transaction.
+//!
+//! On SQLite every call queues for one writer task, which takes whatever has queued as one
+//! group and writes it with a fixed number of round trips to the database thread (begin, one
+//! read of what the checks need, one script of writes, commit), however many calls the group
+//! holds. A refused call is answered on its own and the group goes on; a database failure rolls
+//! the group back and replays each call alone, so no call's outcome depends on its neighbours.
+//! PostgreSQL has no single writer to queue for: each call is a group of one.
+
+use crate::Dialect;
+use crate::db::{Bind, Script, Sql, SqlStore, db_err, get_str};
+use crate::runs::{ROWS_PER_INSERT, RUN_NAME_TAG, push_tag_upserts};
+use mlox_core::entities::{KeyValue, LifecycleStage, Metric};
+use mlox_core::ids::validate_run_id;
+use mlox_core::{Error, Result, validation};
+use sqlx::Connection as _;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Metric points per INSERT: a whole 1000-metric log-batch in one statement (9 values a row,
+/// well within SQLite's 32,766 and PostgreSQL's 65,535 bound values).
+const METRIC_ROWS_PER_INSERT: usize = 1000;
+/// Calls the SQLite writer takes into one transaction at most.
+const MAX_GROUP: usize = 64;
+/// How long the SQLite writer keeps the write connection while calls keep coming.
+const HOLD_WRITER_AT_MOST: Duration = Duration::from_millis(10);
+
+/// Which endpoint a call came from: only error messages differ, as MLflow's name the offending
+/// field of a batch but not of a single-value call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogShape {
+    Single,
+    Batch,
+}
+
+/// The validated content of one log call.
+#[derive(Debug)]
+pub(crate) struct LogCall {
+    run_id: String,
+    metrics: Vec<Metric>,
+    params: Vec<KeyValue>,
+    tags: Vec<KeyValue>,
+    shape: LogShape,
+}
+
+impl LogCall {
+    fn rows(&self) -> usize {
+        self.metrics.len() + self.params.len() + self.tags.len()
+    }
+}
+
+/// One log call waiting for the SQLite writer.
+#[derive(Debug)]
+pub(crate) struct LogJob {
+    call: LogCall,
+    reply: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// The answer to a call written alone.
+fn log_outcome(written: Result<Vec<Result<()>>>) -> Result<()> {
+    written?.pop().unwrap_or(Ok(()))
+}
+
+impl SqlStore {
+    /// The one write path behind log-metric, log-parameter, set-tag and log-batch.
+    pub(crate) async fn log_entities(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+        shape: LogShape,
+    ) -> Result<()> {
+        validate_run_id(run_id)?;
+        let path = |field: &str, i: usize| match shape {
+            LogShape::Batch => format!("{field}[{i}]"),
+            LogShape::Single => String::new(),
+        };
+        for (i, m) in metrics.iter().enumerate() {
+            validation::validate_metric(m, &path("metrics", i))?;
+        }
+        let params: Vec<KeyValue> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| validation::validate_param(p, &path("params", i)))
+            .collect::<Result<_>>()?;
+        let tags: Vec<KeyValue> = tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| validation::validate_run_tag(t, &path("tags", i)))
+            .collect::<Result<_>>()?;
+        let call = LogCall {
+            run_id: run_id.to_string(),
+            metrics: metrics.to_vec(),
+            params,
+            tags,
+            shape,
+        };
+        let Some(queue) = &self.log_queue else {
+            return self.log_alone(&call).await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if queue.send(LogJob { call, reply }).await.is_err() {
+            return Err(Error::internal("the write queue stopped"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("the write queue stopped")))
+    }
+
+    /// One log call in its own transaction.
+    async fn log_alone(&self, call: &LogCall) -> Result<()> {
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        log_outcome(self.log_on(&mut conn, &[call]).await)
+    }
+
+    /// The SQLite writer: takes whatever has queued (up to [`MAX_GROUP`] calls) into one
+    /// transaction. While calls keep coming it keeps the write connection between groups (for
+    /// at most [`HOLD_WRITER_AT_MOST`], so other writes get their turn), sparing each group a
+    /// trip through the pool. After each group the WAL checkpointer hears how many rows were
+    /// written, so under heavy logging checkpoints happen beside the writer instead of inside
+    /// its commits.
+    pub(crate) async fn run_log_queue(
+        self,
+        mut queue: tokio::sync::mpsc::Receiver<LogJob>,
+        mut checkpointer: Option<crate::db::CheckpointLink>,
+    ) {
+        let mut held: Option<(sqlx::pool::PoolConnection<sqlx::Any>, Instant)> = None;
+        loop {
+            let first = match queue.try_recv() {
+                Ok(job) => job,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    held = None;
+                    match queue.recv().await {
+                        Some(job) => job,
+                        None => break,
+                    }
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match queue.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            if held
+                .as_ref()
+                .is_some_and(|(_, since)| since.elapsed() >= HOLD_WRITER_AT_MOST)
+            {
+                held = None;
+            }
+            let conn = match &mut held {
+                Some((conn, _)) => conn,
+                None => match self.write.acquire().await {
+                    Ok(conn) => &mut held.insert((conn, Instant::now())).0,
+                    Err(e) => {
+                        let e = db_err(e);
+                        for job in group {
+                            let _ = job.reply.send(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                },
+            };
+            let rows: usize = group.iter().map(|j| j.call.rows()).sum();
+            let calls: Vec<&LogCall> = group.iter().map(|j| &j.call).collect();
+            match self.log_on(conn, &calls).await {
+                Ok(results) => {
+                    for (job, result) in group.into_iter().zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(_) => {
+                    for job in group {
+                        let result = log_outcome(self.log_on(conn, &[&job.call]).await);
+                        let _ = job.reply.send(result);
+                    }
+                }
+            }
+            if let Some(link) = &mut checkpointer {
+                link.committed(rows);
+            }
+        }
+    }
+
+    /// Calls in one transaction on `conn`; `Err` means nothing was committed.
+    async fn log_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        calls: &[&LogCall],
+    ) -> Result<Vec<Result<()>>> {
+        let mut tx = conn.begin().await.map_err(db_err)?;
+        let results = self.write_log_calls(&mut tx, calls).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(results)
+    }
+
+    /// Checks each call in order and writes the accepted ones inside the caller's transaction,
+    /// answering each call's outcome. A call is checked against the database as it was before
+    /// the group plus the calls accepted before it, exactly as if the calls ran one by one; an
+    /// outer `Err` is a database failure after which the transaction must not be committed.
+    async fn write_log_calls(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        calls: &[&LogCall],
+    ) -> Result<Vec<Result<()>>> {
+        let stages = self.lock_run_stages(tx, calls).await?;
+        let mut params = self.existing_params(tx, calls).await?;
+        let mut script = Script::default();
+        let mut points: Vec<(&str, &Metric)> = Vec::new();
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            let run_id = call.run_id.as_str();
+            let checked = check_run_accepts_writes(run_id, stages.get(run_id))
+                .and_then(|()| fresh_params(call, &params));
+            let fresh = match checked {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            push_param_inserts(&mut script, self.dialect, run_id, &fresh);
+            for p in fresh {
+                params.insert((run_id.to_string(), p.key.clone()), p.value.clone());
+            }
+            if !call.tags.is_empty() {
+                push_tag_upserts(&mut script, self.dialect, run_id, &call.tags);
+                if let Some(name) = call.tags.iter().rev().find(|t| t.key == RUN_NAME_TAG) {
+                    let mut sql = self.sql("UPDATE runs SET name = ");
+                    sql.bind_str(&name.value)
+                        .push(" WHERE run_uuid = ")
+                        .bind_str(run_id);
+                    script.push(sql);
+                }
+            }
+            points.extend(call.metrics.iter().map(|m| (run_id, m)));
+            results.push(Ok(()));
+        }
+        if !points.is_empty() {
+            push_metric_writes(&mut script, self.dialect, &mut points);
+        }
+        script.execute(self.dialect, tx).await?;
+        Ok(results)
+    }
+
+    /// The lifecycle stage of each run the calls name, read inside the write transaction (and
+    /// locked on PostgreSQL) so no delete can slip between the check and the writes.
+    async fn lock_run_stages(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        calls: &[&LogCall],
+    ) -> Result<HashMap<String, String>> {
+        let mut runs: Vec<&str> = calls.iter().map(|c| c.run_id.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let mut stages = HashMap::with_capacity(runs.len());
+        for chunk in runs.chunks(ROWS_PER_INSERT) {
+            let mut sql = self.sql("SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ");
+            sql.bind_list(chunk.iter().map(|r| Bind::Str(r.to_string())));
+            if self.dialect == Dialect::Postgres {
+                sql.push(" ORDER BY run_uuid FOR UPDATE");
+            }
+            for row in sql.query().fetch_all(&mut **tx).await.map_err(db_err)? {
+                stages.insert(get_str(&row, "run_uuid"), get_str(&row, "lifecycle_stage"));
+            }
+        }
+        Ok(stages)
+    }
+
+    /// The stored values of the params the calls log, keyed by (run, key).
+    async fn existing_params(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        calls: &[&LogCall],
+    ) -> Result<HashMap<(String, String), String>> {
+        let mut existing = HashMap::new();
+        for call in calls.iter().filter(|c| !c.params.is_empty()) {
+            for chunk in call.params.chunks(ROWS_PER_INSERT) {
+                let mut sql = self.sql("SELECT key, value FROM params WHERE run_uuid = ");
+                sql.bind_str(&call.run_id).push(" AND key IN ");
+                sql.bind_list(chunk.iter().map(|p| Bind::Str(p.key.clone())));
+                for row in sql.query().fetch_all(&mut **tx).await.map_err(db_err)? {
+                    existing.insert(
+                        (call.run_id.clone(), get_str(&row, "key")),
+                        get_str(&row, "value"),
+                    );
+                }
+            }
+        }
+        Ok(existing)
+    }
+}
+
+fn check_run_accepts_writes(run_id: &str, stage: Option<&String>) -> Result<()> {
+    match stage {
+        None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
+        Some(stage) if stage != LifecycleStage::Active.as_str() => Err(Error::invalid(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {stage}."
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The params of `call` not stored yet, or MLflow's refusal when one would change a value.
+fn fresh_params<'c>(
+    call: &'c LogCall,
+    existing: &HashMap<(String, String), String>,
+) -> Result<Vec<&'c KeyValue>> {
+    let run_id = call.run_id.as_str();
+    let stored = |p: &KeyValue| existing.get(&(call.run_id.clone(), p.key.clone()));
+    let changed: Vec<(&KeyValue, &String)> = call
+        .params
+        .iter()
+        .filter_map(|p| stored(p).filter(|old| **old != p.value).map(|old| (p, old)))
+        .collect();
+    if let (LogShape::Single, Some((p, old))) = (call.shape, changed.first()) {
+        return Err(Error::invalid(format!(
+            "Changing param values is not allowed. Param with key='{}' was already logged with value='{}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+            p.key, old, p.value
+        )));
+    }
+    if !changed.is_empty() {
+        let listed: Vec<String> = changed
+            .iter()
+            .map(|(p, old)| {
+                format!(
+                    "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                    p.key, old, p.value
+                )
+            })
+            .collect();
+        return Err(Error::invalid(format!(
+            "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",
+            listed.join(", ")
+        )));
+    }
+    Ok(call.params.iter().filter(|p| stored(p).is_none()).collect())
+}
+
+fn push_param_inserts(script: &mut Script, dialect: Dialect, run_id: &str, params: &[&KeyValue]) {
+    for chunk in params.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::for_dialect(
+            dialect,
+            &format!(
+                "{} params (run_uuid, key, value) VALUES ",
+                insert_or_ignore(dialect)
+            ),
+        );
+        for (i, p) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(run_id)
+                .push(", ")
+                .bind_str(&p.key)
+                .push(", ")
+                .bind_str(&p.value)
+                .push(")");
+        }
+        sql.push(on_conflict_ignore(dialect));
+        script.push(sql);
+    }
+}
+
+fn stored_value(m: &Metric) -> (f64, i64) {
+    if m.value.is_nan() {
+        (0.0, 1)
+    } else {
+        (m.value, 0)
+    }
+}
+
+/// The newest point per (run, key) among `points`, by MLflow's order: step, then timestamp,
+/// then value; in (run, key) order.
+fn newest_per_key<'m>(points: &[(&'m str, &'m Metric)]) -> Vec<(&'m str, &'m Metric)> {
+    let mut best: HashMap<(&str, &str), &Metric> = HashMap::new();
+    for &(run_id, m) in points {
+        let stored = |m: &Metric| stored_value(m).0;
+        best.entry((run_id, m.key.as_str()))
+            .and_modify(|cur| {
+                let newer = (m.step, m.timestamp)
+                    .cmp(&(cur.step, cur.timestamp))
+                    .then(
+                        stored(m)
+                            .partial_cmp(&stored(cur))
+                            .unwrap_or(std::cmp::Ordering::Equal),
+                    )
+                    .is_gt();
+                if newer {
+                    *cur = m;
+                }
+            })
+            .or_insert(m);
+    }
+    let mut out: Vec<(&str, &Metric)> = best.into_iter().map(|((r, _), m)| (r, m)).collect();
+    // A fixed order keeps concurrent writers from locking rows in opposite orders.
+    out.sort_by(|a, b| (a.0, a.1.key.as_str()).cmp(&(b.0, b.1.key.as_str())));
+    out
+}
+
+/// The points themselves, the latest value of each (run, key), and the points that belong to
+/// a logged model as well.
+fn push_metric_writes<'m>(
+    script: &mut Script,
+    dialect: Dialect,
+    points: &mut Vec<(&'m str, &'m Metric)>,
+) {
+    // Rows in primary-key order walk the B-tree forward instead of seeking afresh for each:
+    // a training loop's batch lists steps first and keys second, the opposite of the key.
+    points.sort_by(|(ra, a), (rb, b)| {
+        (*ra, a.key.as_str(), a.timestamp, a.step).cmp(&(*rb, b.key.as_str(), b.timestamp, b.step))
+    });
+    for chunk in points.chunks(METRIC_ROWS_PER_INSERT) {
+        let mut sql = Sql::for_dialect(
+            dialect,
+            &format!(
+                "{} metrics (run_uuid, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+                insert_or_ignore(dialect)
+            ),
+        );
+        for (i, (run_id, m)) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(*run_id)
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ")
+                .bind_i64(m.step)
+                .push(", ");
+            sql.bind_i64(m.timestamp)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ")
+                .bind_i64(is_nan)
+                .push(", ");
+            sql.bind(Bind::OptStr(m.model_id.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
+        }
+        sql.push(on_conflict_ignore(dialect));
+        script.push(sql);
+    }
+
+    let newest = newest_per_key(points);
+    for chunk in newest.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::for_dialect(
+            dialect,
+            &format!(
+                "{} latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ",
+                insert_or_ignore(dialect)
+            ),
+        );
+        for (i, (run_id, m)) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(*run_id)
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ");
+            sql.bind_i64(is_nan)
+                .push(", ")
+                .bind_i64(m.timestamp)
+                .push(", ")
+                .bind_i64(m.step)
+                .push(")");
+        }
+        sql.push(
+            " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+             timestamp = excluded.timestamp, step = excluded.step \
+             WHERE excluded.step > latest_metrics.step \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+             OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
+        );
+        script.push(sql);
+    }
+
+    let of_models: Vec<&(&str, &Metric)> = points
+        .iter()
+        .filter(|(_, m)| m.model_id.is_some())
+        .collect();
+    for chunk in of_models.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::for_dialect(
+            dialect,
+            &format!(
+                "{} logged_model_metrics (model_id, key, step, timestamp, value, is_nan, run_uuid, dataset_name, dataset_digest) VALUES ",
+                insert_or_ignore(dialect)
+            ),
+        );
+        for (i, (run_id, m)) in chunk.iter().enumerate() {
+            let (value, is_nan) = stored_value(m);
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.bind_str(m.model_id.clone().unwrap_or_default())
+                .push(", ")
+                .bind_str(&m.key)
+                .push(", ");
+            sql.bind_i64(m.step)
+                .push(", ")
+                .bind_i64(m.timestamp)
+                .push(", ")
+                .bind_f64(value)
+                .push(", ");
+            sql.bind_i64(is_nan).push(", ").bind_str(*run_id).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
+            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
+        }
+        sql.push(on_conflict_ignore(dialect));
+        script.push(sql);
+    }
+}
+
+/// How an insert that skips rows already stored starts. On SQLite, `OR IGNORE` (every bound value is non-null, so
+/// it only ever skips duplicates) means no row of the statement can abort it, which spares
+/// SQLite the statement journal, a copy of every page the statement touches.
+fn insert_or_ignore(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "INSERT OR IGNORE INTO",
+        Dialect::Postgres => "INSERT INTO",
+    }
+}
+
+/// How an insert that began with [`insert_or_ignore`] skips duplicates.
+fn on_conflict_ignore(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " ON CONFLICT DO NOTHING",
+    }
+}
