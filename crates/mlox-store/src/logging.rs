@@ -45,10 +45,23 @@ pub(crate) struct LogCall {
     shape: LogShape,
 }
 
-impl LogCall {
-    fn rows(&self) -> usize {
-        self.metrics.len() + self.params.len() + self.tags.len()
+/// About how many pages a group's commit writes to the WAL: metric points are clustered by
+/// (run, key), so every key a call logs dirties a leaf of its own, and each call's run dirties
+/// its rows of `latest_metrics`, params and tags; only long batches fill more than a page
+/// per key.
+fn pages_dirtied<'c>(calls: impl Iterator<Item = &'c LogCall>) -> usize {
+    const ROWS_PER_PAGE: usize = 50;
+    let mut keys = std::collections::HashSet::new();
+    let mut pages = 0;
+    for call in calls {
+        keys.extend(
+            call.metrics
+                .iter()
+                .map(|m| (call.run_id.as_str(), m.key.as_str())),
+        );
+        pages += 1 + (call.metrics.len() + call.params.len() + call.tags.len()) / ROWS_PER_PAGE;
     }
+    pages + keys.len()
 }
 
 /// One log call waiting for the SQLite writer.
@@ -166,7 +179,7 @@ impl SqlStore {
                     }
                 },
             };
-            let rows: usize = group.iter().map(|j| j.call.rows()).sum();
+            let pages = pages_dirtied(group.iter().map(|j| &j.call));
             let calls: Vec<&LogCall> = group.iter().map(|j| &j.call).collect();
             match self.log_on(conn, &calls).await {
                 Ok(results) => {
@@ -182,7 +195,7 @@ impl SqlStore {
                 }
             }
             if let Some(link) = &mut checkpointer {
-                link.committed(rows);
+                link.committed(pages);
             }
         }
     }
@@ -528,5 +541,76 @@ fn on_conflict_ignore(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "",
         Dialect::Postgres => " ON CONFLICT DO NOTHING",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(key: &str, step: i64, timestamp: i64, value: f64) -> Metric {
+        Metric {
+            key: key.to_string(),
+            value,
+            timestamp,
+            step,
+            dataset_name: None,
+            dataset_digest: None,
+            model_id: None,
+            run_id: None,
+        }
+    }
+
+    fn call(run_id: &str, keys: usize, steps: i64) -> LogCall {
+        let metrics = (0..steps)
+            .flat_map(|step| (0..keys).map(move |k| point(&format!("m{k}"), step, 1, 0.5)))
+            .collect();
+        LogCall {
+            run_id: run_id.to_string(),
+            metrics,
+            params: Vec::new(),
+            tags: Vec::new(),
+            shape: LogShape::Batch,
+        }
+    }
+
+    #[test]
+    fn pages_are_counted_per_run_and_key_not_per_point() {
+        // Ten runs logging ten keys each touch a hundred leaves.
+        let spread: Vec<LogCall> = (0..10).map(|r| call(&format!("r{r}"), 10, 1)).collect();
+        assert_eq!(pages_dirtied(spread.iter()), 100 + 10 + 0);
+        // The same hundred points as ten steps of ten keys of one run: ten leaves.
+        let one_run = [call("r", 10, 10)];
+        assert_eq!(pages_dirtied(one_run.iter()), 10 + 1 + 2);
+        // Two calls on one run and key share the leaf.
+        let same = [call("r", 1, 1), call("r", 1, 1)];
+        assert_eq!(pages_dirtied(same.iter()), 1 + 2);
+    }
+
+    #[test]
+    fn the_newest_point_per_run_and_key_wins_by_step_then_timestamp_then_value() {
+        let m = point;
+        let points = [
+            m("loss", 2, 5, 0.1),
+            m("loss", 3, 1, 0.9),
+            m("loss", 3, 1, 0.95),
+            m("loss", 3, 0, 9.0),
+            m("acc", 1, 1, f64::NAN),
+        ];
+        let a: Vec<(&str, &Metric)> = points.iter().map(|p| ("a", p)).collect();
+        let b = [("b", &points[0])];
+        let all: Vec<(&str, &Metric)> = a.iter().chain(b.iter()).copied().collect();
+        let newest: Vec<(&str, &str, i64, f64)> = newest_per_key(&all)
+            .into_iter()
+            .map(|(r, m)| (r, m.key.as_str(), m.step, stored_value(m).0))
+            .collect();
+        assert_eq!(
+            newest,
+            vec![
+                ("a", "acc", 1, 0.0),
+                ("a", "loss", 3, 0.95),
+                ("b", "loss", 2, 0.1)
+            ]
+        );
     }
 }
