@@ -582,18 +582,48 @@ impl Sql {
     }
 }
 
-/// Statements that run one after another inside one transaction. On SQLite they reach the
-/// database thread as one multi-statement text, one round trip instead of one per statement
-/// (with `?` placeholders each statement takes its values in order); PostgreSQL's extended
-/// protocol carries one statement at a time.
+/// Statements that run one after another inside one transaction. On SQLite, small statements
+/// reach the database thread together as one multi-statement text: one round trip instead of
+/// one per statement (with `?` placeholders each statement takes its values in order).
+/// PostgreSQL's extended protocol carries one statement at a time.
 #[derive(Default, Debug)]
 pub(crate) struct Script {
     statements: Vec<Sql>,
 }
 
+/// Bound values a combined SQLite text may carry. The connection caches every text it runs,
+/// prepared, and texts combined from many statements vary with what was combined; a cap keeps
+/// each cached text small. A statement over it (a 1000-point insert) runs alone, its text
+/// shared by every call that size.
+const SCRIPT_BINDS_AT_MOST: usize = 2000;
+
 impl Script {
     pub fn push(&mut self, sql: Sql) {
         self.statements.push(sql);
+    }
+
+    /// The statements as they travel: on SQLite, neighbours joined while their values stay
+    /// within [`SCRIPT_BINDS_AT_MOST`].
+    fn into_trips(self, dialect: Dialect) -> Vec<Sql> {
+        if dialect != Dialect::Sqlite {
+            return self.statements;
+        }
+        let mut trips: Vec<Sql> = Vec::new();
+        for sql in self.statements {
+            match trips.last_mut() {
+                Some(last)
+                    if last.positional
+                        && sql.positional
+                        && last.binds.len() + sql.binds.len() <= SCRIPT_BINDS_AT_MOST =>
+                {
+                    last.text.push_str(";\n");
+                    last.text.push_str(&sql.text);
+                    last.binds.extend(sql.binds);
+                }
+                _ => trips.push(sql),
+            }
+        }
+        trips
     }
 
     pub async fn execute(
@@ -601,25 +631,8 @@ impl Script {
         dialect: Dialect,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> Result<()> {
-        match dialect {
-            Dialect::Sqlite
-                if self.statements.len() > 1 && self.statements.iter().all(|s| s.positional) =>
-            {
-                let mut all = Sql::for_dialect(dialect, "");
-                for (i, sql) in self.statements.into_iter().enumerate() {
-                    if i > 0 {
-                        all.text.push_str(";\n");
-                    }
-                    all.text.push_str(&sql.text);
-                    all.binds.extend(sql.binds);
-                }
-                all.query().execute(&mut **tx).await.map_err(db_err)?;
-            }
-            _ => {
-                for sql in self.statements {
-                    sql.query().execute(&mut **tx).await.map_err(db_err)?;
-                }
-            }
+        for sql in self.into_trips(dialect) {
+            sql.query().execute(&mut **tx).await.map_err(db_err)?;
         }
         Ok(())
     }
@@ -706,6 +719,52 @@ mod tests {
         );
         assert_eq!(redact_uri("sqlite:///mlruns.db"), "sqlite:///mlruns.db");
         assert_eq!(redact_uri("plain"), "plain");
+    }
+
+    #[test]
+    fn scripts_join_small_sqlite_statements_and_send_big_ones_alone() {
+        let statement = |binds: usize| {
+            let mut sql = Sql::for_dialect(Dialect::Sqlite, "INSERT INTO t VALUES ");
+            sql.bind_list((0..binds as i64).map(Bind::I64));
+            sql
+        };
+        let script = |sizes: &[usize]| {
+            let mut script = Script::default();
+            for &n in sizes {
+                script.push(statement(n));
+            }
+            script
+        };
+        let shape = |trips: Vec<Sql>| -> Vec<(usize, usize)> {
+            trips
+                .iter()
+                .map(|t| (t.text.matches("INSERT").count(), t.binds.len()))
+                .collect()
+        };
+        assert_eq!(
+            shape(script(&[10, 20, 30]).into_trips(Dialect::Sqlite)),
+            vec![(3, 60)]
+        );
+        assert_eq!(
+            shape(script(&[10, 9000, 1500, 600]).into_trips(Dialect::Sqlite)),
+            vec![(1, 10), (1, 9000), (1, 1500), (1, 600)]
+        );
+        assert_eq!(
+            shape(script(&[900, 1100, 5]).into_trips(Dialect::Sqlite)),
+            vec![(2, 2000), (1, 5)]
+        );
+        // Each joined statement keeps its own placeholders, in order.
+        let joined = &script(&[1, 2]).into_trips(Dialect::Sqlite)[0].text;
+        assert_eq!(
+            joined,
+            "INSERT INTO t VALUES (?);\nINSERT INTO t VALUES (?, ?)"
+        );
+        // PostgreSQL takes one statement per trip, and `$n` statements are never joined.
+        assert_eq!(script(&[1, 2]).into_trips(Dialect::Postgres).len(), 2);
+        let mut numbered = Script::default();
+        numbered.push(Sql::new("SELECT 1"));
+        numbered.push(Sql::new("SELECT 2"));
+        assert_eq!(numbered.into_trips(Dialect::Sqlite).len(), 2);
     }
 
     #[test]
