@@ -564,6 +564,20 @@ impl Sql {
         self.text.push(')');
         self
     }
+    /// Appends `(…), (…), …` for a multi-row insert: one row of placeholders per item.
+    pub fn bind_rows<T, R: IntoIterator<Item = Bind>>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        row: impl Fn(T) -> R,
+    ) -> &mut Self {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind_list(row(item));
+        }
+        self
+    }
     /// Every fragment of `text` is a literal of this crate; user input only ever travels in
     /// `binds`, which is what makes asserting the text SQL-safe correct.
     pub fn query(self) -> sqlx::query::Query<'static, sqlx::Any, AnyArguments> {

@@ -315,16 +315,9 @@ impl SqlStore {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             let mut sql = Sql::for_dialect(self.dialect, &head);
-            for (i, row) in rows.by_ref().take(per_statement).enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                for (j, value) in row.into_iter().enumerate() {
-                    if j > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(value.into_bind());
-                }
-                sql.push(")");
-            }
+            sql.bind_rows(rows.by_ref().take(per_statement), |row| {
+                row.into_iter().map(|value| value.into_bind())
+            });
             sql.push(table.on_conflict());
             let done = sql.query().execute(&mut *tx).await.map_err(|e| {
                 let err = db_err(e);

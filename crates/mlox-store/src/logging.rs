@@ -364,15 +364,13 @@ fn push_param_inserts(script: &mut Script, dialect: Dialect, run_id: &str, param
                 insert_or_ignore(dialect)
             ),
         );
-        for (i, p) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id)
-                .push(", ")
-                .bind_str(&p.key)
-                .push(", ")
-                .bind_str(&p.value)
-                .push(")");
-        }
+        sql.bind_rows(chunk, |p| {
+            [
+                Bind::Str(run_id.to_string()),
+                Bind::Str(p.key.clone()),
+                Bind::Str(p.value.clone()),
+            ]
+        });
         sql.push(on_conflict_ignore(dialect));
         script.push(sql);
     }
@@ -434,25 +432,20 @@ fn push_metric_writes<'m>(
                 insert_or_ignore(dialect)
             ),
         );
-        for (i, (run_id, m)) in chunk.iter().enumerate() {
+        sql.bind_rows(chunk, |(run_id, m)| {
             let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(*run_id)
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ")
-                .bind_i64(m.step)
-                .push(", ");
-            sql.bind_i64(m.timestamp)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ")
-                .bind_i64(is_nan)
-                .push(", ");
-            sql.bind(Bind::OptStr(m.model_id.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
-        }
+            [
+                Bind::Str(run_id.to_string()),
+                Bind::Str(m.key.clone()),
+                Bind::I64(m.step),
+                Bind::I64(m.timestamp),
+                Bind::F64(value),
+                Bind::I64(is_nan),
+                Bind::OptStr(m.model_id.clone()),
+                Bind::OptStr(m.dataset_name.clone()),
+                Bind::OptStr(m.dataset_digest.clone()),
+            ]
+        });
         sql.push(on_conflict_ignore(dialect));
         script.push(sql);
     }
@@ -466,22 +459,17 @@ fn push_metric_writes<'m>(
                 insert_or_ignore(dialect)
             ),
         );
-        for (i, (run_id, m)) in chunk.iter().enumerate() {
+        sql.bind_rows(chunk, |(run_id, m)| {
             let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(*run_id)
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ");
-            sql.bind_i64(is_nan)
-                .push(", ")
-                .bind_i64(m.timestamp)
-                .push(", ")
-                .bind_i64(m.step)
-                .push(")");
-        }
+            [
+                Bind::Str(run_id.to_string()),
+                Bind::Str(m.key.clone()),
+                Bind::F64(value),
+                Bind::I64(is_nan),
+                Bind::I64(m.timestamp),
+                Bind::I64(m.step),
+            ]
+        });
         sql.push(
             " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
              timestamp = excluded.timestamp, step = excluded.step \
@@ -504,23 +492,20 @@ fn push_metric_writes<'m>(
                 insert_or_ignore(dialect)
             ),
         );
-        for (i, (run_id, m)) in chunk.iter().enumerate() {
+        sql.bind_rows(chunk, |(run_id, m)| {
             let (value, is_nan) = stored_value(m);
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(m.model_id.clone().unwrap_or_default())
-                .push(", ")
-                .bind_str(&m.key)
-                .push(", ");
-            sql.bind_i64(m.step)
-                .push(", ")
-                .bind_i64(m.timestamp)
-                .push(", ")
-                .bind_f64(value)
-                .push(", ");
-            sql.bind_i64(is_nan).push(", ").bind_str(*run_id).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_name.clone())).push(", ");
-            sql.bind(Bind::OptStr(m.dataset_digest.clone())).push(")");
-        }
+            [
+                Bind::Str(m.model_id.clone().unwrap_or_default()),
+                Bind::Str(m.key.clone()),
+                Bind::I64(m.step),
+                Bind::I64(m.timestamp),
+                Bind::F64(value),
+                Bind::I64(is_nan),
+                Bind::Str(run_id.to_string()),
+                Bind::OptStr(m.dataset_name.clone()),
+                Bind::OptStr(m.dataset_digest.clone()),
+            ]
+        });
         sql.push(on_conflict_ignore(dialect));
         script.push(sql);
     }

@@ -814,15 +814,13 @@ pub(crate) fn push_tag_upserts(
     }
     for chunk in last.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::for_dialect(dialect, "INSERT INTO tags (run_uuid, key, value) VALUES ");
-        for (i, t) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            sql.bind_str(run_id)
-                .push(", ")
-                .bind_str(&t.key)
-                .push(", ")
-                .bind_str(&t.value)
-                .push(")");
-        }
+        sql.bind_rows(chunk, |t| {
+            [
+                Bind::Str(run_id.to_string()),
+                Bind::Str(t.key.clone()),
+                Bind::Str(t.value.clone()),
+            ]
+        });
         sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
         script.push(sql);
     }
