@@ -112,6 +112,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
                 origin: "--model-uri".into(),
                 max_batch_size: None,
                 max_batch_time: None,
+                mlserver: None,
             };
             (Default::default(), vec![spec], None, true)
         }

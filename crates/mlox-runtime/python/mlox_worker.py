@@ -119,6 +119,10 @@ def classify(exc):
     return "internal"
 
 
+class MissingPackage(Exception):
+    """A package the request's contract needs is not importable in the model's environment."""
+
+
 def error_header(request_id, kind, exc, prefix=""):
     return {
         "status": "error",
@@ -310,6 +314,170 @@ def encode_output(result):
     raise TypeError(f"the model returned a {type(result).__name__}, which mlox cannot send back")
 
 
+# ---- MLServer's contract: the inference request itself --------------------------------------
+#
+# MLServer's MLflow runtime decodes a request only when a content type names a codec (on the
+# request, or in the model's settings); otherwise `predict` receives MLServer's own
+# `InferenceRequest` object, and whatever it returns is encoded by MLServer's codecs. Models
+# written for MLServer depend on both, so these requests are built and answered with the
+# `mlserver` package itself, imported on first use.
+
+_MLSERVER = None
+
+
+def mlserver_api():
+    global _MLSERVER
+    if _MLSERVER is None:
+        try:
+            from mlserver.codecs import NumpyCodec
+            from mlserver.codecs.utils import (
+                decode_inference_request,
+                encode_inference_response,
+                get_decoded,
+                has_decoded,
+            )
+            from mlserver.types import InferenceRequest, MetadataTensor, Parameters
+        except ImportError as exc:
+            raise MissingPackage(
+                "this model is served under MLServer's MLflow runtime contract (its model-settings.json "
+                "names mlserver_mlflow.MLflowRuntime and it has no signature), so MLServer's codecs "
+                "decode its requests and its predict may receive an mlserver.types.InferenceRequest; "
+                f"the package 'mlserver' is not importable in the model's Python environment ({exc}). "
+                "Install mlserver there (pip install mlserver), as MLServer itself would need, or log "
+                "the model with a signature"
+            ) from exc
+        try:
+            # Registers MLServer's MLflow codecs (the `dict` codec) the way MLServer has them.
+            from mlserver_mlflow.codecs import TensorDictCodec
+        except ImportError:
+            TensorDictCodec = None
+        _MLSERVER = {
+            "NumpyCodec": NumpyCodec,
+            "decode_inference_request": decode_inference_request,
+            "encode_inference_response": encode_inference_response,
+            "get_decoded": get_decoded,
+            "has_decoded": has_decoded,
+            "InferenceRequest": InferenceRequest,
+            "MetadataTensor": MetadataTensor,
+            "Parameters": Parameters,
+            "TensorDictCodec": TensorDictCodec,
+        }
+    return _MLSERVER
+
+
+class _Settings:
+    """The two fields of MLServer's ModelSettings its codecs read: the model's name and version,
+    and `parameters.content_type`."""
+
+    def __init__(self, name, version, content_type):
+        self.name = name
+        self.parameters = _SettingsParameters(version, content_type)
+
+
+class _SettingsParameters:
+    def __init__(self, version, content_type):
+        self.version = version
+        self.content_type = content_type
+
+
+def _bytes_elements(values):
+    import base64
+
+    return [base64.b64decode(v) for v in values]
+
+
+def build_inference_request(header, parts):
+    """The request as MLServer would hand it to the model: BYTES that arrived as binary (gRPC,
+    Triton's binary extension) are ``bytes``, those that arrived as JSON strings are ``str``."""
+    api = mlserver_api()
+    if len(parts) != 1:
+        raise ValueError(f"an inference request travels as one part, got {len(parts)}")
+    body = json.loads(parts[0])
+    for index in header.get("binary_inputs", []):
+        body["inputs"][index]["data"] = _bytes_elements(body["inputs"][index]["data"])
+    return api["InferenceRequest"].model_validate(body)
+
+
+def decode_mlserver_request(header, parts):
+    api = mlserver_api()
+    request = build_inference_request(header, parts)
+    settings = header.get("settings") or {}
+    model_settings = _Settings(settings.get("name"), settings.get("version"), settings.get("content_type"))
+    metadata_inputs = {
+        item["name"]: api["MetadataTensor"].model_validate(item)
+        for item in settings.get("inputs") or []
+        if isinstance(item, dict) and "name" in item
+    }
+    api["decode_inference_request"](request, model_settings, metadata_inputs)
+    payload = api["get_decoded"](request) if api["has_decoded"](request) else request
+    # MLServer passes the request's free-form parameters (beyond content_type and headers) as
+    # the model's inference params.
+    params = None
+    if request.parameters is not None and request.parameters.model_extra:
+        params = dict(request.parameters.model_extra)
+    return payload, params, model_settings
+
+
+def _tensor_dict_response(api, model_settings, payload):
+    codec = api["TensorDictCodec"]
+    if codec is not None:
+        return codec.encode_response(model_settings.name, payload, model_settings.parameters.version)
+    # MLServer's MLflow runtime encodes what no codec claims as a dict of tensors, one output
+    # per key, each by the numpy codec.
+    if not isinstance(payload, dict):
+        raise TypeError(
+            f"the model returned a {type(payload).__name__}, which MLServer's codecs cannot encode"
+        )
+    outputs = [api["NumpyCodec"].encode_output(name, value) for name, value in payload.items()]
+    return {"outputs": outputs, "parameters": api["Parameters"](content_type="dict")}
+
+
+def _plain(value):
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def encode_mlserver_response(result, model_settings):
+    import base64
+
+    api = mlserver_api()
+    response = api["encode_inference_response"](result, model_settings)
+    if response is None:
+        response = _tensor_dict_response(api, model_settings, result)
+    if isinstance(response, dict):
+        outputs, parameters = response["outputs"], response["parameters"]
+    else:
+        outputs, parameters = response.outputs, response.parameters
+    parameters = _plain(parameters) or {}
+    # MLServer moves response headers out of the body into HTTP headers.
+    parameters.pop("headers", None)
+    encoded, binary = [], []
+    for index, output in enumerate(outputs):
+        item = _plain(output)
+        data = item.get("data")
+        if isinstance(data, dict) and "root" in data:
+            data = data["root"]
+        if not isinstance(data, list):
+            data = [data]
+        if any(isinstance(v, (bytes, bytearray)) for v in data):
+            data = [
+                base64.b64encode(v).decode() if isinstance(v, (bytes, bytearray)) else base64.b64encode(str(v).encode()).decode()
+                for v in data
+            ]
+            binary.append(index)
+        item["data"] = data
+        encoded.append(item)
+    return {"outputs": encoded, "parameters": parameters, "binary_outputs": binary}
+
+
+def serve_request(model, header, parts):
+    payload, params, model_settings = decode_mlserver_request(header, parts)
+    if params is None:
+        result = model.predict(payload)
+    else:
+        result = model.predict(payload, params=params)
+    return encode_mlserver_response(result, model_settings)
+
+
 # ---- main loop ----------------------------------------------------------------------------
 
 
@@ -320,6 +488,9 @@ def serve(model, proto_in, proto_out):
             return
         header, parts = message
         request_id = header.get("id")
+        if header.get("input") == "request":
+            answer_request(model, proto_out, request_id, header, parts)
+            continue
         try:
             data = decode_input(header, parts)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the request's fault
@@ -343,6 +514,39 @@ def serve(model, proto_in, proto_out):
             )
             continue
         write_message(proto_out, {"status": "ok", "id": request_id, "output": kind}, out_parts)
+
+
+def answer_request(model, proto_out, request_id, header, parts):
+    try:
+        mlserver_api()
+    except MissingPackage as exc:
+        write_message(proto_out, error_header(request_id, "missing_package", exc))
+        return
+    try:
+        response = serve_request(model, header, parts)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported, the worker lives on
+        write_message(proto_out, error_header(request_id, classify(exc), exc))
+        return
+    try:
+        encoded = json.dumps(response, separators=(",", ":"), allow_nan=True, default=_json_default).encode()
+    except Exception as exc:  # noqa: BLE001
+        write_message(proto_out, error_header(request_id, "internal", exc, "cannot convert the prediction: "))
+        return
+    write_message(
+        proto_out,
+        {"status": "ok", "id": request_id, "output": "response"},
+        [({"name": None, "shape": None}, encoded)],
+    )
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def main():

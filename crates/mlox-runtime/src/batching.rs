@@ -23,7 +23,10 @@ use mlox_core::{Code, Error, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::{BatchStats, ModelInput, ModelOutput, PredictRequest, Predictor, Tensor};
+use crate::{
+    BatchStats, ModelInput, ModelOutput, PredictRequest, Predictor, ProtocolRequest,
+    ProtocolResponse, Tensor,
+};
 
 /// How one model batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +114,11 @@ impl Batching {
 
 #[async_trait]
 impl Predictor for Batching {
+    async fn predict_request(&self, request: ProtocolRequest) -> Result<ProtocolResponse> {
+        // A request the model reads itself has no rows to merge.
+        self.inner.predict_request(request).await
+    }
+
     async fn predict(&self, request: PredictRequest) -> Result<ModelOutput> {
         // Requests that cannot be split by rows, or fill a batch alone, skip the queue.
         let rows = match rows_of(&request.input) {

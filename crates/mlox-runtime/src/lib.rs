@@ -74,10 +74,46 @@ pub struct PredictRequest {
 pub trait Predictor: Send + Sync + 'static {
     async fn predict(&self, request: PredictRequest) -> Result<ModelOutput>;
 
+    /// Hands a V2 inference request to the model's own code as the protocol object itself,
+    /// the contract of MLServer's MLflow runtime for requests no codec applies to. Only
+    /// runtimes that run user code can; the others refuse.
+    async fn predict_request(&self, request: ProtocolRequest) -> Result<ProtocolResponse> {
+        let _ = request;
+        Err(mlox_core::Error::invalid(
+            "this model's runtime cannot take the inference request itself; send \
+             parameters.content_type to have the request decoded",
+        ))
+    }
+
     /// Counters of a predictor that batches requests, for metrics; `None` when it does not.
     fn batch_stats(&self) -> Option<BatchStats> {
         None
     }
+}
+
+/// A V2 inference request as MLServer hands it to a model (`mlserver.types.InferenceRequest`),
+/// with the model settings MLServer's codecs consult.
+#[derive(Clone, Debug)]
+pub struct ProtocolRequest {
+    /// The request in the V2 JSON shape: `id`, `parameters` (with `headers`), `inputs`
+    /// (`name`, `shape`, `datatype`, `parameters`, `data`) and `outputs`. The data of the
+    /// inputs listed in `binary_inputs` is base64 of raw BYTES elements.
+    pub body: Value,
+    /// Inputs whose BYTES elements arrived as binary (gRPC, the binary extension) rather than
+    /// as JSON strings; the model sees them as `bytes`, the others as `str`.
+    pub binary_inputs: Vec<usize>,
+    /// `name`, `version`, `content_type` and `inputs` of the model's settings.
+    pub settings: Value,
+}
+
+/// The model's answer encoded by MLServer's codecs: `outputs` in the V2 JSON shape (the data of
+/// the outputs listed in `binary_outputs` is base64 of raw BYTES elements) and the response's
+/// `parameters`.
+#[derive(Clone, Debug)]
+pub struct ProtocolResponse {
+    pub outputs: Vec<Value>,
+    pub parameters: Map<String, Value>,
+    pub binary_outputs: Vec<usize>,
 }
 
 /// What a batching predictor has done so far.

@@ -603,6 +603,7 @@ mod tests {
             parameters,
             inputs,
             outputs: vec![],
+            ..InferRequest::default()
         }
     }
 

@@ -17,6 +17,7 @@ use mlox_runtime::batching::{BatchOptions, Batching};
 use mlox_runtime::python::{PythonOptions, PythonRuntime};
 
 use crate::ModelRepository;
+use crate::repository::RequestContract;
 
 /// One model to serve.
 #[derive(Clone, Debug)]
@@ -30,6 +31,19 @@ pub struct ModelSpec {
     /// MLServer's adaptive batching settings (`max_batch_size`, `max_batch_time` seconds).
     pub max_batch_size: Option<u64>,
     pub max_batch_time: Option<f64>,
+    /// Set for a model declared with MLServer's MLflow runtime: the model-settings fields that
+    /// runtime's codecs read, for models that take the request itself (see
+    /// [`RequestContract`]). `None` for `mlox serve -m`, which follows `mlflow models serve`.
+    pub mlserver: Option<MlserverSettings>,
+}
+
+/// The fields of a `model-settings.json` MLServer's codecs consult when they decode a request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MlserverSettings {
+    /// `parameters.content_type`: the codec for requests that name none.
+    pub content_type: Option<String>,
+    /// `inputs`: metadata whose `parameters.content_type` decodes the input of that name.
+    pub inputs: Vec<serde_json::Value>,
 }
 
 /// The models of an MLServer model repository rooted at `root`, with its server settings.
@@ -56,6 +70,10 @@ pub fn specs_from_repository(root: &Path) -> Result<(ServerSettings, Vec<ModelSp
             origin: model.settings_file.display().to_string(),
             max_batch_size: model.settings.max_batch_size,
             max_batch_time: model.settings.max_batch_time,
+            mlserver: Some(MlserverSettings {
+                content_type: model.settings.parameters.content_type.clone(),
+                inputs: model.settings.inputs.clone(),
+            }),
         });
     }
     Ok((settings, specs))
@@ -163,8 +181,12 @@ impl ModelLoader {
     }
 
     /// Fetches `uri` and starts the runtime for `spec`'s model, batching requests when its
-    /// settings ask for it.
-    pub async fn load(&self, spec: &ModelSpec, uri: &str) -> Result<LoadedModel> {
+    /// settings ask for it; says how the V2 routes hand the model its requests.
+    pub async fn load(
+        &self,
+        spec: &ModelSpec,
+        uri: &str,
+    ) -> Result<(LoadedModel, RequestContract)> {
         let fetched = self.fetcher.fetch(uri).await?;
         let dir = model_root(&fetched.dir)?;
         let (mut model, python) = match native(&dir).await? {
@@ -209,7 +231,41 @@ impl ModelLoader {
             );
             model.predictor = Batching::wrap(model.predictor, merging);
         }
-        Ok(model)
+        let contract = request_contract(spec, &model, python);
+        if let RequestContract::InferenceRequest { .. } = contract {
+            tracing::info!(
+                model = %spec.name,
+                "no signature: requests are decoded by MLServer's codecs, and predict receives the InferenceRequest itself where no content type names one"
+            );
+        }
+        Ok((model, contract))
+    }
+}
+
+/// MLServer's MLflow runtime decodes a request only when a content type names a codec: the
+/// model's signature sets one, else its settings may. A model without either gets MLServer's
+/// `InferenceRequest` object itself, which models written for MLServer decode in `predict`.
+/// That only makes sense for user code (a `PythonModel`, or a custom loader module): the
+/// library flavors' own `predict` cannot read such an object under MLServer either, so mlox
+/// keeps decoding requests for them as `mlflow models serve` does.
+fn request_contract(spec: &ModelSpec, model: &LoadedModel, python: bool) -> RequestContract {
+    let Some(mlserver) = &spec.mlserver else {
+        return RequestContract::Decoded;
+    };
+    let user_code = model
+        .mlmodel
+        .loader_module()
+        .is_none_or(|module| module == "mlflow.pyfunc.model" || !module.starts_with("mlflow."));
+    if !python || !user_code || model.signature.is_some() {
+        return RequestContract::Decoded;
+    }
+    RequestContract::InferenceRequest {
+        settings: serde_json::json!({
+            "name": spec.name,
+            "version": spec.version,
+            "content_type": mlserver.content_type,
+            "inputs": mlserver.inputs,
+        }),
     }
 }
 
@@ -391,15 +447,19 @@ impl Deployer {
             {
                 return Ok((target, None));
             }
-            let model = self.loader.load(spec, &target.uri).await?;
-            Ok::<_, Error>((target, Some(model)))
+            let loaded = self.loader.load(spec, &target.uri).await?;
+            Ok::<_, Error>((target, Some(loaded)))
         }
         .await;
         match outcome {
             Ok((_, None)) => Ok(Deployed::Unchanged),
-            Ok((target, Some(model))) => {
-                self.repository
-                    .insert(spec.name.clone(), target.version.clone(), model);
+            Ok((target, Some((model, contract)))) => {
+                self.repository.insert_with_contract(
+                    spec.name.clone(),
+                    target.version.clone(),
+                    model,
+                    contract,
+                );
                 let old_version = current.as_ref().map(|c| c.version.clone());
                 // A spec announced without a version but served as registry version N leaves
                 // its placeholder behind; the old version goes too once the new one answers.

@@ -210,11 +210,23 @@ impl GrpcInferenceService for GrpcSkin {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let headers: Vec<(String, String)> = request
+            .metadata()
+            .iter()
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(key, value) => value
+                    .to_str()
+                    .ok()
+                    .map(|v| (key.as_str().to_string(), v.to_string())),
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
         let r = request.into_inner();
         let raw = !r.raw_input_contents.is_empty();
         let model = r.model_name.clone();
         let model_version = r.model_version.clone();
         let mut request = infer_request(r).map_err(status)?;
+        request.headers = headers;
         if request.id.as_deref().is_none_or(str::is_empty) {
             request.id = request_id;
         }
@@ -292,9 +304,13 @@ fn infer_request(r: pb::ModelInferRequest) -> Result<InferRequest> {
             data,
         });
     }
+    // Every gRPC input arrives as binary: BYTES contents are raw bytes, never JSON strings.
+    let binary_inputs = (0..inputs.len()).collect();
     Ok(InferRequest {
         id: (!r.id.is_empty()).then_some(r.id),
         parameters: params_from_pb(r.parameters),
+        binary_inputs,
+        headers: Vec::new(),
         inputs,
         outputs: r
             .outputs

@@ -10,6 +10,7 @@ mod arrays;
 mod codec;
 pub mod deployment;
 pub mod grpc;
+mod handover;
 pub mod metrics;
 pub mod ops;
 pub mod repository;
@@ -22,7 +23,7 @@ pub use ops::{
     Dataplane, InferRequest, InferResponse, InferTensor, MetadataTensor, ModelMetadata, Parameters,
     RequestedOutput, ServerInfo, ServerMetadata,
 };
-pub use repository::{ModelRepository, ModelState, RepositoryEntry};
+pub use repository::{ModelRepository, ModelState, RepositoryEntry, RequestContract};
 pub use schema::ContentType;
 pub use scoring::ScoringFormat;
 pub use tensor::{Datatype, TensorData};

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::deployment::Deployer;
 use crate::metrics::Metrics;
-use crate::repository::{ModelRepository, RepositoryEntry, ServedModel};
+use crate::repository::{ModelRepository, RepositoryEntry, RequestContract, ServedModel};
 use crate::scoring::{self, ScoringFormat};
 use crate::tensor::{Datatype, TensorData};
-use crate::{MLFLOW_PLATFORM, codec};
+use crate::{MLFLOW_PLATFORM, codec, handover};
 
 /// Free-form protocol parameters (`parameters` objects in REST, `InferParameter` maps in gRPC).
 pub type Parameters = Map<String, Value>;
@@ -43,6 +43,12 @@ pub struct InferRequest {
     pub inputs: Vec<InferTensor>,
     /// Empty: every output the model returns.
     pub outputs: Vec<RequestedOutput>,
+    /// The HTTP headers (REST) or metadata (gRPC) the request came with, names lowercase;
+    /// models served under MLServer's contract see them in `parameters.headers`.
+    pub headers: Vec<(String, String)>,
+    /// Inputs whose elements arrived as binary (gRPC contents, Triton's binary extension)
+    /// rather than as JSON values; MLServer hands such BYTES to models as `bytes`.
+    pub binary_inputs: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -240,6 +246,19 @@ impl Dataplane {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let requested = request.outputs.clone();
         let answer = async {
+            if let RequestContract::InferenceRequest { settings } = &model.contract
+                && handover::applies_to(&request)
+            {
+                let handed = handover::protocol_request(
+                    request,
+                    &id,
+                    &model.name,
+                    &self.info.name,
+                    settings,
+                );
+                let response = model.model.predictor.predict_request(handed).await?;
+                return handover::response_outputs(response);
+            }
             let predict = codec::decode_request(&model.schema, request)?;
             let output = model.model.predictor.predict(predict).await?;
             codec::encode_response(&model.schema, output, &requested)

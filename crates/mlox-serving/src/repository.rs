@@ -37,6 +37,22 @@ pub struct ServedModel {
     pub version: Option<String>,
     pub model: LoadedModel,
     pub(crate) schema: ModelSchema,
+    pub(crate) contract: RequestContract,
+}
+
+/// How the V2 routes give a model its request.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RequestContract {
+    /// Decoded by MLServer's codecs into the DataFrame or arrays the model predicts on.
+    #[default]
+    Decoded,
+    /// MLServer's MLflow runtime for a model without a signature: MLServer's own codecs, in
+    /// the worker, decode the request where a content type names one (request, input or
+    /// settings) and hand `predict` the `InferenceRequest` itself where none does.
+    InferenceRequest {
+        /// `name`, `version`, `content_type` and `inputs` of the model's settings.
+        settings: serde_json::Value,
+    },
 }
 
 /// One line of the repository index.
@@ -71,6 +87,17 @@ impl ModelRepository {
 
     /// Makes `model` the ready `version` of `name`, replacing that version if it was there.
     pub fn insert(&self, name: impl Into<String>, version: Option<String>, model: LoadedModel) {
+        self.insert_with_contract(name, version, model, RequestContract::Decoded);
+    }
+
+    /// Serves `model`, handing it V2 requests as `contract` says.
+    pub fn insert_with_contract(
+        &self,
+        name: impl Into<String>,
+        version: Option<String>,
+        model: LoadedModel,
+        contract: RequestContract,
+    ) {
         let name = name.into();
         let schema = ModelSchema::new(model.signature.as_ref());
         let served = Arc::new(ServedModel {
@@ -78,6 +105,7 @@ impl ModelRepository {
             version: version.clone(),
             model,
             schema,
+            contract,
         });
         self.put(
             name,

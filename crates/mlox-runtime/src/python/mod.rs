@@ -29,8 +29,14 @@
 //!   dtypes: strings come out as `pd.DataFrame` would make them); tensors are one part each,
 //!   a one-column batch of the flat row-major values, reshaped to `shape` in numpy. A single
 //!   tensor with an empty name reaches the model as a bare ndarray, anything else as a dict.
+//! - server → worker, for [`Predictor::predict_request`]: `{"id","input":"request","settings",
+//!   "binary_inputs","parts":[{"nbytes"}]}` with one part, the V2 request's JSON; the worker
+//!   decodes it with MLServer's own codecs (`mlserver` must be importable there) and answers
+//!   `{"status":"ok","id","output":"response","parts":[..]}`, one part: the JSON of the outputs
+//!   and parameters MLServer's codecs made of what `predict` returned.
 //! - worker → server: `{"status":"ok","id","output":"frame"|"tensors","parts":[..]}` or
-//!   `{"status":"error","id","error_kind":"bad_input"|"internal","error_type","message"}`.
+//!   `{"status":"error","id","error_kind":"bad_input"|"internal"|"missing_package",
+//!   "error_type","message"}` (`missing_package` → [`Code::TemporarilyUnavailable`] naming it).
 //!
 //! Outputs: a DataFrame is a frame; a Series, a list, a 1-D array or a scalar is a one-column
 //! frame named `predictions` (the key MLflow's scoring server wraps them in; the V2 transport
@@ -64,9 +70,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use env::EnvManager;
 
-use crate::{LoadedModel, ModelOutput, PredictRequest, Predictor};
+use crate::{
+    LoadedModel, ModelOutput, PredictRequest, Predictor, ProtocolRequest, ProtocolResponse,
+};
 use pool::{Job, Slots, Worker, WorkerConfig};
-use protocol::EncodedRequest;
+use protocol::{Answer, EncodedRequest};
 
 /// The worker program every Python model runs in.
 const WORKER_SCRIPT: &str = include_str!("../../python/mlox_worker.py");
@@ -265,7 +273,27 @@ impl Drop for PythonPool {
 #[async_trait]
 impl Predictor for PythonPool {
     async fn predict(&self, request: PredictRequest) -> Result<ModelOutput> {
-        let request = EncodedRequest::encode(&request)?;
+        match self.run(EncodedRequest::encode(&request)?).await? {
+            Answer::Model(output) => Ok(output),
+            Answer::Response(_) => Err(Error::internal(
+                "the Python worker answered an inference response to a prediction",
+            )),
+        }
+    }
+
+    async fn predict_request(&self, request: ProtocolRequest) -> Result<ProtocolResponse> {
+        match self.run(EncodedRequest::encode_protocol(request)?).await? {
+            Answer::Response(response) => Ok(response),
+            Answer::Model(_) => Err(Error::internal(
+                "the Python worker answered model output to an inference request",
+            )),
+        }
+    }
+}
+
+impl PythonPool {
+    /// Queues one request for the next free worker and waits for its answer.
+    async fn run(&self, request: EncodedRequest) -> Result<Answer> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .try_send(Job { request, reply })

@@ -18,8 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{self, EncodedRequest, ErrorKind, PROTOCOL_VERSION, WorkerMessage};
-use crate::ModelOutput;
+use super::protocol::{self, Answer, EncodedRequest, ErrorKind, PROTOCOL_VERSION, WorkerMessage};
 
 /// Thread-pool variables of the numeric libraries models use (OpenMP for XGBoost, LightGBM
 /// and torch, BLAS for numpy and sklearn).
@@ -51,7 +50,7 @@ pub(crate) struct WorkerConfig {
 
 pub(crate) struct Job {
     pub request: EncodedRequest,
-    pub reply: oneshot::Sender<Result<ModelOutput>>,
+    pub reply: oneshot::Sender<Result<Answer>>,
 }
 
 pub(crate) type JobQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>;
@@ -223,7 +222,7 @@ impl Worker {
         &mut self,
         request: &EncodedRequest,
         timeout: Duration,
-    ) -> std::result::Result<Result<ModelOutput>, CallFailure> {
+    ) -> std::result::Result<Result<Answer>, CallFailure> {
         self.next_id += 1;
         let id = self.next_id;
         let exchange = async {
@@ -246,7 +245,7 @@ impl Worker {
                     parts: metas,
                 },
                 parts,
-            ) if answered == id => Ok(protocol::decode_output(output, &metas, parts)),
+            ) if answered == id => Ok(protocol::decode_answer(output, &metas, parts)),
             (
                 WorkerMessage::Error {
                     id: answered,
@@ -258,6 +257,7 @@ impl Worker {
                 _,
             ) if answered == id => Ok(Err(match error_kind {
                 ErrorKind::BadInput => Error::invalid(message),
+                ErrorKind::MissingPackage => Error::unavailable(message),
                 ErrorKind::Internal => {
                     tracing::warn!(
                         model = %self.name,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{ModelInput, ModelOutput, PredictRequest, Tensor};
+use crate::{ModelInput, ModelOutput, PredictRequest, ProtocolRequest, ProtocolResponse, Tensor};
 
 /// Must match `PROTOCOL_VERSION` in `mlox_worker.py`.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -44,6 +44,11 @@ pub(crate) struct PartMeta {
 pub(crate) enum Kind {
     Frame,
     Tensors,
+    /// A V2 inference request handed to the model as MLServer's own object: one part, the
+    /// request's JSON.
+    Request,
+    /// MLServer's encoding of what such a model returned: one part, JSON.
+    Response,
 }
 
 #[derive(Serialize)]
@@ -52,6 +57,10 @@ struct RequestHeader<'a> {
     input: Kind,
     params: &'a Map<String, Value>,
     parts: &'a [PartMeta],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<&'a Value>,
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    binary_inputs: &'a [usize],
 }
 
 /// Every message the worker sends.
@@ -91,6 +100,8 @@ pub(crate) enum WorkerMessage {
 pub(crate) enum ErrorKind {
     BadInput,
     Internal,
+    /// The request's contract needs a package the model's environment lacks.
+    MissingPackage,
 }
 
 /// A request already turned into bytes, so encoding cost and input errors stay with the caller
@@ -101,9 +112,34 @@ pub(crate) struct EncodedRequest {
     params: Map<String, Value>,
     parts: Vec<PartMeta>,
     payload: Vec<Vec<u8>>,
+    settings: Option<Value>,
+    binary_inputs: Vec<usize>,
+}
+
+/// A worker's successful answer.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Model(ModelOutput),
+    Response(ProtocolResponse),
 }
 
 impl EncodedRequest {
+    pub(crate) fn encode_protocol(request: ProtocolRequest) -> Result<Self> {
+        let body = serde_json::to_vec(&request.body)
+            .map_err(|e| Error::invalid(format!("cannot encode the inference request: {e}")))?;
+        Ok(EncodedRequest {
+            kind: Kind::Request,
+            params: Map::new(),
+            parts: vec![PartMeta {
+                nbytes: body.len() as u64,
+                ..PartMeta::default()
+            }],
+            payload: vec![body],
+            settings: Some(request.settings),
+            binary_inputs: request.binary_inputs,
+        })
+    }
+
     pub(crate) fn encode(request: &PredictRequest) -> Result<Self> {
         let (kind, parts) = match &request.input {
             ModelInput::Frame(batch) => {
@@ -140,6 +176,8 @@ impl EncodedRequest {
             params: request.params.clone(),
             parts: metas,
             payload,
+            settings: None,
+            binary_inputs: Vec::new(),
         })
     }
 
@@ -153,6 +191,8 @@ impl EncodedRequest {
             input: self.kind,
             params: &self.params,
             parts: &self.parts,
+            settings: self.settings.as_ref(),
+            binary_inputs: &self.binary_inputs,
         })
         .map_err(std::io::Error::other)?;
         let len = u32::try_from(header.len()).map_err(std::io::Error::other)?;
@@ -210,13 +250,47 @@ fn protocol_error(what: String) -> std::io::Error {
     )
 }
 
-/// Turns an `ok` answer into the output the caller sees.
-pub(crate) fn decode_output(
-    kind: Kind,
-    metas: &[PartMeta],
-    parts: Vec<Vec<u8>>,
-) -> Result<ModelOutput> {
+/// Turns an `ok` answer into what the caller sees.
+pub(crate) fn decode_answer(kind: Kind, metas: &[PartMeta], parts: Vec<Vec<u8>>) -> Result<Answer> {
     match kind {
+        Kind::Response => decode_response(parts).map(Answer::Response),
+        kind => decode_output(kind, metas, parts).map(Answer::Model),
+    }
+}
+
+fn decode_response(parts: Vec<Vec<u8>>) -> Result<ProtocolResponse> {
+    #[derive(Deserialize)]
+    struct Encoded {
+        outputs: Vec<Value>,
+        #[serde(default)]
+        parameters: Map<String, Value>,
+        #[serde(default)]
+        binary_outputs: Vec<usize>,
+    }
+    let [part] = <[Vec<u8>; 1]>::try_from(parts).map_err(|parts| {
+        Error::internal(format!(
+            "the Python worker answered a response in {} parts",
+            parts.len()
+        ))
+    })?;
+    let encoded: Encoded = serde_json::from_slice(&part).map_err(|e| {
+        Error::internal(format!(
+            "the Python worker sent an unreadable response: {e}"
+        ))
+    })?;
+    Ok(ProtocolResponse {
+        outputs: encoded.outputs,
+        parameters: encoded.parameters,
+        binary_outputs: encoded.binary_outputs,
+    })
+}
+
+/// Turns an `ok` answer of the Arrow kinds into the output the caller sees.
+fn decode_output(kind: Kind, metas: &[PartMeta], parts: Vec<Vec<u8>>) -> Result<ModelOutput> {
+    match kind {
+        Kind::Request | Kind::Response => Err(Error::internal(format!(
+            "the Python worker answered a {kind:?} where model output was expected"
+        ))),
         Kind::Frame => {
             let [part] = <[Vec<u8>; 1]>::try_from(parts).map_err(|parts| {
                 Error::internal(format!(

@@ -331,7 +331,8 @@ fn parse_request(
     let parsed: JsonRequest = serde_json::from_slice(&json_part)
         .map_err(|e| bad(format!("malformed inference request: {e}")))?;
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
-    for input in parsed.inputs {
+    let mut binary_inputs = Vec::new();
+    for (index, input) in parsed.inputs.into_iter().enumerate() {
         let what = format!("input '{}'", input.name);
         let datatype = Datatype::parse(&input.datatype, &what)?;
         let parameters = input.parameters.unwrap_or_default();
@@ -343,6 +344,7 @@ fn parse_request(
                         binary.len()
                     )));
                 }
+                binary_inputs.push(index);
                 TensorData::from_raw(datatype, &binary.split_to(size), &what)?
             }
             (None, Some(data)) => TensorData::from_json(datatype, &data, &what)?,
@@ -370,12 +372,23 @@ fn parse_request(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    finish(
+    let (mut request, binary_outputs) = finish(
         parsed.outputs,
         parsed.parameters.unwrap_or_default(),
         id,
         inputs,
-    )
+    )?;
+    request.binary_inputs = binary_inputs;
+    request.headers = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            value
+                .to_str()
+                .ok()
+                .map(|v| (name.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    Ok((request, binary_outputs))
 }
 
 fn finish(
@@ -410,6 +423,7 @@ fn finish(
         parameters,
         inputs,
         outputs,
+        ..InferRequest::default()
     };
     Ok((request, BinaryOutputs { all, named }))
 }
