@@ -53,6 +53,14 @@ enum DbCommand {
         /// The database to upgrade, e.g. sqlite:///mlruns.db or postgresql://user@host/db.
         url: String,
     },
+    /// Copy a SQLite store into a new file, safely while servers use it (PostgreSQL stores
+    /// are backed up with pg_dump).
+    Backup {
+        /// The store, e.g. sqlite:///mlruns.db.
+        url: String,
+        /// The backup file to create; an existing file is never overwritten.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -71,7 +79,7 @@ struct ServerArgs {
     #[arg(
         long,
         env = "MLFLOW_BACKEND_STORE_URI",
-        default_value = "sqlite:///mlruns.db"
+        default_value = DEFAULT_BACKEND_STORE_URI
     )]
     backend_store_uri: String,
     /// Artifact root written into new experiments. Defaults to `mlflow-artifacts:/` when
@@ -169,6 +177,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await
     .map_err(|e| anyhow::anyhow!(e.message))?;
+    if args.backend_store_uri == DEFAULT_BACKEND_STORE_URI {
+        hint_at_mlflow_database().await;
+    }
+    let closing = store.clone();
     let webhooks = mlox_webhooks::DispatcherConfig {
         allow_private_addresses: args.webhooks_allow_private_addresses
             || env_flag("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"),
@@ -224,7 +236,30 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Every request has been answered: fold the WAL into the database file, so the one file
+    // users copy (as they copy MLflow's) is complete.
+    closing
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    tracing::info!("mlox server stopped");
     Ok(())
+}
+
+/// The store `mlox server` opens when none is named (MLflow 3's default is `./mlflow.db`).
+const DEFAULT_BACKEND_STORE_URI: &str = "sqlite:///mlruns.db";
+
+/// MLflow users who start mlox where their MLflow server ran find their data through this.
+async fn hint_at_mlflow_database() {
+    let mlflow_default = "sqlite:///mlflow.db";
+    if let Ok(Some(found)) = mlox_store::foreign_schema(mlflow_default).await
+        && found.mlflow_revision.is_some()
+    {
+        tracing::warn!(
+            "./mlflow.db here is an MLflow database; mlox serves its own ./mlruns.db. To take \
+             the MLflow data over: mlox import --from {mlflow_default} --to {DEFAULT_BACKEND_STORE_URI}"
+        );
+    }
 }
 
 fn env_flag(name: &str) -> bool {
@@ -288,6 +323,22 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             tracing::info!(url = %mlox_store::redact_uri(&url), version, "database schema is current");
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Backup { url, file },
+        } => {
+            let started = std::time::Instant::now();
+            let written = mlox_store::backup(&url, &file)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            tracing::info!(
+                url = %mlox_store::redact_uri(&url),
+                file = %file.display(),
+                bytes = written.bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "backup written"
+            );
             Ok(())
         }
     }

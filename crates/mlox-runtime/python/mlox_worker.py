@@ -243,7 +243,14 @@ def ipc_stream(batch):
     return sink.getvalue()
 
 
-def frame_part(df):
+# What a frame answer was in Python, in its Arrow schema's metadata: MLflow's scoring server
+# renders a DataFrame and a Series as records but an array, a list or a scalar as they are, so
+# `/invocations` needs to know which one the columns came from.
+RESULT_KEY = b"mlox.result"
+SERIES_NAME_KEY = b"mlox.series_name"
+
+
+def frame_part(df, result="dataframe"):
     import numpy as np
     import pyarrow as pa
 
@@ -258,14 +265,19 @@ def frame_part(df):
             arrays.append(normalize_array(pa.array(column.to_numpy())))
         else:
             arrays.append(to_arrow_array(column))
-    batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    batch = pa.RecordBatch.from_arrays(arrays, names=names).replace_schema_metadata({RESULT_KEY: result})
     return ({"name": None, "shape": None}, ipc_stream(batch))
 
 
-def column_part(values):
+def column_part(values, result, series_name=None):
     import pyarrow as pa
 
+    metadata = {RESULT_KEY: result}
+    if result == "series":
+        # pandas names the records' key after the Series (0 when it has no name).
+        metadata[SERIES_NAME_KEY] = json.dumps(0 if series_name is None else series_name, default=str)
     batch = pa.RecordBatch.from_arrays([to_arrow_array(values)], names=[PREDICTIONS])
+    batch = batch.replace_schema_metadata(metadata)
     return ({"name": None, "shape": None}, ipc_stream(batch))
 
 
@@ -290,10 +302,12 @@ def encode_output(result):
     if isinstance(result, pd.DataFrame):
         return "frame", [frame_part(result)]
     if isinstance(result, pd.Series):
-        return "frame", [column_part(result)]
+        return "frame", [column_part(result, "series", result.name)]
     if isinstance(result, np.ndarray):
-        if result.ndim <= 1:
-            return "frame", [column_part(result.reshape(-1))]
+        if result.ndim == 0:
+            return "frame", [column_part(result.reshape(-1), "scalar")]
+        if result.ndim == 1:
+            return "frame", [column_part(result, "list")]
         return "tensors", [tensor_part(PREDICTIONS, result)]
     if isinstance(result, dict):
         return "tensors", [tensor_part(k, v) for k, v in result.items()]
@@ -304,9 +318,9 @@ def encode_output(result):
             array = None  # ragged: leave it to Arrow's list type
         if array is not None and array.ndim >= 2:
             return "tensors", [tensor_part(PREDICTIONS, array)]
-        return "frame", [column_part(list(result))]
+        return "frame", [column_part(list(result), "list")]
     if isinstance(result, (str, bytes, bool, int, float, np.generic)):
-        return "frame", [column_part([result])]
+        return "frame", [column_part([result], "scalar")]
     if isinstance(result, (pa.Table, pa.RecordBatch)):
         return "frame", [frame_part(result.to_pandas())]
     if result is None:

@@ -648,10 +648,29 @@ pub(crate) fn predictions(output: ModelOutput) -> Result<Predictions> {
                 })
                 .collect::<Result<_>>()?;
             let rows = batch.num_rows();
+            let metadata = batch.schema_ref().metadata();
+            let result = metadata.get(RESULT_KEY).map(String::as_str);
             if let [(_, only)] = columns.as_slice() {
-                return Ok(Predictions::Plain(Value::Array(
-                    (0..rows).map(|r| row_value(only, r)).collect(),
-                )));
+                match result {
+                    // pandas' records of `pd.DataFrame(series)`: one key, the Series' name.
+                    Some("series") => {
+                        let key = series_key(metadata.get(SERIES_NAME_KEY));
+                        return Ok(Predictions::Rows(
+                            (0..rows)
+                                .map(|r| vec![(key.clone(), row_value(only, r))])
+                                .collect(),
+                        ));
+                    }
+                    Some("scalar") if rows == 1 => {
+                        return Ok(Predictions::Plain(row_value(only, 0)));
+                    }
+                    Some("dataframe") => {}
+                    _ => {
+                        return Ok(Predictions::Plain(Value::Array(
+                            (0..rows).map(|r| row_value(only, r)).collect(),
+                        )));
+                    }
+                }
             }
             Ok(Predictions::Rows(
                 (0..rows)
@@ -697,6 +716,22 @@ pub(crate) fn predictions(output: ModelOutput) -> Result<Predictions> {
             }
             Ok(Predictions::Named(named))
         }
+    }
+}
+
+/// Schema metadata a Python model's frame answer carries: what the model returned (`dataframe`,
+/// `series`, `list` or `scalar`), which decides how MLflow's scoring server renders it, and a
+/// Series' name as JSON. Native runtimes set none: their one column is an array's values.
+const RESULT_KEY: &str = "mlox.result";
+const SERIES_NAME_KEY: &str = "mlox.series_name";
+
+/// The key pandas gives a Series' values in records: its name as text (`0` when unnamed).
+fn series_key(name: Option<&String>) -> String {
+    match name.map(|n| serde_json::from_str::<Value>(n)) {
+        Some(Ok(Value::String(s))) => s,
+        Some(Ok(Value::Null)) | None => "0".to_string(),
+        Some(Ok(other)) => other.to_string(),
+        Some(Err(_)) => name.cloned().unwrap_or_default(),
     }
 }
 
@@ -898,6 +933,42 @@ mod tests {
             t[0].data.as_primitive::<Float64Type>().values().to_vec(),
             vec![1.0, 2.0, 3.0, 4.0]
         );
+    }
+
+    #[test]
+    fn a_python_models_frame_says_whether_it_was_a_series_a_frame_or_a_scalar() {
+        let col = |v: Vec<f64>| Arc::new(Float64Array::from(v)) as ArrayRef;
+        let tagged = |metadata: &[(&str, &str)]| {
+            let batch =
+                codec::record_batch(vec![("predictions".into(), col(vec![3.0, 5.0]))]).unwrap();
+            let schema = batch.schema().as_ref().clone().with_metadata(
+                metadata
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::HashMap<String, String>>(),
+            );
+            let batch = RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec()).unwrap();
+            serde_json::to_string(&predictions(ModelOutput::Frame(batch)).unwrap()).unwrap()
+        };
+        assert_eq!(
+            tagged(&[(RESULT_KEY, "series"), (SERIES_NAME_KEY, r#""x""#)]),
+            r#"[{"x":3.0},{"x":5.0}]"#
+        );
+        assert_eq!(
+            tagged(&[(RESULT_KEY, "series"), (SERIES_NAME_KEY, "null")]),
+            r#"[{"0":3.0},{"0":5.0}]"#
+        );
+        assert_eq!(
+            tagged(&[(RESULT_KEY, "series"), (SERIES_NAME_KEY, "7")]),
+            r#"[{"7":3.0},{"7":5.0}]"#
+        );
+        assert_eq!(
+            tagged(&[(RESULT_KEY, "dataframe")]),
+            r#"[{"predictions":3.0},{"predictions":5.0}]"#
+        );
+        assert_eq!(tagged(&[(RESULT_KEY, "list")]), "[3.0,5.0]");
+        // Native runtimes tag nothing: their one column is an array's values.
+        assert_eq!(tagged(&[]), "[3.0,5.0]");
     }
 
     #[test]

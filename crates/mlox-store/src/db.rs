@@ -62,7 +62,7 @@ pub(crate) fn db_err(err: sqlx::Error) -> Error {
     Error::internal(format!("database error: {err}"))
 }
 
-fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
+pub(crate) fn to_sqlx_url(uri: &str) -> Result<(Dialect, String)> {
     if let Some(path) = uri.strip_prefix("sqlite:///") {
         let path = if path.is_empty() { "mlruns.db" } else { path };
         if path == ":memory:" {
@@ -178,6 +178,10 @@ impl SqlStore {
     async fn open_with(options: StoreOptions, policy: SchemaPolicy) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = to_sqlx_url(&options.uri)?;
+        // Before any connection that could write (even SQLite's journal mode is a write).
+        if let Some(foreign) = crate::maintenance::foreign_schema(&options.uri).await? {
+            return Err(Error::invalid_state(foreign.refusal(&options.uri)));
+        }
         let memory = url.contains(":memory:");
         let make_pool = |max: u32, writer: bool| {
             AnyPoolOptions::new()
@@ -297,6 +301,16 @@ impl SqlStore {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    pub(crate) fn writer_pool(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Closes every connection, waiting for those in use to be returned.
+    pub(crate) async fn close_pools(&self) {
+        self.read.close().await;
+        self.write.close().await;
     }
 
     /// The schema version the database is at (0 when it is empty).

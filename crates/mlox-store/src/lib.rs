@@ -12,6 +12,7 @@ mod experiments;
 mod import;
 mod logged_models;
 mod logging;
+mod maintenance;
 mod registry;
 mod runs;
 mod search;
@@ -21,6 +22,7 @@ mod webhooks;
 pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, redact_uri};
 pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;
+pub use maintenance::{Backup, ForeignSchema, backup, foreign_schema};
 pub use registry::{NewModelVersion, parse_version};
 pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};
 pub use webhooks::{
