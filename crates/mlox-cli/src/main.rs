@@ -159,6 +159,11 @@ fn local_destination(destination: &str) -> Option<PathBuf> {
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // The port first: "address in use" must fail fast and leave no database behind.
+    let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let serve_artifacts = !args.no_serve_artifacts;
     let destination = &args.artifacts_destination;
     let default_root = match (&args.default_artifact_root, serve_artifacts) {
@@ -220,11 +225,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if !mlox_web::ui_built() {
         tracing::warn!("this binary was built without the web UI; `/` explains how to build it");
     }
-    let app = app.layer(tower_http::catch_panic::CatchPanicLayer::new());
-    let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let app = app
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(
+            mlox_tracking::access_log::log_request,
+        ));
     tracing::info!(
         %addr,
         backend = %mlox_store::redact_uri(&args.backend_store_uri),
@@ -286,15 +291,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// Logs to stderr: colours only on a terminal (never escape codes in a log file), one JSON
+/// object per line with `MLOX_LOG_FORMAT=json`, filtered by `MLOX_LOG` (default `info`).
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MLOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("MLOX_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().with_current_span(false).init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MLOX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(args).await,

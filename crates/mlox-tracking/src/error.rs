@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mlox_core::{Code, Error};
 
+use crate::access_log::LoggedError;
+
 /// A handler error; every handler returns `Result<_, ApiError>`.
 #[derive(Debug)]
 pub struct ApiError(pub Error);
@@ -31,13 +33,19 @@ pub fn error_body(err: &Error) -> serde_json::Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        if status.is_server_error() {
-            tracing::error!(code = %self.0.code, message = %self.0.message, "request failed");
-        }
-        (status, axum::Json(error_body(&self.0))).into_response()
+        error_response(&self.0)
     }
+}
+
+/// The error's answer, carrying what the access log reports of it.
+pub fn error_response(err: &Error) -> Response {
+    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (status, axum::Json(error_body(err))).into_response();
+    response.extensions_mut().insert(LoggedError {
+        error_code: err.code.as_str(),
+        message: err.message.clone(),
+    });
+    response
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

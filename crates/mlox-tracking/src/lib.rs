@@ -4,6 +4,7 @@
 //! `/model-versions/get-artifact`). Handlers only parse requests, call a store or artifact
 //! repository and render answers; all rules live in `mlox-core` and the stores.
 
+pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
@@ -21,7 +22,7 @@ pub use state::{AppState, ServerSettings};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use mlox_core::Error;
@@ -206,6 +207,8 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
-    let err = Error::not_found(format!("No API endpoint at '{}'.", uri.path()));
-    (StatusCode::NOT_FOUND, Json(error::error_body(&err)))
+    error::error_response(&Error::not_found(format!(
+        "No API endpoint at '{}'.",
+        uri.path()
+    )))
 }
