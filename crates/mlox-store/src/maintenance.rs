@@ -69,8 +69,9 @@ pub async fn foreign_schema(uri: &str) -> Result<Option<ForeignSchema>> {
              ORDER BY name"
         }
         Dialect::Postgres => {
-            "SELECT table_name AS name FROM information_schema.tables \
-             WHERE table_schema = current_schema() ORDER BY table_name"
+            // `sql_identifier` is not a type sqlx's Any driver reads; text is.
+            "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables \
+             WHERE table_schema = current_schema() ORDER BY name"
         }
     };
     let tables: Vec<String> = sqlx::query(listing)

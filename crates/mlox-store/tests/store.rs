@@ -2455,3 +2455,42 @@ async fn sampled_steps_of_gapped_history(
         .unwrap();
     sampled.iter().map(|m| m.step).collect()
 }
+
+#[tokio::test]
+async fn postgres_databases_of_other_programs_are_refused_and_its_own_reopened() {
+    let uri = fresh_pg_database().await;
+    // Its own schema, reopened: no complaint.
+    drop(open_pg(&uri).await.unwrap());
+    open_pg(&uri).await.unwrap();
+    drop_pg_database(&uri).await;
+
+    let uri = fresh_pg_database().await;
+    let conn_url = uri.replacen("postgresql://", "postgres://", 1);
+    let admin = sqlx::AnyPool::connect(&conn_url).await.unwrap();
+    for statement in [
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)",
+        "INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1')",
+        "CREATE TABLE experiments (experiment_id INTEGER PRIMARY KEY)",
+    ] {
+        sqlx::query(statement).execute(&admin).await.unwrap();
+    }
+    let refused = open_pg(&uri).await.err().unwrap();
+    assert!(
+        refused
+            .message
+            .contains("is an MLflow database (schema revision 1b5f0d9ad7c1)")
+    );
+    assert!(refused.message.contains("mlox import --from"));
+    let mlox_tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'mlox_schema'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        mlox_tables, 0,
+        "nothing may be written to a foreign database"
+    );
+    admin.close().await;
+    drop_pg_database(&uri).await;
+}
