@@ -9,6 +9,7 @@
 
 mod db;
 mod experiments;
+mod gc;
 mod import;
 mod logged_models;
 mod logging;
@@ -20,6 +21,7 @@ mod traces;
 mod webhooks;
 
 pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, redact_uri};
+pub use gc::{GcItem, GcPlan, GcRequest};
 pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;
 pub use maintenance::{Backup, ForeignSchema, backup, foreign_schema};

@@ -13,7 +13,8 @@ use mlox_core::entities::{
 };
 use mlox_core::{Code, Error};
 use mlox_store::{
-    CreateRun, LoggedModelOrder, MetricHistoryRequest, NewModelVersion, SqlStore, StoreOptions,
+    CreateRun, GcRequest, LoggedModelOrder, MetricHistoryRequest, NewModelVersion, SqlStore,
+    StoreOptions,
 };
 
 // ------------------------------------------------------------------------------- helpers
@@ -2493,4 +2494,165 @@ async fn postgres_databases_of_other_programs_are_refused_and_its_own_reopened()
     );
     admin.close().await;
     drop_pg_database(&uri).await;
+}
+
+// ---------------------------------------------------------------------------- gc
+
+#[tokio::test]
+async fn gc_removes_deleted_runs_whole_and_refuses_what_is_not_deleted() {
+    let (dir, store) = store().await;
+    let experiment = store.create_experiment("gc", None, &[]).await.unwrap();
+    let kept = run_in(&store, &experiment).await.info.run_id;
+    let gone = run_in(&store, &experiment).await.info.run_id;
+    for id in [&kept, &gone] {
+        store
+            .log_batch(
+                id,
+                &[metric("loss", 0.5, 1, 0)],
+                &[kv("lr", "0.1")],
+                &[kv("t", "x")],
+            )
+            .await
+            .unwrap();
+    }
+    store.delete_run(&gone).await.unwrap();
+
+    // Naming a live run is refused, and nothing is removed.
+    let refused = store
+        .gc_plan(&GcRequest {
+            run_ids: Some(vec![kept.clone()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .message
+            .contains("is not in `deleted` lifecycle stage")
+    );
+    // Deleted a moment ago: too young for --older-than 1h.
+    let young = store
+        .gc_plan(&GcRequest {
+            run_ids: Some(vec![gone.clone()]),
+            older_than_ms: Some(3_600_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(young.message.contains("not older than the required age"));
+    let plan = store
+        .gc_plan(&GcRequest {
+            older_than_ms: Some(3_600_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(plan.runs.is_empty());
+
+    let plan = store.gc_plan(&GcRequest::default()).await.unwrap();
+    assert_eq!(plan.runs.len(), 1);
+    assert_eq!(plan.runs[0].id, gone);
+    assert!(plan.runs[0].artifact_location.contains(&gone));
+    assert!(store.hard_delete_run(&gone, false).await.unwrap());
+    assert!(
+        !store.hard_delete_run(&gone, false).await.unwrap(),
+        "already gone"
+    );
+
+    let pool = raw(dir.path()).await;
+    for table in ["runs", "params", "tags", "metrics", "latest_metrics"] {
+        let left = count(
+            &pool,
+            &format!("SELECT COUNT(*) FROM {table} WHERE run_uuid = '{gone}'"),
+        )
+        .await;
+        assert_eq!(left, 0, "{table} still holds the removed run");
+        let kept_rows = count(
+            &pool,
+            &format!("SELECT COUNT(*) FROM {table} WHERE run_uuid = '{kept}'"),
+        )
+        .await;
+        assert!(kept_rows > 0, "{table} lost the live run's rows");
+    }
+    assert_eq!(
+        store.get_run(&gone).await.unwrap_err().code,
+        mlox_core::Code::ResourceDoesNotExist
+    );
+}
+
+#[tokio::test]
+async fn gc_keeps_a_run_restored_after_the_plan() {
+    let (_dir, store) = store().await;
+    let experiment = store
+        .create_experiment("gc-restore", None, &[])
+        .await
+        .unwrap();
+    let id = run_in(&store, &experiment).await.info.run_id;
+    store.delete_run(&id).await.unwrap();
+    let plan = store.gc_plan(&GcRequest::default()).await.unwrap();
+    assert_eq!(plan.runs.len(), 1);
+    store.restore_run(&id).await.unwrap();
+    assert!(!store.hard_delete_run(&id, false).await.unwrap());
+    assert_eq!(
+        store.get_run(&id).await.unwrap().info.lifecycle_stage,
+        "active"
+    );
+}
+
+#[tokio::test]
+async fn gc_of_an_experiment_takes_its_runs_and_logged_models() {
+    let (dir, store) = store().await;
+    let experiment = store
+        .create_experiment("gc-exp", None, &[kv("team", "a")])
+        .await
+        .unwrap();
+    let other = store
+        .create_experiment("gc-other", None, &[])
+        .await
+        .unwrap();
+    let run = run_in(&store, &experiment).await.info.run_id;
+    let survivor = run_in(&store, &other).await.info.run_id;
+    let live = store
+        .gc_plan(&GcRequest {
+            experiment_ids: Some(vec![experiment.clone()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        live.message
+            .contains("are not in the deleted lifecycle stage")
+    );
+    store.delete_experiment(&experiment).await.unwrap();
+    let plan = store
+        .gc_plan(&GcRequest {
+            experiment_ids: Some(vec![experiment.clone()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plan.experiments.len(), 1);
+    assert_eq!(
+        plan.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![run.clone()]
+    );
+    assert!(store.hard_delete_run(&run, true).await.unwrap());
+    assert!(store.hard_delete_experiment(&experiment).await.unwrap());
+    let pool = raw(dir.path()).await;
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT COUNT(*) FROM experiment_tags WHERE experiment_id = {experiment}")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        store.get_experiment(&experiment).await.unwrap_err().code,
+        mlox_core::Code::ResourceDoesNotExist
+    );
+    assert_eq!(
+        store.get_run(&survivor).await.unwrap().info.lifecycle_stage,
+        "active"
+    );
 }
