@@ -1,16 +1,19 @@
 //! Artifact storage for mlox: the files runs and models log, kept under one artifact root and
-//! served by the tracking server's proxied artifact API. This crate owns four things: the
-//! [`ArtifactPath`] type that is the only way a client-supplied location reaches storage (it can
-//! never name anything outside the root), the [`ArtifactRepository`] trait every storage backend
-//! implements (streaming uploads and downloads, MLflow's listing semantics, deletion and
-//! multipart uploads), its two backends, [`LocalArtifactRepo`] on the local filesystem and
-//! [`S3ArtifactRepo`] on S3 or an S3-compatible store such as MinIO, and
-//! [`open_artifact_repository`], which picks the backend for an artifact root URI. Failures are
-//! [`mlox_core::Error`]s, so transports render them without knowing the backend.
+//! served by the tracking server's proxied artifact API. This crate owns the
+//! [`ArtifactRepository`] trait every storage backend implements (streaming uploads and
+//! downloads, MLflow's listing semantics, deletion and multipart uploads), its two backends,
+//! [`LocalArtifactRepo`] on the local filesystem and [`S3ArtifactRepo`] on S3 or an
+//! S3-compatible store such as MinIO, [`open_artifact_repository`], which picks the backend for
+//! an artifact root URI, and [`ArtifactLocations`], which finds the repository behind any stored
+//! artifact location (the proxy's, a bucket's, a directory's). Locations are read with
+//! `mlox_core::location`, whose [`ArtifactPath`] is the only way a client-supplied path reaches
+//! storage (it can never name anything outside the root). Failures are [`mlox_core::Error`]s,
+//! so transports render them without knowing the backend. This crate knows no transport and no
+//! database: it must not import mlox-store or any HTTP server crate.
 
 mod local;
+mod locations;
 pub mod mime;
-mod path;
 mod s3;
 
 use std::path::PathBuf;
@@ -18,14 +21,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use mlox_core::location::{Location, LocationError};
 use mlox_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Implementations of [`ArtifactRepository`] in other crates use the same macro.
 pub use async_trait::async_trait;
 pub use local::LocalArtifactRepo;
+pub use locations::{ArtifactLocation, ArtifactLocations, bad_location};
 pub use mime::content_type_for;
-pub use path::{ArtifactPath, INVALID_PATH_MESSAGE};
+pub use mlox_core::location::{ArtifactPath, INVALID_PATH_MESSAGE};
 pub use s3::{S3ArtifactRepo, S3Config};
 
 /// An upload body. Errors come from the transport (a dropped connection, a size limit) and are
@@ -225,46 +230,22 @@ enum ArtifactRoot {
 
 impl ArtifactRoot {
     fn classify(uri: &str) -> Result<Self> {
-        if uri.trim().is_empty() {
-            return Err(Error::invalid("The artifact root must not be empty"));
-        }
-        let scheme = uri
-            .split_once(':')
-            .map(|(scheme, _)| scheme)
-            // One letter before `:` is a Windows drive, not a scheme.
-            .filter(|s| s.len() > 1)
-            .filter(|s| s.starts_with(|c: char| c.is_ascii_alphabetic()))
-            .filter(|s| {
-                s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-            })
-            .map(str::to_ascii_lowercase);
-        match scheme.as_deref() {
-            None => Ok(ArtifactRoot::Local(PathBuf::from(uri))),
-            Some("file") => {
-                let rest = &uri["file:".len()..];
-                // `file:///abs`, `file://localhost/abs` and `file:/abs` all name `/abs`.
-                let path = match rest.strip_prefix("//") {
-                    Some(authority_and_path) => match authority_and_path.split_once('/') {
-                        Some(("" | "localhost", path)) => format!("/{path}"),
-                        _ => {
-                            return Err(Error::invalid(format!(
-                                "Unsupported artifact root '{uri}': file URIs must name a local path"
-                            )));
-                        }
-                    },
-                    None => rest.to_owned(),
-                };
-                let decoded = percent_encoding::percent_decode_str(&path)
-                    .decode_utf8()
-                    .map_err(|_| Error::invalid(format!("Invalid artifact root '{uri}'")))?;
-                if decoded.is_empty() {
-                    return Err(Error::invalid(format!("Invalid artifact root '{uri}'")));
-                }
-                Ok(ArtifactRoot::Local(PathBuf::from(decoded.into_owned())))
+        match Location::parse(uri) {
+            Ok(Location::Local(path)) => Ok(ArtifactRoot::Local(path)),
+            Ok(Location::S3 { .. }) => Ok(ArtifactRoot::S3),
+            Err(LocationError::Empty) => Err(Error::invalid("The artifact root must not be empty")),
+            Err(LocationError::FileHost) => Err(Error::invalid(format!(
+                "Unsupported artifact root '{uri}': file URIs must name a local path"
+            ))),
+            Err(LocationError::FilePath) => {
+                Err(Error::invalid(format!("Invalid artifact root '{uri}'")))
             }
-            Some("s3") if uri.starts_with("s3://") => Ok(ArtifactRoot::S3),
-            Some(_) => Err(Error::invalid(format!(
+            Err(
+                error @ (LocationError::S3Bucket
+                | LocationError::S3QueryOrFragment
+                | LocationError::S3Key),
+            ) => Err(s3::invalid_root(uri, &error)),
+            _ => Err(Error::invalid(format!(
                 "Unsupported artifact root '{uri}': supported are local paths, file:// URIs and \
                  s3://bucket/prefix URIs"
             ))),

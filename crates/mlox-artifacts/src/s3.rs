@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
+use mlox_core::location::{Location, LocationError};
 use mlox_core::{Error, Result};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
@@ -718,30 +719,37 @@ fn no_such_upload(upload_id: &str) -> Error {
     Error::not_found(format!("No such multipart upload: '{upload_id}'"))
 }
 
-/// Splits `s3://bucket/prefix` into the bucket and the prefix (without surrounding `/`).
+/// The bucket and the key prefix (without surrounding `/`) of an `s3://bucket/prefix` root.
 fn parse_root(root: &str) -> Result<(String, String)> {
-    let invalid = |why: &str| Error::invalid(format!("Invalid S3 artifact root '{root}': {why}"));
-    let rest = root
-        .strip_prefix("s3://")
-        .ok_or_else(|| invalid("expected s3://bucket/optional/prefix"))?;
-    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "query strings, fragments and spaces are not supported",
-        ));
+    let (bucket, prefix) = match Location::parse(root) {
+        Ok(Location::S3 { bucket, key }) => (bucket, key),
+        Ok(_) => return Err(invalid_root(root, &LocationError::S3Shape)),
+        Err(error) => return Err(invalid_root(root, &error)),
+    };
+    // Valid in a key, but in a root an operator typed they are a slip.
+    if prefix
+        .as_str()
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid_root(root, &LocationError::S3QueryOrFragment));
     }
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() || bucket.contains([':', '@']) {
-        return Err(invalid("the bucket name is missing or malformed"));
+    if !prefix.is_root() {
+        ObjectPath::parse(prefix.as_str())
+            .map_err(|_| invalid_root(root, &LocationError::S3Key))?;
     }
-    let prefix = prefix.trim_matches('/');
-    if !prefix.is_empty() {
-        ObjectPath::parse(prefix)
-            .map_err(|_| invalid("the key prefix has empty or '.' segments"))?;
-        if prefix.split('/').any(|s| s == "." || s == "..") {
-            return Err(invalid("the key prefix has empty or '.' segments"));
-        }
-    }
-    Ok((bucket.to_owned(), prefix.to_owned()))
+    Ok((bucket, prefix.to_string()))
+}
+
+/// Why `root` is not an S3 artifact root, in the words operators see at start-up.
+pub(crate) fn invalid_root(root: &str, error: &LocationError) -> Error {
+    let why = match error {
+        LocationError::S3QueryOrFragment => "query strings, fragments and spaces are not supported",
+        LocationError::S3Bucket => "the bucket name is missing or malformed",
+        LocationError::S3Key => "the key prefix has empty or '.' segments",
+        _ => "expected s3://bucket/optional/prefix",
+    };
+    Error::invalid(format!("Invalid S3 artifact root '{root}': {why}"))
 }
 
 /// A missing key, as opposed to a missing bucket (both are 404 to S3).

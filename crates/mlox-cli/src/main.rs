@@ -149,12 +149,12 @@ async fn run_import(args: ImportArgs) -> anyhow::Result<()> {
 
 /// A local destination as an absolute path; `None` for object-store URIs.
 fn local_destination(destination: &str) -> Option<PathBuf> {
-    let path = match destination.strip_prefix("file://") {
-        Some(rest) => PathBuf::from(rest),
-        None if destination.contains("://") => return None,
-        None => PathBuf::from(destination),
-    };
-    Some(std::path::absolute(&path).unwrap_or(path))
+    match mlox_core::location::Location::parse(destination) {
+        Ok(mlox_core::location::Location::Local(path)) => {
+            Some(std::path::absolute(&path).unwrap_or(path))
+        }
+        _ => None,
+    }
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {

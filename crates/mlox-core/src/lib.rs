@@ -1,15 +1,24 @@
 //! The domain of mlox, free of any transport or storage: the entities MLflow clients exchange
 //! (experiments, runs, metrics, params, tags, datasets, logged models, registered models and
-//! versions), the validation rules MLflow applies to them, the search-filter grammar, and the one
-//! error type whose [`Code`] fixes the `error_code` string and HTTP status every transport answers
-//! with. Nothing here performs I/O; stores and transports depend on this crate, never the reverse.
+//! versions), the validation rules MLflow applies to them (the registry's names, aliases,
+//! versions and model version sources in [`registry`], webhooks and their events in
+//! [`webhooks`]), the one storage-location type every crate parses locations with
+//! ([`location`]), the search-filter grammar, and the one error type whose [`Code`] fixes the
+//! `error_code` string and HTTP status every transport answers with.
+//!
+//! Nothing here performs I/O, and this crate imports no mlox crate and no I/O crate (no sqlx,
+//! tokio, object_store, HTTP client or server); stores and transports depend on it, never the
+//! reverse.
 
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod location;
 pub mod page_token;
+pub mod registry;
 pub mod search;
 pub mod validation;
+pub mod webhooks;
 pub mod wire;
 
 pub use error::{Code, Error, ErrorCode, Result};

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use mlox_artifacts::{ArtifactPath, ArtifactRepository};
+use mlox_core::location::Location;
 use mlox_core::{Error, Result};
 use mlox_mlmodel::ModelUri;
 use sha2::{Digest, Sha256};
@@ -79,7 +80,7 @@ impl ModelFetcher {
         let tracking = config
             .tracking_uri
             .as_deref()
-            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+            .filter(|u| matches!(Location::parse(u), Ok(Location::Http(_))))
             .map(|u| TrackingClient::new(u, &config))
             .transpose()?;
         Ok(ModelFetcher { config, tracking })
@@ -117,10 +118,17 @@ impl ModelFetcher {
 
     /// The storage location (`mlflow-artifacts:/…`, `s3://…`, a path) a model URI names.
     pub async fn resolve(&self, uri: &ModelUri) -> Result<String> {
+        Ok(self.locate(uri).await?.0)
+    }
+
+    /// The storage location a model URI names, as the tracking server wrote it and parsed.
+    async fn locate(&self, uri: &ModelUri) -> Result<(String, ModelUri)> {
         let location = match uri {
-            ModelUri::Local(path) => return Ok(path.to_string_lossy().into_owned()),
+            ModelUri::Local(path) => {
+                return Ok((path.to_string_lossy().into_owned(), uri.clone()));
+            }
             ModelUri::S3 { .. } | ModelUri::MlflowArtifacts { .. } | ModelUri::Http(_) => {
-                return Ok(uri.to_string());
+                return Ok((uri.to_string(), uri.clone()));
             }
             ModelUri::Run { run_id, path } => {
                 self.tracking(uri)?.run_location(run_id, path).await?
@@ -145,18 +153,16 @@ impl ModelFetcher {
         // `models:/m-…`); resolve once more, but never loop.
         match ModelUri::parse(&location)? {
             nested @ (ModelUri::Run { .. } | ModelUri::LoggedModel { .. }) => {
-                Box::pin(self.resolve(&nested)).await
+                Box::pin(self.locate(&nested)).await
             }
-            _ => Ok(location),
+            storage => Ok((location, storage)),
         }
     }
 
     /// Resolves `uri` and makes the model available locally: a local directory is used where
     /// it is, anything else is downloaded into the cache once.
-    pub async fn fetch(&self, uri: &str) -> Result<FetchedModel> {
-        let parsed = ModelUri::parse(uri)?;
-        let location = self.resolve(&parsed).await?;
-        let storage = ModelUri::parse(&location)?;
+    pub async fn fetch(&self, uri: &ModelUri) -> Result<FetchedModel> {
+        let (location, storage) = self.locate(uri).await?;
         if let ModelUri::Local(path) = &storage {
             if !path.join("MLmodel").is_file() {
                 return Err(Error::not_found(format!(
@@ -179,7 +185,7 @@ impl ModelFetcher {
         }
         let repo: Arc<dyn ArtifactRepository> = match &storage {
             ModelUri::MlflowArtifacts { path, .. } => {
-                let tracking = self.tracking(&parsed)?;
+                let tracking = self.tracking(uri)?;
                 Arc::new(ProxyArtifactRepo::new(tracking.clone(), path))
             }
             ModelUri::S3 { .. } => mlox_artifacts::open_artifact_repository(&location).await?,

@@ -136,6 +136,11 @@ async fn registry() -> Registry {
     }
 }
 
+/// Fetches a model URI given as text, as `mlox serve -m` receives it.
+async fn fetch(f: &ModelFetcher, uri: &str) -> mlox_core::Result<mlox_fetch::FetchedModel> {
+    f.fetch(&mlox_mlmodel::ModelUri::parse(uri)?).await
+}
+
 fn fetcher(tracking_uri: Option<&str>, cache: &Path) -> ModelFetcher {
     ModelFetcher::new(FetchConfig {
         tracking_uri: tracking_uri.map(str::to_string),
@@ -156,7 +161,9 @@ async fn every_registry_and_run_uri_downloads_the_model_it_names() {
     let cache = tempfile::tempdir().unwrap();
     let f = fetcher(Some(&r.url), cache.path());
 
-    let from_run = f.fetch(&format!("runs:/{}/model", r.run_id)).await.unwrap();
+    let from_run = fetch(&f, &format!("runs:/{}/model", r.run_id))
+        .await
+        .unwrap();
     assert_eq!(mlmodel(&from_run.dir), "flavors: {run: {}}\n");
     assert_eq!(
         std::fs::read_to_string(from_run.dir.join("sub dir/weights.txt")).unwrap(),
@@ -170,7 +177,7 @@ async fn every_registry_and_run_uri_downloads_the_model_it_names() {
     );
 
     // A run path that names a logged model of the run resolves to that model (MLflow 3).
-    let logged = f.fetch(&format!("runs:/{}/lm", r.run_id)).await.unwrap();
+    let logged = fetch(&f, &format!("runs:/{}/lm", r.run_id)).await.unwrap();
     assert_eq!(mlmodel(&logged.dir), "flavors: {logged: {}}\n");
 
     for (uri, want) in [
@@ -179,14 +186,14 @@ async fn every_registry_and_run_uri_downloads_the_model_it_names() {
         ("models:/wine@champion", "logged"),
         ("models:/wine/latest", "logged"),
     ] {
-        let got = f.fetch(uri).await.unwrap();
+        let got = fetch(&f, uri).await.unwrap();
         assert_eq!(
             mlmodel(&got.dir),
             format!("flavors: {{{want}: {{}}}}\n"),
             "{uri}"
         );
     }
-    let by_id = f.fetch(&format!("models:/{}", r.model_id)).await.unwrap();
+    let by_id = fetch(&f, &format!("models:/{}", r.model_id)).await.unwrap();
     assert_eq!(by_id.dir, logged.dir, "one location, one cache entry");
     r.server.abort();
 }
@@ -196,10 +203,10 @@ async fn a_downloaded_model_is_served_from_the_cache_without_the_server() {
     let r = registry().await;
     let cache = tempfile::tempdir().unwrap();
     let f = fetcher(Some(&r.url), cache.path());
-    let first = f.fetch("models:/wine/1").await.unwrap();
+    let first = fetch(&f, "models:/wine/1").await.unwrap();
     r.server.abort();
     let _ = r.server.await;
-    let again = f.fetch(&first.location).await.unwrap();
+    let again = fetch(&f, &first.location).await.unwrap();
     assert_eq!(again.dir, first.dir);
     // Nothing half-written is left beside the published model.
     let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("models"))
@@ -216,12 +223,12 @@ async fn unresolvable_uris_fail_with_the_reason() {
     let cache = tempfile::tempdir().unwrap();
     let f = fetcher(Some(&r.url), cache.path());
 
-    let e = f.fetch("models:/nope/1").await.unwrap_err();
+    let e = fetch(&f, "models:/nope/1").await.unwrap_err();
     assert_eq!(e.code, Code::ResourceDoesNotExist, "{e:?}");
     assert!(e.message.contains("nope"), "{}", e.message);
 
     // The server's own answer is passed on (MLflow calls a missing alias a bad parameter).
-    let e = f.fetch("models:/wine@missing").await.unwrap_err();
+    let e = fetch(&f, "models:/wine@missing").await.unwrap_err();
     assert_eq!(e.code, Code::InvalidParameterValue, "{e:?}");
     assert!(
         e.message.contains("alias missing not found"),
@@ -229,25 +236,24 @@ async fn unresolvable_uris_fail_with_the_reason() {
         e.message
     );
 
-    let e = f.fetch("models:/wine/Staging").await.unwrap_err();
+    let e = fetch(&f, "models:/wine/Staging").await.unwrap_err();
     assert!(e.message.contains("stage 'Staging'"), "{}", e.message);
 
-    let e = f
-        .fetch(&format!("runs:/{}/missing", r.run_id))
+    let e = fetch(&f, &format!("runs:/{}/missing", r.run_id))
         .await
         .unwrap_err();
     assert_eq!(e.code, Code::ResourceDoesNotExist, "{e:?}");
     assert!(e.message.contains("no MLmodel"), "{}", e.message);
 
-    let e = f.fetch("models:/wine").await.unwrap_err();
+    let e = fetch(&f, "models:/wine").await.unwrap_err();
     assert_eq!(e.code, Code::InvalidParameterValue);
 
     let offline = fetcher(None, cache.path());
-    let e = offline.fetch("models:/wine/1").await.unwrap_err();
+    let e = fetch(&offline, "models:/wine/1").await.unwrap_err();
     assert!(e.message.contains("MLFLOW_TRACKING_URI"), "{}", e.message);
 
     let gone = fetcher(Some("http://127.0.0.1:9"), cache.path());
-    let e = gone.fetch("models:/wine/1").await.unwrap_err();
+    let e = fetch(&gone, "models:/wine/1").await.unwrap_err();
     assert_eq!(e.code, Code::TemporarilyUnavailable, "{e:?}");
     r.server.abort();
 }
@@ -257,13 +263,12 @@ async fn local_model_directories_are_used_in_place() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("MLmodel"), "flavors: {local: {}}\n").unwrap();
     let f = fetcher(None, dir.path());
-    let got = f.fetch(dir.path().to_str().unwrap()).await.unwrap();
+    let got = fetch(&f, dir.path().to_str().unwrap()).await.unwrap();
     assert_eq!(got.dir, dir.path());
-    let got = f
-        .fetch(&format!("file://{}", dir.path().display()))
+    let got = fetch(&f, &format!("file://{}", dir.path().display()))
         .await
         .unwrap();
     assert_eq!(got.dir, dir.path());
-    let e = f.fetch("/definitely/not/here").await.unwrap_err();
+    let e = fetch(&f, "/definitely/not/here").await.unwrap_err();
     assert_eq!(e.code, Code::ResourceDoesNotExist);
 }

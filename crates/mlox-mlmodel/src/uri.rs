@@ -13,6 +13,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use mlox_core::location::{Location, MODELS_URI_SHAPE};
 use mlox_core::{Error, Result};
 
 /// Stages the registry knows, in MLflow's spelling; `models:/name/<stage>` matches them
@@ -61,65 +62,30 @@ fn bad(uri: &str, why: &str) -> Error {
 }
 
 impl ModelUri {
+    /// Reads a model URI; every location in it is read by `mlox_core::location`.
     pub fn parse(uri: &str) -> Result<Self> {
-        let uri_trimmed = uri.trim();
-        if uri_trimmed.is_empty() {
+        let uri = uri.trim();
+        if uri.is_empty() {
             return Err(Error::invalid("A model URI must not be empty"));
         }
-        let uri = uri_trimmed;
-        if let Some(rest) = uri.strip_prefix("runs:") {
-            return parse_runs(uri, rest);
-        }
-        if let Some(rest) = uri.strip_prefix("models:") {
-            return parse_models(uri, rest);
-        }
-        if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
-            let (authority, path) = match rest.strip_prefix("//") {
-                Some(after) => {
-                    let (auth, path) = after.split_once('/').unwrap_or((after, ""));
-                    ((!auth.is_empty()).then(|| auth.to_string()), path)
-                }
-                None => (None, rest),
-            };
-            return Ok(ModelUri::MlflowArtifacts {
+        let location = Location::parse(uri).map_err(|e| bad(uri, &e.to_string()))?;
+        Ok(match location {
+            Location::Run { run_id, path } => ModelUri::Run {
+                run_id,
+                path: path.to_string(),
+            },
+            Location::Models(reference) => parse_models(uri, &reference)?,
+            Location::MlflowArtifacts { authority, path } => ModelUri::MlflowArtifacts {
                 authority,
-                path: path.trim_matches('/').to_string(),
-            });
-        }
-        if let Some(rest) = uri.strip_prefix("s3://") {
-            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad(uri, "an s3:// URI needs a bucket"));
-            }
-            return Ok(ModelUri::S3 {
-                bucket: bucket.to_string(),
-                key: key.trim_matches('/').to_string(),
-            });
-        }
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            return Ok(ModelUri::Http(uri.to_string()));
-        }
-        if let Some(rest) = uri.strip_prefix("file:") {
-            // file:///abs, file:/abs and file://localhost/abs all name a local path.
-            let path = rest
-                .strip_prefix("//localhost")
-                .or_else(|| rest.strip_prefix("//"))
-                .unwrap_or(rest);
-            if path.is_empty() {
-                return Err(bad(uri, "a file: URI needs a path"));
-            }
-            return Ok(ModelUri::Local(PathBuf::from(path)));
-        }
-        if let Some((scheme, _)) = uri.split_once("://") {
-            return Err(bad(
-                uri,
-                &format!(
-                    "the scheme '{scheme}' is not supported (use runs:/, models:/, \
-                     mlflow-artifacts:/, s3://, http(s):// or a local path)"
-                ),
-            ));
-        }
-        Ok(ModelUri::Local(PathBuf::from(uri)))
+                path: path.to_string(),
+            },
+            Location::S3 { bucket, key } => ModelUri::S3 {
+                bucket,
+                key: key.to_string(),
+            },
+            Location::Local(path) => ModelUri::Local(path),
+            Location::Http(url) => ModelUri::Http(url),
+        })
     }
 
     /// Whether resolving this URI needs a tracking server.
@@ -137,41 +103,16 @@ impl ModelUri {
     }
 }
 
-fn parse_runs(uri: &str, rest: &str) -> Result<ModelUri> {
-    let rest = rest.strip_prefix('/').ok_or_else(|| {
-        bad(
-            uri,
-            "runs URIs look like runs:/<run_id>/<path inside the run>",
-        )
-    })?;
-    // `runs://id/path` is a common slip; MLflow reads the id the same way.
-    let rest = rest.trim_start_matches('/');
-    let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if run_id.is_empty() {
-        return Err(bad(uri, "the run id is missing"));
-    }
-    mlox_core::ids::validate_run_id(run_id).map_err(|_| bad(uri, "the run id is malformed"))?;
-    Ok(ModelUri::Run {
-        run_id: run_id.to_string(),
-        path: path.trim_matches('/').to_string(),
-    })
-}
-
-fn parse_models(uri: &str, rest: &str) -> Result<ModelUri> {
-    const SHAPE: &str = "models URIs look like models:/<name>/<version>, models:/<name>/<stage>, \
-                         models:/<name>@<alias> or models:/m-<model id>";
-    let rest = rest
-        .strip_prefix('/')
-        .ok_or_else(|| bad(uri, SHAPE))?
-        .trim_start_matches('/')
-        .trim_end_matches('/');
+/// The registry grammar of what follows `models:/`.
+fn parse_models(uri: &str, reference: &str) -> Result<ModelUri> {
+    let rest = reference.trim_start_matches('/').trim_end_matches('/');
     if rest.is_empty() {
-        return Err(bad(uri, SHAPE));
+        return Err(bad(uri, MODELS_URI_SHAPE));
     }
     if !rest.contains('/') {
         if let Some((name, alias)) = rest.split_once('@') {
             if name.is_empty() || alias.is_empty() {
-                return Err(bad(uri, SHAPE));
+                return Err(bad(uri, MODELS_URI_SHAPE));
             }
             return Ok(ModelUri::RegisteredAlias {
                 name: name.to_string(),
@@ -183,11 +124,13 @@ fn parse_models(uri: &str, rest: &str) -> Result<ModelUri> {
                 model_id: rest.to_string(),
             });
         }
-        return Err(bad(uri, SHAPE));
+        return Err(bad(uri, MODELS_URI_SHAPE));
     }
-    let (name, selector) = rest.rsplit_once('/').ok_or_else(|| bad(uri, SHAPE))?;
+    let (name, selector) = rest
+        .rsplit_once('/')
+        .ok_or_else(|| bad(uri, MODELS_URI_SHAPE))?;
     if name.is_empty() || name.contains('/') || selector.is_empty() {
-        return Err(bad(uri, SHAPE));
+        return Err(bad(uri, MODELS_URI_SHAPE));
     }
     let name = name.to_string();
     if selector.bytes().all(|b| b.is_ascii_digit()) {

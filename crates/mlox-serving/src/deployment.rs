@@ -137,7 +137,7 @@ pub const DEFAULT_MERGE_WAITING: usize = 32;
 pub struct Target {
     /// A fixed URI: `models:/name@alias` becomes `models:/name/<version>`, so a moved alias
     /// is a new download and a new cache entry, never an overwrite of the one serving.
-    pub uri: String,
+    pub uri: ModelUri,
     /// The V2 version: `parameters.version` when the settings name one, else the registry
     /// version of a `models:/` URI, else none.
     pub version: Option<String>,
@@ -169,12 +169,11 @@ impl ModelLoader {
                     version: version.parse().map_err(|_| {
                         Error::internal(format!("the registry answered version '{version}'"))
                     })?,
-                }
-                .to_string(),
+                },
                 version: spec.version.clone().or(Some(version)),
             },
             None => Target {
-                uri: spec.uri.clone(),
+                uri: parsed,
                 version: spec.version.clone(),
             },
         })
@@ -185,7 +184,7 @@ impl ModelLoader {
     pub async fn load(
         &self,
         spec: &ModelSpec,
-        uri: &str,
+        uri: &ModelUri,
     ) -> Result<(LoadedModel, RequestContract)> {
         let fetched = self.fetcher.fetch(uri).await?;
         let dir = model_root(&fetched.dir)?;

@@ -267,6 +267,25 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// The rows `select` (a statement ending in `… IN `) finds for every owner: one query per
+    /// [`IN_LIST_CHUNK`] owners, with `tail` (an `ORDER BY`, say) after the list. An owner's
+    /// rows all come from one query, in `tail`'s order.
+    pub(crate) async fn load_children<K: BindValue>(
+        &self,
+        select: &str,
+        owners: &[K],
+        tail: &str,
+    ) -> Result<Vec<AnyRow>> {
+        let mut rows = Vec::new();
+        for chunk in owners.chunks(IN_LIST_CHUNK) {
+            let mut sql = self.sql(select);
+            sql.bind_list(chunk.iter().map(BindValue::to_bind));
+            sql.push(tail);
+            rows.extend(sql.query().fetch_all(&self.read).await.map_err(db_err)?);
+        }
+        Ok(rows)
+    }
+
     /// Adds the `{key, value}` rows of a tag or param table for the given owners to `into`,
     /// in key order; the one read behind every entity's tags and params.
     pub(crate) async fn collect_key_values(
@@ -276,20 +295,13 @@ impl SqlStore {
         owners: &[String],
         into: &mut std::collections::HashMap<String, Vec<mlox_core::entities::KeyValue>>,
     ) -> Result<()> {
-        for chunk in owners.chunks(500) {
-            let mut sql = self.sql(&format!(
-                "SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "
-            ));
-            sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
-            sql.push(" ORDER BY key");
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                into.entry(get_str(&row, "owner")).or_default().push(
-                    mlox_core::entities::KeyValue::new(
-                        get_str(&row, "key"),
-                        get_str(&row, "value"),
-                    ),
-                );
-            }
+        let select = format!(
+            "SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "
+        );
+        for row in self.load_children(&select, owners, " ORDER BY key").await? {
+            into.entry(get_str(&row, "owner")).or_default().push(
+                mlox_core::entities::KeyValue::new(get_str(&row, "key"), get_str(&row, "value")),
+            );
         }
         Ok(())
     }
@@ -469,6 +481,55 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Most owners named in one `IN (…)` list when reading or deleting the children of many rows:
+/// far below either engine's limit on bound values, and a whole page of search results in
+/// one query per table.
+pub(crate) const IN_LIST_CHUNK: usize = 500;
+
+/// A value that owners are keyed by (ids as text or numbers).
+pub(crate) trait BindValue {
+    fn to_bind(&self) -> Bind;
+}
+
+impl BindValue for String {
+    fn to_bind(&self) -> Bind {
+        Bind::Str(self.clone())
+    }
+}
+
+impl BindValue for i64 {
+    fn to_bind(&self) -> Bind {
+        Bind::I64(*self)
+    }
+}
+
+/// The page size a search asked for, `default` when it named none; a size outside `allowed`
+/// is refused with `refusal(size)`, the message MLflow answers for that search.
+pub(crate) fn page_size(
+    requested: Option<i64>,
+    default: i64,
+    allowed: std::ops::RangeInclusive<i64>,
+    refusal: impl FnOnce(i64) -> String,
+) -> Result<i64> {
+    let size = requested.unwrap_or(default);
+    if allowed.contains(&size) {
+        Ok(size)
+    } else {
+        Err(Error::invalid(refusal(size)))
+    }
+}
+
+/// [`page_size`] from 1 to `max`, refused in the words of MLflow's experiment and registry
+/// searches.
+pub(crate) fn search_page_size(requested: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    page_size(requested, default, 1..=max, |size| {
+        format!(
+            "Invalid value for request parameter max_results. It must be at most {max}, but got \
+             value {size}"
+        )
+    })
 }
 
 /// The rows of one search page: `size` rows from `offset`, read with one extra row so the

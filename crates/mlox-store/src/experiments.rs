@@ -4,6 +4,7 @@
 use crate::Dialect;
 use crate::db::{
     Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_i64, get_str, now_ms,
+    search_page_size,
 };
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{Experiment, KeyValue, LifecycleStage, Page, ViewType};
@@ -126,20 +127,17 @@ impl SqlStore {
 
     async fn experiment_tags(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<KeyValue>>> {
         let mut out: HashMap<i64, Vec<KeyValue>> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        for chunk in ids.chunks(500) {
-            let mut sql = self.sql(
+        let rows = self
+            .load_children(
                 "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ",
-            );
-            sql.bind_list(chunk.iter().map(|id| Bind::I64(*id)));
-            sql.push(" ORDER BY key");
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                out.entry(get_i64(&row, "experiment_id"))
-                    .or_default()
-                    .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
-            }
+                ids,
+                " ORDER BY key",
+            )
+            .await?;
+        for row in rows {
+            out.entry(get_i64(&row, "experiment_id"))
+                .or_default()
+                .push(KeyValue::new(get_str(&row, "key"), get_str(&row, "value")));
         }
         Ok(out)
     }
@@ -317,13 +315,7 @@ impl SqlStore {
         max_results: Option<i64>,
         token: Option<&str>,
     ) -> Result<Page<Experiment>> {
-        let max_results = max_results.unwrap_or(1000);
-        if !(1..=MAX_EXPERIMENTS_PER_PAGE).contains(&max_results) {
-            return Err(Error::invalid(format!(
-                "Invalid value for request parameter max_results. It must be at most \
-                 {MAX_EXPERIMENTS_PER_PAGE}, but got value {max_results}"
-            )));
-        }
+        let max_results = search_page_size(max_results, 1000, MAX_EXPERIMENTS_PER_PAGE)?;
         let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "

@@ -25,9 +25,6 @@ pub use gc::{GcItem, GcPlan, GcRequest};
 pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;
 pub use maintenance::{Backup, ForeignSchema, backup, foreign_schema};
-pub use registry::{NewModelVersion, parse_version};
+pub use registry::NewModelVersion;
 pub use runs::{CreateRun, MAX_RESULTS_PER_RUN, MetricHistoryRequest};
-pub use webhooks::{
-    ClaimedDelivery, DeliveryOutcome, DeliveryRecord, NewWebhook, WEBHOOK_EVENTS, Webhook,
-    WebhookEvent, WebhookStatus, WebhookUpdate,
-};
+pub use webhooks::{ClaimedDelivery, DeliveryOutcome, DeliveryRecord};

@@ -4,7 +4,7 @@
 use crate::Dialect;
 use crate::db::{
     Bind, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64, get_opt_str,
-    get_str, now_ms,
+    get_str, now_ms, page_size,
 };
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
@@ -151,38 +151,34 @@ impl SqlStore {
         let mut tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
         let mut params: HashMap<String, Vec<KeyValue>> = HashMap::new();
         let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
-        for chunk in ids.chunks(500) {
-            let list = || {
-                chunk
-                    .iter()
-                    .map(|s| Bind::Str(s.clone()))
-                    .collect::<Vec<_>>()
-            };
-            self.collect_key_values("logged_model_tags", "model_id", chunk, &mut tags)
-                .await?;
-            self.collect_key_values("logged_model_params", "model_id", chunk, &mut params)
-                .await?;
-            let mut sql = self.sql("SELECT model_id, key, value, is_nan, timestamp, step, run_uuid, dataset_name, dataset_digest FROM logged_model_metrics WHERE model_id IN ");
-            sql.bind_list(list());
-            sql.push(" ORDER BY key, timestamp, step");
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                let model_id = get_str(&row, "model_id");
-                let is_nan = get_i64(&row, "is_nan") != 0;
-                metrics.entry(model_id.clone()).or_default().push(Metric {
-                    key: get_str(&row, "key"),
-                    value: if is_nan {
-                        f64::NAN
-                    } else {
-                        get_f64(&row, "value")
-                    },
-                    timestamp: get_i64(&row, "timestamp"),
-                    step: get_i64(&row, "step"),
-                    dataset_name: get_opt_str(&row, "dataset_name"),
-                    dataset_digest: get_opt_str(&row, "dataset_digest"),
-                    model_id: Some(model_id),
-                    run_id: Some(get_str(&row, "run_uuid")),
-                });
-            }
+        self.collect_key_values("logged_model_tags", "model_id", &ids, &mut tags)
+            .await?;
+        self.collect_key_values("logged_model_params", "model_id", &ids, &mut params)
+            .await?;
+        let rows = self
+            .load_children(
+                "SELECT model_id, key, value, is_nan, timestamp, step, run_uuid, dataset_name, dataset_digest FROM logged_model_metrics WHERE model_id IN ",
+                &ids,
+                " ORDER BY key, timestamp, step",
+            )
+            .await?;
+        for row in rows {
+            let model_id = get_str(&row, "model_id");
+            let is_nan = get_i64(&row, "is_nan") != 0;
+            metrics.entry(model_id.clone()).or_default().push(Metric {
+                key: get_str(&row, "key"),
+                value: if is_nan {
+                    f64::NAN
+                } else {
+                    get_f64(&row, "value")
+                },
+                timestamp: get_i64(&row, "timestamp"),
+                step: get_i64(&row, "step"),
+                dataset_name: get_opt_str(&row, "dataset_name"),
+                dataset_digest: get_opt_str(&row, "dataset_digest"),
+                model_id: Some(model_id),
+                run_id: Some(get_str(&row, "run_uuid")),
+            });
         }
         let mut registrations = self.registrations_for_models(&ids).await?;
         Ok(infos
@@ -301,12 +297,16 @@ impl SqlStore {
         order_by: &[LoggedModelOrder],
         token: Option<&str>,
     ) -> Result<Page<LoggedModel>> {
-        let max_results = max_results.unwrap_or(MAX_LOGGED_MODELS_PER_PAGE);
-        if !(1..=MAX_LOGGED_MODELS_PER_PAGE).contains(&max_results) {
-            return Err(Error::invalid(format!(
-                "Invalid value for 'max_results': it must be between 1 and {MAX_LOGGED_MODELS_PER_PAGE}, got {max_results}."
-            )));
-        }
+        let max_results = page_size(
+            max_results,
+            MAX_LOGGED_MODELS_PER_PAGE,
+            1..=MAX_LOGGED_MODELS_PER_PAGE,
+            |size| {
+                format!(
+                    "Invalid value for 'max_results': it must be between 1 and {MAX_LOGGED_MODELS_PER_PAGE}, got {size}."
+                )
+            },
+        )?;
         if experiment_ids.is_empty() {
             return Err(Error::invalid(
                 "At least one experiment ID must be specified to search logged models.",

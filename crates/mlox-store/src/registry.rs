@@ -3,12 +3,16 @@
 //! in the same transaction, so delivery never misses a committed change.
 
 use crate::Dialect;
-use crate::db::{Bind, PageWindow, Sql, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms};
+use crate::db::{
+    Bind, PageWindow, Sql, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms,
+    search_page_size,
+};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
     KeyValue, ModelRegistration, ModelVersion, Page, RegisteredModel, RegisteredModelAlias,
     canonical_stage,
 };
+use mlox_core::registry::{self, SourceOwner, parse_version, validate_alias, validate_model_name};
 use mlox_core::search::SearchEntity;
 use mlox_core::{Code, Error, Result, validation};
 use serde_json::{Value, json};
@@ -55,43 +59,6 @@ fn version_from_row(row: &AnyRow) -> ModelVersion {
     }
 }
 
-pub fn parse_version(version: &str) -> Result<i64> {
-    version.trim().parse::<i64>().map_err(|_| {
-        Error::invalid(format!(
-            "Parameter 'version' must be an integer, got '{version}'."
-        ))
-    })
-}
-
-fn validate_model_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() {
-        return Err(validation::missing_value("name"));
-    }
-    Ok(())
-}
-
-fn validate_alias(alias: &str) -> Result<()> {
-    let bad = alias.is_empty()
-        || alias.len() > 255
-        || !alias
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
-    if bad {
-        return Err(Error::invalid(format!(
-            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, underscores and dashes, up to 255 characters."
-        )));
-    }
-    let lower = alias.to_ascii_lowercase();
-    let version_like =
-        lower.len() > 1 && lower.starts_with('v') && lower[1..].chars().all(|c| c.is_ascii_digit());
-    if lower == "latest" || version_like {
-        return Err(Error::invalid(format!(
-            "'{alias}' alias name (case insensitive) is reserved."
-        )));
-    }
-    Ok(())
-}
-
 fn model_not_found(name: &str) -> Error {
     Error::not_found(format!("Registered Model with name={name} not found"))
 }
@@ -103,102 +70,6 @@ fn version_not_found(name: &str, version: &str) -> Error {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-fn invalid_source(source: &str, id_name: &str) -> Error {
-    Error::invalid(format!(
-        "Invalid model version source: '{source}'. The {id_name} request parameter must identify the resource that contains the source."
-    ))
-}
-
-/// `(scheme, authority, decoded path segments)` of a URI; no scheme means a local path.
-fn uri_parts(uri: &str) -> (String, String, Vec<String>) {
-    let (scheme, rest) = match uri.split_once(':') {
-        Some((s, r))
-            if !s.is_empty()
-                && s.len() > 1
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-        {
-            (s.to_ascii_lowercase(), r)
-        }
-        _ => (String::new(), uri),
-    };
-    let (authority, path) = match rest.strip_prefix("//") {
-        Some(r) => match r.split_once('/') {
-            Some((a, p)) => (a.to_ascii_lowercase(), p),
-            None => (r.to_ascii_lowercase(), ""),
-        },
-        None => (String::new(), rest),
-    };
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let segments = path
-        .split('/')
-        .filter(|p| !p.is_empty())
-        .map(fully_unquote)
-        .collect();
-    (scheme, authority, segments)
-}
-
-fn fully_unquote(value: &str) -> String {
-    let mut current = value.to_string();
-    for _ in 0..10 {
-        let next = percent_encoding::percent_decode_str(&current)
-            .decode_utf8_lossy()
-            .into_owned();
-        if next == current {
-            break;
-        }
-        current = next;
-    }
-    current
-}
-
-fn is_local_source(source: &str) -> bool {
-    let (scheme, _, _) = uri_parts(source);
-    scheme.is_empty() || scheme == "file"
-}
-
-fn within_root(source: &str, root: &str) -> bool {
-    let (ss, sa, sp) = uri_parts(source);
-    let (rs, ra, rp) = uri_parts(root);
-    ss == rs && sa == ra && !rp.is_empty() && sp.len() >= rp.len() && sp[..rp.len()] == rp[..]
-}
-
-/// Sources are checked as MLflow checks them, so a client cannot register files it could not
-/// otherwise read: relative references are refused, and run or model artifacts must belong to
-/// the run or model named in the request.
-fn check_relative_references(source: &str) -> Result<()> {
-    let decoded = fully_unquote(source);
-    let path = match decoded.split_once("://") {
-        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
-        None => decoded
-            .split_once(':')
-            .map_or(decoded.as_str(), |(_, rest)| rest),
-    };
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let relative =
-        path.contains('\0') || path.split(['/', '\\']).any(|seg| seg == ".." || seg == ".");
-    if relative {
-        return Err(Error::invalid(format!(
-            "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
-        )));
-    }
-    Ok(())
-}
-
-fn is_mlflow_artifact_source(source: &str) -> bool {
-    let (scheme, _, segments) = uri_parts(source);
-    if scheme == "mlflow-artifacts" {
-        return true;
-    }
-    let route = ["api", "2.0", "mlflow-artifacts", "artifacts"];
-    (scheme == "http" || scheme == "https") && segments.windows(route.len()).any(|w| w == route)
-}
-
-fn logged_model_of(source: &str) -> Option<&str> {
-    source
-        .strip_prefix("models:/")
-        .filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
-}
 
 impl SqlStore {
     /// Queues a registry event for every webhook subscribed to it.
@@ -309,48 +180,34 @@ impl SqlStore {
         let mut tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
         let mut aliases: HashMap<String, Vec<RegisteredModelAlias>> = HashMap::new();
         let mut latest: HashMap<String, BTreeMap<String, ModelVersion>> = HashMap::new();
-        for chunk in names.chunks(500) {
-            let list = || {
-                chunk
-                    .iter()
-                    .map(|s| Bind::Str(s.clone()))
-                    .collect::<Vec<_>>()
-            };
-            self.collect_key_values("registered_model_tags", "name", chunk, &mut tags)
-                .await?;
-            let mut sql = self
-                .sql("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
-            sql.bind_list(list()).push(" ORDER BY alias");
-            for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                aliases
-                    .entry(get_str(&r, "name"))
-                    .or_default()
-                    .push(RegisteredModelAlias {
-                        alias: get_str(&r, "alias"),
-                        version: get_i64(&r, "version").to_string(),
-                    });
-            }
-            // Only each stage's newest version is shown, so fetch just those rows.
-            let mut sql = self.sql(&format!(
-                "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}' AND mv.version = \
-                 (SELECT MAX(m2.version) FROM model_versions m2 WHERE m2.name = mv.name AND m2.current_stage = mv.current_stage) \
-                 AND mv.name IN "
-            ));
-            sql.bind_list(list());
-            let versions: Vec<ModelVersion> = sql
-                .query()
-                .fetch_all(&self.read)
-                .await
-                .map_err(db_err)?
-                .iter()
-                .map(version_from_row)
-                .collect();
-            for v in self.decorate_versions(versions).await? {
-                latest
-                    .entry(v.name.clone())
-                    .or_default()
-                    .insert(v.current_stage.clone(), v);
-            }
+        self.collect_key_values("registered_model_tags", "name", &names, &mut tags)
+            .await?;
+        for r in self.alias_rows(&names).await? {
+            aliases
+                .entry(get_str(&r, "name"))
+                .or_default()
+                .push(RegisteredModelAlias {
+                    alias: get_str(&r, "alias"),
+                    version: get_i64(&r, "version").to_string(),
+                });
+        }
+        // Only each stage's newest version is shown, so fetch just those rows.
+        let newest_per_stage = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}' AND mv.version = \
+             (SELECT MAX(m2.version) FROM model_versions m2 WHERE m2.name = mv.name AND m2.current_stage = mv.current_stage) \
+             AND mv.name IN "
+        );
+        let versions: Vec<ModelVersion> = self
+            .load_children(&newest_per_stage, &names, "")
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect();
+        for v in self.decorate_versions(versions).await? {
+            latest
+                .entry(v.name.clone())
+                .or_default()
+                .insert(v.current_stage.clone(), v);
         }
         Ok(rows
             .iter()
@@ -374,6 +231,16 @@ impl SqlStore {
             .collect())
     }
 
+    /// The aliases of these registered models, by alias.
+    async fn alias_rows(&self, names: &[String]) -> Result<Vec<AnyRow>> {
+        self.load_children(
+            "SELECT name, alias, version FROM registered_model_aliases WHERE name IN ",
+            names,
+            " ORDER BY alias",
+        )
+        .await
+    }
+
     /// Adds tags and aliases to versions read from `model_versions`.
     async fn decorate_versions(
         &self,
@@ -387,30 +254,23 @@ impl SqlStore {
         names.dedup();
         let mut tags: HashMap<(String, String), Vec<KeyValue>> = HashMap::new();
         let mut aliases: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for chunk in names.chunks(500) {
-            let list = || {
-                chunk
-                    .iter()
-                    .map(|s| Bind::Str(s.clone()))
-                    .collect::<Vec<_>>()
-            };
-            let mut sql =
-                self.sql("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
-            sql.bind_list(list()).push(" ORDER BY key");
-            for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                tags.entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
-                    .or_default()
-                    .push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
-            }
-            let mut sql = self
-                .sql("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
-            sql.bind_list(list()).push(" ORDER BY alias");
-            for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                aliases
-                    .entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
-                    .or_default()
-                    .push(get_str(&r, "alias"));
-            }
+        let rows = self
+            .load_children(
+                "SELECT name, version, key, value FROM model_version_tags WHERE name IN ",
+                &names,
+                " ORDER BY key",
+            )
+            .await?;
+        for r in rows {
+            tags.entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
+                .or_default()
+                .push(KeyValue::new(get_str(&r, "key"), get_str(&r, "value")));
+        }
+        for r in self.alias_rows(&names).await? {
+            aliases
+                .entry((get_str(&r, "name"), get_i64(&r, "version").to_string()))
+                .or_default()
+                .push(get_str(&r, "alias"));
         }
         for v in &mut versions {
             let key = (v.name.clone(), v.version.clone());
@@ -527,12 +387,11 @@ impl SqlStore {
         order_by: &[String],
         token: Option<&str>,
     ) -> Result<Page<RegisteredModel>> {
-        let max_results = max_results.unwrap_or(DEFAULT_REGISTERED_MODELS_PER_PAGE);
-        if !(1..=MAX_REGISTERED_MODELS_PER_PAGE).contains(&max_results) {
-            return Err(Error::invalid(format!(
-                "Invalid value for request parameter max_results. It must be at most {MAX_REGISTERED_MODELS_PER_PAGE}, but got value {max_results}"
-            )));
-        }
+        let max_results = search_page_size(
+            max_results,
+            DEFAULT_REGISTERED_MODELS_PER_PAGE,
+            MAX_REGISTERED_MODELS_PER_PAGE,
+        )?;
         let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql("SELECT rm.name, rm.creation_time, rm.last_updated_time, rm.description FROM registered_models rm WHERE 1 = 1");
         let spec = SearchSpec::for_entity(SearchEntity::RegisteredModels, self.dialect);
@@ -575,10 +434,7 @@ impl SqlStore {
         self.validate_source(&req).await?;
         let mut run_id = req.run_id.clone().filter(|r| !r.is_empty());
         let mut storage_location = req.source.clone();
-        let source_model_id = req
-            .source
-            .strip_prefix("models:/")
-            .filter(|rest| rest.starts_with("m-") && !rest.contains('/'));
+        let source_model_id = registry::logged_model_source(&req.source);
         if let Some(model_id) = source_model_id.or(req.model_id.as_deref()) {
             match self.get_logged_model(model_id).await {
                 Ok(model) => {
@@ -597,13 +453,11 @@ impl SqlStore {
                 }
                 Err(_) => {}
             }
-        } else if let Some(rest) = req.source.strip_prefix("models:/") {
+        } else if let Some((other, v)) = registry::registered_version_source(&req.source)
             // models:/<name>/<version> registers a copy pointing at the same files.
-            if let Some((other, v)) = rest.rsplit_once('/')
-                && let Ok(uri) = self.get_model_version_download_uri(other, v).await
-            {
-                storage_location = uri;
-            }
+            && let Ok(uri) = self.get_model_version_download_uri(other, v).await
+        {
+            storage_location = uri;
         }
         let now = now_ms();
         for _attempt in 0..8 {
@@ -676,97 +530,27 @@ impl SqlStore {
         )))
     }
 
+    /// Applies the registry's source rules, reading the artifact location of the run or
+    /// logged model a source must lie in when they need it.
     async fn validate_source(&self, req: &NewModelVersion) -> Result<()> {
-        let source = req.source.as_str();
         let run_id = req.run_id.as_deref().filter(|r| !r.is_empty());
         let model_id = req.model_id.as_deref().filter(|m| !m.is_empty());
-        let (scheme, authority, _) = uri_parts(source);
-        if is_local_source(source) {
-            let root = match (model_id, run_id) {
-                (Some(m), _) => self
-                    .get_logged_model(m)
-                    .await
-                    .ok()
-                    .map(|m| m.info.artifact_uri),
-                (None, Some(r)) => self.get_run(r).await.ok().map(|r| r.info.artifact_uri),
-                (None, None) => None,
-            };
-            let inside = root
-                .filter(|r| is_local_source(r))
-                .is_some_and(|r| within_root(source, &r));
-            if inside {
-                return Ok(());
-            }
-            let which = if model_id.is_some() {
-                "model_id"
-            } else {
-                "run_id"
-            };
-            return Err(Error::invalid(format!(
-                "Invalid model version source: '{source}'. To use a local path as a model version source, the {which} request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the {which}."
-            )));
-        }
-        check_relative_references(source)?;
-        if let Some(model_id) = model_id {
-            if scheme == "models" {
-                if !authority.is_empty() {
-                    return Err(invalid_source(source, "model_id"));
-                }
-                if let Some(source_model) = logged_model_of(source) {
-                    return if source_model == model_id {
-                        Ok(())
-                    } else {
-                        Err(invalid_source(source, "model_id"))
-                    };
-                }
-            }
-            if scheme == "runs" {
-                return Err(invalid_source(source, "model_id"));
-            }
-            if is_mlflow_artifact_source(source) {
-                let inside = self
-                    .get_logged_model(model_id)
-                    .await
-                    .is_ok_and(|m| within_root(source, &m.info.artifact_uri));
-                return if inside {
-                    Ok(())
-                } else {
-                    Err(invalid_source(source, "model_id"))
-                };
-            }
+        let Some(rule) = registry::check_model_version_source(&req.source, run_id, model_id)?
+        else {
             return Ok(());
-        }
-        match scheme.as_str() {
-            "runs" => {
-                let source_run = source
-                    .strip_prefix("runs:/")
-                    .and_then(|r| r.split('/').next())
-                    .unwrap_or_default();
-                if authority.is_empty() && run_id.is_some_and(|r| r == source_run) {
-                    Ok(())
-                } else {
-                    Err(invalid_source(source, "run_id"))
-                }
+        };
+        let owner_location = match rule.owner() {
+            Some(SourceOwner::LoggedModel(model)) => self
+                .get_logged_model(model)
+                .await
+                .ok()
+                .map(|m| m.info.artifact_uri),
+            Some(SourceOwner::Run(run)) => {
+                self.get_run(run).await.ok().map(|r| r.info.artifact_uri)
             }
-            "models" if !authority.is_empty() || logged_model_of(source).is_some() => {
-                Err(invalid_source(source, "model_id"))
-            }
-            _ if is_mlflow_artifact_source(source) => {
-                let inside = match run_id {
-                    Some(r) => self
-                        .get_run(r)
-                        .await
-                        .is_ok_and(|run| within_root(source, &run.info.artifact_uri)),
-                    None => false,
-                };
-                if inside {
-                    Ok(())
-                } else {
-                    Err(invalid_source(source, "run_id"))
-                }
-            }
-            _ => Ok(()),
-        }
+            None => None,
+        };
+        rule.check(owner_location.as_deref())
     }
 
     async fn version_row(&self, name: &str, version: &str) -> Result<ModelVersion> {
@@ -1043,12 +827,11 @@ impl SqlStore {
         order_by: &[String],
         token: Option<&str>,
     ) -> Result<Page<ModelVersion>> {
-        let max_results = max_results.unwrap_or(DEFAULT_MODEL_VERSIONS_PER_PAGE);
-        if !(1..=MAX_MODEL_VERSIONS_PER_PAGE).contains(&max_results) {
-            return Err(Error::invalid(format!(
-                "Invalid value for request parameter max_results. It must be at most {MAX_MODEL_VERSIONS_PER_PAGE}, but got value {max_results}"
-            )));
-        }
+        let max_results = search_page_size(
+            max_results,
+            DEFAULT_MODEL_VERSIONS_PER_PAGE,
+            MAX_MODEL_VERSIONS_PER_PAGE,
+        )?;
         let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!("SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE mv.current_stage <> '{DELETED_STAGE}'"));
         let spec = SearchSpec::for_entity(SearchEntity::ModelVersions, self.dialect);
@@ -1070,18 +853,19 @@ impl SqlStore {
         ids: &[String],
     ) -> Result<HashMap<String, Vec<ModelRegistration>>> {
         let mut out: HashMap<String, Vec<ModelRegistration>> = HashMap::new();
-        for chunk in ids.chunks(500) {
-            let mut sql = self.sql(&format!("SELECT model_id, name, version FROM model_versions WHERE current_stage <> '{DELETED_STAGE}' AND model_id IN "));
-            sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
-            sql.push(" ORDER BY name, version");
-            for r in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                out.entry(get_str(&r, "model_id"))
-                    .or_default()
-                    .push(ModelRegistration {
-                        name: get_str(&r, "name"),
-                        version: get_i64(&r, "version").to_string(),
-                    });
-            }
+        let select = format!(
+            "SELECT model_id, name, version FROM model_versions WHERE current_stage <> '{DELETED_STAGE}' AND model_id IN "
+        );
+        for r in self
+            .load_children(&select, ids, " ORDER BY name, version")
+            .await?
+        {
+            out.entry(get_str(&r, "model_id"))
+                .or_default()
+                .push(ModelRegistration {
+                    name: get_str(&r, "name"),
+                    version: get_i64(&r, "version").to_string(),
+                });
         }
         Ok(out)
     }
@@ -1128,54 +912,4 @@ async fn upsert_version_tag(
     sql.push(") ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value");
     sql.query().execute(&mut **tx).await.map_err(db_err)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserved_and_malformed_aliases_are_refused() {
-        for bad in ["latest", "LATEST", "v1", "V22", "", "a b", "a/b"] {
-            assert!(validate_alias(bad).is_err(), "{bad:?}");
-        }
-        for good in ["champion", "v", "vx1", "prod-2024_a"] {
-            validate_alias(good).unwrap();
-        }
-    }
-
-    #[test]
-    fn source_uris_split_like_mlflow() {
-        assert_eq!(
-            uri_parts("mlflow-artifacts:/1/x%252e%252e/y").2,
-            vec!["1", "x..", "y"]
-        );
-        assert!(within_root(
-            "mlflow-artifacts:/1/abc/artifacts/model",
-            "mlflow-artifacts:/1/abc/artifacts"
-        ));
-        assert!(!within_root(
-            "mlflow-artifacts:/1/other/artifacts",
-            "mlflow-artifacts:/1/abc/artifacts"
-        ));
-        assert!(
-            is_local_source("/tmp/model")
-                && is_local_source("file:///tmp/m")
-                && !is_local_source("s3://b/k")
-        );
-        assert!(check_relative_references("s3://b/models/../../etc").is_err());
-        assert!(check_relative_references("mlflow-artifacts:/1/..%2f..%2fx").is_err());
-        assert!(check_relative_references("s3://b/models/m").is_ok());
-    }
-
-    #[test]
-    fn versions_must_be_integers() {
-        assert_eq!(parse_version("3").unwrap(), 3);
-        assert!(
-            parse_version("latest")
-                .unwrap_err()
-                .message
-                .contains("must be an integer")
-        );
-    }
 }

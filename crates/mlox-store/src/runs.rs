@@ -4,7 +4,7 @@
 use crate::Dialect;
 use crate::db::{
     Bind, PageWindow, Script, Sql, SqlStore, append_to_uri_path, db_err, get_f64, get_i64,
-    get_opt_i64, get_opt_str, get_str, now_ms,
+    get_opt_i64, get_opt_str, get_str, now_ms, page_size,
 };
 use crate::logging::LogShape;
 use crate::search::{self, SearchSpec};
@@ -242,81 +242,85 @@ impl SqlStore {
         let mut datasets: HashMap<String, Vec<DatasetInput>> = HashMap::new();
         let mut model_inputs: HashMap<String, Vec<ModelInput>> = HashMap::new();
         let mut model_outputs: HashMap<String, Vec<ModelOutput>> = HashMap::new();
-        for chunk in ids.chunks(500) {
-            let list = || {
-                chunk
-                    .iter()
-                    .map(|s| Bind::Str(s.clone()))
-                    .collect::<Vec<_>>()
-            };
-            let mut sql = self.sql("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ");
-            sql.bind_list(list());
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                metrics
-                    .entry(get_str(&row, "run_uuid"))
-                    .or_default()
-                    .push(metric_from_row(&row));
-            }
-            self.collect_key_values("params", "run_uuid", chunk, &mut params)
-                .await?;
-            self.collect_key_values("tags", "run_uuid", chunk, &mut tags)
-                .await?;
-            let mut sql = self.sql(
+        let rows = self
+            .load_children(
+                "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
+                &ids,
+                "",
+            )
+            .await?;
+        for row in rows {
+            metrics
+                .entry(get_str(&row, "run_uuid"))
+                .or_default()
+                .push(metric_from_row(&row));
+        }
+        self.collect_key_values("params", "run_uuid", &ids, &mut params)
+            .await?;
+        self.collect_key_values("tags", "run_uuid", &ids, &mut tags)
+            .await?;
+        let rows = self
+            .load_children(
                 "SELECT i.destination_id, i.input_uuid, d.name, d.digest, d.source_type, d.source, d.dataset_schema, d.profile \
                  FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id \
                  WHERE i.source_type = 'DATASET' AND i.destination_type = 'RUN' AND i.destination_id IN ",
-            );
-            sql.bind_list(list());
-            let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-            let input_ids: Vec<String> = rows.iter().map(|r| get_str(r, "input_uuid")).collect();
-            let mut input_tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
-            for tchunk in input_ids.chunks(500) {
-                let mut sql =
-                    self.sql("SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ");
-                sql.bind_list(tchunk.iter().map(|s| Bind::Str(s.clone())));
-                for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                    input_tags
-                        .entry(get_str(&row, "input_uuid"))
-                        .or_default()
-                        .push(KeyValue::new(get_str(&row, "name"), get_str(&row, "value")));
-                }
-            }
-            for row in rows {
-                datasets
-                    .entry(get_str(&row, "destination_id"))
-                    .or_default()
-                    .push(DatasetInput {
-                        tags: input_tags
-                            .remove(&get_str(&row, "input_uuid"))
-                            .unwrap_or_default(),
-                        dataset: Dataset {
-                            name: get_str(&row, "name"),
-                            digest: get_str(&row, "digest"),
-                            source_type: get_str(&row, "source_type"),
-                            source: get_str(&row, "source"),
-                            schema: get_opt_str(&row, "dataset_schema"),
-                            profile: get_opt_str(&row, "profile"),
-                        },
-                    });
-            }
-            let mut sql = self.sql(
+                &ids,
+                "",
+            )
+            .await?;
+        let input_ids: Vec<String> = rows.iter().map(|r| get_str(r, "input_uuid")).collect();
+        let mut input_tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
+        let tag_rows = self
+            .load_children(
+                "SELECT input_uuid, name, value FROM input_tags WHERE input_uuid IN ",
+                &input_ids,
+                "",
+            )
+            .await?;
+        for row in tag_rows {
+            input_tags
+                .entry(get_str(&row, "input_uuid"))
+                .or_default()
+                .push(KeyValue::new(get_str(&row, "name"), get_str(&row, "value")));
+        }
+        for row in rows {
+            datasets
+                .entry(get_str(&row, "destination_id"))
+                .or_default()
+                .push(DatasetInput {
+                    tags: input_tags
+                        .remove(&get_str(&row, "input_uuid"))
+                        .unwrap_or_default(),
+                    dataset: Dataset {
+                        name: get_str(&row, "name"),
+                        digest: get_str(&row, "digest"),
+                        source_type: get_str(&row, "source_type"),
+                        source: get_str(&row, "source"),
+                        schema: get_opt_str(&row, "dataset_schema"),
+                        profile: get_opt_str(&row, "profile"),
+                    },
+                });
+        }
+        let rows = self
+            .load_children(
                 "SELECT run_uuid, model_id, direction, step FROM run_models WHERE run_uuid IN ",
-            );
-            sql.bind_list(list());
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                let run = get_str(&row, "run_uuid");
-                let model_id = get_str(&row, "model_id");
-                if get_str(&row, "direction") == "output" {
-                    model_outputs.entry(run).or_default().push(ModelOutput {
-                        model_id,
-                        step: get_i64(&row, "step"),
-                    });
-                } else {
-                    model_inputs
-                        .entry(run)
-                        .or_default()
-                        .push(ModelInput { model_id });
-                }
+                &ids,
+                "",
+            )
+            .await?;
+        for row in rows {
+            let run = get_str(&row, "run_uuid");
+            let model_id = get_str(&row, "model_id");
+            if get_str(&row, "direction") == "output" {
+                model_outputs.entry(run).or_default().push(ModelOutput {
+                    model_id,
+                    step: get_i64(&row, "step"),
+                });
+            } else {
+                model_inputs
+                    .entry(run)
+                    .or_default()
+                    .push(ModelInput { model_id });
             }
         }
         Ok(infos
@@ -713,12 +717,11 @@ impl SqlStore {
         order_by: &[String],
         token: Option<&str>,
     ) -> Result<Page<Run>> {
-        let max_results = max_results.unwrap_or(1000);
-        if !(0..=MAX_RUNS_PER_SEARCH).contains(&max_results) {
-            return Err(Error::invalid(format!(
-                "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {MAX_RUNS_PER_SEARCH}"
-            )));
-        }
+        let max_results = page_size(max_results, 1000, 0..=MAX_RUNS_PER_SEARCH, |size| {
+            format!(
+                "Invalid value {size} for parameter 'max_results' supplied. It must be at most {MAX_RUNS_PER_SEARCH}"
+            )
+        })?;
         let window = PageWindow::new(token, max_results)?;
         let ids: Vec<i64> = experiment_ids
             .iter()

@@ -2,7 +2,7 @@
 //! indexed experiment and time, with tags in their own table so they can change. Spans live
 //! in the artifact store, where the client uploads them.
 
-use crate::db::{Bind, SqlStore, append_to_uri_path, db_err, get_str, now_ms};
+use crate::db::{Bind, IN_LIST_CHUNK, SqlStore, append_to_uri_path, db_err, get_str, now_ms};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
 use mlox_core::{Error, Result, page_token};
 use serde_json::{Map, Value, json};
@@ -242,7 +242,7 @@ impl SqlStore {
     pub async fn delete_traces(&self, experiment_id: &str, trace_ids: &[String]) -> Result<i64> {
         let exp = parse_experiment_id(experiment_id)?;
         let mut deleted = 0;
-        for chunk in trace_ids.chunks(500) {
+        for chunk in trace_ids.chunks(IN_LIST_CHUNK) {
             let mut tx = self.write.begin().await.map_err(db_err)?;
             for table in ["trace_tags", "assessments"] {
                 let mut sql = self.sql(&format!("DELETE FROM {table} WHERE trace_id IN "));

@@ -15,8 +15,8 @@ pub mod traces;
 pub mod tracking;
 pub mod webhooks;
 
-pub use browse::ArtifactLocations;
 pub use error::{ApiError, ApiResult};
+pub use mlox_artifacts::ArtifactLocations;
 pub use state::{AppState, ServerSettings};
 
 use axum::Json;

@@ -1,8 +1,8 @@
 //! What every handler shares: the store, the server's view of its own configuration and the
 //! way to the artifacts that stored locations name.
 
-use crate::browse::ArtifactLocations;
 use crate::error::ApiError;
+use mlox_artifacts::ArtifactLocations;
 use mlox_core::Error;
 use mlox_store::SqlStore;
 use std::sync::Arc;

@@ -10,8 +10,8 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mlox_core::validation;
+use mlox_core::webhooks::{NewWebhook, Webhook, WebhookEvent, WebhookStatus, WebhookUpdate};
 use mlox_core::wire::de_opt_i64;
-use mlox_store::{NewWebhook, Webhook, WebhookEvent, WebhookStatus, WebhookUpdate};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 

@@ -21,9 +21,8 @@ pub use payload::{
 pub use policy::{CheckedUrl, UrlPolicy, is_public};
 pub use send::{Attempt, Sender};
 
-use mlox_store::{
-    ClaimedDelivery, DeliveryOutcome, SqlStore, Webhook, WebhookEvent, WebhookStatus,
-};
+use mlox_core::webhooks::{Webhook, WebhookEvent, WebhookStatus};
+use mlox_store::{ClaimedDelivery, DeliveryOutcome, SqlStore};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};

@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn every_event_has_an_example() {
-        for (e, a) in mlox_store::WEBHOOK_EVENTS {
+        for (e, a) in mlox_core::webhooks::WEBHOOK_EVENTS {
             assert!(example_payload(e, a).is_some(), "{e}.{a}");
         }
     }

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use mlox_core::entities::KeyValue;
-use mlox_store::{NewModelVersion, NewWebhook, SqlStore, StoreOptions, WebhookEvent};
+use mlox_core::webhooks::{NewWebhook, WebhookEvent};
+use mlox_store::{NewModelVersion, SqlStore, StoreOptions};
 use mlox_webhooks::{DispatcherConfig, UrlPolicy, spawn_dispatcher};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -119,7 +120,7 @@ fn lax() -> DispatcherConfig {
 }
 
 fn all_events() -> Vec<WebhookEvent> {
-    mlox_store::WEBHOOK_EVENTS
+    mlox_core::webhooks::WEBHOOK_EVENTS
         .iter()
         .take(6)
         .map(|(e, a)| WebhookEvent::new(e, a).unwrap())

@@ -1,0 +1,311 @@
+//! The model registry's rules: what a model name, an alias and a version number may be, and
+//! which sources a new model version may be made from. The store applies them; the only thing
+//! they may need from it is the artifact location of the run or logged model a source must lie
+//! in (see [`SourceRule`]).
+
+use crate::location::UriParts;
+use crate::{Error, Result, validation};
+
+/// A version number as clients send it (a string holding an integer).
+pub fn parse_version(version: &str) -> Result<i64> {
+    version.trim().parse::<i64>().map_err(|_| {
+        Error::invalid(format!(
+            "Parameter 'version' must be an integer, got '{version}'."
+        ))
+    })
+}
+
+pub fn validate_model_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(validation::missing_value("name"));
+    }
+    Ok(())
+}
+
+/// Longest alias MLflow accepts.
+const MAX_ALIAS_CHARS: usize = 255;
+
+/// Aliases are names of letters, digits, `_` and `-`; `latest` and version-like names (`v3`)
+/// are reserved because `models:/name@…` and `models:/name/…` would read them otherwise.
+pub fn validate_alias(alias: &str) -> Result<()> {
+    let bad = alias.is_empty()
+        || alias.len() > MAX_ALIAS_CHARS
+        || !alias
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+    if bad {
+        return Err(Error::invalid(format!(
+            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, underscores and dashes, up to 255 characters."
+        )));
+    }
+    let lower = alias.to_ascii_lowercase();
+    let version_like =
+        lower.len() > 1 && lower.starts_with('v') && lower[1..].chars().all(|c| c.is_ascii_digit());
+    if lower == "latest" || version_like {
+        return Err(Error::invalid(format!(
+            "'{alias}' alias name (case insensitive) is reserved."
+        )));
+    }
+    Ok(())
+}
+
+/// The logged model id of a `models:/m-<id>` source.
+pub fn logged_model_source(source: &str) -> Option<&str> {
+    source
+        .strip_prefix("models:/")
+        .filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
+}
+
+/// The registered model and version of a `models:/<name>/<version>` source (the version
+/// unchecked).
+pub fn registered_version_source(source: &str) -> Option<(&str, &str)> {
+    source.strip_prefix("models:/")?.rsplit_once('/')
+}
+
+/// Whose artifacts a source must lie in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceOwner<'a> {
+    Run(&'a str),
+    LoggedModel(&'a str),
+}
+
+/// A source that is acceptable only inside the artifact location of its owner: check it with
+/// that location once it is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct SourceRule<'a> {
+    source: &'a str,
+    owner: Option<SourceOwner<'a>>,
+    /// A local path: the owner's location must be local too, and the refusal explains that.
+    local: bool,
+}
+
+impl<'a> SourceRule<'a> {
+    /// Whose artifact location [`SourceRule::check`] needs; `None` when the request names no
+    /// owner, so the source is refused whatever the location.
+    pub fn owner(&self) -> Option<SourceOwner<'a>> {
+        self.owner
+    }
+
+    /// Accepts the source if it lies inside `owner_location` (the owner's artifact URI, `None`
+    /// when the owner does not exist).
+    pub fn check(&self, owner_location: Option<&str>) -> Result<()> {
+        let source = UriParts::split(self.source);
+        let inside = owner_location
+            .map(UriParts::split)
+            .filter(|root| !self.local || root.is_local())
+            .is_some_and(|root| source.is_within(&root));
+        if inside {
+            return Ok(());
+        }
+        let which = match self.owner {
+            Some(SourceOwner::LoggedModel(_)) => "model_id",
+            _ => "run_id",
+        };
+        if self.local {
+            return Err(Error::invalid(format!(
+                "Invalid model version source: '{}'. To use a local path as a model version source, the {which} request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the {which}.",
+                self.source
+            )));
+        }
+        Err(invalid_source(self.source, which))
+    }
+}
+
+fn invalid_source(source: &str, id_name: &str) -> Error {
+    Error::invalid(format!(
+        "Invalid model version source: '{source}'. The {id_name} request parameter must identify the resource that contains the source."
+    ))
+}
+
+/// Checks a new model version's source as MLflow does, so a client cannot register files it
+/// could not otherwise read: relative references are refused, and run or model artifacts must
+/// belong to the run or logged model named in the request. `Ok(None)` accepts the source;
+/// `Ok(Some(rule))` accepts it only inside its owner's artifacts.
+pub fn check_model_version_source<'a>(
+    source: &'a str,
+    run_id: Option<&'a str>,
+    model_id: Option<&'a str>,
+) -> Result<Option<SourceRule<'a>>> {
+    let parts = UriParts::split(source);
+    if parts.is_local() {
+        let owner = match (model_id, run_id) {
+            (Some(model), _) => Some(SourceOwner::LoggedModel(model)),
+            (None, Some(run)) => Some(SourceOwner::Run(run)),
+            (None, None) => None,
+        };
+        return Ok(Some(SourceRule {
+            source,
+            owner,
+            local: true,
+        }));
+    }
+    check_relative_references(source)?;
+    let contained = |owner| {
+        Ok(Some(SourceRule {
+            source,
+            owner,
+            local: false,
+        }))
+    };
+    if let Some(model_id) = model_id {
+        if parts.scheme == "models" {
+            if !parts.authority.is_empty() {
+                return Err(invalid_source(source, "model_id"));
+            }
+            if let Some(source_model) = logged_model_source(source) {
+                return if source_model == model_id {
+                    Ok(None)
+                } else {
+                    Err(invalid_source(source, "model_id"))
+                };
+            }
+        }
+        if parts.scheme == "runs" {
+            return Err(invalid_source(source, "model_id"));
+        }
+        if parts.is_proxied() {
+            return contained(Some(SourceOwner::LoggedModel(model_id)));
+        }
+        return Ok(None);
+    }
+    match parts.scheme.as_str() {
+        "runs" => {
+            let source_run = source
+                .strip_prefix("runs:/")
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_default();
+            if parts.authority.is_empty() && run_id.is_some_and(|r| r == source_run) {
+                Ok(None)
+            } else {
+                Err(invalid_source(source, "run_id"))
+            }
+        }
+        "models" if !parts.authority.is_empty() || logged_model_source(source).is_some() => {
+            Err(invalid_source(source, "model_id"))
+        }
+        _ if parts.is_proxied() => contained(run_id.map(SourceOwner::Run)),
+        _ => Ok(None),
+    }
+}
+
+/// Refuses `.` and `..` segments and NUL in a source's path, however deeply encoded.
+fn check_relative_references(source: &str) -> Result<()> {
+    let decoded = crate::location::fully_unquote(source);
+    let path = match decoded.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
+        None => decoded
+            .split_once(':')
+            .map_or(decoded.as_str(), |(_, rest)| rest),
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let relative =
+        path.contains('\0') || path.split(['/', '\\']).any(|seg| seg == ".." || seg == ".");
+    if relative {
+        return Err(Error::invalid(format!(
+            "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_malformed_aliases_are_refused() {
+        for bad in ["latest", "LATEST", "v1", "V22", "", "a b", "a/b"] {
+            assert!(validate_alias(bad).is_err(), "{bad:?}");
+        }
+        for good in ["champion", "v", "vx1", "prod-2024_a"] {
+            validate_alias(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn relative_references_are_refused_in_any_encoding() {
+        assert!(check_relative_references("s3://b/models/../../etc").is_err());
+        assert!(check_relative_references("mlflow-artifacts:/1/..%2f..%2fx").is_err());
+        assert!(check_relative_references("mlflow-artifacts:/1/%252e%252e/x").is_err());
+        assert!(check_relative_references("s3://b/models/m").is_ok());
+    }
+
+    #[test]
+    fn sources_are_checked_against_their_owner() {
+        let run = Some("abc");
+        // Local sources must lie in the run's local artifact directory.
+        let rule = check_model_version_source("/srv/a/1/abc/artifacts/m", run, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rule.owner(), Some(SourceOwner::Run("abc")));
+        assert!(rule.check(Some("/srv/a/1/abc/artifacts")).is_ok());
+        assert!(rule.check(Some("/srv/a/1/other")).is_err());
+        assert!(
+            rule.check(None)
+                .unwrap_err()
+                .message
+                .contains("To use a local path")
+        );
+        // runs:/ sources must name the request's run.
+        assert!(
+            check_model_version_source("runs:/abc/model", run, None)
+                .unwrap()
+                .is_none()
+        );
+        assert!(check_model_version_source("runs:/other/model", run, None).is_err());
+        // Proxied artifacts must lie in the owner's artifacts.
+        let rule = check_model_version_source("mlflow-artifacts:/1/abc/artifacts/m", run, None)
+            .unwrap()
+            .unwrap();
+        assert!(
+            rule.check(Some("mlflow-artifacts:/1/abc/artifacts"))
+                .is_ok()
+        );
+        let err = rule.check(Some("mlflow-artifacts:/1/zzz")).unwrap_err();
+        assert!(
+            err.message.contains("The run_id request parameter"),
+            "{err}"
+        );
+        let rule = check_model_version_source("mlflow-artifacts:/1/m", None, Some("m-1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rule.owner(), Some(SourceOwner::LoggedModel("m-1")));
+        // Logged model sources must name the request's model.
+        assert!(
+            check_model_version_source("models:/m-1", None, Some("m-1"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(check_model_version_source("models:/m-2", None, Some("m-1")).is_err());
+        assert!(check_model_version_source("models:/m-2", run, None).is_err());
+        // Anything else is the client's business.
+        assert!(
+            check_model_version_source("s3://b/k", run, None)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn versions_must_be_integers() {
+        assert_eq!(parse_version("3").unwrap(), 3);
+        assert!(
+            parse_version("latest")
+                .unwrap_err()
+                .message
+                .contains("must be an integer")
+        );
+    }
+
+    #[test]
+    fn model_sources_name_a_logged_model_or_a_version() {
+        assert_eq!(logged_model_source("models:/m-12"), Some("m-12"));
+        assert_eq!(logged_model_source("models:/m-12/x"), None);
+        assert_eq!(
+            registered_version_source("models:/wine/3"),
+            Some(("wine", "3"))
+        );
+        assert_eq!(registered_version_source("runs:/a/b"), None);
+    }
+}
