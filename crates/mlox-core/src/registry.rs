@@ -3,7 +3,7 @@
 //! they may need from it is the artifact location of the run or logged model a source must lie
 //! in (see [`SourceRule`]).
 
-use crate::location::UriParts;
+use crate::location::{Location, UriParts, models_reference};
 use crate::{Error, Result, validation};
 
 /// A version number as clients send it (a string holding an integer).
@@ -51,15 +51,13 @@ pub fn validate_alias(alias: &str) -> Result<()> {
 
 /// The logged model id of a `models:/m-<id>` source.
 pub fn logged_model_source(source: &str) -> Option<&str> {
-    source
-        .strip_prefix("models:/")
-        .filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
+    models_reference(source).filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
 }
 
 /// The registered model and version of a `models:/<name>/<version>` source (the version
 /// unchecked).
 pub fn registered_version_source(source: &str) -> Option<(&str, &str)> {
-    source.strip_prefix("models:/")?.rsplit_once('/')
+    models_reference(source)?.rsplit_once('/')
 }
 
 /// Whose artifacts a source must lie in.
@@ -171,11 +169,13 @@ pub fn check_model_version_source<'a>(
     }
     match parts.scheme.as_str() {
         "runs" => {
-            let source_run = source
-                .strip_prefix("runs:/")
-                .and_then(|r| r.split('/').next())
-                .unwrap_or_default();
-            if parts.authority.is_empty() && run_id.is_some_and(|r| r == source_run) {
+            let names_the_run = match Location::parse(source) {
+                Ok(Location::Run {
+                    run_id: source_run, ..
+                }) => run_id == Some(source_run.as_str()),
+                _ => false,
+            };
+            if parts.authority.is_empty() && names_the_run {
                 Ok(None)
             } else {
                 Err(invalid_source(source, "run_id"))

@@ -4,6 +4,10 @@
 //! artifact proxy (`mlflow-artifacts:`), S3 and local paths, and the local cache: a resolved
 //! artifact location is downloaded once, into a directory named by its hash, and published with
 //! an atomic rename so a crash mid-download never leaves a half model that looks complete.
+//!
+//! It takes a parsed [`ModelUri`] and reads the location the tracking server answers once,
+//! with `mlox_core::location`. It talks to a tracking server over HTTP only: it must not import
+//! mlox-store, mlox-tracking or the serving crates.
 
 mod proxy;
 mod tracking;

@@ -3,7 +3,9 @@
 //! (`runs:/…`, `models:/name/version`, `models:/name@alias`, `models:/m-…`, `s3://…`, paths),
 //! and MLServer's `settings.json` / `model-settings.json` as users already write them. This
 //! crate owns parsing and validation only: no I/O beyond reading a given file, no transport.
-//! The serving and tracking crates build on these types.
+//! Model URIs add the registry grammar of `models:/…` to the locations `mlox_core::location`
+//! reads; no location is parsed here. It must not import mlox-store, mlox-artifacts or any
+//! transport crate. The serving and tracking crates build on these types.
 
 pub mod mlmodel;
 pub mod mlserver;

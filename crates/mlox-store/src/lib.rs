@@ -2,7 +2,10 @@
 //! PostgreSQL (scale-out) from a single set of portable migrations and queries, reached through
 //! sqlx's `Any` driver. It owns the schema, the translation of the search-filter AST into SQL,
 //! and every consistency rule that needs a transaction (param immutability, latest-metric
-//! upkeep, gap-free version numbers). Callers see only `mlox-core` types and errors.
+//! upkeep, gap-free version numbers). Callers see only `mlox-core` types and errors. The
+//! rules themselves (registry names, aliases and sources, webhook events, locations) live in
+//! `mlox-core`; this crate holds SQL and transactions only, and must not import any other mlox
+//! crate than mlox-core, nor any transport or artifact storage.
 //!
 //! One implementation instead of a trait with a copy per database: the SQL is written once in
 //! the dialect both engines accept, and the few real differences live in [`Dialect`].

@@ -2,7 +2,9 @@
 //! `/api/2.0/mlflow/…`, `/api/3.0/mlflow/…`, their `/ajax-api/` twins and
 //! `/api/2.0/mlflow-artifacts/…`, and the artifact routes of MLflow's web UI (`/get-artifact`,
 //! `/model-versions/get-artifact`). Handlers only parse requests, call a store or artifact
-//! repository and render answers; all rules live in `mlox-core` and the stores.
+//! repository and render answers; all rules live in `mlox-core` and the stores, and which
+//! repository serves a stored artifact location is mlox-artifacts' `ArtifactLocations`. It must
+//! not import the serving, runtime or fetch crates, and speaks no SQL.
 
 pub mod access_log;
 pub mod artifacts;

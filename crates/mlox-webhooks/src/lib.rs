@@ -1,7 +1,9 @@
 //! Webhook delivery for mlox: the dispatcher that drains the store's outbox and POSTs each
 //! registry event, signed as MLflow 3 signs it, to every subscribed endpoint; the address
 //! policy that keeps webhooks off internal networks; and the one-shot delivery behind
-//! `/webhooks/{id}/test`.
+//! `/webhooks/{id}/test`. Webhook definitions and their event vocabulary are
+//! `mlox_core::webhooks`; the outbox is mlox-store's. This crate speaks no SQL and imports no
+//! transport crate of the server (tracking, serving).
 //!
 //! Where MLflow caches the webhook list for a minute and sends from an in-memory thread pool
 //! (so changes made meanwhile, or while the process restarts, are lost), here every event is

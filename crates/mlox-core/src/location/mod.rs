@@ -138,7 +138,7 @@ impl Location {
             "http" | "https" => Ok(Location::Http(uri.to_owned())),
             "runs" => parse_runs(rest),
             "models" => {
-                let reference = rest.strip_prefix('/').ok_or(LocationError::ModelsShape)?;
+                let reference = models_reference(uri).ok_or(LocationError::ModelsShape)?;
                 Ok(Location::Models(reference.to_owned()))
             }
             _ => Err(LocationError::UnsupportedScheme(scheme.to_owned())),
@@ -168,6 +168,15 @@ impl Location {
             Location::Run { .. } | Location::Models(_) | Location::MlflowArtifacts { .. }
         )
     }
+}
+
+/// What follows `models:/` in a `models:/…` URI, borrowed from it.
+pub fn models_reference(uri: &str) -> Option<&str> {
+    let (scheme, rest) = split_scheme(uri)?;
+    if !scheme.eq_ignore_ascii_case("models") {
+        return None;
+    }
+    rest.strip_prefix('/')
 }
 
 /// A logged model reference (`m-<id>`, optionally followed by a path inside the model's

@@ -2,7 +2,7 @@
 //!
 //! A value of this type is a relative, `/`-separated path whose every segment is an ordinary
 //! file name, so joining it to an artifact root can only name something inside that root
-//! (lexically; links are the repository's job, see `LocalArtifactRepo`). Parsing is stricter
+//! (lexically; links are the local repository's job, in mlox-artifacts). Parsing is stricter
 //! than MLflow's own check: MLflow decodes the path until it stops changing and then refuses
 //! `..` segments, `\`, `#` and absolute or drive-letter paths; we refuse the same on the raw
 //! text *and* on every decoding layer, and additionally refuse `.` and empty segments, control
