@@ -2,6 +2,7 @@
 //! users type today (`mlox server` for `mlflow server`, …) and accept their flags and
 //! environment variables, so existing scripts and habits carry over.
 
+mod gc;
 mod serve;
 
 use anyhow::Context;
@@ -39,6 +40,9 @@ enum Command {
     /// Take over an MLflow installation: copy its tracking and registry database into mlox,
     /// keeping every id. Start `mlox server` with the MLflow server's artifact destination.
     Import(ImportArgs),
+    /// Permanently delete runs, experiments and logged models in the `deleted` stage, with
+    /// their artifacts (like `mlflow gc`); safe while servers run.
+    Gc(gc::GcArgs),
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -252,7 +256,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// The store `mlox server` opens when none is named (MLflow 3's default is `./mlflow.db`).
-const DEFAULT_BACKEND_STORE_URI: &str = "sqlite:///mlruns.db";
+pub(crate) const DEFAULT_BACKEND_STORE_URI: &str = "sqlite:///mlruns.db";
 
 /// MLflow users who start mlox where their MLflow server ran find their data through this.
 async fn hint_at_mlflow_database() {
@@ -322,6 +326,7 @@ async fn main() -> anyhow::Result<()> {
             serve::run(args, shutdown).await
         }
         Command::Import(args) => run_import(args).await,
+        Command::Gc(args) => gc::run(args).await,
         Command::Db {
             command: DbCommand::Upgrade { url },
         } => {
