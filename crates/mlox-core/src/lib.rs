@@ -21,4 +21,4 @@ pub mod validation;
 pub mod webhooks;
 pub mod wire;
 
-pub use error::{Code, Error, ErrorCode, Result};
+pub use error::{Code, Error, GrpcStatus, Result, Wire};

@@ -1,6 +1,6 @@
 //! The gRPC skin: `inference.GRPCInferenceService` from our own `proto/grpc_service.proto`,
-//! translating messages to the [`Dataplane`]'s types and errors to statuses (400 →
-//! INVALID_ARGUMENT, 404 → NOT_FOUND, 503 → UNAVAILABLE). A request sent with
+//! translating messages to the [`Dataplane`]'s types and errors to the gRPC status their
+//! `Code` carries in mlox-core's error table (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, …). A request sent with
 //! `raw_input_contents` is answered with `raw_output_contents`, which is what
 //! `tritonclient.grpc` reads.
 
@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::ops::{InferRequest, InferTensor, Parameters, RequestedOutput};
+use crate::protocol::{InferRequest, InferTensor, Parameters, RequestedOutput};
 use crate::tensor::{Datatype, TensorData};
 use crate::{Dataplane, MetadataTensor};
 
@@ -72,18 +72,11 @@ pub async fn serve(
 }
 
 fn status(err: Error) -> Status {
-    match err.code.http_status() {
-        400 => Status::invalid_argument(err.message),
-        403 => Status::permission_denied(err.message),
-        404 => Status::not_found(err.message),
-        429 => Status::resource_exhausted(err.message),
-        501 => Status::unimplemented(err.message),
-        503 => Status::unavailable(err.message),
-        _ => {
-            tracing::error!(code = %err.code, message = %err.message, "gRPC request failed");
-            Status::internal(err.message)
-        }
+    let code = tonic::Code::from_i32(err.code.grpc_status() as i32);
+    if code == tonic::Code::Internal {
+        tracing::error!(code = %err.code, message = %err.message, "gRPC request failed");
     }
+    Status::new(code, err.message)
 }
 
 fn version(v: &str) -> Option<&str> {

@@ -6,13 +6,13 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mlox_core::{Code, Error};
 use serde_json::json;
 
-use super::{RestState, read_body, status_of};
+use super::{RestState, http_status, is_server_fault, probe_status, read_body};
 use crate::ScoringFormat;
 
 /// The MLflow release whose scoring protocol these routes follow; clients read it from
@@ -20,12 +20,7 @@ use crate::ScoringFormat;
 pub const MLFLOW_VERSION: &str = "3.17.2";
 
 pub(super) async fn ping(State(s): State<RestState>) -> Response {
-    let status = if s.dataplane.ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, "\n").into_response()
+    (probe_status(s.dataplane.ready()), "\n").into_response()
 }
 
 pub(super) async fn version() -> &'static str {
@@ -75,7 +70,7 @@ async fn score(
     };
     let body = match read_body(body, s.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return mlflow_error(e.status, Code::BadRequest, e.message),
+        Err(e) => return error_response(e),
     };
     let target = model.as_ref().map(|(m, v)| (m.as_str(), v.as_deref()));
     match s.dataplane.invocations(target, &body, format).await {
@@ -100,33 +95,29 @@ fn format(headers: &HeaderMap) -> Result<ScoringFormat, Box<Response>> {
     match essence.as_str() {
         "" | "application/json" => Ok(ScoringFormat::Json),
         "text/csv" => Ok(ScoringFormat::Csv),
-        "application/vnd.apache.parquet" => Err(Box::new(mlflow_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::BadRequest,
-            "Parquet bodies are not supported yet; send JSON or CSV".into(),
-        ))),
-        _ => Err(Box::new(mlflow_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::BadRequest,
+        "application/vnd.apache.parquet" => Err(Box::new(error_response(Error::new(
+            Code::UnsupportedMediaType,
+            "Parquet bodies are not supported yet; send JSON or CSV",
+        )))),
+        _ => Err(Box::new(error_response(Error::new(
+            Code::UnsupportedMediaType,
             format!(
                 "This predictor only supports the following content types: text/csv, \
                  application/json. Got '{full}'."
             ),
-        ))),
+        )))),
     }
 }
 
+/// MLflow's `{"error_code", "message"}` with the status of the error's code.
 fn error_response(e: Error) -> Response {
-    mlflow_error(status_of(&e), e.code, e.message)
-}
-
-fn mlflow_error(status: StatusCode, code: Code, message: String) -> Response {
-    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-        tracing::error!(%status, %message, "scoring request failed");
+    let status = http_status(e.code);
+    if is_server_fault(e.code) {
+        tracing::error!(%status, message = %e.message, "scoring request failed");
     }
     (
         status,
-        Json(json!({ "error_code": code.as_str(), "message": message })),
+        Json(json!({ "error_code": e.code.as_str(), "message": e.message })),
     )
         .into_response()
 }

@@ -2,7 +2,8 @@
 //! tensor extension) and MLflow's scoring routes, all over one [`Dataplane`]. Handlers read
 //! the body, call one operation and render its answer; every error is JSON — `{"error": …}`
 //! on V2 routes, MLflow's `{"error_code", "message"}` on scoring routes — with 400 for bad
-//! input, 404 for unknown models, 413 for oversized bodies and 503 while a model is not ready.
+//! input, 404 for unknown models, 413 for oversized bodies and 503 while a model is not ready,
+//! each the HTTP status its `Code` carries in mlox-core's error table.
 //!
 //! Routes:
 //! - `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`
@@ -31,7 +32,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use mlox_core::Error;
+use mlox_core::{Code, Error};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -165,76 +166,79 @@ pub async fn serve(
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    V2Error::new(
-        StatusCode::NOT_FOUND,
-        format!("no route for {method} {}", uri.path()),
-    )
+    V2Error::from(Error::not_found(format!(
+        "no route for {method} {}",
+        uri.path()
+    )))
     .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    V2Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+    V2Error::from(Error::new(
+        Code::MethodNotAllowed,
         format!("{} does not accept {method}", uri.path()),
-    )
+    ))
     .into_response()
 }
 
-/// A V2 error: `{"error": message}` with its status.
+/// A V2 error: `{"error": message}` with the status of its code.
 #[derive(Debug)]
-pub(crate) struct V2Error {
-    status: StatusCode,
-    message: String,
-}
-
-impl V2Error {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        V2Error {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-fn status_of(err: &Error) -> StatusCode {
-    StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
+pub(crate) struct V2Error(Error);
 
 impl From<Error> for V2Error {
     fn from(err: Error) -> Self {
-        V2Error {
-            status: status_of(&err),
-            message: err.message,
-        }
+        V2Error(err)
     }
+}
+
+/// The HTTP status of `code`, from mlox-core's error table.
+pub(crate) fn http_status(code: Code) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A readiness probe's status: 200 when ready, else the status of a temporarily unavailable
+/// service (503); probes and clients read the status, not the body.
+pub(crate) fn probe_status(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        http_status(Code::TemporarilyUnavailable)
+    }
+}
+
+/// Whether a failure is the server's own (logged), rather than the caller's or a model that
+/// is not ready yet.
+pub(crate) fn is_server_fault(code: Code) -> bool {
+    code.http_status() >= 500 && code != Code::TemporarilyUnavailable
 }
 
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(status = %self.status, message = %self.message, "request failed");
+        let V2Error(err) = self;
+        let status = http_status(err.code);
+        if is_server_fault(err.code) {
+            tracing::error!(%status, message = %err.message, "request failed");
         }
-        let body = serde_json::json!({ "error": self.message });
-        (self.status, axum::Json(body)).into_response()
+        let body = serde_json::json!({ "error": err.message });
+        (status, axum::Json(body)).into_response()
     }
 }
 
 /// Reads a whole body up to the configured limit; the 413 says what the limit is.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, V2Error> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, Error> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(V2Error::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            Err(Error::new(
+                Code::PayloadTooLarge,
                 format!("the request body is larger than the server's limit of {limit} bytes"),
             ))
         }
-        Err(e) => Err(V2Error::new(
-            StatusCode::BAD_REQUEST,
-            format!("could not read the request body: {e}"),
-        )),
+        Err(e) => Err(Error::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }

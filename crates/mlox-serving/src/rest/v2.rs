@@ -11,32 +11,24 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use mlox_core::Error;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{RestState, V2Error, read_body};
-use crate::ops::{InferRequest, InferResponse, InferTensor, Parameters, RequestedOutput};
+use super::{RestState, V2Error, probe_status, read_body};
+use crate::protocol::{InferRequest, InferResponse, InferTensor, Parameters, RequestedOutput};
 use crate::tensor::{Datatype, TensorData};
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
 pub(super) async fn live(State(s): State<RestState>) -> Response {
     let live = s.dataplane.live();
-    (status(live), Json(json!({ "live": live }))).into_response()
+    (probe_status(live), Json(json!({ "live": live }))).into_response()
 }
 
 pub(super) async fn ready(State(s): State<RestState>) -> Response {
     let ready = s.dataplane.ready();
-    (status(ready), Json(json!({ "ready": ready }))).into_response()
-}
-
-/// 200 for true, 503 for false: probes and clients read the status, not the body.
-fn status(ok: bool) -> StatusCode {
-    if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+    (probe_status(ready), Json(json!({ "ready": ready }))).into_response()
 }
 
 pub(super) async fn server_metadata(State(s): State<RestState>) -> Response {
@@ -117,7 +109,7 @@ pub(super) async fn model_ready_version(
 fn readiness(s: &RestState, model: &str, version: Option<&str>) -> Response {
     match s.dataplane.model_ready(model, version) {
         Ok(ready) => (
-            status(ready),
+            probe_status(ready),
             Json(json!({ "name": model, "ready": ready })),
         )
             .into_response(),
@@ -134,7 +126,7 @@ struct IndexRequest {
 pub(super) async fn repository_index(State(s): State<RestState>, body: Body) -> Response {
     let body = match read_body(body, s.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return V2Error::from(e).into_response(),
     };
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
@@ -142,7 +134,7 @@ pub(super) async fn repository_index(State(s): State<RestState>, body: Body) -> 
         match serde_json::from_slice::<IndexRequest>(&body) {
             Ok(r) => r.ready.unwrap_or(false),
             Err(e) => {
-                return V2Error::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
+                return V2Error::from(Error::bad_request(format!("malformed JSON: {e}")))
                     .into_response();
             }
         }
@@ -180,13 +172,12 @@ async fn repository_action(
 ) -> Response {
     let body = match read_body(body, s.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return V2Error::from(e).into_response(),
     };
     if !body.iter().all(u8::is_ascii_whitespace)
         && let Err(e) = serde_json::from_slice::<RepositoryRequest>(&body)
     {
-        return V2Error::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}"))
-            .into_response();
+        return V2Error::from(Error::bad_request(format!("malformed JSON: {e}"))).into_response();
     }
     match action.await {
         Ok(()) => StatusCode::OK.into_response(),
@@ -213,7 +204,7 @@ pub(super) async fn unload_model(
 /// The body (a webhook's event, say) only has to fit the size limit: any call means "look".
 pub(super) async fn refresh(State(s): State<RestState>, body: Body) -> Response {
     if let Err(e) = read_body(body, s.config.max_body_bytes).await {
-        return e.into_response();
+        return V2Error::from(e).into_response();
     }
     match s.dataplane.refresh().await {
         Ok(swapped) => Json(json!({ "swapped": swapped })).into_response(),
@@ -308,7 +299,7 @@ fn parse_request(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<(InferRequest, BinaryOutputs), V2Error> {
-    let bad = |m: String| V2Error::new(StatusCode::BAD_REQUEST, m);
+    let bad = |m: String| V2Error::from(Error::bad_request(m));
     let (json_part, mut binary) = match headers.get(HEADER_LENGTH) {
         None => (body, Bytes::new()),
         Some(v) => {
@@ -436,10 +427,9 @@ fn binary_size(parameters: &Parameters, what: &str) -> Result<Option<usize>, V2E
             .and_then(|n| usize::try_from(n).ok())
             .map(Some)
             .ok_or_else(|| {
-                V2Error::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{what}: binary_data_size must be a byte count, not {v}"),
-                )
+                V2Error::from(Error::bad_request(format!(
+                    "{what}: binary_data_size must be a byte count, not {v}"
+                )))
             }),
     }
 }
@@ -498,11 +488,8 @@ fn render_response(response: InferResponse, binary: &BinaryOutputs) -> Response 
     let json = match serde_json::to_vec(&body) {
         Ok(j) => j,
         Err(e) => {
-            return V2Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot encode the response: {e}"),
-            )
-            .into_response();
+            return V2Error::from(Error::internal(format!("cannot encode the response: {e}")))
+                .into_response();
         }
     };
     if raw.is_empty() && !binary.all && binary.named.iter().all(|(_, b)| !b) {
