@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use mlox_fetch::{FetchConfig, ModelFetcher};
-use mlox_runtime::python::{EnvManager, PythonOptions};
 use mlox_serving::deployment::{self, Deployer, ModelLoader, ModelSpec};
+#[cfg(feature = "python")]
+use mlox_serving::deployment::{EnvManager, PythonOptions};
 use mlox_serving::{Dataplane, ModelRepository, ServeConfig, ServerInfo};
 use tokio_util::sync::CancellationToken;
 
@@ -59,18 +60,22 @@ pub struct ServeArgs {
     merge_waiting: usize,
     /// Seconds one prediction may run before its worker is restarted and the request fails.
     #[arg(long, short = 't', default_value_t = 60)]
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     timeout: u64,
     /// The Python environment of pyfunc models: `local` (this interpreter, the default) or
     /// `virtualenv` (a cached venv built from the model's python_env.yaml).
+    #[cfg(feature = "python")]
     #[arg(long, default_value = "local", value_parser = parse_env_manager)]
     env_manager: EnvManager,
     /// Same as `--env-manager local` (MLflow's older flag).
     #[arg(long)]
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     no_conda: bool,
     /// Accepted for `mlflow models serve` scripts: mlox always speaks the V2 protocol.
     #[arg(long)]
     enable_mlserver: bool,
     /// The interpreter Python workers run on. Default: $MLOX_PYTHON, else `python3`.
+    #[cfg(feature = "python")]
     #[arg(long, env = "MLOX_PYTHON")]
     python: Option<PathBuf>,
     /// Seconds between looks at the registry for models served by alias, stage or `latest`
@@ -81,6 +86,7 @@ pub struct ServeArgs {
     poll_interval: u64,
 }
 
+#[cfg(feature = "python")]
 fn parse_env_manager(value: &str) -> Result<EnvManager, String> {
     value.parse().map_err(|e: mlox_core::Error| e.message)
 }
@@ -183,16 +189,16 @@ pub fn socket_addr(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .map_err(|()| anyhow::anyhow!("invalid listen address {host}:{port}"))
 }
 
-pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let plan = plan(&args)?;
+/// How Python models' workers run, from the flags.
+#[cfg(feature = "python")]
+fn python_options(args: &ServeArgs, workers: usize) -> PythonOptions {
     let env_manager = if args.no_conda {
         EnvManager::Local
     } else {
         args.env_manager
     };
     let mut python = PythonOptions {
-        workers: plan.workers,
+        workers,
         request_timeout: Duration::from_secs(args.timeout.max(1)),
         env_manager,
         ..PythonOptions::default()
@@ -200,9 +206,19 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     if let Some(interpreter) = &args.python {
         python.python = interpreter.clone();
     }
+    python
+}
+
+pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let plan = plan(&args)?;
     let fetcher = ModelFetcher::new(FetchConfig::from_env(|name| std::env::var(name).ok()))
         .map_err(|e| anyhow::anyhow!(e.message))?;
-    let loader = ModelLoader::new(fetcher, python).merge_waiting(args.merge_waiting);
+    #[cfg(feature = "python")]
+    let loader = ModelLoader::new(fetcher, python_options(&args, plan.workers));
+    #[cfg(not(feature = "python"))]
+    let loader = ModelLoader::new(fetcher, plan.workers);
+    let loader = loader.merge_waiting(args.merge_waiting);
 
     let http = tokio::net::TcpListener::bind(plan.http)
         .await

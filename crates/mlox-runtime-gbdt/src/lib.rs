@@ -27,7 +27,6 @@ mod skops;
 mod ubjson;
 mod xgboost;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{
@@ -39,11 +38,13 @@ use mlox_mlmodel::mlmodel::PYFUNC_FLAVOR;
 use mlox_mlmodel::{MlModel, Signature};
 use serde_json::Value;
 
-pub use crate::native::Load;
-use crate::native::skops::Labels;
-pub(crate) use crate::native::{Refusal, input};
-use crate::native::{column, fallback, read_file, refused, values_output};
-use crate::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Predictor};
+pub use mlox_runtime::{Load, ModelDir};
+use mlox_runtime::{
+    LoadedModel, ModelInput, ModelOutput, NativeBackend, PredictRequest, Predictor, fallback,
+};
+use mlox_runtime_native::skops::Labels;
+pub(crate) use mlox_runtime_native::{Refusal, input};
+use mlox_runtime_native::{column, read_file, refused, values_output};
 
 /// Above this many row × tree visits a prediction runs on the blocking pool (roughly a
 /// millisecond of work); below, hopping threads would cost more than it saves.
@@ -63,13 +64,23 @@ const XGBOOST_FOREIGN_PARAMS: &[&str] = &[
     "validate_features",
 ];
 
-/// Loads the MLflow model in `dir` natively if it is an XGBoost or LightGBM model this runtime
-/// reproduces; see the module documentation.
-pub fn load(dir: &Path) -> Result<Load> {
-    let mlmodel = match MlModel::from_dir(dir) {
-        Ok(m) => m,
-        Err(e) => return fallback(e.message),
-    };
+/// The backend for `mlflow.xgboost` and `mlflow.lightgbm` models.
+pub struct Gbdt;
+
+impl NativeBackend for Gbdt {
+    fn loader_modules(&self) -> &'static [&'static str] {
+        &["mlflow.xgboost", "mlflow.lightgbm"]
+    }
+
+    fn load(&self, model: &ModelDir) -> Result<Load> {
+        load(model)
+    }
+}
+
+/// Loads `model` natively if it is an XGBoost or LightGBM model this runtime reproduces; see
+/// the module documentation.
+pub fn load(model: &ModelDir) -> Result<Load> {
+    let mlmodel = model.mlmodel.clone();
     let Some(pyfunc) = mlmodel.flavor(PYFUNC_FLAVOR) else {
         return fallback("the model has no python_function flavor");
     };
@@ -79,16 +90,11 @@ pub fn load(dir: &Path) -> Result<Load> {
         Err(e) => return fallback(format!("its signature is unreadable: {}", e.message)),
     };
     match loader {
-        Some("mlflow.xgboost") => load_xgboost(dir, mlmodel, signature),
-        Some("mlflow.lightgbm") => load_lightgbm(dir, mlmodel, signature),
+        Some("mlflow.xgboost") => load_xgboost(model, mlmodel, signature),
+        Some("mlflow.lightgbm") => load_lightgbm(model, mlmodel, signature),
         Some(other) => fallback(format!("{other} models have no native runtime")),
         None => fallback("the python_function flavor names no loader_module"),
     }
-}
-
-/// The flavor's `data` file inside `dir`; `None` when it would leave the directory.
-fn data_file(dir: &Path, flavor: &Value) -> Option<std::path::PathBuf> {
-    crate::native::flavor_file(dir, flavor, "data")
 }
 
 fn native(
@@ -132,7 +138,7 @@ fn flavor_and_class<'m>(
     Some((flavor, class))
 }
 
-fn load_xgboost(dir: &Path, mlmodel: MlModel, signature: Option<Signature>) -> Result<Load> {
+fn load_xgboost(model: &ModelDir, mlmodel: MlModel, signature: Option<Signature>) -> Result<Load> {
     let Some((flavor, class)) = flavor_and_class(&mlmodel, "xgboost", "xgboost.core.Booster")
     else {
         return fallback("the model has no xgboost flavor");
@@ -171,7 +177,7 @@ fn load_xgboost(dir: &Path, mlmodel: MlModel, signature: Option<Signature>) -> R
             other => return fallback(format!("output_margin defaults to {other}")),
         },
     };
-    let Some(path) = data_file(dir, flavor) else {
+    let Some(path) = model.flavor_file(flavor, "data") else {
         return fallback("the xgboost flavor's data path is missing or leaves the model directory");
     };
     let bytes = read_file(&path)?;
@@ -216,12 +222,12 @@ fn load_xgboost(dir: &Path, mlmodel: MlModel, signature: Option<Signature>) -> R
     )
 }
 
-fn load_lightgbm(dir: &Path, mlmodel: MlModel, signature: Option<Signature>) -> Result<Load> {
+fn load_lightgbm(model: &ModelDir, mlmodel: MlModel, signature: Option<Signature>) -> Result<Load> {
     let Some((flavor, class)) = flavor_and_class(&mlmodel, "lightgbm", "lightgbm.basic.Booster")
     else {
         return fallback("the model has no lightgbm flavor");
     };
-    let Some(path) = data_file(dir, flavor) else {
+    let Some(path) = model.flavor_file(flavor, "data") else {
         return fallback(
             "the lightgbm flavor's data path is missing or leaves the model directory",
         );
@@ -478,8 +484,15 @@ fn predict_lightgbm(
 mod tests {
     use arrow_array::RecordBatch;
 
+    use std::path::Path;
+
     use super::*;
-    use crate::native::PREDICTIONS;
+    use mlox_runtime_native::PREDICTIONS;
+
+    /// Reads `dir`'s MLmodel and offers it to this backend, as selection does.
+    fn load_dir(dir: &Path) -> Result<Load> {
+        load(&ModelDir::open(dir)?)
+    }
 
     fn write_model(dir: &Path, mlmodel: &str, files: &[(&str, &[u8])]) {
         std::fs::write(dir.join("MLmodel"), mlmodel).unwrap();
@@ -498,19 +511,24 @@ mod tests {
     #[test]
     fn other_flavors_and_non_models_fall_back() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("MLmodel"));
+        assert!(
+            ModelDir::open(dir.path())
+                .unwrap_err()
+                .message
+                .contains("MLmodel")
+        );
         write_model(
             dir.path(),
             "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n",
             &[],
         );
-        assert!(reason(load(dir.path()).unwrap()).contains("mlflow.sklearn"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("mlflow.sklearn"));
         write_model(
             dir.path(),
             "flavors:\n  onnx:\n    onnx_version: 1.17\n",
             &[],
         );
-        assert!(reason(load(dir.path()).unwrap()).contains("python_function"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("python_function"));
     }
 
     const XGB_MLMODEL: &str = "flavors:
@@ -542,20 +560,20 @@ mod tests {
             ),
             &[],
         );
-        assert!(reason(load(dir.path()).unwrap()).contains("data path"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("data path"));
     }
 
     #[test]
     fn a_missing_or_corrupt_model_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         write_model(dir.path(), XGB_MLMODEL, &[]);
-        assert!(load(dir.path()).is_err());
+        assert!(load_dir(dir.path()).is_err());
         write_model(
             dir.path(),
             XGB_MLMODEL,
             &[("model.json", b"{\"learner\": 3")],
         );
-        let err = load(dir.path()).err().unwrap();
+        let err = load_dir(dir.path()).err().unwrap();
         assert_eq!(err.code, mlox_core::Code::InvalidParameterValue);
         assert!(err.message.contains("model.json"), "{}", err.message);
     }
@@ -569,7 +587,7 @@ mod tests {
              \"shape\": null}}]'\n"
         );
         write_model(dir.path(), &mlmodel, &[("model.json", STUMP.as_bytes())]);
-        let Load::Native { model, description } = load(dir.path()).unwrap() else {
+        let Load::Native { model, description } = load_dir(dir.path()).unwrap() else {
             panic!("fell back")
         };
         assert!(description.contains("reg:squarederror"), "{description}");
@@ -614,6 +632,6 @@ mod tests {
              \"shape\": null}}]'\n"
         );
         write_model(dir.path(), &mlmodel, &[("model.json", STUMP.as_bytes())]);
-        assert!(reason(load(dir.path()).unwrap()).contains("pred_contribs"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("pred_contribs"));
     }
 }

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use super::Refusal;
-use crate::native::forest::{Compare, Forest, Missing, NodeSpec, Split};
-use crate::native::input::{Features, Naming};
+use mlox_runtime_native::forest::{Compare, Forest, Missing, NodeSpec, Split};
+use mlox_runtime_native::input::{Features, Naming};
 
 /// LightGBM's threshold below which a feature value counts as zero (`kZeroThreshold`, an
 /// `f32` constant widened to `f64`).

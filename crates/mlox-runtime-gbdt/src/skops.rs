@@ -3,10 +3,10 @@
 //!
 //! This module reads exactly what prediction needs from the estimator's attribute tree: the
 //! booster's model string, its `best_iteration`, the objective, and the class labels. Reading
-//! the archive itself is [`crate::native::skops`]'s.
+//! the archive itself is [`mlox_runtime_native::skops`]'s.
 
-use crate::native::Refusal;
-use crate::native::skops::{Labels, Scalar, Skops, corrupt, unsupported};
+use mlox_runtime_native::Refusal;
+use mlox_runtime_native::skops::{Labels, Scalar, Skops, corrupt, unsupported};
 
 /// What a LightGBM estimator contributes beyond its booster.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::native::skops::testing::{json_node, npy_file, zip};
+    use mlox_runtime_native::skops::testing::{json_node, npy_file, zip};
 
     fn schema(class: &str, classes: Value) -> Vec<u8> {
         let model = serde_json::to_string("tree\nversion=v4\n").unwrap();

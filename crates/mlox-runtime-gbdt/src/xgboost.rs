@@ -13,8 +13,8 @@
 
 use super::Refusal;
 use super::ubjson::{self, Value};
-use crate::native::forest::{Compare, Forest, Missing, NodeSpec, Split};
-use crate::native::input::{Features, Naming};
+use mlox_runtime_native::forest::{Compare, Forest, Missing, NodeSpec, Split};
+use mlox_runtime_native::input::{Features, Naming};
 
 /// What turns summed margins into `Booster.predict` output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

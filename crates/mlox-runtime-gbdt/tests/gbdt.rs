@@ -8,9 +8,9 @@
 //! lightgbm and scikit-learn. Without one these tests print a note and pass, unless
 //! `MLOX_REQUIRE_PYTHON=1` makes that a failure.
 
-#![cfg(feature = "gbdt")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../mlox-runtime/tests/support/mod.rs"]
 mod support;
 
 use support::downcast;
@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
-use mlox_runtime::gbdt::{self, Load};
+use mlox_runtime::{Load, ModelDir};
 use mlox_runtime::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Tensor};
+use mlox_runtime_gbdt as gbdt;
 use serde_json::{Map, Value};
 
 fn python() -> Option<PathBuf> {
@@ -50,7 +51,10 @@ impl Fixture {
     }
 
     fn load(&self, name: &str) -> LoadedModel {
-        support::native(name, gbdt::load(&self.dir.join(name)).unwrap())
+        support::native(
+            name,
+            gbdt::load(&ModelDir::open(&self.dir.join(name)).unwrap()).unwrap(),
+        )
     }
 
     /// The model's recorded test rows as the request MLflow's scoring server would decode.
@@ -320,7 +324,7 @@ fn unsupported_models_fall_back_with_a_reason() {
     assert!(fallbacks.len() >= 8);
     for name in fallbacks {
         let name = name.as_str().unwrap();
-        match gbdt::load(&fx.dir.join(name)).unwrap() {
+        match gbdt::load(&ModelDir::open(&fx.dir.join(name)).unwrap()).unwrap() {
             Load::Fallback { reason } => {
                 assert!(!reason.is_empty(), "{name}");
                 eprintln!("{name}: {reason}");
@@ -328,10 +332,11 @@ fn unsupported_models_fall_back_with_a_reason() {
             Load::Native { description, .. } => panic!("{name} loaded natively: {description}"),
         }
     }
-    let reason = |name: &str| match gbdt::load(&fx.dir.join(name)).unwrap() {
-        Load::Fallback { reason } => reason,
-        Load::Native { .. } => unreachable!(),
-    };
+    let reason =
+        |name: &str| match gbdt::load(&ModelDir::open(&fx.dir.join(name)).unwrap()).unwrap() {
+            Load::Fallback { reason } => reason,
+            Load::Native { .. } => unreachable!(),
+        };
     assert!(reason("sklearn_logistic").contains("mlflow.sklearn"));
     assert!(reason("xgb_gblinear").contains("gblinear"));
     assert!(reason("xgb_categorical").contains("categorical"));

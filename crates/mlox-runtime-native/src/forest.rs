@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::ops::{Add, Mul};
 
 /// The floating-point type a forest computes in.
-pub(crate) trait Real:
+pub trait Real:
     Copy + Debug + PartialOrd + Add<Output = Self> + Mul<Output = Self> + Send + Sync + 'static
 {
     const ZERO: Self;
@@ -64,7 +64,7 @@ impl Real for f64 {
 
 /// What a split does with a missing (NaN) feature value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Missing {
+pub enum Missing {
     /// NaN takes the default branch (XGBoost; LightGBM's `missing_type=NaN`).
     Nan,
     /// NaN is read as zero and compared like any value (LightGBM's `missing_type=None`).
@@ -75,7 +75,7 @@ pub(crate) enum Missing {
 
 /// The comparison that sends a present value left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Compare {
+pub enum Compare {
     /// `value < threshold` (XGBoost).
     Less,
     /// `value <= threshold` (LightGBM).
@@ -84,13 +84,13 @@ pub(crate) enum Compare {
 
 /// One node of a tree as a model file describes it, children indexed within the tree.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum NodeSpec<T> {
+pub enum NodeSpec<T> {
     Leaf(T),
     Split(Split<T>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Split<T> {
+pub struct Split<T> {
     pub feature: usize,
     pub threshold: T,
     pub left: usize,
@@ -124,7 +124,7 @@ struct Tree {
 
 /// Trees whose leaf outputs are summed into `n_outputs` margins per row.
 #[derive(Clone, Debug)]
-pub(crate) struct Forest<T> {
+pub struct Forest<T> {
     nodes: Vec<Node<T>>,
     trees: Vec<Tree>,
     n_features: usize,
@@ -132,7 +132,7 @@ pub(crate) struct Forest<T> {
 }
 
 impl<T: Real> Forest<T> {
-    pub(crate) fn new(n_features: usize, n_outputs: usize) -> Self {
+    pub fn new(n_features: usize, n_outputs: usize) -> Self {
         Forest {
             nodes: Vec::new(),
             trees: Vec::new(),
@@ -141,15 +141,15 @@ impl<T: Real> Forest<T> {
         }
     }
 
-    pub(crate) fn n_trees(&self) -> usize {
+    pub fn n_trees(&self) -> usize {
         self.trees.len()
     }
 
-    pub(crate) fn n_features(&self) -> usize {
+    pub fn n_features(&self) -> usize {
         self.n_features
     }
 
-    pub(crate) fn n_outputs(&self) -> usize {
+    pub fn n_outputs(&self) -> usize {
         self.n_outputs
     }
 
@@ -158,7 +158,7 @@ impl<T: Real> Forest<T> {
     /// library does. A structure that is not a tree (an index out of range, a node reachable
     /// twice, hence possibly a cycle) or a feature beyond the model's count is refused, so
     /// evaluation can never loop or index out of bounds.
-    pub(crate) fn push_tree(
+    pub fn push_tree(
         &mut self,
         nodes: &[NodeSpec<T>],
         output: usize,
@@ -249,7 +249,7 @@ impl<T: Real> Forest<T> {
     /// margins, already holding the base scores). Trees are summed in model order, as the
     /// libraries do, so the rounding of each addition is theirs too.
     #[inline]
-    pub(crate) fn add_row(&self, row: &[T], out: &mut [T]) {
+    pub fn add_row(&self, row: &[T], out: &mut [T]) {
         debug_assert_eq!(row.len(), self.n_features);
         debug_assert_eq!(out.len(), self.n_outputs);
         for tree in &self.trees {
@@ -262,7 +262,7 @@ impl<T: Real> Forest<T> {
     /// Calls `f` with every tree's leaf value for one row, in model order: for models whose
     /// leaves index a table (class distributions) rather than add up.
     #[inline]
-    pub(crate) fn for_each_leaf(&self, row: &[T], mut f: impl FnMut(T)) {
+    pub fn for_each_leaf(&self, row: &[T], mut f: impl FnMut(T)) {
         debug_assert_eq!(row.len(), self.n_features);
         for tree in &self.trees {
             f(self.leaf(tree.root, row));

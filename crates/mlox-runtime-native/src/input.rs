@@ -17,12 +17,12 @@ use arrow_array::{Array, ArrayRef, ArrowPrimitiveType};
 use arrow_schema::DataType;
 use mlox_core::{Error, Result};
 
-use super::forest::Real;
-use crate::{ModelInput, Tensor};
+use crate::forest::Real;
+use mlox_runtime::{ModelInput, Tensor};
 
 /// How columns are matched to the model's features when names disagree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Naming {
+pub enum Naming {
     /// Every feature name must be present (XGBoost validates names and refuses a mismatch).
     Required,
     /// Names are used when all are present, else columns are taken by position when their
@@ -33,7 +33,7 @@ pub(crate) enum Naming {
 
 /// The features a model reads, in the order its trees index them.
 #[derive(Clone, Debug)]
-pub(crate) struct Features {
+pub struct Features {
     names: Vec<String>,
     index: HashMap<String, usize>,
     count: usize,
@@ -42,7 +42,7 @@ pub(crate) struct Features {
 
 impl Features {
     /// `names` may be empty (a model trained without names); otherwise it has `count` entries.
-    pub(crate) fn new(count: usize, names: Vec<String>, naming: Naming) -> Self {
+    pub fn new(count: usize, names: Vec<String>, naming: Naming) -> Self {
         let mut index = HashMap::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             index.entry(name.clone()).or_insert(i);
@@ -55,12 +55,11 @@ impl Features {
         }
     }
 
-    pub(crate) fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.count
     }
 
-    #[cfg(test)]
-    pub(crate) fn names(&self) -> &[String] {
+    pub fn names(&self) -> &[String] {
         &self.names
     }
 
@@ -75,7 +74,7 @@ impl Features {
     }
 
     /// For each input column, the feature it fills (`None`: not one the model reads).
-    pub(crate) fn assign(&self, columns: &[&str]) -> Result<Vec<Option<usize>>> {
+    pub fn assign(&self, columns: &[&str]) -> Result<Vec<Option<usize>>> {
         // Clients nearly always send the signature's columns in its order; checking that
         // first costs a few comparisons instead of a hash per column.
         if !self.names.is_empty()
@@ -133,13 +132,13 @@ impl Features {
 
 /// Rows of features, row-major.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Matrix<T> {
+pub struct Matrix<T> {
     pub rows: usize,
     pub values: Vec<T>,
 }
 
 /// The request's rows as a feature matrix.
-pub(crate) fn matrix<T: Real>(input: &ModelInput, features: &Features) -> Result<Matrix<T>> {
+pub fn matrix<T: Real>(input: &ModelInput, features: &Features) -> Result<Matrix<T>> {
     match input {
         ModelInput::Frame(batch) => {
             let names: Vec<&str> = batch
@@ -228,7 +227,7 @@ fn from_tensors<T: Real>(features: &Features, tensors: &[Tensor]) -> Result<Matr
 }
 
 /// Writes `array` into `out` at `offset`, `offset + stride`, … converted to `T`.
-pub(crate) fn fill<T: Real>(
+pub fn fill<T: Real>(
     array: &dyn Array,
     name: &str,
     out: &mut [T],

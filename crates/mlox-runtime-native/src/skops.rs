@@ -12,19 +12,19 @@
 
 use serde_json::{Map, Value};
 
-use super::Refusal;
+use crate::Refusal;
 
-pub(crate) fn corrupt(message: impl Into<String>) -> Refusal {
+pub fn corrupt(message: impl Into<String>) -> Refusal {
     Refusal::Corrupt(format!("the skops archive: {}", message.into()))
 }
 
-pub(crate) fn unsupported(message: impl Into<String>) -> Refusal {
+pub fn unsupported(message: impl Into<String>) -> Refusal {
     Refusal::Unsupported(message.into())
 }
 
 /// Class labels as numpy held them; `predict` returns them in this type.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Labels {
+pub enum Labels {
     Int64(Vec<i64>),
     Int32(Vec<i32>),
     Float64(Vec<f64>),
@@ -33,7 +33,7 @@ pub(crate) enum Labels {
 }
 
 impl Labels {
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
             Labels::Int64(v) => v.len(),
             Labels::Int32(v) => v.len(),
@@ -45,20 +45,20 @@ impl Labels {
 }
 
 /// An opened archive and its parsed `schema.json`.
-pub(crate) struct Skops<'a> {
+pub struct Skops<'a> {
     pub archive: Archive<'a>,
     pub schema: Value,
 }
 
 impl<'a> Skops<'a> {
-    pub(crate) fn open(bytes: &'a [u8]) -> Result<Self, Refusal> {
+    pub fn open(bytes: &'a [u8]) -> Result<Self, Refusal> {
         let archive = Archive::open(bytes)?;
         let schema: Value = serde_json::from_slice(archive.file("schema.json")?)
             .map_err(|e| corrupt(format!("schema.json is not JSON: {e}")))?;
         Ok(Skops { archive, schema })
     }
 
-    pub(crate) fn root(&self) -> Node<'_> {
+    pub fn root(&self) -> Node<'_> {
         Node {
             value: &self.schema,
             archive: &self.archive,
@@ -68,7 +68,7 @@ impl<'a> Skops<'a> {
 
 /// One node of the object tree.
 #[derive(Clone, Copy)]
-pub(crate) struct Node<'a> {
+pub struct Node<'a> {
     value: &'a Value,
     archive: &'a Archive<'a>,
 }
@@ -76,7 +76,7 @@ pub(crate) struct Node<'a> {
 /// A JSON scalar as Python held it; numbers keep NaN and infinities, which JSON text spells
 /// `NaN`, `Infinity` and `-Infinity`.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Scalar {
+pub enum Scalar {
     None,
     Bool(bool),
     Int(i64),
@@ -87,7 +87,7 @@ pub(crate) enum Scalar {
 }
 
 impl Scalar {
-    pub(crate) fn as_f64(&self) -> Option<f64> {
+    pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Scalar::Int(i) => Some(i as f64),
             Scalar::Float(f) => Some(f),
@@ -101,21 +101,21 @@ impl<'a> Node<'a> {
         self.value.get(key).and_then(Value::as_str).unwrap_or("")
     }
 
-    pub(crate) fn loader(&self) -> &'a str {
+    pub fn loader(&self) -> &'a str {
         self.str_field("__loader__")
     }
 
-    pub(crate) fn class(&self) -> &'a str {
+    pub fn class(&self) -> &'a str {
         self.str_field("__class__")
     }
 
     /// `module.Class`, as Python names the type.
-    pub(crate) fn type_name(&self) -> String {
+    pub fn type_name(&self) -> String {
         format!("{}.{}", self.str_field("__module__"), self.class())
     }
 
     /// Another value of the same archive as a node.
-    pub(crate) fn with(&self, value: &'a Value) -> Node<'a> {
+    pub fn with(&self, value: &'a Value) -> Node<'a> {
         self.child(value)
     }
 
@@ -128,7 +128,7 @@ impl<'a> Node<'a> {
 
     /// The attribute dict of an object rebuilt from its `__dict__` (`ObjectNode`) or through
     /// `__reduce__` (`TreeNode` and kin).
-    pub(crate) fn attrs(&self) -> Result<Attrs<'a>, Refusal> {
+    pub fn attrs(&self) -> Result<Attrs<'a>, Refusal> {
         match self.loader() {
             "ObjectNode" | "TreeNode" => {}
             other => {
@@ -146,7 +146,7 @@ impl<'a> Node<'a> {
     }
 
     /// The entries of a `DictNode` with string keys.
-    pub(crate) fn dict(&self) -> Result<Attrs<'a>, Refusal> {
+    pub fn dict(&self) -> Result<Attrs<'a>, Refusal> {
         if self.loader() != "DictNode" {
             return Err(unsupported(format!(
                 "a {} where a dict was expected",
@@ -166,7 +166,7 @@ impl<'a> Node<'a> {
     }
 
     /// The items of a list or tuple.
-    pub(crate) fn items(&self) -> Result<Vec<Node<'a>>, Refusal> {
+    pub fn items(&self) -> Result<Vec<Node<'a>>, Refusal> {
         if !matches!(self.loader(), "ListNode" | "TupleNode") {
             return Err(unsupported(format!(
                 "a {} where a list was expected",
@@ -182,16 +182,16 @@ impl<'a> Node<'a> {
     }
 
     /// The node's `content` as stored, for nodes whose content is plain JSON (`SliceNode`).
-    pub(crate) fn raw_content(&self) -> Option<&'a Value> {
+    pub fn raw_content(&self) -> Option<&'a Value> {
         self.value.get("content")
     }
 
-    pub(crate) fn is_json(&self) -> bool {
+    pub fn is_json(&self) -> bool {
         self.loader() == "JsonNode"
     }
 
     /// The value of a `JsonNode`.
-    pub(crate) fn scalar(&self) -> Result<Scalar, Refusal> {
+    pub fn scalar(&self) -> Result<Scalar, Refusal> {
         if !self.is_json() {
             return Err(unsupported(format!(
                 "a {} ({}) where a plain value was expected",
@@ -222,7 +222,7 @@ impl<'a> Node<'a> {
     }
 
     /// A number stored as JSON or as a 0-d numpy array (`np.float64(…)`).
-    pub(crate) fn number(&self) -> Result<f64, Refusal> {
+    pub fn number(&self) -> Result<f64, Refusal> {
         if self.is_json() {
             return self
                 .scalar()?
@@ -240,7 +240,7 @@ impl<'a> Node<'a> {
 
     /// A numpy array (`NdArrayNode`). Object arrays (strings from pandas, estimators) come back
     /// as [`Data::Nodes`].
-    pub(crate) fn array(&self) -> Result<Array<'a>, Refusal> {
+    pub fn array(&self) -> Result<Array<'a>, Refusal> {
         if self.loader() != "NdArrayNode" {
             return Err(unsupported(format!(
                 "a {} ({}) where a numpy array was expected",
@@ -285,7 +285,7 @@ impl<'a> Node<'a> {
     }
 
     /// A 1-D array of class labels or categories in its numpy type.
-    pub(crate) fn labels(&self) -> Result<Labels, Refusal> {
+    pub fn labels(&self) -> Result<Labels, Refusal> {
         let array = self.array()?;
         if array.shape.len() != 1 {
             return Err(unsupported("labels that are not a 1-D array"));
@@ -314,14 +314,14 @@ impl<'a> Node<'a> {
 
 /// The string-keyed entries of an object's attribute dict.
 #[derive(Clone, Copy)]
-pub(crate) struct Attrs<'a> {
+pub struct Attrs<'a> {
     map: &'a Map<String, Value>,
     archive: &'a Archive<'a>,
     owner: &'a Value,
 }
 
 impl<'a> Attrs<'a> {
-    pub(crate) fn get(&self, name: &str) -> Option<Node<'a>> {
+    pub fn get(&self, name: &str) -> Option<Node<'a>> {
         self.map.get(name).map(|value| Node {
             value,
             archive: self.archive,
@@ -329,7 +329,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// An attribute a fitted estimator always has.
-    pub(crate) fn req(&self, name: &str) -> Result<Node<'a>, Refusal> {
+    pub fn req(&self, name: &str) -> Result<Node<'a>, Refusal> {
         self.get(name).ok_or_else(|| {
             corrupt(format!(
                 "{}.{} has no {name} (was it fitted?)",
@@ -346,12 +346,12 @@ impl<'a> Attrs<'a> {
     }
 
     /// A JSON attribute, `None` when absent.
-    pub(crate) fn scalar(&self, name: &str) -> Result<Option<Scalar>, Refusal> {
+    pub fn scalar(&self, name: &str) -> Result<Option<Scalar>, Refusal> {
         self.get(name).map(|n| n.scalar()).transpose()
     }
 
     /// A string parameter (`strategy`, `handle_unknown`, …).
-    pub(crate) fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
+    pub fn string(&self, name: &str) -> Result<Option<String>, Refusal> {
         Ok(match self.scalar(name)? {
             Some(Scalar::Str(s)) => Some(s),
             _ => None,
@@ -359,7 +359,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// A boolean parameter, `default` when absent.
-    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, Refusal> {
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, Refusal> {
         Ok(match self.scalar(name)? {
             Some(Scalar::Bool(b)) => b,
             None => default,
@@ -370,7 +370,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// Whether the attribute is absent or `None`.
-    pub(crate) fn is_none(&self, name: &str) -> bool {
+    pub fn is_none(&self, name: &str) -> bool {
         match self.get(name) {
             None => true,
             Some(n) => n.is_json() && matches!(n.scalar(), Ok(Scalar::None)),
@@ -378,7 +378,7 @@ impl<'a> Attrs<'a> {
     }
 
     /// The `feature_names_in_` of an estimator fitted on a DataFrame with string column names.
-    pub(crate) fn feature_names(&self) -> Result<Option<Vec<String>>, Refusal> {
+    pub fn feature_names(&self) -> Result<Option<Vec<String>>, Refusal> {
         let Some(node) = self.get("feature_names_in_") else {
             return Ok(None);
         };
@@ -390,12 +390,12 @@ impl<'a> Attrs<'a> {
 }
 
 /// A numpy array read from the archive, in C (row-major) order.
-pub(crate) struct Array<'a> {
+pub struct Array<'a> {
     pub shape: Vec<usize>,
     pub data: Data<'a>,
 }
 
-pub(crate) enum Data<'a> {
+pub enum Data<'a> {
     F64(Vec<f64>),
     F32(Vec<f32>),
     I64(Vec<i64>),
@@ -409,12 +409,12 @@ pub(crate) enum Data<'a> {
 }
 
 impl Array<'_> {
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
     /// The elements as `f64` when the array holds 64-bit floats.
-    pub(crate) fn into_f64(self, what: &str) -> Result<Vec<f64>, Refusal> {
+    pub fn into_f64(self, what: &str) -> Result<Vec<f64>, Refusal> {
         match self.data {
             Data::F64(v) => Ok(v),
             Data::F32(_) => Err(unsupported(format!("{what} in 32-bit floats"))),
@@ -424,7 +424,7 @@ impl Array<'_> {
 }
 
 /// The fields of a structured numpy array (scikit-learn's tree nodes).
-pub(crate) struct Records {
+pub struct Records {
     fields: Vec<(String, String, usize)>,
     itemsize: usize,
     count: usize,
@@ -466,15 +466,15 @@ impl Records {
             .collect())
     }
 
-    pub(crate) fn i64s(&self, name: &str) -> Result<Vec<i64>, Refusal> {
+    pub fn i64s(&self, name: &str) -> Result<Vec<i64>, Refusal> {
         self.values(name, &["<i8"], i64::from_le_bytes)
     }
 
-    pub(crate) fn f64s(&self, name: &str) -> Result<Vec<f64>, Refusal> {
+    pub fn f64s(&self, name: &str) -> Result<Vec<f64>, Refusal> {
         self.values(name, &["<f8"], f64::from_le_bytes)
     }
 
-    pub(crate) fn u8s(&self, name: &str) -> Result<Vec<u8>, Refusal> {
+    pub fn u8s(&self, name: &str) -> Result<Vec<u8>, Refusal> {
         self.values(name, &["|u1", "|b1"], |b: [u8; 1]| b[0])
     }
 }
@@ -491,7 +491,7 @@ fn width(descr: &str) -> Option<usize> {
 }
 
 /// A `.npy` file.
-pub(crate) fn npy(bytes: &[u8]) -> Result<Array<'static>, Refusal> {
+pub fn npy(bytes: &[u8]) -> Result<Array<'static>, Refusal> {
     let bad = |m: &str| corrupt(format!("a .npy file {m}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("lacks the numpy magic"));
@@ -671,12 +671,12 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// The stored entries of a zip archive.
-pub(crate) struct Archive<'a> {
+pub struct Archive<'a> {
     entries: Vec<(String, &'a [u8])>,
 }
 
 impl<'a> Archive<'a> {
-    pub(crate) fn open(bytes: &'a [u8]) -> Result<Self, Refusal> {
+    pub fn open(bytes: &'a [u8]) -> Result<Self, Refusal> {
         let u16_at = |at: usize| -> Result<usize, Refusal> {
             bytes
                 .get(at..at.saturating_add(2))
@@ -743,7 +743,7 @@ impl<'a> Archive<'a> {
         Ok(Archive { entries })
     }
 
-    pub(crate) fn file(&self, name: &str) -> Result<&'a [u8], Refusal> {
+    pub fn file(&self, name: &str) -> Result<&'a [u8], Refusal> {
         self.entries
             .iter()
             .find(|(n, _)| n == name)
@@ -780,10 +780,10 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 impl<'a> Node<'a> {
     /// A node of a tree that references no arrays.
-    pub(crate) fn test(value: &'a Value) -> Self {
+    pub fn test(value: &'a Value) -> Self {
         static EMPTY: Archive<'static> = Archive {
             entries: Vec::new(),
         };
@@ -795,12 +795,12 @@ impl<'a> Node<'a> {
 }
 
 /// Builders of archives for the tests of the readers built on this one.
-#[cfg(test)]
-pub(crate) mod testing {
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::crc32;
 
     /// A zip archive of stored entries, as Python's zipfile writes with ZIP_STORED.
-    pub(crate) fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    pub fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut central = Vec::new();
         for (name, data) in files {
@@ -847,7 +847,7 @@ pub(crate) mod testing {
         out
     }
 
-    pub(crate) fn npy_file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+    pub fn npy_file(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
         let order = if fortran { "True" } else { "False" };
         let mut header =
             format!("{{'descr': {descr}, 'fortran_order': {order}, 'shape': {shape}, }}");
@@ -862,7 +862,7 @@ pub(crate) mod testing {
         out
     }
 
-    pub(crate) fn json_node(value: &str) -> serde_json::Value {
+    pub fn json_node(value: &str) -> serde_json::Value {
         serde_json::json!({"__class__": "str", "__module__": "builtins",
             "__loader__": "JsonNode", "content": value, "is_json": true})
     }

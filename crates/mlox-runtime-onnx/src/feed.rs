@@ -22,7 +22,7 @@ use arrow_schema::DataType;
 use mlox_core::{Error, Result};
 use mlox_mlmodel::signature::TensorSpec;
 
-use crate::{ModelInput, Tensor};
+use mlox_runtime::{ModelInput, Tensor};
 
 /// The element types this runtime feeds and returns; the names are numpy's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

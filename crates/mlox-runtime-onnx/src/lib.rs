@@ -21,7 +21,7 @@
 mod feed;
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
@@ -40,9 +40,11 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 use tract_onnx::tract_hir::infer::{Factoid, ShapeFactoid};
 
-pub use crate::native::Load;
-use crate::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Predictor};
 use feed::{Dtype, Feed, InputSpec, Route, Values, each_values};
+pub use mlox_runtime::{Load, ModelDir};
+use mlox_runtime::{
+    LoadedModel, ModelInput, ModelOutput, NativeBackend, PredictRequest, Predictor, fallback,
+};
 
 /// The flavor's name in `MLmodel`.
 const FLAVOR: &str = "onnx";
@@ -51,19 +53,23 @@ const FLAVOR: &str = "onnx";
 /// millisecond of a small graph's work); below, hopping threads would cost more than it saves.
 const BLOCKING_ELEMENTS: usize = 50_000;
 
-fn fallback(reason: impl Into<String>) -> Result<Load> {
-    Ok(Load::Fallback {
-        reason: reason.into(),
-    })
+/// The backend for `mlflow.onnx` models.
+pub struct Onnx;
+
+impl NativeBackend for Onnx {
+    fn loader_modules(&self) -> &'static [&'static str] {
+        &["mlflow.onnx"]
+    }
+
+    fn load(&self, model: &ModelDir) -> Result<Load> {
+        load(model)
+    }
 }
 
-/// Loads the MLflow model in `dir` natively if it is an ONNX model tract runs faithfully; see
-/// the module documentation.
-pub fn load(dir: &Path) -> Result<Load> {
-    let mlmodel = match MlModel::from_dir(dir) {
-        Ok(m) => m,
-        Err(e) => return fallback(e.message),
-    };
+/// Loads `model` natively if it is an ONNX model tract runs faithfully; see the module
+/// documentation.
+pub fn load(model: &ModelDir) -> Result<Load> {
+    let mlmodel = model.mlmodel.clone();
     let Some(flavor) = mlmodel.flavor(FLAVOR) else {
         return fallback("the model has no onnx flavor");
     };
@@ -78,7 +84,7 @@ pub fn load(dir: &Path) -> Result<Load> {
             loader.unwrap_or("nothing")
         ));
     }
-    let Some(path) = data_file(dir, flavor) else {
+    let Some(path) = data_file(model, flavor) else {
         return fallback("the onnx flavor's data path leaves the model directory");
     };
     let signature = match mlmodel.parsed_signature() {
@@ -150,18 +156,15 @@ pub fn load(dir: &Path) -> Result<Load> {
     })
 }
 
-/// The flavor's `data` file inside `dir` (MLflow's default name when it does not say);
-/// `None` when it would leave the directory.
-fn data_file(dir: &Path, flavor: &Value) -> Option<PathBuf> {
-    let data = flavor
-        .get("data")
-        .and_then(Value::as_str)
-        .unwrap_or("model.onnx");
-    let relative = Path::new(data);
-    let inside = relative
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    inside.then(|| dir.join(relative))
+/// The flavor's `data` file inside the model directory (MLflow's default name when it does
+/// not say); `None` when it would leave the directory.
+fn data_file(model: &ModelDir, flavor: &Value) -> Option<PathBuf> {
+    model.file(
+        flavor
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or("model.onnx"),
+    )
 }
 
 fn dims_text(dims: &[Option<usize>]) -> String {
@@ -466,7 +469,7 @@ impl Runtime {
                 arrays
                     .into_iter()
                     .zip(&self.graph.outputs)
-                    .map(|((data, shape), name)| crate::Tensor {
+                    .map(|((data, shape), name)| mlox_runtime::Tensor {
                         name: name.clone(),
                         shape,
                         data,
@@ -533,6 +536,11 @@ fn from_tract(value: &TValue, dtype: Dtype) -> Result<(ArrayRef, Vec<usize>)> {
 mod tests {
     use super::*;
 
+    /// Reads `dir`'s MLmodel and offers it to this backend, as selection does.
+    fn load_dir(dir: &Path) -> Result<Load> {
+        load(&ModelDir::open(dir)?)
+    }
+
     fn reason(load: Load) -> String {
         match load {
             Load::Fallback { reason } => reason,
@@ -543,27 +551,32 @@ mod tests {
     #[test]
     fn other_flavors_and_escaping_paths_fall_back() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("MLmodel"));
+        assert!(
+            ModelDir::open(dir.path())
+                .unwrap_err()
+                .message
+                .contains("MLmodel")
+        );
         std::fs::write(
             dir.path().join("MLmodel"),
             "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n",
         )
         .unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("onnx flavor"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("onnx flavor"));
         std::fs::write(
             dir.path().join("MLmodel"),
             "flavors:\n  onnx:\n    data: model.onnx\n  python_function:\n    \
              loader_module: custom.loader\n",
         )
         .unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("custom.loader"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("custom.loader"));
         std::fs::write(
             dir.path().join("MLmodel"),
             "flavors:\n  onnx:\n    data: ../model.onnx\n  python_function:\n    \
              loader_module: mlflow.onnx\n",
         )
         .unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("leaves"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("leaves"));
     }
 
     #[test]
@@ -575,13 +588,13 @@ mod tests {
              loader_module: mlflow.onnx\n",
         )
         .unwrap();
-        assert!(load(dir.path()).is_err());
+        assert!(load_dir(dir.path()).is_err());
         std::fs::write(
             dir.path().join("model.onnx"),
             b"\xff\xff\xff\xff not protobuf",
         )
         .unwrap();
-        let err = load(dir.path()).err().unwrap();
+        let err = load_dir(dir.path()).err().unwrap();
         assert_eq!(err.code, mlox_core::Code::InvalidParameterValue);
     }
 }

@@ -11,9 +11,9 @@
 //! script's docstring names the versions it was made with). Without one these tests print a
 //! note and pass, unless `MLOX_REQUIRE_ONNX=1` makes that a failure.
 
-#![cfg(feature = "onnx")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../mlox-runtime/tests/support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;
@@ -23,8 +23,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::DataType;
-use mlox_runtime::onnx::{self, Load};
+use mlox_runtime::{Load, ModelDir};
 use mlox_runtime::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Tensor};
+use mlox_runtime_onnx as onnx;
 use serde_json::Value;
 
 struct Fixture {
@@ -46,7 +47,10 @@ impl Fixture {
     }
 
     fn load(&self, name: &str) -> LoadedModel {
-        support::native(name, onnx::load(&self.dir.join(name)).unwrap())
+        support::native(
+            name,
+            onnx::load(&ModelDir::open(&self.dir.join(name)).unwrap()).unwrap(),
+        )
     }
 }
 
@@ -238,7 +242,7 @@ fn zipmaps_unsupported_operators_and_text_fall_back() {
     assert_eq!(fallbacks.len(), 3);
     for name in fallbacks {
         let name = name.as_str().unwrap();
-        match onnx::load(&fixture.dir.join(name)).unwrap() {
+        match onnx::load(&ModelDir::open(&fixture.dir.join(name)).unwrap()).unwrap() {
             Load::Fallback { reason } => {
                 eprintln!("{name}: {reason}");
                 let expected = match name {

@@ -1,4 +1,7 @@
-//! MLflow pyfunc models served by a pool of Python worker processes.
+//! MLflow pyfunc models served by a pool of Python worker processes: the Python backend of
+//! mlox's runtimes, and the one every model no native backend takes falls back to. It owns
+//! the worker pool, the worker script and the model's Python environment; it implements
+//! mlox-runtime's `Predictor` and imports no other backend and no transport.
 //!
 //! Any model MLflow can load (custom `PythonModel`s, sklearn, xgboost, transformers, …) runs
 //! here through `mlflow.pyfunc.load_model` in the model's own interpreter, so its predictions
@@ -70,14 +73,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use env::EnvManager;
 
-use crate::{
-    LoadedModel, ModelOutput, PredictRequest, Predictor, ProtocolRequest, ProtocolResponse,
+use mlox_runtime::{
+    LoadedModel, ModelDir, ModelOutput, PredictRequest, Predictor, ProtocolRequest,
+    ProtocolResponse,
 };
 use pool::{Job, Slots, Worker, WorkerConfig};
 use protocol::{Answer, EncodedRequest};
 
 /// The worker program every Python model runs in.
-const WORKER_SCRIPT: &str = include_str!("../../python/mlox_worker.py");
+const WORKER_SCRIPT: &str = include_str!("../python/mlox_worker.py");
 
 /// How a Python model's workers are run.
 #[derive(Clone, Debug)]
@@ -136,7 +140,12 @@ impl PythonRuntime {
     /// Starts `options.workers` workers on the model in `model_dir` and returns once all have
     /// loaded it; a model that fails to load is an error here, never at the first request.
     pub async fn load(model_dir: &Path, options: PythonOptions) -> Result<LoadedModel> {
-        let pool = PythonPool::start(model_dir, options).await?;
+        PythonRuntime::load_model(&ModelDir::open(model_dir)?, options).await
+    }
+
+    /// [`PythonRuntime::load`] for a model whose `MLmodel` runtime selection already read.
+    pub async fn load_model(model: &ModelDir, options: PythonOptions) -> Result<LoadedModel> {
+        let pool = PythonPool::start_model(model, options).await?;
         Ok(LoadedModel {
             mlmodel: pool.mlmodel.clone(),
             signature: pool.signature.clone(),
@@ -161,13 +170,18 @@ pub struct PythonPool {
 
 impl PythonPool {
     pub async fn start(model_dir: &Path, options: PythonOptions) -> Result<PythonPool> {
-        let model_dir = std::path::absolute(model_dir).map_err(|e| {
+        PythonPool::start_model(&ModelDir::open(model_dir)?, options).await
+    }
+
+    /// [`PythonPool::start`] for a model whose `MLmodel` is already read.
+    pub async fn start_model(model: &ModelDir, options: PythonOptions) -> Result<PythonPool> {
+        let model_dir = std::path::absolute(&model.path).map_err(|e| {
             Error::invalid(format!(
                 "invalid model directory {}: {e}",
-                model_dir.display()
+                model.path.display()
             ))
         })?;
-        let mlmodel = MlModel::from_dir(&model_dir)?;
+        let mlmodel = model.mlmodel.clone();
         if mlmodel.flavor(PYFUNC_FLAVOR).is_none() {
             return Err(Error::invalid(format!(
                 "{} has no {PYFUNC_FLAVOR} flavor, so MLflow cannot load it as a pyfunc model",

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::{ModelInput, ModelOutput, PredictRequest, ProtocolRequest, ProtocolResponse, Tensor};
+use mlox_runtime::{
+    ModelInput, ModelOutput, PredictRequest, ProtocolRequest, ProtocolResponse, Tensor,
+};
 
 /// Must match `PROTOCOL_VERSION` in `mlox_worker.py`.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;

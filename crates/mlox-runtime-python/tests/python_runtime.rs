@@ -4,9 +4,9 @@
 //! scikit-learn and pyarrow (the compatibility suite's venv has them). Without one these tests
 //! print a note and pass, unless `MLOX_REQUIRE_PYTHON=1` makes that a failure.
 
-#![cfg(feature = "python")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../mlox-runtime/tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use mlox_core::Code;
-use mlox_runtime::python::{PythonOptions, PythonPool, PythonRuntime};
 use mlox_runtime::{ModelInput, ModelOutput, PredictRequest, Predictor, Tensor};
+use mlox_runtime_python::{PythonOptions, PythonPool, PythonRuntime};
 use serde_json::{Map, Value};
 
 fn python() -> Option<PathBuf> {
@@ -667,7 +667,7 @@ async fn the_virtualenv_manager_builds_the_models_env_once_and_serves_from_it() 
     let Some(fx) = Fixture::get() else { return };
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mlox-venv-cache");
     let options = PythonOptions {
-        env_manager: mlox_runtime::python::EnvManager::Virtualenv,
+        env_manager: mlox_runtime_python::EnvManager::Virtualenv,
         cache_dir: Some(cache.clone()),
         startup_timeout: Duration::from_secs(1800),
         ..fx.options()

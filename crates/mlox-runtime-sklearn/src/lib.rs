@@ -20,32 +20,43 @@
 mod model;
 mod read;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mlox_core::{Error, Result};
+use mlox_mlmodel::Signature;
 use mlox_mlmodel::mlmodel::PYFUNC_FLAVOR;
 use mlox_mlmodel::signature::{DataType, Schema};
-use mlox_mlmodel::{MlModel, Signature};
+pub use mlox_runtime::{Load, ModelDir};
+use mlox_runtime::{
+    LoadedModel, ModelInput, ModelOutput, NativeBackend, PredictRequest, Predictor, fallback,
+};
+use mlox_runtime_native::{read_file, refused};
 use serde_json::Value;
 
-pub use crate::native::Load;
-use crate::native::{fallback, flavor_file, read_file, refused};
-use crate::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Predictor};
 use model::Model;
 
 /// Above this much work (row × feature or tree visits) a prediction runs on the blocking pool;
 /// below, hopping threads would cost more than it saves.
 const BLOCKING_WORK: usize = 400_000;
 
-/// Loads the MLflow model in `dir` natively if it is a scikit-learn model this runtime
-/// reproduces; see the module documentation.
-pub fn load(dir: &Path) -> Result<Load> {
-    let mlmodel = match MlModel::from_dir(dir) {
-        Ok(m) => m,
-        Err(e) => return fallback(e.message),
-    };
+/// The backend for `mlflow.sklearn` models.
+pub struct Sklearn;
+
+impl NativeBackend for Sklearn {
+    fn loader_modules(&self) -> &'static [&'static str] {
+        &["mlflow.sklearn"]
+    }
+
+    fn load(&self, model: &ModelDir) -> Result<Load> {
+        load(model)
+    }
+}
+
+/// Loads `model` natively if it is a scikit-learn model this runtime reproduces; see the
+/// module documentation.
+pub fn load(model: &ModelDir) -> Result<Load> {
+    let mlmodel = model.mlmodel.clone();
     let Some(pyfunc) = mlmodel.flavor(PYFUNC_FLAVOR) else {
         return fallback("the model has no python_function flavor");
     };
@@ -78,7 +89,7 @@ pub fn load(dir: &Path) -> Result<Load> {
         Ok(s) => s,
         Err(e) => return fallback(format!("its signature is unreadable: {}", e.message)),
     };
-    let Some(path) = flavor_file(dir, flavor, "pickled_model") else {
+    let Some(path) = model.flavor_file(flavor, "pickled_model") else {
         return fallback(
             "the sklearn flavor's model path is missing or leaves the model directory",
         );
@@ -152,7 +163,14 @@ impl Predictor for SklearnPredictor {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    /// Reads `dir`'s MLmodel and offers it to this backend, as selection does.
+    fn load_dir(dir: &Path) -> Result<Load> {
+        load(&ModelDir::open(dir)?)
+    }
 
     fn reason(load: Load) -> String {
         match load {
@@ -174,33 +192,38 @@ mod tests {
     #[test]
     fn foreign_and_pickled_models_fall_back() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(reason(load(dir.path()).unwrap()).contains("MLmodel"));
+        assert!(
+            ModelDir::open(dir.path())
+                .unwrap_err()
+                .message
+                .contains("MLmodel")
+        );
         let write = |text: &str| std::fs::write(dir.path().join("MLmodel"), text).unwrap();
         write("flavors:\n  python_function:\n    loader_module: mlflow.xgboost\n");
-        assert!(reason(load(dir.path()).unwrap()).contains("mlflow.xgboost"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("mlflow.xgboost"));
         write(&MLMODEL.replace(
             "serialization_format: skops",
             "serialization_format: pickle",
         ));
-        assert!(reason(load(dir.path()).unwrap()).contains("pickle"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("pickle"));
         write(&MLMODEL.replace("serialization_format: skops\n", ""));
-        assert!(reason(load(dir.path()).unwrap()).contains("cloudpickle"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("cloudpickle"));
         write(&MLMODEL.replace(
             "pickled_model: model.skops",
             "pickled_model: ../model.skops",
         ));
-        assert!(reason(load(dir.path()).unwrap()).contains("leaves the model directory"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("leaves the model directory"));
         write(&MLMODEL.replace("predict_fn: predict", "predict_fn: predict_proba"));
-        assert!(reason(load(dir.path()).unwrap()).contains("predict_proba"));
+        assert!(reason(load_dir(dir.path()).unwrap()).contains("predict_proba"));
     }
 
     #[test]
     fn a_missing_or_corrupt_archive_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("MLmodel"), MLMODEL).unwrap();
-        assert!(load(dir.path()).is_err());
+        assert!(load_dir(dir.path()).is_err());
         std::fs::write(dir.path().join("model.skops"), b"PK not really").unwrap();
-        let err = load(dir.path()).err().unwrap();
+        let err = load_dir(dir.path()).err().unwrap();
         assert_eq!(err.code, mlox_core::Code::InvalidParameterValue);
         assert!(err.message.contains("model.skops"), "{}", err.message);
     }

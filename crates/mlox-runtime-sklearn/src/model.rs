@@ -19,11 +19,11 @@ use arrow_array::{
 use arrow_schema::DataType;
 use mlox_core::{Error, Result};
 
-use crate::native::forest::Forest;
-use crate::native::input::{self, Features};
-use crate::native::skops::Labels;
-use crate::native::{column, tensor};
-use crate::{ModelInput, ModelOutput};
+use mlox_runtime::{ModelInput, ModelOutput};
+use mlox_runtime_native::forest::Forest;
+use mlox_runtime_native::input::{self, Features};
+use mlox_runtime_native::skops::Labels;
+use mlox_runtime_native::{column, tensor};
 
 /// A string column of the request.
 #[derive(Clone, Copy, Debug)]
@@ -600,8 +600,8 @@ mod tests {
     use arrow_array::RecordBatch;
 
     use super::*;
-    use crate::native::forest::{Compare, Missing, NodeSpec, Split};
-    use crate::native::input::Naming;
+    use mlox_runtime_native::forest::{Compare, Missing, NodeSpec, Split};
+    use mlox_runtime_native::input::Naming;
 
     fn nums(cols: &[&[f64]]) -> Table<'static> {
         Table {

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use super::model::{
     Branch, Categories, Estimator, Linear, LinearOutput, Model, Step, TreeOutput, Trees,
 };
-use crate::native::Refusal;
-use crate::native::forest::{Compare, Forest, Missing, NodeSpec, Split};
-use crate::native::input::{Features, Naming};
-use crate::native::skops::{Attrs, Data, Labels, Node, Scalar, Skops, corrupt, unsupported};
+use mlox_runtime_native::Refusal;
+use mlox_runtime_native::forest::{Compare, Forest, Missing, NodeSpec, Split};
+use mlox_runtime_native::input::{Features, Naming};
+use mlox_runtime_native::skops::{Attrs, Data, Labels, Node, Scalar, Skops, corrupt, unsupported};
 
 /// Reads the estimator in a skops archive; returns it and a one-line description.
 pub(crate) fn read(bytes: &[u8]) -> Result<(Model, String), Refusal> {
@@ -780,7 +780,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::native::skops::testing::{json_node, npy_file, zip};
+    use mlox_runtime_native::skops::testing::{json_node, npy_file, zip};
 
     fn dict(entries: Value) -> Value {
         json!({"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",

@@ -8,9 +8,9 @@
 //! scikit-learn and skops. Without one these tests print a note and pass, unless
 //! `MLOX_REQUIRE_PYTHON=1` makes that a failure.
 
-#![cfg(feature = "sklearn")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../mlox-runtime/tests/support/mod.rs"]
 mod support;
 
 use support::downcast;
@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use mlox_runtime::sklearn::{self, Load};
+use mlox_runtime::{Load, ModelDir};
 use mlox_runtime::{LoadedModel, ModelInput, ModelOutput, PredictRequest, Tensor};
+use mlox_runtime_sklearn as sklearn;
 use serde_json::{Map, Value};
 
 struct Fixture {
@@ -42,7 +43,10 @@ impl Fixture {
     }
 
     fn load(&self, name: &str) -> LoadedModel {
-        support::native(name, sklearn::load(&self.dir.join(name)).unwrap())
+        support::native(
+            name,
+            sklearn::load(&ModelDir::open(&self.dir.join(name)).unwrap()).unwrap(),
+        )
     }
 
     fn rows(&self, name: &str) -> usize {
@@ -195,13 +199,14 @@ fn unsupported_models_fall_back_with_a_reason() {
     let Some(fx) = Fixture::get() else { return };
     let fallbacks = fx.expected["fallbacks"].as_array().unwrap();
     assert!(fallbacks.len() >= 5);
-    let reason = |name: &str| match sklearn::load(&fx.dir.join(name)).unwrap() {
-        Load::Fallback { reason } => {
-            eprintln!("{name}: {reason}");
-            reason
-        }
-        Load::Native { description, .. } => panic!("{name} loaded natively: {description}"),
-    };
+    let reason =
+        |name: &str| match sklearn::load(&ModelDir::open(&fx.dir.join(name)).unwrap()).unwrap() {
+            Load::Fallback { reason } => {
+                eprintln!("{name}: {reason}");
+                reason
+            }
+            Load::Native { description, .. } => panic!("{name} loaded natively: {description}"),
+        };
     for name in fallbacks {
         assert!(!reason(name.as_str().unwrap()).is_empty());
     }

@@ -1,9 +1,15 @@
-//! Model runtimes for mlox: what it means to load a model and ask it for predictions,
-//! independent of how requests arrive. This crate owns the [`Predictor`] trait every runtime
-//! implements, the data that crosses it ([`ModelInput`] / [`ModelOutput`], Arrow columns so a
-//! batch can go to a Python worker over Arrow IPC without conversion), and the runtimes
-//! themselves. Transports (V2 REST/gRPC, MLflow's `/invocations`) decode their wire formats
-//! into these types and never see a runtime's internals.
+//! What it means to load a model and ask it for predictions, independent of how requests
+//! arrive and of which backend runs the model. This crate owns the [`Predictor`] trait every
+//! runtime backend implements, the data that crosses it ([`ModelInput`] / [`ModelOutput`],
+//! Arrow columns so a batch can go to a Python worker over Arrow IPC without conversion), the
+//! adaptive batcher ([`batching`]) and runtime selection ([`select`]): a model directory's
+//! `MLmodel` is read once ([`ModelDir`]) and offered to the native backends the caller
+//! enabled, each answering with a [`Load`].
+//!
+//! The backends are crates of their own (`mlox-runtime-python`, `-gbdt`, `-sklearn`, `-onnx`)
+//! that depend on this one; this crate imports none of them, nor any transport. Transports
+//! (V2 REST/gRPC, MLflow's `/invocations`) decode their wire formats into these types and
+//! never see a backend's internals.
 
 use std::sync::Arc;
 
@@ -13,20 +19,10 @@ use mlox_core::Result;
 use mlox_mlmodel::{MlModel, Signature};
 use serde_json::{Map, Value};
 
-#[cfg(feature = "batching")]
 pub mod batching;
-#[cfg(feature = "gbdt")]
-pub mod gbdt;
-#[cfg(any(feature = "gbdt", feature = "sklearn", feature = "onnx"))]
-mod native;
-#[cfg(any(feature = "gbdt", feature = "sklearn", feature = "onnx"))]
-pub use native::{Load, load as load_native};
-#[cfg(feature = "onnx")]
-pub mod onnx;
-#[cfg(feature = "python")]
-pub mod python;
-#[cfg(feature = "sklearn")]
-pub mod sklearn;
+mod select;
+
+pub use select::{Load, ModelDir, NativeBackend, fallback, select};
 
 /// A named n-dimensional array: `data` holds the elements flat, row-major, and its length is
 /// the product of `shape`.

@@ -20,7 +20,7 @@ use mlox_runtime::{ModelInput, ModelOutput, PredictRequest, Tensor};
 use serde_json::Value;
 
 use crate::arrays::{self, Encoded};
-use crate::ops::{InferRequest, InferTensor, Parameters, RequestedOutput};
+use crate::protocol::{InferRequest, InferTensor, Parameters, RequestedOutput};
 use crate::schema::{ContentType, ModelSchema, Target, column_content_type};
 use crate::tensor::{Datatype, TensorData};
 

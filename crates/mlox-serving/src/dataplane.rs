@@ -1,106 +1,22 @@
-//! The operations both skins expose, on protocol-neutral types: health, metadata, readiness,
-//! inference, the repository index and MLflow scoring. REST and gRPC only translate their wire
-//! formats into these calls and the [`mlox_core::Error`]s back into statuses.
+//! The operations both skins expose, on the protocol-neutral types of [`crate::protocol`]:
+//! health, metadata, readiness, inference, the repository index and MLflow scoring. REST and
+//! gRPC only translate their wire formats into these calls and the [`mlox_core::Error`]s back
+//! into statuses.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use mlox_core::{Error, Result};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::deployment::Deployer;
 use crate::metrics::Metrics;
+use crate::protocol::{
+    InferRequest, InferResponse, ModelMetadata, Parameters, ServerInfo, ServerMetadata,
+};
 use crate::repository::{ModelRepository, RepositoryEntry, RequestContract, ServedModel};
 use crate::scoring::{self, ScoringFormat};
-use crate::tensor::{Datatype, TensorData};
 use crate::{MLFLOW_PLATFORM, codec, handover};
-
-/// Free-form protocol parameters (`parameters` objects in REST, `InferParameter` maps in gRPC).
-pub type Parameters = Map<String, Value>;
-
-/// One input tensor of a request, or one output tensor of a response.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InferTensor {
-    pub name: String,
-    pub datatype: Datatype,
-    /// As sent: the codecs check it against `data` and the model.
-    pub shape: Vec<i64>,
-    pub parameters: Parameters,
-    pub data: TensorData,
-}
-
-/// An output the client asked for by name, with its parameters (e.g. `binary_data`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RequestedOutput {
-    pub name: String,
-    pub parameters: Parameters,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InferRequest {
-    pub id: Option<String>,
-    pub parameters: Parameters,
-    pub inputs: Vec<InferTensor>,
-    /// Empty: every output the model returns.
-    pub outputs: Vec<RequestedOutput>,
-    /// The HTTP headers (REST) or metadata (gRPC) the request came with, names lowercase;
-    /// models served under MLServer's contract see them in `parameters.headers`.
-    pub headers: Vec<(String, String)>,
-    /// Inputs whose elements arrived as binary (gRPC contents, Triton's binary extension)
-    /// rather than as JSON values; MLServer hands such BYTES to models as `bytes`.
-    pub binary_inputs: Vec<usize>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: Option<String>,
-    pub id: String,
-    pub parameters: Parameters,
-    pub outputs: Vec<InferTensor>,
-}
-
-/// How metadata describes one input or output; -1 marks a dimension of any size.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MetadataTensor {
-    pub name: String,
-    pub datatype: String,
-    pub shape: Vec<i64>,
-    pub parameters: Parameters,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelMetadata {
-    pub name: String,
-    pub versions: Vec<String>,
-    pub platform: String,
-    pub inputs: Vec<MetadataTensor>,
-    pub outputs: Vec<MetadataTensor>,
-    pub parameters: Parameters,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerMetadata {
-    pub name: String,
-    pub version: String,
-    pub extensions: Vec<String>,
-}
-
-/// The identity a server reports in `GET /v2` and `ServerMetadata`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerInfo {
-    pub name: String,
-    pub version: String,
-}
-
-impl Default for ServerInfo {
-    fn default() -> Self {
-        ServerInfo {
-            name: "mlox".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
-    }
-}
 
 /// The operations core: one per server, shared by the REST and gRPC skins.
 pub struct Dataplane {

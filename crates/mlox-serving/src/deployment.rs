@@ -11,13 +11,13 @@ use mlox_core::{Error, Result};
 use mlox_fetch::ModelFetcher;
 use mlox_mlmodel::mlserver::{Implementation, ModelSettings, discover_models};
 use mlox_mlmodel::{ModelUri, ServerSettings};
-use mlox_runtime::Load;
 use mlox_runtime::LoadedModel;
 use mlox_runtime::batching::{BatchOptions, Batching};
-use mlox_runtime::python::{PythonOptions, PythonRuntime};
+#[cfg(feature = "python")]
+pub use mlox_runtime_python::{EnvManager, PythonOptions};
 
-use crate::ModelRepository;
 use crate::repository::RequestContract;
+use crate::{ModelRepository, runtimes};
 
 /// One model to serve.
 #[derive(Clone, Debug)]
@@ -125,7 +125,11 @@ pub fn default_model_name(uri: &str) -> String {
 /// reproduces the model's flavor exactly, else the Python worker pool.
 pub struct ModelLoader {
     fetcher: ModelFetcher,
+    #[cfg(feature = "python")]
     python: PythonOptions,
+    /// Python workers per model, which is also how many batches a batching model keeps in
+    /// flight.
+    workers: usize,
     merge_waiting: usize,
 }
 
@@ -144,10 +148,23 @@ pub struct Target {
 }
 
 impl ModelLoader {
+    #[cfg(feature = "python")]
     pub fn new(fetcher: ModelFetcher, python: PythonOptions) -> Self {
         ModelLoader {
             fetcher,
+            workers: python.workers,
             python,
+            merge_waiting: DEFAULT_MERGE_WAITING,
+        }
+    }
+
+    /// A loader of a build without the Python runtime; `workers` bounds the batches a
+    /// batching model runs at once.
+    #[cfg(not(feature = "python"))]
+    pub fn new(fetcher: ModelFetcher, workers: usize) -> Self {
+        ModelLoader {
+            fetcher,
+            workers,
             merge_waiting: DEFAULT_MERGE_WAITING,
         }
     }
@@ -187,26 +204,16 @@ impl ModelLoader {
         uri: &ModelUri,
     ) -> Result<(LoadedModel, RequestContract)> {
         let fetched = self.fetcher.fetch(uri).await?;
-        let dir = model_root(&fetched.dir)?;
-        let (mut model, python) = match native(&dir).await? {
-            Load::Native { model, description } => {
-                tracing::info!(model = %spec.name, runtime = "native", "{description}");
-                (model, false)
-            }
-            Load::Fallback { reason } => {
-                tracing::info!(model = %spec.name, runtime = "python", "{reason}");
-                let options = PythonOptions {
-                    name: Some(spec.name.clone()),
-                    ..self.python.clone()
-                };
-                (PythonRuntime::load(&dir, options).await?, true)
-            }
-        };
-        if let Some(batching) = BatchOptions::from_settings(
-            spec.max_batch_size,
-            spec.max_batch_time,
-            self.python.workers,
-        ) {
+        let runtimes::Started { mut model, python } = runtimes::start(
+            &fetched.dir,
+            &spec.name,
+            #[cfg(feature = "python")]
+            &self.python,
+        )
+        .await?;
+        if let Some(batching) =
+            BatchOptions::from_settings(spec.max_batch_size, spec.max_batch_time, self.workers)
+        {
             tracing::info!(
                 model = %spec.name,
                 max_batch_size = batching.max_batch_size,
@@ -217,7 +224,7 @@ impl ModelLoader {
         } else if python
             && let Some(merging) = BatchOptions::merge_waiting(
                 merge_limit(spec.max_batch_size, self.merge_waiting),
-                self.python.workers,
+                self.workers,
             )
         {
             // A Python worker's fixed cost per call (pyfunc's schema checks, frame
@@ -274,49 +281,6 @@ fn merge_limit(max_batch_size: Option<u64>, server_limit: usize) -> usize {
     match max_batch_size {
         Some(0) | None => server_limit,
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-    }
-}
-
-/// The native runtime's answer for `dir`; reading a large tree model is blocking work.
-async fn native(dir: &Path) -> Result<Load> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || mlox_runtime::load_native(&dir))
-        .await
-        .map_err(|e| Error::internal(format!("the model reader stopped: {e}")))?
-}
-
-/// The directory holding `MLmodel`: `dir` itself, or its one subdirectory that does. Seed
-/// configurations point at a run's `artifacts/` folder with the model one level down, which
-/// MLServer rejects; one unambiguous candidate is what the user meant.
-fn model_root(dir: &Path) -> Result<PathBuf> {
-    if dir.join("MLmodel").is_file() {
-        return Ok(dir.to_path_buf());
-    }
-    let candidates: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::not_found(format!("cannot read {}: {e}", dir.display())))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.join("MLmodel").is_file())
-        .collect();
-    match candidates.as_slice() {
-        [one] => {
-            tracing::info!(dir = %one.display(), "using the one model below the given location");
-            Ok(one.clone())
-        }
-        [] => Err(Error::not_found(format!(
-            "no MLmodel file in {} or its subdirectories",
-            dir.display()
-        ))),
-        many => Err(Error::invalid(format!(
-            "{} holds no MLmodel file but {} models below it ({}); point the URI at one",
-            dir.display(),
-            many.len(),
-            many.iter()
-                .filter_map(|p| p.file_name())
-                .map(|n| n.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
     }
 }
 
@@ -687,31 +651,6 @@ mod tests {
             err.message.contains("models.MyCustomRuntime"),
             "{}",
             err.message
-        );
-    }
-
-    #[test]
-    fn the_model_root_is_the_directory_or_its_single_model_child() {
-        let root = tempfile::tempdir().unwrap();
-        let artifacts = root.path().join("artifacts");
-        write(&artifacts.join("path_test_model1/MLmodel"), "flavors: {}\n");
-        write(&artifacts.join("notes.txt"), "x");
-        assert_eq!(
-            model_root(&artifacts).unwrap(),
-            artifacts.join("path_test_model1")
-        );
-        assert_eq!(
-            model_root(&artifacts.join("path_test_model1")).unwrap(),
-            artifacts.join("path_test_model1")
-        );
-        write(&artifacts.join("other/MLmodel"), "flavors: {}\n");
-        let err = model_root(&artifacts).unwrap_err();
-        assert!(err.message.contains("2 models"), "{}", err.message);
-        let empty = root.path().join("empty");
-        std::fs::create_dir_all(&empty).unwrap();
-        assert_eq!(
-            model_root(&empty).unwrap_err().code,
-            mlox_core::Code::ResourceDoesNotExist
         );
     }
 }

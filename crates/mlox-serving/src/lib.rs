@@ -2,25 +2,32 @@
 //! format) and MLflow's scoring protocol, over a repository of loaded models. This crate owns
 //! the operations core ([`Dataplane`] over a [`ModelRepository`]), MLServer's codecs that turn
 //! V2 tensors into the DataFrames and arrays runtimes predict on, and two thin skins that
-//! expose the same operations: REST ([`rest`], axum) and gRPC ([`grpc`], tonic). Runtimes live
-//! in `mlox-runtime`; [`deployment`] fetches and loads what a server is asked to serve, and
-//! the `mlox serve` command wires it all together.
+//! expose the same operations: REST ([`rest`], axum) and gRPC ([`grpc`], tonic). The `Predictor`
+//! interface lives in `mlox-runtime` and each runtime backend in a crate of its own; the
+//! private `runtimes` module is the one place that picks a backend for a model (the backends
+//! compiled in are this crate's features), and [`deployment`] fetches and loads what a server
+//! is asked to serve. This crate must not import mlox-tracking or the store: it reaches the
+//! registry only through mlox-fetch, as a client would. The `mlox serve` command wires it all
+//! together.
 
 mod arrays;
 mod codec;
+pub mod dataplane;
 pub mod deployment;
 pub mod grpc;
 mod handover;
 pub mod metrics;
-pub mod ops;
+pub mod protocol;
 pub mod repository;
 pub mod rest;
+mod runtimes;
 mod schema;
 pub mod scoring;
 pub mod tensor;
 
-pub use ops::{
-    Dataplane, InferRequest, InferResponse, InferTensor, MetadataTensor, ModelMetadata, Parameters,
+pub use dataplane::Dataplane;
+pub use protocol::{
+    InferRequest, InferResponse, InferTensor, MetadataTensor, ModelMetadata, Parameters,
     RequestedOutput, ServerInfo, ServerMetadata,
 };
 pub use repository::{ModelRepository, ModelState, RepositoryEntry, RequestContract};

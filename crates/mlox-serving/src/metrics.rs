@@ -1,23 +1,28 @@
 //! The model server's Prometheus metrics: per model and version, how many inference requests
-//! succeeded and failed and how long they took, plus whether each model is ready; rendered in
-//! the Prometheus text format for `GET /metrics`.
+//! succeeded and failed and how long they took, plus whether each model is ready and what its
+//! adaptive batcher has done; exposed at `GET /metrics`.
 //!
 //! Names follow MLServer's (`model_infer_request_success_total`, …) so existing dashboards keep
 //! working, with the `model_name` / `model_version` labels its documentation promises. Only
 //! models that exist get series: a request for an unknown name is not counted, so a scan of
 //! random names cannot grow the label set without bound.
 //!
-//! Counting is a handful of relaxed atomic adds on a per-series struct found through a read
-//! lock; a Prometheus client library would add a global recorder and its own dependencies for
-//! no more than this.
+//! Every metric goes through `prometheus-client`, the library the tracking server and the
+//! gateway use too: request metrics are families registered with [`Metrics::register`], and
+//! the state of the repository (readiness, batch counters) is read at each scrape by a
+//! collector, so nothing has to be kept in step with the models as they come and go.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use mlox_runtime::BatchStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::{ModelState, RepositoryEntry};
 
@@ -28,187 +33,165 @@ const DURATION_BUCKETS_S: [f64; 16] = [
     5.0, 10.0,
 ];
 
-#[derive(Default)]
-pub struct Metrics {
-    series: RwLock<BTreeMap<(String, String), Arc<ModelSeries>>>,
+/// The labels of every series: which model, at which version (empty when it has none).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model_name: String,
+    model_version: String,
 }
 
-/// A counter's name, help text and how to read it from a series.
-type Counter = (&'static str, &'static str, fn(&ModelSeries) -> u64);
+impl ModelLabels {
+    fn new(model: &str, version: Option<&str>) -> Self {
+        ModelLabels {
+            model_name: model.to_owned(),
+            model_version: version.unwrap_or_default().to_owned(),
+        }
+    }
+}
 
-#[derive(Default)]
-struct ModelSeries {
-    success: AtomicU64,
-    failure: AtomicU64,
-    /// Cumulative counts are computed when rendering; each slot counts its own bucket only,
-    /// the last one everything above the largest bound.
-    buckets: [AtomicU64; DURATION_BUCKETS_S.len() + 1],
-    sum_nanos: AtomicU64,
+type DurationFamily = Family<ModelLabels, Histogram, fn() -> Histogram>;
+
+/// The inference request metrics of one server.
+pub struct Metrics {
+    success: Family<ModelLabels, Counter>,
+    failure: Family<ModelLabels, Counter>,
+    duration: DurationFamily,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            success: Family::default(),
+            failure: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS_S)),
+        }
+    }
 }
 
 impl Metrics {
     /// Records one inference request of `model` at `version` that took `took`.
     pub fn observe(&self, model: &str, version: Option<&str>, took: Duration, ok: bool) {
-        let series = self.series(model, version.unwrap_or_default());
+        let labels = ModelLabels::new(model, version);
+        // Both counters exist from a series' first request, so a rate of failures reads 0
+        // rather than nothing.
+        let success = self.success.get_or_create(&labels);
+        let failure = self.failure.get_or_create(&labels);
         if ok {
-            series.success.fetch_add(1, Ordering::Relaxed);
+            success.inc();
         } else {
-            series.failure.fetch_add(1, Ordering::Relaxed);
+            failure.inc();
         }
-        let seconds = took.as_secs_f64();
-        let slot = DURATION_BUCKETS_S
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(DURATION_BUCKETS_S.len());
-        series.buckets[slot].fetch_add(1, Ordering::Relaxed);
-        series.sum_nanos.fetch_add(
-            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
+        self.duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Adds the request metrics to `registry` (the library appends `_total` to counters and
+    /// a period to help texts).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "model_infer_request_success",
+            "Inference requests answered successfully",
+            self.success.clone(),
+        );
+        registry.register(
+            "model_infer_request_failure",
+            "Inference requests that failed (bad input, model errors, timeouts)",
+            self.failure.clone(),
+        );
+        registry.register(
+            "model_infer_request_duration_seconds",
+            "Time from a decoded request to its encoded answer",
+            self.duration.clone(),
         );
     }
 
-    fn series(&self, model: &str, version: &str) -> Arc<ModelSeries> {
-        let key = (model.to_string(), version.to_string());
-        if let Some(s) = self
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return s.clone();
-        }
-        self.series
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_default()
-            .clone()
-    }
-
-    /// Everything in the Prometheus text exposition format, with the readiness of every
-    /// model in `index` and the counters of those that batch.
+    /// Everything in the text exposition format, with the readiness of every model in `index`
+    /// and the counters of those that batch.
     pub fn render(&self, index: &[RepositoryEntry], batching: &[BatchSeries]) -> String {
-        let series = self
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let mut registry = Registry::default();
+        self.register(&mut registry);
+        registry.register_collector(Box::new(RepositoryState {
+            index: index.to_vec(),
+            batching: batching.to_vec(),
+        }));
         let mut out = String::new();
-        let counters: [Counter; 2] = [
-            (
-                "model_infer_request_success_total",
-                "Inference requests answered successfully.",
-                |s| s.success.load(Ordering::Relaxed),
-            ),
-            (
-                "model_infer_request_failure_total",
-                "Inference requests that failed (bad input, model errors, timeouts).",
-                |s| s.failure.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((model, version), s) in &series {
-                let _ = writeln!(out, "{name}{{{}}} {}", labels(model, version), value(s));
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
 
-        let name = "model_infer_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from a decoded request to its encoded answer.\n# TYPE {name} histogram"
-        );
-        for ((model, version), s) in &series {
-            let labels = labels(model, version);
-            let mut cumulative = 0;
-            for (slot, bound) in DURATION_BUCKETS_S.iter().enumerate() {
-                cumulative += s.buckets[slot].load(Ordering::Relaxed);
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-            }
-            cumulative += s.buckets[DURATION_BUCKETS_S.len()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-            let sum = s.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-        }
+/// One batching model's counters: name, version, stats.
+pub type BatchSeries = (String, Option<String>, BatchStats);
 
-        let name = "model_ready";
-        let _ = writeln!(
-            out,
-            "# HELP {name} 1 when the model version answers requests, 0 while it loads or is unavailable.\n# TYPE {name} gauge"
-        );
-        for entry in index {
-            let ready = u8::from(entry.state == ModelState::Ready);
-            let _ = writeln!(
-                out,
-                "{name}{{{}}} {ready}",
-                labels(&entry.name, entry.version.as_deref().unwrap_or_default())
-            );
+/// The repository as one scrape sees it.
+#[derive(Debug)]
+struct RepositoryState {
+    index: Vec<RepositoryEntry>,
+    batching: Vec<BatchSeries>,
+}
+
+/// A batching metric's name (counters without `_total`), type, help text and how to read it.
+type BatchMetric = (
+    &'static str,
+    MetricType,
+    &'static str,
+    fn(&BatchStats) -> u64,
+);
+
+impl Collector for RepositoryState {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut ready = encoder.encode_descriptor(
+            "model_ready",
+            "1 when the model version answers requests, 0 while it loads or is unavailable.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for entry in &self.index {
+            let labels = ModelLabels::new(&entry.name, entry.version.as_deref());
+            let value = i64::from(entry.state == ModelState::Ready);
+            ConstGauge::new(value).encode(ready.encode_family(&labels)?)?;
+        }
+        if self.batching.is_empty() {
+            return Ok(());
         }
         let batch_metrics: [BatchMetric; 3] = [
             (
-                "model_batches_total",
-                "counter",
+                "model_batches",
+                MetricType::Counter,
                 "Runtime calls made for adaptive batches.",
                 |b| b.batches,
             ),
             (
-                "model_batched_requests_total",
-                "counter",
+                "model_batched_requests",
+                MetricType::Counter,
                 "Requests answered by those calls; divided by the batches, the mean batch size.",
                 |b| b.batched_requests,
             ),
             (
                 "model_batch_queue_depth",
-                "gauge",
+                MetricType::Gauge,
                 "Requests waiting for a batch now.",
                 |b| b.queued as u64,
             ),
         ];
-        if !batching.is_empty() {
-            for (name, kind, help, value) in batch_metrics {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (model, version, stats) in batching {
-                    let labels = labels(model, version.as_deref().unwrap_or_default());
-                    let _ = writeln!(out, "{name}{{{labels}}} {}", value(stats));
+        for (name, metric_type, help, value) in batch_metrics {
+            let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+            for (model, version, stats) in &self.batching {
+                let labels = ModelLabels::new(model, version.as_deref());
+                let series = family.encode_family(&labels)?;
+                let value = value(stats);
+                match metric_type {
+                    MetricType::Counter => ConstCounter::new(value).encode(series)?,
+                    _ => {
+                        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(series)?
+                    }
                 }
             }
         }
-        out
+        Ok(())
     }
-}
-
-/// A batching metric's name, type, help text and how to read it.
-type BatchMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&BatchStats) -> u64,
-);
-
-/// One batching model's counters: name, version, stats.
-pub type BatchSeries = (String, Option<String>, BatchStats);
-
-fn labels(model: &str, version: &str) -> String {
-    format!(
-        "model_name=\"{}\",model_version=\"{}\"",
-        escape(model),
-        escape(version)
-    )
-}
-
-/// Label values escape backslash, double quote and newline; nothing else.
-fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -248,11 +231,11 @@ mod tests {
             r#"model_infer_request_success_total{model_name="wine",model_version="1"} 2"#,
             r#"model_infer_request_failure_total{model_name="wine",model_version="1"} 1"#,
             r#"model_infer_request_success_total{model_name="wine",model_version="2"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{model_name="wine",model_version="1",le="0.0001"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{model_name="wine",model_version="1",le="0.0025"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{model_name="wine",model_version="1",le="0.005"} 2"#,
-            r#"model_infer_request_duration_seconds_bucket{model_name="wine",model_version="1",le="10"} 2"#,
-            r#"model_infer_request_duration_seconds_bucket{model_name="wine",model_version="1",le="+Inf"} 3"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.0001",model_name="wine",model_version="1"} 1"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.0025",model_name="wine",model_version="1"} 1"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.005",model_name="wine",model_version="1"} 2"#,
+            r#"model_infer_request_duration_seconds_bucket{le="10.0",model_name="wine",model_version="1"} 2"#,
+            r#"model_infer_request_duration_seconds_bucket{le="+Inf",model_name="wine",model_version="1"} 3"#,
             r#"model_infer_request_duration_seconds_count{model_name="wine",model_version="1"} 3"#,
             r#"model_infer_request_duration_seconds_sum{model_name="wine",model_version="1"} 30.00308"#,
             r#"model_ready{model_name="wine",model_version="2"} 1"#,

@@ -7,7 +7,7 @@ use mlox_core::{Error, Result};
 use mlox_mlmodel::signature::{ColSpec, DataType, Schema, Signature, TensorSpec, numpy_to_v2};
 use serde_json::{Value, json};
 
-use crate::ops::{MetadataTensor, Parameters};
+use crate::protocol::{MetadataTensor, Parameters};
 use crate::tensor::Datatype;
 
 /// MLServer's codecs, chosen by `parameters.content_type` on a request or an input.

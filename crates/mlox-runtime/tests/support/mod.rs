@@ -1,4 +1,5 @@
-//! What the runtime test binaries share: finding a Python interpreter that has the packages a
+//! What the test binaries of every runtime backend share (each includes this file with
+//! `#[path]`, so fixtures and temporary directories stay the including crate's own): finding a Python interpreter that has the packages a
 //! test needs, and building the MLflow models a fixture script writes, once per script and
 //! interpreter, shared by every test process (nextest runs each test in its own).
 
@@ -230,7 +231,6 @@ pub fn expected(dir: &Path) -> Value {
 }
 
 /// The model a native runtime loaded; a fallback fails the test with its reason.
-#[cfg(any(feature = "gbdt", feature = "sklearn", feature = "onnx"))]
 pub fn native(name: &str, load: mlox_runtime::Load) -> mlox_runtime::LoadedModel {
     match load {
         mlox_runtime::Load::Native { model, description } => {
