@@ -42,6 +42,10 @@ impl Labels {
             Labels::Str(v) => v.len(),
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An opened archive and its parsed `schema.json`.
@@ -411,6 +415,10 @@ pub enum Data<'a> {
 impl Array<'_> {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The elements as `f64` when the array holds 64-bit floats.

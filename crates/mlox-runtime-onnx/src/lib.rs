@@ -31,7 +31,6 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use mlox_core::{Error, Result};
-use mlox_mlmodel::MlModel;
 use mlox_mlmodel::mlmodel::PYFUNC_FLAVOR;
 use mlox_mlmodel::signature::{Schema as SignatureSchema, TensorSpec};
 use serde_json::Value;

@@ -13,15 +13,14 @@ use mlox_runtime_python::{PythonOptions, PythonRuntime};
 
 /// The native backends of this build, in the order they are offered a model.
 fn native_backends() -> Vec<&'static dyn NativeBackend> {
-    #[allow(unused_mut)]
-    let mut backends: Vec<&'static dyn NativeBackend> = Vec::new();
-    #[cfg(feature = "gbdt")]
-    backends.push(&mlox_runtime_gbdt::Gbdt);
-    #[cfg(feature = "sklearn")]
-    backends.push(&mlox_runtime_sklearn::Sklearn);
-    #[cfg(feature = "onnx")]
-    backends.push(&mlox_runtime_onnx::Onnx);
-    backends
+    vec![
+        #[cfg(feature = "gbdt")]
+        &mlox_runtime_gbdt::Gbdt,
+        #[cfg(feature = "sklearn")]
+        &mlox_runtime_sklearn::Sklearn,
+        #[cfg(feature = "onnx")]
+        &mlox_runtime_onnx::Onnx,
+    ]
 }
 
 /// A started model and whether it runs in Python workers.
