@@ -13,7 +13,7 @@ use mlox_core::{Error, Result};
 use mlox_runtime::{ProtocolRequest, ProtocolResponse};
 use serde_json::{Map, Value, json};
 
-use crate::ops::{InferRequest, InferTensor, Parameters};
+use crate::protocol::{InferRequest, InferTensor, Parameters};
 use crate::tensor::{Datatype, TensorData};
 
 /// CloudEvents headers MLServer adds to every request it hands a model (its request
@@ -181,7 +181,7 @@ fn output_tensor(output: Value, binary: bool) -> Result<InferTensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::RequestedOutput;
+    use crate::protocol::RequestedOutput;
 
     fn seed_request() -> InferRequest {
         InferRequest {
