@@ -252,6 +252,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         "mlox serve listening; loading models"
     );
 
+    deployer.announce_all();
     let stop = shutdown.child_token();
     let server = tokio::spawn(mlox_serving::serve(
         dataplane,

@@ -359,14 +359,19 @@ impl Deployer {
         };
     }
 
+    /// Marks every spec as loading. Done before the server answers, so no probe or
+    /// repository index can see a model that is about to load as unloaded.
+    pub fn announce_all(&self) {
+        for spec in self.specs() {
+            self.repository.set_loading(spec.name, spec.version);
+        }
+    }
+
     /// Announces every spec as loading, then loads them all concurrently; each model becomes
     /// ready on its own, a failed one unavailable with its reason. Returns how many loaded.
     pub async fn deploy_all(self: &Arc<Self>) -> usize {
+        self.announce_all();
         let specs = self.specs();
-        for spec in &specs {
-            self.repository
-                .set_loading(spec.name.clone(), spec.version.clone());
-        }
         let mut loads = tokio::task::JoinSet::new();
         for spec in specs {
             let deployer = self.clone();
