@@ -223,41 +223,25 @@ impl SqlStore {
     }
 
     /// Removes a run and everything recorded under it, if it is still deleted; `false` when
-    /// it is gone already or was restored meanwhile.
+    /// it is gone already or was restored meanwhile. A run of an experiment being removed
+    /// goes whatever its stage.
     pub async fn hard_delete_run(&self, run_id: &str, in_removed_experiment: bool) -> Result<bool> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = self.sql("DELETE FROM runs WHERE run_uuid = ");
-        sql.bind_str(run_id);
-        if !in_removed_experiment {
-            sql.push(" AND lifecycle_stage = 'deleted'");
-        }
-        if sql
-            .query()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 0
-        {
-            return Ok(false);
-        }
-        for statement in [
-            "DELETE FROM params WHERE run_uuid = ",
-            "DELETE FROM tags WHERE run_uuid = ",
-            "DELETE FROM metrics WHERE run_uuid = ",
-            "DELETE FROM latest_metrics WHERE run_uuid = ",
-            "DELETE FROM run_models WHERE run_uuid = ",
-            "DELETE FROM input_tags WHERE input_uuid IN (SELECT input_uuid FROM inputs \
-             WHERE destination_type = 'RUN' AND destination_id = ",
-            "DELETE FROM inputs WHERE destination_type = 'RUN' AND destination_id = ",
-        ] {
-            let mut sql = self.sql(statement);
-            sql.bind_str(run_id);
-            close_subquery(&mut sql, statement);
-            sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        self.hard_delete(
+            "DELETE FROM runs WHERE run_uuid = ",
+            Bind::Str(run_id.to_owned()),
+            !in_removed_experiment,
+            &[
+                "DELETE FROM params WHERE run_uuid = ",
+                "DELETE FROM tags WHERE run_uuid = ",
+                "DELETE FROM metrics WHERE run_uuid = ",
+                "DELETE FROM latest_metrics WHERE run_uuid = ",
+                "DELETE FROM run_models WHERE run_uuid = ",
+                "DELETE FROM input_tags WHERE input_uuid IN (SELECT input_uuid FROM inputs \
+                 WHERE destination_type = 'RUN' AND destination_id = ",
+                "DELETE FROM inputs WHERE destination_type = 'RUN' AND destination_id = ",
+            ],
+        )
+        .await
     }
 
     /// Removes a logged model and its tags, params and metrics.
@@ -266,77 +250,72 @@ impl SqlStore {
         model_id: &str,
         in_removed_experiment: bool,
     ) -> Result<bool> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = self.sql("DELETE FROM logged_models WHERE model_id = ");
-        sql.bind_str(model_id);
-        if !in_removed_experiment {
-            sql.push(" AND lifecycle_stage = 'deleted'");
-        }
-        if sql
-            .query()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 0
-        {
-            return Ok(false);
-        }
-        for table in [
-            "logged_model_tags",
-            "logged_model_params",
-            "logged_model_metrics",
-        ] {
-            let mut sql = self.sql(&format!("DELETE FROM {table} WHERE model_id = "));
-            sql.bind_str(model_id);
-            sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        self.hard_delete(
+            "DELETE FROM logged_models WHERE model_id = ",
+            Bind::Str(model_id.to_owned()),
+            !in_removed_experiment,
+            &[
+                "DELETE FROM logged_model_tags WHERE model_id = ",
+                "DELETE FROM logged_model_params WHERE model_id = ",
+                "DELETE FROM logged_model_metrics WHERE model_id = ",
+            ],
+        )
+        .await
     }
 
     /// Removes a deleted experiment with its tags, datasets and traces; its runs and logged
     /// models are removed first, one by one.
     pub async fn hard_delete_experiment(&self, experiment_id: &str) -> Result<bool> {
-        let id = experiment_number(experiment_id)?;
+        self.hard_delete(
+            "DELETE FROM experiments WHERE experiment_id = ",
+            Bind::I64(experiment_number(experiment_id)?),
+            true,
+            &[
+                "DELETE FROM experiment_tags WHERE experiment_id = ",
+                "DELETE FROM trace_tags WHERE trace_id IN \
+                 (SELECT trace_id FROM traces WHERE experiment_id = ",
+                "DELETE FROM assessments WHERE trace_id IN \
+                 (SELECT trace_id FROM traces WHERE experiment_id = ",
+                "DELETE FROM traces WHERE experiment_id = ",
+                "DELETE FROM input_tags WHERE input_uuid IN (SELECT i.input_uuid FROM inputs i \
+                 JOIN datasets d ON i.source_id = d.dataset_uuid WHERE d.experiment_id = ",
+                "DELETE FROM inputs WHERE source_id IN \
+                 (SELECT dataset_uuid FROM datasets WHERE experiment_id = ",
+                "DELETE FROM datasets WHERE experiment_id = ",
+            ],
+        )
+        .await
+    }
+
+    /// One removal in one transaction: the entity's row (only while it is still deleted, when
+    /// `only_if_deleted`), then, if that row was there, the rows recorded under it.
+    async fn hard_delete(
+        &self,
+        entity: &str,
+        id: Bind,
+        only_if_deleted: bool,
+        children: &[&str],
+    ) -> Result<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = self
-            .sql("DELETE FROM experiments WHERE lifecycle_stage = 'deleted' AND experiment_id = ");
-        sql.bind_i64(id);
-        if sql
-            .query()
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            == 0
-        {
+        let mut sql = self.sql(entity);
+        sql.bind(id.clone());
+        if only_if_deleted {
+            sql.push(" AND lifecycle_stage = 'deleted'");
+        }
+        let removed = sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        if removed.rows_affected() == 0 {
             return Ok(false);
         }
-        for statement in [
-            "DELETE FROM experiment_tags WHERE experiment_id = ",
-            "DELETE FROM trace_tags WHERE trace_id IN (SELECT trace_id FROM traces WHERE experiment_id = ",
-            "DELETE FROM assessments WHERE trace_id IN (SELECT trace_id FROM traces WHERE experiment_id = ",
-            "DELETE FROM traces WHERE experiment_id = ",
-            "DELETE FROM input_tags WHERE input_uuid IN (SELECT i.input_uuid FROM inputs i JOIN datasets d ON i.source_id = d.dataset_uuid WHERE d.experiment_id = ",
-            "DELETE FROM inputs WHERE source_id IN (SELECT dataset_uuid FROM datasets WHERE experiment_id = ",
-            "DELETE FROM datasets WHERE experiment_id = ",
-        ] {
+        for statement in children {
             let mut sql = self.sql(statement);
-            sql.bind(Bind::I64(id));
-            close_subquery(&mut sql, statement);
+            sql.bind(id.clone());
+            if statement.contains("IN (") {
+                sql.push(")");
+            }
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(true)
-    }
-}
-
-/// Statements that select their rows through a subquery end with its parenthesis after the
-/// bound id.
-fn close_subquery(sql: &mut crate::db::Sql, statement: &str) {
-    if statement.contains("IN (") {
-        sql.push(")");
     }
 }
 
