@@ -93,9 +93,8 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
     let mut kept = 0usize;
     for run in &plan.runs {
         progress.set_message(format!("run {}", run.id));
-        let whole = is_listed_experiment_run(&store, &plan, &run.id).await;
         let done = store
-            .hard_delete_run(&run.id, whole)
+            .hard_delete_run(&run.id, run.with_experiment)
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
         if done {
@@ -112,15 +111,10 @@ pub async fn run(args: GcArgs) -> anyhow::Result<()> {
         }
         progress.inc(1);
     }
-    let removed_experiments: Vec<&str> = plan.experiments.iter().map(|e| e.id.as_str()).collect();
     for model in &plan.logged_models {
         progress.set_message(format!("logged model {}", model.id));
-        let whole = store
-            .get_logged_model(&model.id)
-            .await
-            .is_ok_and(|m| removed_experiments.contains(&m.info.experiment_id.as_str()));
         let done = store
-            .hard_delete_logged_model(&model.id, whole)
+            .hard_delete_logged_model(&model.id, model.with_experiment)
             .await
             .map_err(|e| anyhow::anyhow!(e.message))?;
         if done {
@@ -177,21 +171,6 @@ fn kinds(plan: &GcPlan) -> [(&'static str, &[GcItem]); 3] {
         ("logged model", &plan.logged_models),
         ("experiment", &plan.experiments),
     ]
-}
-
-/// Whether a planned run belongs to an experiment the plan removes (then it goes whatever its
-/// own stage, as its experiment does).
-async fn is_listed_experiment_run(store: &SqlStore, plan: &GcPlan, run_id: &str) -> bool {
-    if plan.experiments.is_empty() {
-        return false;
-    }
-    match store.get_run(run_id).await {
-        Ok(run) => plan
-            .experiments
-            .iter()
-            .any(|e| e.id == run.info.experiment_id),
-        Err(_) => false,
-    }
 }
 
 /// Results of a command go to stdout, one line each, as `mlflow gc` prints them.

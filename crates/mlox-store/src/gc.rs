@@ -24,6 +24,9 @@ pub struct GcRequest {
 pub struct GcItem {
     pub id: String,
     pub artifact_location: String,
+    /// A run or logged model taken with an experiment being removed: it goes whatever its
+    /// own stage, as its experiment does.
+    pub with_experiment: bool,
 }
 
 /// Everything a collection will remove, checked as `mlflow gc` checks it.
@@ -79,6 +82,7 @@ impl SqlStore {
                     .map(|e| GcItem {
                         id: e.experiment_id,
                         artifact_location: e.artifact_location,
+                        with_experiment: false,
                     })
                     .collect()
             }
@@ -93,6 +97,7 @@ impl SqlStore {
                     .map(|row| GcItem {
                         id: get_i64(row, "experiment_id").to_string(),
                         artifact_location: get_str(row, "artifact_location"),
+                        with_experiment: false,
                     })
                     .collect()
             }
@@ -125,6 +130,7 @@ impl SqlStore {
                     chosen.push(GcItem {
                         id: id.clone(),
                         artifact_location: get_str(row, "artifact_uri"),
+                        with_experiment: false,
                     });
                 }
                 chosen
@@ -142,6 +148,7 @@ impl SqlStore {
                     .map(|row| GcItem {
                         id: get_str(row, "run_uuid"),
                         artifact_location: get_str(row, "artifact_uri"),
+                        with_experiment: false,
                     })
                     .collect()
             }
@@ -158,6 +165,7 @@ impl SqlStore {
                     runs.push(GcItem {
                         id,
                         artifact_location: get_str(&row, "artifact_uri"),
+                        with_experiment: true,
                     });
                 }
             }
@@ -190,6 +198,7 @@ impl SqlStore {
                     chosen.push(GcItem {
                         id: id.clone(),
                         artifact_location: model.info.artifact_uri,
+                        with_experiment: false,
                     });
                 }
                 chosen
@@ -203,17 +212,17 @@ impl SqlStore {
                 sql_fetch(self, &mut sql)
                     .await?
                     .iter()
-                    .filter(|row| {
-                        let in_removed_experiment = experiments
+                    .filter_map(|row| {
+                        let with_experiment = experiments
                             .iter()
                             .any(|e| e.id == get_i64(row, "experiment_id").to_string());
-                        in_removed_experiment
-                            || (get_str(row, "lifecycle_stage") == "deleted"
-                                && old_enough(Some(get_i64(row, "last_updated_timestamp_ms"))))
-                    })
-                    .map(|row| GcItem {
-                        id: get_str(row, "model_id"),
-                        artifact_location: get_str(row, "artifact_location"),
+                        let deleted_long_enough = get_str(row, "lifecycle_stage") == "deleted"
+                            && old_enough(Some(get_i64(row, "last_updated_timestamp_ms")));
+                        (with_experiment || deleted_long_enough).then(|| GcItem {
+                            id: get_str(row, "model_id"),
+                            artifact_location: get_str(row, "artifact_location"),
+                            with_experiment,
+                        })
                     })
                     .collect()
             }

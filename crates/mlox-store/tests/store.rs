@@ -2636,7 +2636,13 @@ async fn gc_of_an_experiment_takes_its_runs_and_logged_models() {
         plan.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
         vec![run.clone()]
     );
-    assert!(store.hard_delete_run(&run, true).await.unwrap());
+    assert!(plan.runs[0].with_experiment, "taken with its experiment");
+    assert!(
+        store
+            .hard_delete_run(&run, plan.runs[0].with_experiment)
+            .await
+            .unwrap()
+    );
     assert!(store.hard_delete_experiment(&experiment).await.unwrap());
     let pool = raw(dir.path()).await;
     assert_eq!(
