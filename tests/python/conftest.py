@@ -629,3 +629,22 @@ def tmp_dir():
 @pytest.fixture
 def target() -> str:
     return TARGET
+
+
+CHROMIUM = os.environ.get("MLOX_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright; a missing browser fails the run when
+    MLOX_REQUIRE_BROWSER=1 (CI), else skips the browser tests."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("MLOX_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"Chromium not found at {CHROMIUM}")
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()

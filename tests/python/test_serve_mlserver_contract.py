@@ -147,24 +147,25 @@ def servers(model_dirs, tmp_path_factory):
     started = {}
     try:
         mlox_root = tmp_path_factory.mktemp("mlox-repository")
-        http, grpc = _free_port(), _free_port()
+        http, grpc, metrics = _free_port(), _free_port(), _free_port()
         (mlox_root / "settings.json").write_text(
-            json.dumps({"http_port": http, "grpc_port": grpc, "server_name": "mlserver"})
+            json.dumps({"http_port": http, "grpc_port": grpc, "metrics_port": metrics, "server_name": "mlserver"})
         )
         write_models(mlox_root, model_dirs)
         mlox = ServeProcess(["."], mlox_root, http, serve_env(mlox_root))
         mlox.grpc = f"127.0.0.1:{grpc}"
+        mlox.metrics = f"http://127.0.0.1:{metrics}"
         started["mlox"] = mlox
 
         ref_root = tmp_path_factory.mktemp("mlserver-repository")
-        http, grpc = _free_port(), _free_port()
+        http, grpc, metrics = _free_port(), _free_port(), _free_port()
         (ref_root / "settings.json").write_text(
             json.dumps(
                 {
                     "host": "127.0.0.1",
                     "http_port": http,
                     "grpc_port": grpc,
-                    "metrics_port": _free_port(),
+                    "metrics_port": metrics,
                     "parallel_workers": 0,
                     "server_name": "mlserver",
                 }
@@ -173,6 +174,7 @@ def servers(model_dirs, tmp_path_factory):
         write_models(ref_root, model_dirs)
         reference = MlserverProcess(ref_root, http)
         reference.grpc = f"127.0.0.1:{grpc}"
+        reference.metrics = f"http://127.0.0.1:{metrics}"
         started["mlserver"] = reference
 
         wait_ready(mlox.base, mlox.proc, mlox.log)
@@ -205,6 +207,26 @@ def test_seed_000_model_and_client_over_rest(servers):
     (output,) = answers["mlox"]["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("output", "BYTES", [1])
     assert output["parameters"] == {"content_type": "np"}
+
+
+def test_metrics_port_serves_prometheus_metrics_as_mlserver_does(servers):
+    for which, server in servers.items():
+        answer = send_request_to_mlserver_model(
+            create_request_to_mlserver_model({"a": 1}, "seed"), server.base, "seed"
+        )
+        assert answer.status_code == 200, (which, answer.text)
+        r = requests.get(f"{server.metrics}/metrics", timeout=10)
+        assert r.status_code == 200, (which, r.text)
+        assert r.headers["content-type"].startswith("text/plain"), which
+        success = [
+            line for line in r.text.splitlines()
+            # MLServer's code labels the model `model` (its documentation says `model_name`;
+            # mlox writes both).
+            if line.startswith("model_infer_request_success_total{") and 'model="seed"' in line
+        ]
+        assert success and float(success[0].rsplit(" ", 1)[1]) >= 1, (which, r.text[:2000])
+    # The metrics port serves metrics only.
+    assert requests.get(f"{servers['mlox'].metrics}/v2/health/ready", timeout=10).status_code == 404
 
 
 def test_seed_000_model_sees_mlservers_request_object(servers):

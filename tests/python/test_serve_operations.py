@@ -229,7 +229,7 @@ def _grpc_ready_index(port: int) -> list[tuple[str, str, str, str]]:
 
 
 def _sample(metrics: str, name: str, model: str, version: str) -> float:
-    labels = f'model_name="{model}",model_version="{version}"'
+    labels = f'model_name="{model}",model_version="{version}",model="{model}",version="{version}"'
     match = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", metrics, re.MULTILINE)
     assert match, f"no {name}{{{labels}}} in:\n{metrics}"
     return float(match.group(1))

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -25,7 +24,6 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.mlox_only
 
-CHROMIUM = os.environ.get("MLOX_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 SCREENSHOTS = Path(os.environ.get("MLOX_TEST_ARTEFACTS", Path(__file__).resolve().parents[2] / "target" / "ui-screenshots"))
 
 NOTEBOOK_HTML = """<html><body><h1 id="title">Training notebook</h1>
@@ -43,20 +41,6 @@ def _png(width: int, height: int, rgb=(37, 99, 235)) -> bytes:
     raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("MLOX_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"Chromium not found at {CHROMIUM}")
-        pytest.skip("Chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

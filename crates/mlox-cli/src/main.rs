@@ -3,6 +3,7 @@
 //! environment variables, so existing scripts and habits carry over.
 
 mod gc;
+mod logging;
 mod serve;
 
 use anyhow::Context;
@@ -119,6 +120,11 @@ struct ServerArgs {
     /// Database connections for reads.
     #[arg(long, default_value_t = 8, env = "MLOX_DB_CONNECTIONS")]
     db_connections: u32,
+    /// Serve Prometheus metrics at /metrics (MLflow's flag). MLflow's exporter keeps its
+    /// state in this directory; mlox keeps it in memory, so the directory is accepted and
+    /// left untouched.
+    #[arg(long, value_name = "DIR", env = "PROMETHEUS_MULTIPROC_DIR")]
+    expose_prometheus: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -161,7 +167,10 @@ fn local_destination(destination: &str) -> Option<PathBuf> {
     }
 }
 
-async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+async fn run_server(
+    args: ServerArgs,
+    metrics: Option<Arc<mlox_tracking::metrics::TrackingMetrics>>,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // The port first: "address in use" must fail fast and leave no database behind.
     let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;
@@ -198,6 +207,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 .is_ok_and(|v| v.split(',').any(|s| s.trim().eq_ignore_ascii_case("http"))),
         ..Default::default()
     };
+    if let Some(metrics) = &metrics {
+        metrics.watch_store(store.clone());
+        metrics.watch_webhooks(webhooks.counters.clone());
+    }
     let _dispatcher = mlox_webhooks::spawn_dispatcher(store.clone(), webhooks.clone());
     let settings = ServerSettings {
         webhook_policy: webhooks.policy(),
@@ -210,7 +223,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!(e.message))
             .with_context(|| format!("preparing artifact destination {destination}"))?;
-        Some(repo)
+        Some(match &metrics {
+            Some(metrics) => metrics.timed_repository(repo),
+            None => repo,
+        })
     } else {
         None
     };
@@ -229,6 +245,20 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if !mlox_web::ui_built() {
         tracing::warn!("this binary was built without the web UI; `/` explains how to build it");
     }
+    if let Some(metrics) = &metrics {
+        app = app
+            .route(
+                "/metrics",
+                axum::routing::get(mlox_tracking::metrics::scrape).with_state(metrics.clone()),
+            )
+            .route_layer(axum::middleware::from_fn(
+                mlox_tracking::metrics::mark_route,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.clone(),
+                mlox_tracking::metrics::record_request,
+            ));
+    }
     let app = app
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(
@@ -239,6 +269,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         backend = %mlox_store::redact_uri(&args.backend_store_uri),
         artifacts = %destination,
         serve_artifacts,
+        prometheus = metrics.is_some(),
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox server listening"
     );
@@ -295,27 +326,18 @@ async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr: colours only on a terminal (never escape codes in a log file), one JSON
-/// object per line with `MLOX_LOG_FORMAT=json`, filtered by `MLOX_LOG` (default `info`).
-fn init_logging() {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MLOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match std::env::var("MLOX_LOG_FORMAT").as_deref() {
-        Ok("json") => builder.json().with_current_span(false).init(),
-        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
     let cli = Cli::parse();
+    let metrics = match &cli.command {
+        Command::Server(args) if args.expose_prometheus.is_some() => Some(Arc::new(
+            mlox_tracking::metrics::TrackingMetrics::new(MLFLOW_API_VERSION),
+        )),
+        _ => None,
+    };
+    logging::init(metrics.clone());
     match cli.command {
-        Command::Server(args) => run_server(args).await,
+        Command::Server(args) => run_server(args, metrics).await,
         Command::Serve(args) => {
             let shutdown = tokio_util::sync::CancellationToken::new();
             let on_signal = shutdown.clone();

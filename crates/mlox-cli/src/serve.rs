@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 const MLSERVER_HTTP_PORT: u16 = 8080;
 const MLSERVER_GRPC_PORT: u16 = 8081;
 const MLFLOW_SERVE_PORT: u16 = 5000;
+const MLSERVER_METRICS_PORT: u16 = 8082;
+const MLSERVER_METRICS_ENDPOINT: &str = "/metrics";
 
 #[derive(Args)]
 #[command(disable_help_flag = true)]
@@ -49,6 +51,11 @@ pub struct ServeArgs {
     /// settings.json's `grpc_port`, else 8081 for a repository; off for one URI.
     #[arg(long)]
     grpc_port: Option<u16>,
+    /// Port serving only the Prometheus metrics (MLServer's `metrics_port`); 0 turns it off.
+    /// Default: settings.json's `metrics_port`, else 8082 for a repository; off for one URI.
+    /// The HTTP port answers `/metrics` either way.
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Python worker processes per model. Default: settings.json's `parallel_workers`, else 1.
     #[arg(long, short = 'w')]
     workers: Option<usize>,
@@ -95,6 +102,7 @@ fn parse_env_manager(value: &str) -> Result<EnvManager, String> {
 struct Plan {
     http: SocketAddr,
     grpc: Option<SocketAddr>,
+    metrics: Option<MetricsPlan>,
     server_name: String,
     workers: usize,
     specs: Vec<ModelSpec>,
@@ -102,6 +110,16 @@ struct Plan {
     root: Option<PathBuf>,
     /// One model (`-m`): a failed load ends the command, as with `mlflow models serve`.
     single: bool,
+}
+
+/// Where the metrics-only listener goes.
+#[derive(Debug, PartialEq)]
+struct MetricsPlan {
+    addr: SocketAddr,
+    path: String,
+    /// Asked for by a flag or settings.json, rather than MLServer's default port: only then
+    /// is a port in use an error.
+    explicit: bool,
 }
 
 fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
@@ -155,9 +173,34 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         .or(settings.grpc_port)
         .or((!single).then_some(MLSERVER_GRPC_PORT))
         .filter(|p| *p != 0);
+    // MLServer turns the metrics server off with `"metrics_endpoint": null`.
+    let metrics_path = match settings.other.get("metrics_endpoint") {
+        None => Some(MLSERVER_METRICS_ENDPOINT.to_owned()),
+        Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(path)) if !path.trim().is_empty() => {
+            Some(path.trim().to_owned())
+        }
+        Some(other) => bail!("settings.json: metrics_endpoint must be a path or null, not {other}"),
+    };
+    let explicit_metrics_port = args.metrics_port.or(settings.metrics_port);
+    let metrics = match (metrics_path, explicit_metrics_port) {
+        (None, _) | (_, Some(0)) => None,
+        (Some(path), Some(port)) => Some(MetricsPlan {
+            addr: socket_addr(&host, port)?,
+            path,
+            explicit: true,
+        }),
+        (Some(_), None) if single => None,
+        (Some(path), None) => Some(MetricsPlan {
+            addr: socket_addr(&host, MLSERVER_METRICS_PORT)?,
+            path,
+            explicit: false,
+        }),
+    };
     Ok(Plan {
         http: socket_addr(&host, http_port)?,
         grpc: grpc_port.map(|p| socket_addr(&host, p)).transpose()?,
+        metrics,
         server_name: settings
             .server_name
             .map(|n| n.trim().to_string())
@@ -231,6 +274,24 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         ),
         None => None,
     };
+    let metrics = match &plan.metrics {
+        Some(metrics) => match tokio::net::TcpListener::bind(metrics.addr).await {
+            Ok(listener) => Some((listener, metrics.path.clone())),
+            Err(e) if !metrics.explicit => {
+                tracing::warn!(
+                    addr = %metrics.addr, error = %e,
+                    "metrics port unavailable; metrics stay on the HTTP port's /metrics \
+                     (set metrics_port in settings.json or --metrics-port, 0 for none)"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot listen on {} (metrics)", metrics.addr));
+            }
+        },
+        None => None,
+    };
     let follows_the_registry = plan
         .specs
         .iter()
@@ -247,6 +308,7 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     tracing::info!(
         http = %plan.http,
         grpc = %plan.grpc.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        metrics = %plan.metrics.as_ref().map(|m| format!("{}{}", m.addr, m.path)).unwrap_or_else(|| "off".into()),
         models = total,
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox serve listening; loading models"
@@ -254,6 +316,17 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
 
     deployer.announce_all();
     let stop = shutdown.child_token();
+    if let Some((listener, path)) = metrics {
+        let dataplane = dataplane.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                mlox_serving::rest::serve_metrics(listener, dataplane, &path, stop).await
+            {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     let server = tokio::spawn(mlox_serving::serve(
         dataplane,
         http,
@@ -363,6 +436,46 @@ mod tests {
         assert_eq!(plan.http, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(plan.grpc, None);
         assert_eq!(plan.workers, 2);
+    }
+
+    #[test]
+    fn metrics_get_mlservers_port_for_a_repository_and_none_for_one_uri() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().to_str().unwrap();
+        std::fs::write(
+            root.path().join("model-settings.json"),
+            r#"{"name": "m", "implementation": "mlserver_mlflow.MLflowRuntime", "parameters": {"uri": "models:/m/1"}}"#,
+        )
+        .unwrap();
+        let settings =
+            |json: &str| std::fs::write(root.path().join("settings.json"), json).unwrap();
+        let metrics = |args: &[&str]| plan_of(args).metrics;
+
+        assert_eq!(
+            metrics(&[dir]),
+            Some(MetricsPlan {
+                addr: "0.0.0.0:8082".parse().unwrap(),
+                path: "/metrics".into(),
+                explicit: false
+            })
+        );
+        assert_eq!(metrics(&["-m", "models:/m/1"]), None);
+        let one_uri = metrics(&["-m", "models:/m/1", "--metrics-port", "9100"]).unwrap();
+        assert_eq!(one_uri.addr, "127.0.0.1:9100".parse().unwrap());
+        assert!(one_uri.explicit);
+
+        settings(r#"{"metrics_port": "9200", "metrics_endpoint": "/prometheus"}"#);
+        let from_settings = metrics(&[dir]).unwrap();
+        assert_eq!(from_settings.addr, "0.0.0.0:9200".parse().unwrap());
+        assert_eq!(from_settings.path, "/prometheus");
+        assert!(from_settings.explicit);
+        assert_eq!(metrics(&[dir, "--metrics-port", "0"]), None);
+
+        settings(r#"{"metrics_endpoint": null}"#);
+        assert_eq!(metrics(&[dir]), None);
+        settings(r#"{"metrics_endpoint": 5}"#);
+        let err = plan(&parse(&[dir])).err().unwrap().to_string();
+        assert!(err.contains("metrics_endpoint"), "{err}");
     }
 
     #[test]

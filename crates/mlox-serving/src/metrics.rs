@@ -3,7 +3,9 @@
 //! adaptive batcher has done; exposed at `GET /metrics`.
 //!
 //! Names follow MLServer's (`model_infer_request_success_total`, …) so existing dashboards keep
-//! working, with the `model_name` / `model_version` labels its documentation promises. Only
+//! working. Each series carries the model twice: as `model_name` / `model_version`, the labels
+//! MLServer's documentation promises, and as `model` / `version`, the ones its code writes, so
+//! queries written against either work. Only
 //! models that exist get series: a request for an unknown name is not counted, so a scan of
 //! random names cannot grow the label set without bound.
 //!
@@ -38,13 +40,18 @@ const DURATION_BUCKETS_S: [f64; 16] = [
 struct ModelLabels {
     model_name: String,
     model_version: String,
+    model: String,
+    version: String,
 }
 
 impl ModelLabels {
     fn new(model: &str, version: Option<&str>) -> Self {
+        let version = version.unwrap_or_default();
         ModelLabels {
             model_name: model.to_owned(),
-            model_version: version.unwrap_or_default().to_owned(),
+            model_version: version.to_owned(),
+            model: model.to_owned(),
+            version: version.to_owned(),
         }
     }
 }
@@ -228,22 +235,22 @@ mod tests {
         );
         let lines: Vec<&str> = text.lines().collect();
         for expected in [
-            r#"model_infer_request_success_total{model_name="wine",model_version="1"} 2"#,
-            r#"model_infer_request_failure_total{model_name="wine",model_version="1"} 1"#,
-            r#"model_infer_request_success_total{model_name="wine",model_version="2"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{le="0.0001",model_name="wine",model_version="1"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{le="0.0025",model_name="wine",model_version="1"} 1"#,
-            r#"model_infer_request_duration_seconds_bucket{le="0.005",model_name="wine",model_version="1"} 2"#,
-            r#"model_infer_request_duration_seconds_bucket{le="10.0",model_name="wine",model_version="1"} 2"#,
-            r#"model_infer_request_duration_seconds_bucket{le="+Inf",model_name="wine",model_version="1"} 3"#,
-            r#"model_infer_request_duration_seconds_count{model_name="wine",model_version="1"} 3"#,
-            r#"model_infer_request_duration_seconds_sum{model_name="wine",model_version="1"} 30.00308"#,
-            r#"model_ready{model_name="wine",model_version="2"} 1"#,
-            r#"model_ready{model_name="cancer",model_version=""} 0"#,
+            r#"model_infer_request_success_total{model_name="wine",model_version="1",model="wine",version="1"} 2"#,
+            r#"model_infer_request_failure_total{model_name="wine",model_version="1",model="wine",version="1"} 1"#,
+            r#"model_infer_request_success_total{model_name="wine",model_version="2",model="wine",version="2"} 1"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.0001",model_name="wine",model_version="1",model="wine",version="1"} 1"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.0025",model_name="wine",model_version="1",model="wine",version="1"} 1"#,
+            r#"model_infer_request_duration_seconds_bucket{le="0.005",model_name="wine",model_version="1",model="wine",version="1"} 2"#,
+            r#"model_infer_request_duration_seconds_bucket{le="10.0",model_name="wine",model_version="1",model="wine",version="1"} 2"#,
+            r#"model_infer_request_duration_seconds_bucket{le="+Inf",model_name="wine",model_version="1",model="wine",version="1"} 3"#,
+            r#"model_infer_request_duration_seconds_count{model_name="wine",model_version="1",model="wine",version="1"} 3"#,
+            r#"model_infer_request_duration_seconds_sum{model_name="wine",model_version="1",model="wine",version="1"} 30.00308"#,
+            r#"model_ready{model_name="wine",model_version="2",model="wine",version="2"} 1"#,
+            r#"model_ready{model_name="cancer",model_version="",model="cancer",version=""} 0"#,
             "# TYPE model_infer_request_duration_seconds histogram",
-            r#"model_batches_total{model_name="wine",model_version="2"} 4"#,
-            r#"model_batched_requests_total{model_name="wine",model_version="2"} 10"#,
-            r#"model_batch_queue_depth{model_name="wine",model_version="2"} 2"#,
+            r#"model_batches_total{model_name="wine",model_version="2",model="wine",version="2"} 4"#,
+            r#"model_batched_requests_total{model_name="wine",model_version="2",model="wine",version="2"} 10"#,
+            r#"model_batch_queue_depth{model_name="wine",model_version="2",model="wine",version="2"} 2"#,
             "# TYPE model_batch_queue_depth gauge",
         ] {
             assert!(lines.contains(&expected), "missing {expected}\n{text}");

@@ -35,6 +35,8 @@ pub struct SqlStore {
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     /// On SQLite, run writes go through one task that commits them in groups.
     pub(crate) log_queue: Option<tokio::sync::mpsc::Sender<crate::logging::LogJob>>,
+    /// What the SQLite writer has done, for operators (`mlox server --expose-prometheus`).
+    pub(crate) log_writer: std::sync::Arc<crate::logging::LogWriterCounters>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -252,6 +254,7 @@ impl SqlStore {
             artifact_root: options.default_artifact_root,
             outbox_signal: Default::default(),
             log_queue: None,
+            log_writer: Default::default(),
         };
         store.migrate(policy, &redact_uri(&options.uri)).await?;
         store.ensure_default_experiment().await?;

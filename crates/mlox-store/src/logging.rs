@@ -17,6 +17,7 @@ use mlox_core::ids::validate_run_id;
 use mlox_core::{Error, Result, validation};
 use sqlx::Connection as _;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Metric points per INSERT: a whole 1000-metric log-batch in one statement (9 values a row,
@@ -62,6 +63,50 @@ fn pages_dirtied<'c>(calls: impl Iterator<Item = &'c LogCall>) -> usize {
         pages += 1 + (call.metrics.len() + call.params.len() + call.tags.len()) / ROWS_PER_PAGE;
     }
     pages + keys.len()
+}
+
+/// Upper bounds of the group-size buckets [`LogWriterStats::group_sizes`] counts in; the last
+/// is [`MAX_GROUP`], so every group falls in one.
+pub const GROUP_SIZE_BOUNDS: [u64; 7] = [1, 2, 4, 8, 16, 32, MAX_GROUP as u64];
+
+/// Counters the SQLite writer keeps as it goes; read with [`SqlStore::log_writer_stats`].
+#[derive(Debug, Default)]
+pub(crate) struct LogWriterCounters {
+    queued: AtomicU64,
+    calls: AtomicU64,
+    group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len()],
+}
+
+impl LogWriterCounters {
+    fn taken(&self, group: usize) {
+        self.queued.fetch_sub(group as u64, Ordering::Relaxed);
+        self.calls.fetch_add(group as u64, Ordering::Relaxed);
+        let bucket = GROUP_SIZE_BOUNDS
+            .iter()
+            .position(|&bound| group as u64 <= bound)
+            .unwrap_or(GROUP_SIZE_BOUNDS.len() - 1);
+        self.group_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the SQLite writer has done since the store opened. PostgreSQL stores have no writer
+/// queue; theirs stay zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogWriterStats {
+    /// Calls waiting for the writer now.
+    pub queued: u64,
+    /// Calls the writer has taken.
+    pub calls: u64,
+    /// How many groups had a size up to each of [`GROUP_SIZE_BOUNDS`] (and above the bound
+    /// before it).
+    pub group_sizes: [u64; GROUP_SIZE_BOUNDS.len()],
+}
+
+impl LogWriterStats {
+    /// Groups (transactions) the writer has committed or tried to.
+    pub fn groups(&self) -> u64 {
+        self.group_sizes.iter().sum()
+    }
 }
 
 /// One log call waiting for the SQLite writer.
@@ -115,12 +160,24 @@ impl SqlStore {
             return self.log_alone(&call).await;
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
+        self.log_writer.queued.fetch_add(1, Ordering::Relaxed);
         if queue.send(LogJob { call, reply }).await.is_err() {
+            self.log_writer.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::internal("the write queue stopped"));
         }
         answer
             .await
             .unwrap_or_else(|_| Err(Error::internal("the write queue stopped")))
+    }
+
+    /// What the SQLite writer has done so far.
+    pub fn log_writer_stats(&self) -> LogWriterStats {
+        let counters = &self.log_writer;
+        LogWriterStats {
+            queued: counters.queued.load(Ordering::Relaxed),
+            calls: counters.calls.load(Ordering::Relaxed),
+            group_sizes: std::array::from_fn(|i| counters.group_sizes[i].load(Ordering::Relaxed)),
+        }
     }
 
     /// One log call in its own transaction.
@@ -160,6 +217,7 @@ impl SqlStore {
                     Err(_) => break,
                 }
             }
+            self.log_writer.taken(group.len());
             if held
                 .as_ref()
                 .is_some_and(|(_, since)| since.elapsed() >= HOLD_WRITER_AT_MOST)

@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
+pub mod metrics;
 pub mod registry;
 pub mod request;
 pub mod state;

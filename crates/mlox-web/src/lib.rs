@@ -3,7 +3,8 @@
 //! the stateless routes that serve it: `/`, `/index.html` and `/static-files/*`. It has no API
 //! routes and no fallback, so its router merges into the tracking router, whose fallback keeps
 //! answering unknown paths. When npm was missing or the UI failed to build, `/` serves a page
-//! that says so and how to build it; the API is unaffected.
+//! that says so and how to build it; the API is unaffected. It also carries Swagger UI's files,
+//! which the model server's `/v2/docs` page loads ([`swagger_ui_router`]).
 
 use axum::Router;
 use axum::body::Body;
@@ -36,6 +37,9 @@ mod assets {
 }
 
 const INDEX: &str = "index.html";
+const SWAGGER_UI_PREFIX: &str = "swagger-ui/";
+/// The script whose presence says Swagger UI was built into this binary.
+const SWAGGER_UI_BUNDLE: &str = "swagger-ui-bundle.js";
 const ASSETS_PREFIX: &str = "static-files/";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 // Revalidate every time (cheaply, by ETag): index.html names the current hashed bundles, so a
@@ -48,6 +52,30 @@ pub fn router() -> Router {
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/static-files/{*path}", get(static_file))
+}
+
+/// Swagger UI's files (`swagger-ui-bundle.js`, `swagger-ui.css`, its licence), each at
+/// `/{file}`: nest this router where a page that renders an OpenAPI document loads them from.
+pub fn swagger_ui_router() -> Router {
+    Router::new().route("/{file}", get(swagger_ui_file))
+}
+
+/// Whether Swagger UI is in this binary (not when the UI could not be built).
+pub fn swagger_ui_built() -> bool {
+    lookup(&format!("{SWAGGER_UI_PREFIX}{SWAGGER_UI_BUNDLE}")).is_some()
+}
+
+async fn swagger_ui_file(
+    file: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path(file)) = file else {
+        return not_found();
+    };
+    match lookup(&format!("{SWAGGER_UI_PREFIX}{file}")) {
+        Some(asset) => serve(asset, &headers),
+        None => not_found(),
+    }
 }
 
 /// Whether the real UI was embedded, rather than the page saying it was not built.

@@ -213,3 +213,42 @@ async fn other_methods_are_refused() {
     let answer = request(Method::POST, "/", &[]).await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn swagger_ui_files_are_served_revalidated_and_only_from_their_directory() {
+    if !ui_built() {
+        assert!(!swagger_ui_built());
+        return;
+    }
+    assert!(swagger_ui_built(), "a built UI carries Swagger UI");
+    let answer = |uri: &'static str| async move {
+        let response = swagger_ui_router()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    };
+    let (status, headers, body) = answer("/swagger-ui-bundle.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    // Not content-hashed: an upgrade must reach browsers that cached the old file.
+    assert_eq!(headers[header::CACHE_CONTROL], REVALIDATE);
+    assert!(body.windows(13).any(|w| w == b"SwaggerUIBund"));
+    let (status, headers, _) = answer("/swagger-ui.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    for outside in ["/index.html", "/..%2Findex.html", "/missing.js"] {
+        assert_eq!(answer(outside).await.0, StatusCode::NOT_FOUND, "{outside}");
+    }
+}

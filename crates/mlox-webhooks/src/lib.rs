@@ -26,6 +26,7 @@ pub use send::{Attempt, Sender};
 use mlox_core::webhooks::{Webhook, WebhookEvent, WebhookStatus};
 use mlox_store::{ClaimedDelivery, DeliveryOutcome, SqlStore};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore};
@@ -57,6 +58,44 @@ pub struct DispatcherConfig {
     /// How long delivered and failed rows stay in the outbox.
     pub delivered_retention: Duration,
     pub failed_retention: Duration,
+    /// Outcomes of this replica's attempts, for operators; shared with whoever reads them.
+    pub counters: Arc<DeliveryCounters>,
+}
+
+/// How this replica's delivery attempts ended, counted since it started.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl DeliveryCounters {
+    fn count(&self, outcome: &DeliveryOutcome) {
+        let counter = match outcome {
+            DeliveryOutcome::Delivered => &self.delivered,
+            DeliveryOutcome::Retry { .. } => &self.retried,
+            DeliveryOutcome::Failed { .. } => &self.failed,
+            // Not an attempt: the row waits behind an earlier one that is retried.
+            DeliveryOutcome::Deferred { .. } => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts the endpoint accepted (2xx).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Attempts that failed in a way worth another try (connection errors, 429, 5xx).
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Attempts after which the delivery was given up.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for DispatcherConfig {
@@ -74,6 +113,7 @@ impl Default for DispatcherConfig {
             max_concurrency: 16,
             delivered_retention: Duration::from_secs(3600),
             failed_retention: Duration::from_secs(7 * 24 * 3600),
+            counters: Arc::default(),
         }
     }
 }
@@ -246,6 +286,7 @@ async fn deliver_in_order(
             return;
         }
         let outcome = deliver(config, sender, &row).await;
+        config.counters.count(&outcome);
         record(store, &row, &outcome).await;
         if let DeliveryOutcome::Retry { at_ms, .. } = outcome {
             for later in rows.by_ref() {

@@ -1,8 +1,10 @@
 //! The REST API described for people and tools: an OpenAPI 3 document of every route at
 //! `GET /v2/docs/dataplane.json`, the same narrowed to one model (its name fixed, an example
 //! request built from its inputs) at `GET /v2/models/{m}/docs/dataplane.json`, and a page
-//! rendering either at `…/docs`. The page is self-contained (no scripts or styles fetched from
-//! elsewhere), so it works on machines without internet access.
+//! rendering either at `…/docs`: Swagger UI, where requests can be tried, from files embedded in
+//! the binary (`/v2/docs/swagger-ui/*`, nothing fetched from elsewhere, so it works on machines
+//! without internet access). A binary built without the web UI has no Swagger UI; its page
+//! lists the operations with a few lines of script instead.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,7 +20,7 @@ pub(super) async fn document(State(s): State<RestState>) -> Response {
 }
 
 pub(super) async fn page() -> Response {
-    html("mlox inference API")
+    html("mlox inference API", "docs/swagger-ui")
 }
 
 pub(super) async fn model_document(
@@ -39,7 +41,11 @@ pub(super) async fn model_page(State(s): State<RestState>, Path(model): Path<Str
     if let Err(e) = s.dataplane.model_metadata(&model, None) {
         return V2Error::from(e).into_response();
     }
-    html(&format!("mlox inference API: {}", html_text(&model)))
+    // The page is at /v2/models/{m}/docs; the files at /v2/docs/swagger-ui.
+    html(
+        &format!("mlox inference API: {}", html_text(&model)),
+        "../../docs/swagger-ui",
+    )
 }
 
 /// The OpenAPI document; with a model, its name is the only one the paths accept and the
@@ -271,9 +277,17 @@ fn example_request(inputs: &[MetadataTensor]) -> Value {
 
 /// Both pages sit at `…/docs` beside their `…/docs/dataplane.json`, so one relative link
 /// serves either, whatever characters a model name holds.
-fn html(title: &str) -> Response {
-    let page = PAGE
+/// The page for the document at `docs/dataplane.json` (relative to the page), with Swagger UI's
+/// files at `swagger_ui` (relative too, so the pages work behind a path prefix).
+fn html(title: &str, swagger_ui: &str) -> Response {
+    let template = if mlox_web::swagger_ui_built() {
+        SWAGGER_PAGE
+    } else {
+        PAGE
+    };
+    let page = template
         .replace("{{title}}", title)
+        .replace("{{swagger_ui}}", swagger_ui)
         .replace("{{spec}}", "docs/dataplane.json");
     ([(CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
@@ -284,6 +298,25 @@ fn html_text(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// Swagger UI over the document, with "Try it out" on from the start.
+const SWAGGER_PAGE: &str = r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{title}}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="{{swagger_ui}}/swagger-ui.css">
+</head>
+<body><div id="swagger-ui"></div>
+<script src="{{swagger_ui}}/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({
+  url: "{{spec}}",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  tryItOutEnabled: true,
+  displayRequestDuration: true,
+});
+</script></body></html>
+"##;
 
 /// Renders the document's operations, schemas and examples with a few lines of inline script.
 const PAGE: &str = r#"<!doctype html>

@@ -106,6 +106,7 @@ pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
         .route("/metrics", get(metrics))
         .route("/v2/docs", get(docs::page))
         .route("/v2/docs/dataplane.json", get(docs::document))
+        .nest_service("/v2/docs/swagger-ui", mlox_web::swagger_ui_router())
         .route("/v2/models/{model}/docs", get(docs::model_page))
         .route(
             "/v2/models/{model}/docs/dataplane.json",
@@ -161,6 +162,33 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     axum::serve(listener, router(dataplane, config))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Serves the Prometheus metrics alone at `path` on `listener` (MLServer's `metrics_port` and
+/// `metrics_endpoint`), so scrapers need no access to the inference port, until `shutdown` is
+/// cancelled. The inference port keeps its own `/metrics`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    dataplane: Arc<Dataplane>,
+    path: &str,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let app = Router::new()
+        .route(&path, get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(RestState {
+            dataplane,
+            config: Arc::new(RestConfig::default()),
+        });
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
