@@ -1,0 +1,77 @@
+//! Server-sent events to the client. Every stream the gateway sends ends with `data: [DONE]`
+//! (MLflow's never does, OpenAI's always does), and a failure after the stream began becomes
+//! an error event in OpenAI's shape, since the status line has already been sent.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource as _;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::error::GatewayError;
+
+pub type SseStream = BoxStream<'static, Result<Bytes, Infallible>>;
+
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// One `data:` event. JSON has no raw newlines, so one line suffices.
+pub fn data_event(json: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(json.len() + 8);
+    event.extend_from_slice(b"data: ");
+    event.extend_from_slice(json);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+pub fn error_event(error: &GatewayError) -> Bytes {
+    data_event(error.openai_body().to_string().as_bytes())
+}
+
+/// A whole answer as a stream: its chunks, then `[DONE]`.
+pub fn from_chunks(chunks: Vec<Vec<u8>>) -> SseStream {
+    let events = chunks
+        .into_iter()
+        .map(|c| Ok(data_event(&c)))
+        .chain(std::iter::once(Ok(Bytes::from_static(DONE))));
+    stream::iter(events).boxed()
+}
+
+/// Passes an upstream's event stream on event by event, as it arrives. The upstream's own
+/// `[DONE]` ends the stream; one is added when the upstream closes without it.
+pub fn relay(response: reqwest::Response) -> SseStream {
+    let events = response.bytes_stream().eventsource();
+    stream::unfold(Some(events), |state| async move {
+        let mut events = state?;
+        loop {
+            match events.next().await {
+                None => return Some((Ok(Bytes::from_static(DONE)), None)),
+                Some(Ok(event)) => {
+                    let data = event.data.trim();
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if data == "[DONE]" {
+                        return Some((Ok(Bytes::from_static(DONE)), None));
+                    }
+                    if event.event == "error" {
+                        // Some upstreams name error events; clients of OpenAI's API read
+                        // only `data:` lines, so the error travels there.
+                        let error = GatewayError::BadGateway(format!(
+                            "the upstream reported an error mid-stream: {data}"
+                        ));
+                        return Some((Ok(error_event(&error)), Some(events)));
+                    }
+                    return Some((Ok(data_event(data.as_bytes())), Some(events)));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "upstream stream broke off");
+                    let error =
+                        GatewayError::BadGateway(format!("the upstream stream broke off: {e}"));
+                    let tail = Bytes::from([&error_event(&error)[..], DONE].concat());
+                    return Some((Ok(tail), None));
+                }
+            }
+        }
+    })
+    .boxed()
+}
