@@ -14,11 +14,17 @@ pub type SseStream = BoxStream<'static, Result<Bytes, Infallible>>;
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// One `data:` event. JSON has no raw newlines, so one line suffices.
-pub fn data_event(json: &[u8]) -> Bytes {
-    let mut event = Vec::with_capacity(json.len() + 8);
-    event.extend_from_slice(b"data: ");
-    event.extend_from_slice(json);
+/// One `data:` event. Serialized JSON is one line; data of several lines (from an upstream
+/// that pretty-prints) gets one `data:` field per line, which clients join back.
+pub fn data_event(data: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(data.len() + 8);
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            event.push(b'\n');
+        }
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+    }
     event.extend_from_slice(b"\n\n");
     Bytes::from(event)
 }
@@ -74,4 +80,18 @@ pub fn relay(response: reqwest::Response) -> SseStream {
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_events_keep_every_line_in_a_data_field() {
+        assert_eq!(&data_event(b"{\"a\":1}")[..], b"data: {\"a\":1}\n\n");
+        assert_eq!(
+            &data_event(b"{\n\"a\": 1\r\n}")[..],
+            b"data: {\ndata: \"a\": 1\ndata: }\n\n"
+        );
+    }
 }
