@@ -31,8 +31,10 @@ struct Served {
 async fn serve(yaml: &str) -> Served {
     let config = config::parse(yaml, &NoEnv).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
     let gateway = Arc::new(Gateway::new(config).expect("gateway"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the gateway");
+    let addr = listener.local_addr().expect("gateway address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, mlox_gateway::http::router(gateway)).await;
     });
