@@ -173,7 +173,7 @@ impl Gateway {
                 .upstream
                 .open_stream(&request, &config.retries, config.timeout)
                 .await?;
-            return Ok(Answer::Stream(sse::relay(response)));
+            return Ok(Answer::Stream(sse::relay(response, config.timeout)));
         }
         let bytes = self
             .upstream

@@ -3,6 +3,7 @@
 //! an error event in OpenAI's shape, since the status line has already been sent.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource as _;
@@ -43,13 +44,23 @@ pub fn from_chunks(chunks: Vec<Vec<u8>>) -> SseStream {
 }
 
 /// Passes an upstream's event stream on event by event, as it arrives. The upstream's own
-/// `[DONE]` ends the stream; one is added when the upstream closes without it.
-pub fn relay(response: reqwest::Response) -> SseStream {
+/// `[DONE]` ends the stream; one is added when the upstream closes without it. An upstream
+/// silent for `idle` ends the stream with an error event, so a hung upstream cannot hold a
+/// client forever.
+pub fn relay(response: reqwest::Response, idle: Duration) -> SseStream {
     let events = response.bytes_stream().eventsource();
-    stream::unfold(Some(events), |state| async move {
+    stream::unfold(Some(events), move |state| async move {
         let mut events = state?;
         loop {
-            match events.next().await {
+            let Ok(next) = tokio::time::timeout(idle, events.next()).await else {
+                let error = GatewayError::Timeout(format!(
+                    "the upstream sent nothing for {} s mid-stream",
+                    idle.as_secs_f64()
+                ));
+                let tail = Bytes::from([&error_event(&error)[..], DONE].concat());
+                return Some((Ok(tail), None));
+            };
+            match next {
                 None => return Some((Ok(Bytes::from_static(DONE)), None)),
                 Some(Ok(event)) => {
                     let data = event.data.trim();

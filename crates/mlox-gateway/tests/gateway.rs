@@ -737,3 +737,51 @@ async fn routes_split_traffic_by_percentage() {
     // 50/50 over 100 draws: outside 20..80 has odds below 1e-9.
     assert!((20..=80).contains(&a), "{a} / {b}");
 }
+
+#[tokio::test]
+async fn stream_events_reach_the_client_as_they_arrive() {
+    use futures::StreamExt as _;
+
+    let up = MockUpstream::start("up").await;
+    let gw = serve(&format!(
+        "endpoints:\n{}{}",
+        openai_endpoint("chat", "chat", &up, ""),
+        openai_endpoint("hung", "chat", &up, "    timeout: 0.3\n"),
+    ))
+    .await;
+    up.behaviour.stream_gap_ms.store(800, Ordering::SeqCst);
+    let body =
+        json!({"model": "chat", "messages": [{"role": "user", "content": "a b"}], "stream": true});
+    let started = Instant::now();
+    let response = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut chunks = response.bytes_stream();
+    let first = chunks.next().await.unwrap().unwrap();
+    // The first event arrives while the upstream is still pausing: nothing is buffered.
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(first.starts_with(b"data: {"), "{first:?}");
+    let mut rest = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert!(rest.ends_with(b"data: [DONE]\n\n"));
+
+    // An upstream silent for longer than the endpoint's timeout ends the stream with an error.
+    let hung = gw
+        .post("/v1/chat/completions", json!({"model": "hung", "messages": [{"role": "user", "content": "a b"}], "stream": true}))
+        .await;
+    let data = events(&hung.text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let error: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(error["error"]["code"], "upstream_timeout");
+}

@@ -30,6 +30,8 @@ pub struct Behaviour {
     pub delay_ms: AtomicU64,
     /// Streams stop with a broken connection after this many chunks (0: never).
     pub break_stream_after: AtomicU32,
+    /// Streams pause this long after their first chunk.
+    pub stream_gap_ms: AtomicU64,
     /// Streams end without `data: [DONE]`.
     pub omit_done: std::sync::atomic::AtomicBool,
     /// What `/invocations` answers, when set.
@@ -283,10 +285,17 @@ fn sse(state: &MockState, chunks: Vec<Value>) -> Response {
         events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
     }
     // Chunks arrive one at a time, as a model generates them.
-    let stream = futures::stream::iter(events).then(|e| async move {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        e
-    });
+    let gap = Duration::from_millis(state.behaviour.stream_gap_ms.load(Ordering::SeqCst));
+    let stream =
+        futures::stream::iter(events.into_iter().enumerate()).then(move |(i, e)| async move {
+            let pause = if i == 1 {
+                gap.max(Duration::from_millis(5))
+            } else {
+                Duration::from_millis(5)
+            };
+            tokio::time::sleep(pause).await;
+            e
+        });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
