@@ -38,6 +38,9 @@ impl Upstream {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
+            // A redirected POST would be replayed as a GET by the default policy; an upstream
+            // that redirects is misconfigured, and its 3xx is answered as a bad gateway.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Upstream { client })
