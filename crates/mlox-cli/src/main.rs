@@ -2,6 +2,7 @@
 //! users type today (`mlox server` for `mlflow server`, …) and accept their flags and
 //! environment variables, so existing scripts and habits carry over.
 
+mod gateway;
 mod gc;
 mod logging;
 mod serve;
@@ -21,7 +22,7 @@ const MLFLOW_API_VERSION: &str = "3.17.2";
 #[command(
     name = "mlox",
     version,
-    about = "One binary for the whole ML platform: tracking, registry, artifacts and serving."
+    about = "One binary for the whole ML platform: tracking, registry, artifacts, serving and the LLM gateway."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +45,16 @@ enum Command {
     /// Permanently delete runs, experiments and logged models in the `deleted` stage, with
     /// their artifacts (like `mlflow gc`); safe while servers run.
     Gc(gc::GcArgs),
+    /// The LLM gateway from MLflow's gateway config.yaml (`mlflow gateway start`).
+    Gateway {
+        #[command(subcommand)]
+        command: gateway::GatewayCommand,
+    },
+    /// `mlflow deployments start-server`, the gateway's older name.
+    Deployments {
+        #[command(subcommand)]
+        command: gateway::DeploymentsCommand,
+    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -349,6 +360,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => run_import(args).await,
         Command::Gc(args) => gc::run(args).await,
+        Command::Gateway { command } => gateway::run(command.into_args()).await,
+        Command::Deployments { command } => gateway::run(command.into_args()).await,
         Command::Db {
             command: DbCommand::Upgrade { url },
         } => {

@@ -1,0 +1,89 @@
+//! `mlox gateway start` (MLflow's `mlflow gateway start`) and its older name
+//! `mlox deployments start-server`: the LLM gateway from MLflow's gateway `config.yaml`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum GatewayCommand {
+    /// Start the gateway: MLflow's deployments API and OpenAI's /v1 API over the endpoints
+    /// and routes of a gateway config.yaml.
+    Start(StartArgs),
+}
+
+#[derive(Subcommand)]
+pub enum DeploymentsCommand {
+    /// The same as `mlox gateway start` (MLflow 2's `mlflow deployments start-server`).
+    StartServer(StartArgs),
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// The gateway configuration file (MLflow's schema: `endpoints`, `routes`).
+    #[arg(long, env = "MLFLOW_GATEWAY_CONFIG")]
+    config_path: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+    /// Accepted for compatibility with `mlflow gateway start`; mlox serves every request from
+    /// one process with all cores.
+    #[arg(long)]
+    workers: Option<u32>,
+}
+
+impl GatewayCommand {
+    pub fn into_args(self) -> StartArgs {
+        match self {
+            GatewayCommand::Start(args) => args,
+        }
+    }
+}
+
+impl DeploymentsCommand {
+    pub fn into_args(self) -> StartArgs {
+        match self {
+            DeploymentsCommand::StartServer(args) => args,
+        }
+    }
+}
+
+pub async fn run(args: StartArgs) -> anyhow::Result<()> {
+    let config =
+        mlox_gateway::config::load(&args.config_path, &mlox_gateway::config::ProcessEnvironment)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid gateway configuration {}: {e}",
+                    args.config_path.display()
+                )
+            })?;
+    let endpoints = config.endpoints.len();
+    let routes = config.routes.len();
+    let gateway = mlox_gateway::Gateway::new(config).map_err(|e| anyhow::anyhow!(e))?;
+    let addr = crate::serve::socket_addr(&args.host, args.port)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let app = mlox_gateway::http::router(Arc::new(gateway))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(
+            mlox_tracking::access_log::log_request,
+        ));
+    tracing::info!(
+        %addr,
+        config = %args.config_path.display(),
+        endpoints,
+        routes,
+        "mlox gateway listening"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    tracing::info!("mlox gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The running gateway: endpoints and routes by name, and one call from a request body to the
+//! answer (rate limit, validation, traffic split, provider mapping, upstream call).
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::config::{EndpointConfig, EndpointType, GatewayConfig, RouteConfig};
+use crate::error::GatewayError;
+use crate::limit::RateLimiter;
+use crate::provider::{self, ServedAnswer};
+use crate::sse::{self, SseStream};
+use crate::upstream::Upstream;
+
+pub struct Gateway {
+    endpoints: Vec<Endpoint>,
+    routes: Vec<Route>,
+    by_name: HashMap<String, Target>,
+    upstream: Upstream,
+}
+
+struct Endpoint {
+    config: EndpointConfig,
+    limiter: Option<RateLimiter>,
+}
+
+struct Route {
+    config: RouteConfig,
+    /// (endpoint index, traffic percentage), in config order.
+    destinations: Vec<(usize, u8)>,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Endpoint(usize),
+    Route(usize),
+}
+
+/// A successful call's answer.
+pub enum Answer {
+    /// A JSON body, ready to send.
+    Json(Bytes),
+    /// A `text/event-stream` body.
+    Stream(SseStream),
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Result<Self, String> {
+        let upstream = Upstream::new()?;
+        let mut by_name = HashMap::new();
+        let endpoints: Vec<Endpoint> = config
+            .endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(i, config)| {
+                by_name.insert(config.name.clone(), Target::Endpoint(i));
+                Endpoint {
+                    limiter: config.limit.as_ref().map(RateLimiter::new),
+                    config,
+                }
+            })
+            .collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.into_iter().enumerate() {
+            let mut destinations = Vec::with_capacity(route.destinations.len());
+            for d in &route.destinations {
+                // The config checks destinations name endpoints; a miss here is a bug.
+                let Some(Target::Endpoint(index)) = by_name.get(&d.name).copied() else {
+                    return Err(format!(
+                        "route '{}' names '{}', which is not an endpoint",
+                        route.name, d.name
+                    ));
+                };
+                destinations.push((index, d.traffic_percentage));
+            }
+            by_name.insert(route.name.clone(), Target::Route(i));
+            routes.push(Route {
+                config: route,
+                destinations,
+            });
+        }
+        Ok(Gateway {
+            endpoints,
+            routes,
+            by_name,
+            upstream,
+        })
+    }
+
+    /// Endpoints in config order.
+    pub fn endpoints(&self) -> impl Iterator<Item = &EndpointConfig> {
+        self.endpoints.iter().map(|e| &e.config)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &RouteConfig> {
+        self.routes.iter().map(|r| &r.config)
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointConfig> {
+        match self.by_name.get(name)? {
+            Target::Endpoint(i) => Some(&self.endpoints[*i].config),
+            Target::Route(_) => None,
+        }
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        match self.by_name.get(name)? {
+            Target::Route(i) => Some(&self.routes[*i].config),
+            Target::Endpoint(_) => None,
+        }
+    }
+
+    /// The endpoint type of an endpoint or route.
+    pub fn kind_of(&self, name: &str) -> Option<EndpointType> {
+        Some(match self.by_name.get(name)? {
+            Target::Endpoint(i) => self.endpoints[*i].config.endpoint_type,
+            Target::Route(i) => self.routes[*i].config.task_type,
+        })
+    }
+
+    /// Picks the endpoint that serves one call to `name`: the endpoint itself, or a route's
+    /// destination drawn by its traffic percentages.
+    fn pick(&self, name: &str) -> Option<&Endpoint> {
+        match self.by_name.get(name)? {
+            Target::Endpoint(i) => self.endpoints.get(*i),
+            Target::Route(i) => {
+                let route = self.routes.get(*i)?;
+                let mut draw = fastrand::u8(0..100);
+                for (index, percentage) in &route.destinations {
+                    if draw < *percentage {
+                        return self.endpoints.get(*index);
+                    }
+                    draw -= percentage;
+                }
+                // Percentages sum to 100, so the loop always returns.
+                route
+                    .destinations
+                    .last()
+                    .and_then(|(index, _)| self.endpoints.get(*index))
+            }
+        }
+    }
+
+    /// One call to an endpoint or route with a request body in MLflow's / OpenAI's shape.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        body: Map<String, Value>,
+    ) -> Result<Answer, GatewayError> {
+        let Some(endpoint) = self.pick(name) else {
+            return Err(GatewayError::NotFound(format!(
+                "The endpoint '{name}' is not present or active on the server."
+            )));
+        };
+        let config = &endpoint.config;
+        let kind = config.endpoint_type;
+        provider::validate_request(kind, &body)?;
+        provider::check_model_serving_chat(config, kind, &body)?;
+        if let (Some(limiter), Some(limit)) = (&endpoint.limiter, &config.limit)
+            && let Err(exceeded) = limiter.acquire()
+        {
+            return Err(GatewayError::RateLimited {
+                message: format!("Rate limit exceeded: {}", limiter.describe(limit)),
+                retry_after: exceeded.retry_after,
+            });
+        }
+        let stream = provider::wants_stream(kind, &body);
+        let request = provider::build_request(config, kind, body, stream);
+        if request.stream {
+            let response = self
+                .upstream
+                .open_stream(&request, &config.retries, config.timeout)
+                .await?;
+            return Ok(Answer::Stream(sse::relay(response, config.timeout)));
+        }
+        let bytes = self
+            .upstream
+            .call(&request, &config.retries, config.timeout)
+            .await?;
+        let upstream: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            GatewayError::BadGateway(format!("the upstream's answer is not JSON: {e}"))
+        })?;
+        if matches!(
+            config.provider,
+            crate::config::ProviderConfig::OpenAiCompatible { .. }
+        ) {
+            // Passed on as it came: the upstream already speaks OpenAI's shape.
+            return Ok(Answer::Json(bytes));
+        }
+        let answer = provider::read_model_serving_answer(kind, &upstream)?;
+        let created = now_seconds();
+        let model = config.model_name.as_deref();
+        if stream {
+            let ServedAnswer::Texts(texts) = &answer else {
+                return Err(GatewayError::BadGateway(
+                    "embeddings cannot be streamed".into(),
+                ));
+            };
+            let chunk = provider::model_serving_chunk(kind, model, texts, created);
+            return Ok(Answer::Stream(sse::from_chunks(vec![chunk])));
+        }
+        Ok(Answer::Json(Bytes::from(provider::model_serving_answer(
+            kind, model, &answer, created,
+        ))))
+    }
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
