@@ -268,12 +268,21 @@ def test_missing_required_parameter(api, check, method, path, payload, missing):
 )
 def test_wrong_json_types_are_invalid_parameter_value(api, check, run_id, body):
     r = api.post(f"{API}/runs/log-metric", json={"run_id": run_id, **body})
-    check.assert_error(r, 400, "INVALID_PARAMETER_VALUE")
+    message = check.assert_error(r, 400, "INVALID_PARAMETER_VALUE")["message"]
+    field, value = next((k, v) for k, v in body.items() if isinstance(v, str) and k != "key")
+    assert message == (
+        f"Invalid value {json.dumps(value)} for parameter '{field}' supplied:  Hint: Value was of type 'str'. "
+        "See the API docs for more information about request parameters."
+    )
 
 
 def test_wrong_type_for_name(api, check):
     r = api.post(f"{API}/experiments/create", json={"name": 123})
-    check.assert_error(r, 400, "INVALID_PARAMETER_VALUE")
+    body = check.assert_error(r, 400, "INVALID_PARAMETER_VALUE")
+    assert body["message"] == (
+        "Invalid value 123 for parameter 'name' supplied:  Hint: Value was of type 'int'. "
+        "See the API docs for more information about request parameters."
+    )
 
 
 def test_nan_as_string_is_accepted(api, client, run_id):

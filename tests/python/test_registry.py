@@ -2,6 +2,7 @@
 aliases, tags, search, rename/delete, loading through ``models:/`` URIs."""
 
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -315,6 +316,11 @@ def test_search_model_versions(model_with_versions, unique_name, client):
     client.set_model_version_tag(name, "2", "validated", "true")
     got = client.search_model_versions(f"name = '{name}'")
     assert sorted(v.version for v in got) == ["1", "2", "3"]
+    # Without an order, the most recently changed versions come first (MLflow's default).
+    time.sleep(0.01)
+    client.update_model_version(name, "1", description="retrained")
+    got = client.search_model_versions(f"name = '{name}'")
+    assert [v.version for v in got] == ["1", "3", "2"]
     got = client.search_model_versions(f"name='{name}'", order_by=["version_number DESC"])
     assert [v.version for v in got] == ["3", "2", "1"]
     got = client.search_model_versions(f"name = '{name}' AND tags.validated = 'true'")

@@ -482,6 +482,11 @@ fn parse_order_clauses(spec: &SearchSpec, order_by: &[String]) -> Result<Vec<Ord
 
 fn push_default_order(spec: &SearchSpec, sql: &mut Sql, first: bool) {
     let defaults = match spec.entity {
+        // MLflow's default when no order is asked for: the most recently changed versions
+        // first (the registry UI's "latest activity"); with an order, only its tiebreakers.
+        SearchEntity::ModelVersions if first => {
+            "mv.last_updated_time DESC, mv.name ASC, mv.version DESC"
+        }
         SearchEntity::Runs => "r.start_time DESC, r.run_uuid ASC",
         SearchEntity::Experiments => "e.creation_time DESC, e.experiment_id ASC",
         SearchEntity::LoggedModels => "lm.creation_timestamp_ms DESC, lm.model_id ASC",

@@ -49,12 +49,78 @@ fn form_urlencoded(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode_error(err: serde_json::Error) -> ApiError {
-    ApiError(Error::invalid(format!("Invalid request: {err}")))
+/// A request whose JSON did not fit its message, in MLflow's words: a field of the wrong type
+/// is `Invalid value 123 for parameter 'name' supplied: …`, a missing one `Missing value for
+/// required parameter 'name'.` Decoding again to find the field costs only failed requests.
+fn decode_error<T: DeserializeOwned>(value: &Value) -> ApiError {
+    let err = match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(_) => return ApiError(Error::invalid("Invalid request.")),
+        Err(err) => err,
+    };
+    let cause = err.inner().to_string();
+    let path = err.path();
+    let at = |field: Option<&str>| {
+        let mut name = if path.iter().next().is_none() {
+            String::new()
+        } else {
+            path.to_string()
+        };
+        if let Some(field) = field {
+            if !name.is_empty() {
+                name.push('.');
+            }
+            name.push_str(field);
+        }
+        name
+    };
+    if let Some(field) = cause
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return ApiError(Error::invalid(format!(
+            "Missing value for required parameter '{}'. See the API docs for more information \
+             about request parameters.",
+            at(Some(field))
+        )));
+    }
+    // An error at a field is that field's value; one at the top is the request's shape.
+    let at_field = path.iter().next().is_some();
+    match value_at(value, path).filter(|_| at_field) {
+        Some(found) => ApiError(Error::invalid(format!(
+            "Invalid value {} for parameter '{}' supplied:  Hint: Value was of type '{}'. See \
+             the API docs for more information about request parameters.",
+            serde_json::to_string(found).unwrap_or_default(),
+            at(None),
+            python_type_name(found)
+        ))),
+        None => ApiError(Error::invalid(format!("Invalid request: {cause}"))),
+    }
+}
+
+fn value_at<'v>(value: &'v Value, path: &serde_path_to_error::Path) -> Option<&'v Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(value, |node, segment| match segment {
+        Segment::Seq { index } => node.get(index),
+        Segment::Map { key } => node.get(key),
+        Segment::Enum { .. } | Segment::Unknown => None,
+    })
+}
+
+/// What Python calls the type of a JSON value, as MLflow's hint names it.
+fn python_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
 }
 
 pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(decode_error)
+    T::deserialize(&value).map_err(|_| decode_error::<T>(&value))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
@@ -89,7 +155,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                     ApiError(Error::invalid(format!("Malformed JSON request body: {e}")))
                 }
-                _ => decode_error(e),
+                _ => match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(value) => decode_error::<T>(&value),
+                    Err(e) => ApiError(Error::invalid(format!("Invalid request: {e}"))),
+                },
             })
     }
 }
@@ -134,6 +203,53 @@ pub fn de_opt_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Message {
+        name: String,
+        #[serde(default)]
+        metrics: Vec<Point>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Point {
+        key: String,
+        value: f64,
+    }
+
+    fn message_of(value: Value) -> String {
+        decode_value::<Message>(value).unwrap_err().0.message
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_named_in_mlflows_words() {
+        use serde_json::json;
+        assert_eq!(
+            message_of(json!({"name": 123})),
+            "Invalid value 123 for parameter 'name' supplied:  Hint: Value was of type 'int'. \
+             See the API docs for more information about request parameters."
+        );
+        assert!(
+            message_of(json!({"name": "x", "metrics": [{"key": "k", "value": "high"}]}))
+                .starts_with(
+                    "Invalid value \"high\" for parameter 'metrics[0].value' supplied:  \
+                              Hint: Value was of type 'str'."
+                )
+        );
+        assert!(
+            message_of(json!({"name": {"b": 1, "a": [true]}})).starts_with(
+                "Invalid value {\"a\":[true],\"b\":1} for parameter 'name' supplied:  Hint: \
+                 Value was of type 'dict'."
+            )
+        );
+        assert!(message_of(json!({})).starts_with("Missing value for required parameter 'name'."));
+        assert!(
+            message_of(json!({"name": "x", "metrics": [{"value": 1.0}]}))
+                .starts_with("Missing value for required parameter 'metrics[0].key'.")
+        );
+    }
 
     #[test]
     fn repeated_query_keys_become_lists() {

@@ -418,11 +418,10 @@ async fn a_field_of_the_wrong_type_is_400_invalid_parameter_value() {
         .await;
     let body = error(&reply, StatusCode::BAD_REQUEST);
     assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Invalid request: "),
+    assert_eq!(
+        body["message"],
+        "Invalid value [\"a\",\"list\"] for parameter 'name' supplied:  Hint: Value was of \
+         type 'list'. See the API docs for more information about request parameters.",
         "{body}"
     );
 }
