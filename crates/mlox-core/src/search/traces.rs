@@ -204,12 +204,6 @@ fn value(kind: KeyKind, name: &str, raw: &RawValue) -> Result<Value> {
             }
             Value::Num(*value)
         }
-        (KeyKind::Attribute, _) => {
-            return Err(Error::invalid(format!(
-                "Expected a quoted string value or a list of quoted string values for \
-                 attributes. Got value {text}"
-            )));
-        }
         (KeyKind::Feedback | KeyKind::Expectation, RawValue::Number { value, .. }) => {
             Value::Num(*value)
         }
