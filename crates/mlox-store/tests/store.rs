@@ -2128,11 +2128,20 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "model_versions",
         "registered_model_tags",
         "registered_models",
+        "trace_metadata",
+        "trace_run_links",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
             .await
             .unwrap();
+    }
+    for statement in [
+        "DROP INDEX trace_tags_by_key",
+        "ALTER TABLE traces DROP COLUMN execution_time_ms",
+        "ALTER TABLE traces DROP COLUMN client_request_id",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
     }
     pool.close().await;
 
@@ -2701,18 +2710,21 @@ fn trace_info(
     })
 }
 
+/// id, name, (start offset, duration), state, tags, metadata.
+type TraceRow<'a> = (
+    &'a str,
+    &'a str,
+    (i64, i64),
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Vec<(&'a str, &'a str)>,
+);
+
 /// The traces of the search table: A to E, a second apart.
 async fn trace_corpus(store: &SqlStore) -> (String, String) {
     let exp = experiment(store, "traces").await;
     let run = run_in(store, &exp).await.info.run_id;
-    let corpus: [(
-        &str,
-        &str,
-        (i64, i64),
-        &str,
-        &[(&str, &str)],
-        Vec<(&str, &str)>,
-    ); 5] = [
+    let corpus: [TraceRow; 5] = [
         (
             "A",
             "retrieve",
@@ -2862,7 +2874,7 @@ async fn trace_search_follows_mlflow(store: &SqlStore) {
     loop {
         let (traces, next) = store
             .search_traces(mlox_store::traces::TraceSearch {
-                experiment_ids: &[exp.clone()],
+                experiment_ids: std::slice::from_ref(&exp),
                 filter: None,
                 order_by: &order,
                 max_results: Some(2),
