@@ -102,11 +102,7 @@ pub fn router(state: AppState) -> Router {
             "/model-versions/get-artifact",
             get(browse::get_model_version_artifact),
         )
-        // GET is the search of MLflow 2 clients (SearchTraces), POST the start of a trace.
-        .route(
-            "/traces",
-            post(traces::start_trace).get(traces::search_traces),
-        )
+        .route("/traces", post(traces::start_trace))
         .route("/traces/get", get(traces::get_trace))
         .route("/traces/batchGet", get(traces::batch_get_traces))
         .route(
