@@ -13,6 +13,7 @@ use mlox_core::ids::{new_assessment_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
 use mlox_core::{Error, Result};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 pub const ARTIFACT_LOCATION_TAG: &str = "mlflow.artifactLocation";
 
@@ -260,68 +261,84 @@ impl SqlStore {
         self.get_trace_info(&trace_id).await
     }
 
-    async fn trace_tags(&self, trace_id: &str) -> Result<Map<String, Value>> {
-        let mut sql = self.sql("SELECT key, value FROM trace_tags WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        Ok(sql
-            .query()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| (get_str(r, "key"), Value::String(get_str(r, "value"))))
-            .collect())
+    pub async fn get_trace_info(&self, trace_id: &str) -> Result<Value> {
+        let mut infos = self.get_trace_infos(&[trace_id.to_string()]).await?;
+        infos
+            .pop()
+            .ok_or_else(|| Error::not_found(format!("Trace with ID {trace_id} is not found.")))
     }
 
-    /// A trace's assessments, oldest first.
-    async fn trace_assessments(&self, trace_id: &str) -> Result<Vec<Value>> {
-        let mut sql = self.sql("SELECT body FROM assessments WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        let mut assessments: Vec<Value> = sql
-            .query()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .filter_map(|r| serde_json::from_str(&get_str(r, "body")).ok())
-            .collect();
+    /// The infos of the traces that exist among `trace_ids`, in that order, each with its
+    /// current tags and its assessments (oldest first); a few queries for the whole list.
+    pub async fn get_trace_infos(&self, trace_ids: &[String]) -> Result<Vec<Value>> {
+        let mut infos: HashMap<String, Value> = HashMap::with_capacity(trace_ids.len());
+        for row in self
+            .load_children(
+                "SELECT trace_id, info FROM traces WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            let info = serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
+            infos.insert(get_str(&row, "trace_id"), info);
+        }
+        let mut tags: HashMap<String, Map<String, Value>> = HashMap::new();
+        for row in self
+            .load_children(
+                "SELECT trace_id, key, value FROM trace_tags WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            tags.entry(get_str(&row, "trace_id"))
+                .or_default()
+                .insert(get_str(&row, "key"), Value::String(get_str(&row, "value")));
+        }
+        let mut assessments: HashMap<String, Vec<Value>> = HashMap::new();
+        for row in self
+            .load_children(
+                "SELECT trace_id, body FROM assessments WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            if let Ok(body) = serde_json::from_str(&get_str(&row, "body")) {
+                assessments
+                    .entry(get_str(&row, "trace_id"))
+                    .or_default()
+                    .push(body);
+            }
+        }
         let created = |a: &Value| {
             a.get("create_time")
                 .and_then(Value::as_str)
                 .and_then(rfc3339_to_ms)
                 .unwrap_or(0)
         };
-        assessments.sort_by_cached_key(|a| {
-            let id = a.get("assessment_id").and_then(Value::as_str).unwrap_or("");
-            (created(a), id.to_string())
-        });
-        Ok(assessments)
-    }
-
-    pub async fn get_trace_info(&self, trace_id: &str) -> Result<Value> {
-        let mut sql = self.sql("SELECT info FROM traces WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        let Some(row) = sql
-            .query()
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?
-        else {
-            return Err(Error::not_found(format!(
-                "Trace with ID {trace_id} is not found."
-            )));
-        };
-        let mut info: Value =
-            serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
-        let tags = self.trace_tags(trace_id).await?;
-        let assessments = self.trace_assessments(trace_id).await?;
-        if let Some(obj) = info.as_object_mut() {
-            obj.insert("tags".into(), Value::Object(tags));
-            if !assessments.is_empty() {
-                obj.insert("assessments".into(), Value::Array(assessments));
+        let mut out = Vec::with_capacity(trace_ids.len());
+        for id in trace_ids {
+            let Some(mut info) = infos.remove(id) else {
+                continue;
+            };
+            if let Some(obj) = info.as_object_mut() {
+                obj.insert(
+                    "tags".into(),
+                    Value::Object(tags.remove(id).unwrap_or_default()),
+                );
+                if let Some(mut list) = assessments.remove(id) {
+                    list.sort_by_cached_key(|a| {
+                        let id = a.get("assessment_id").and_then(Value::as_str).unwrap_or("");
+                        (created(a), id.to_string())
+                    });
+                    obj.insert("assessments".into(), Value::Array(list));
+                }
             }
+            out.push(info);
         }
-        Ok(info)
+        Ok(out)
     }
 
     /// One page of the traces of some experiments that match a filter, in the order asked
@@ -371,11 +388,7 @@ impl SqlStore {
             .map(|r| get_str(r, "trace_id"))
             .collect();
         let (trace_ids, next) = window.finish(trace_ids);
-        let mut out = Vec::with_capacity(trace_ids.len());
-        for id in trace_ids {
-            out.push(self.get_trace_info(&id).await?);
-        }
-        Ok((out, next))
+        Ok((self.get_trace_infos(&trace_ids).await?, next))
     }
 
     pub async fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {

@@ -62,12 +62,13 @@ pub struct BatchGetMsg {
 }
 
 pub async fn batch_get_traces(State(s): State<AppState>, Msg(m): Msg<BatchGetMsg>) -> JsonResult {
-    let mut traces = Vec::new();
-    for id in &m.trace_ids {
-        if let Ok(info) = s.store.get_trace_info(id).await {
-            traces.push(json!({ "trace_info": info, "spans": [] }));
-        }
-    }
+    let traces: Vec<Value> = s
+        .store
+        .get_trace_infos(&m.trace_ids)
+        .await?
+        .into_iter()
+        .map(|info| json!({ "trace_info": info, "spans": [] }))
+        .collect();
     Ok(Json(json!({ "traces": traces })))
 }
 
