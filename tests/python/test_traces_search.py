@@ -61,6 +61,11 @@ def corpus():
         ids[letter] = _make_trace(experiment_id, name, offset, duration, status, tags, metadata)
     _flush()
     client.link_traces_to_run([ids["E"]], run_id)
+    mlflow.log_feedback(trace_id=ids["A"], name="quality", value="good")
+    mlflow.log_feedback(trace_id=ids["B"], name="quality", value=0.2)
+    overridden = mlflow.log_feedback(trace_id=ids["C"], name="quality", value=0.9)
+    mlflow.override_feedback(trace_id=ids["C"], assessment_id=overridden.assessment_id, value=True)
+    mlflow.log_expectation(trace_id=ids["D"], name="answer", value="42")
     return {"experiment_id": experiment_id, "run_id": run_id, "ids": ids}
 
 
@@ -110,6 +115,17 @@ FILTERS = [
     ("metadata.user LIKE 'b%'", "B"),
     ("trace.name = 'retrieve' AND tags.team = 'search' AND timestamp_ms > %d" % (T0 + 1500), "C"),
     ("trace.name = 'nope'", ""),
+    # Only valid (not overridden) assessments count.
+    ("feedback.quality = 'good'", "A"),
+    ("feedback.quality = 'true'", "C"),
+    ("feedback.quality != 'good'", "CB"),
+    ("feedback.quality > 0.5", ""),
+    ("feedback.quality <= 0.5", "B"),
+    ("feedback.quality LIKE '%oo%'", "A"),
+    ("feedback.quality IS NULL", "ED"),
+    ("feedback.quality IS NOT NULL", "CBA"),
+    ("expectation.answer = '42'", "D"),
+    ("expectation.quality IS NOT NULL", ""),
 ]
 
 

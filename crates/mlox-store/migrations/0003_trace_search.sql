@@ -19,3 +19,12 @@ CREATE TABLE trace_run_links (
     PRIMARY KEY (trace_id, run_id)
 ) {{WITHOUT_ROWID}};
 CREATE INDEX trace_run_links_by_run ON trace_run_links (run_id);
+
+-- What assessment filters (`feedback.<name>`, `expectation.<name>`, `issue.id`) compare, copied
+-- out of each assessment's document: its kind and name, whether it is valid (not overridden),
+-- its value as JSON text, and the value as a number when it is one.
+ALTER TABLE assessments ADD COLUMN kind TEXT;
+ALTER TABLE assessments ADD COLUMN name TEXT;
+ALTER TABLE assessments ADD COLUMN is_valid INTEGER;
+ALTER TABLE assessments ADD COLUMN value_json TEXT;
+ALTER TABLE assessments ADD COLUMN numeric_value DOUBLE PRECISION;

@@ -350,12 +350,61 @@ impl SearchSpec {
                  spans are kept in the artifact store, not in the database.",
                 c.key
             ))),
-            KeyKind::Feedback | KeyKind::Expectation | KeyKind::Issue => {
-                Err(Error::invalid(format!(
-                    "Searching traces by assessments or issues ('{}') is not supported by this \
-                     server yet.",
-                    c.key
-                )))
+            // An issue filter names the issue: an issue assessment of that name.
+            KeyKind::Issue => {
+                sql.push(
+                    "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND \
+                     a.kind = 'issue' AND ",
+                );
+                self.push_comparison(sql, "a.name", Op::Eq, &c.value, false)?;
+                sql.push(")");
+                Ok(())
+            }
+            // Only valid (not overridden) assessments of that kind and name count, as in
+            // MLflow; a trace without one "is null".
+            KeyKind::Feedback | KeyKind::Expectation => {
+                let kind = if c.key.kind == KeyKind::Feedback {
+                    "feedback"
+                } else {
+                    "expectation"
+                };
+                sql.push(if c.op == Op::IsNull {
+                    "NOT EXISTS ("
+                } else {
+                    "EXISTS ("
+                });
+                sql.push(&format!(
+                    "SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND a.kind = \
+                     '{kind}' AND a.is_valid = 1 AND a.name = "
+                ));
+                sql.bind_str(c.key.name.clone());
+                match (c.op, &c.value) {
+                    (Op::IsNull | Op::IsNotNull, _) => {}
+                    // A string value matches itself or its JSON spelling (`"good"`), so that
+                    // `= 'true'` and `= '5'` match a boolean and a number too.
+                    (Op::Eq | Op::Ne, Value::Str(text)) => {
+                        sql.push(if c.op == Op::Eq {
+                            " AND ("
+                        } else {
+                            " AND NOT ("
+                        });
+                        sql.push("a.value_json = ")
+                            .bind_str(text.clone())
+                            .push(" OR a.value_json = ")
+                            .bind_str(serde_json::Value::String(text.clone()).to_string())
+                            .push(")");
+                    }
+                    (Op::Lt | Op::Le | Op::Gt | Op::Ge, _) => {
+                        sql.push(" AND a.numeric_value IS NOT NULL AND ");
+                        self.push_comparison(sql, "a.numeric_value", c.op, &c.value, true)?;
+                    }
+                    _ => {
+                        sql.push(" AND ");
+                        self.push_comparison(sql, "a.value_json", c.op, &c.value, false)?;
+                    }
+                }
+                sql.push(")");
+                Ok(())
             }
         }
     }

@@ -2,7 +2,8 @@
 //! fields searches compare (experiment, time, state, execution time, client request id), with
 //! tags and request metadata in their own tables so filters run in SQL. Spans live in the
 //! artifact store, where the client uploads them. Assessments are kept as the JSON the client
-//! sent, completed with their ids, times and validity.
+//! sent, completed with their ids, times and validity, with the fields assessment filters
+//! compare copied into columns.
 
 use crate::db::{
     Bind, IN_LIST_CHUNK, PageWindow, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
@@ -67,6 +68,71 @@ fn ms_to_rfc3339(ms: i64) -> String {
         in_day / 1000 % 60,
         in_day % 1000
     )
+}
+
+/// The fields of an assessment that trace filters compare, read from its document.
+struct AssessmentFields {
+    kind: Option<&'static str>,
+    name: Option<String>,
+    valid: bool,
+    value_json: Option<String>,
+    numeric_value: Option<f64>,
+}
+
+impl AssessmentFields {
+    fn of(body: &Value) -> AssessmentFields {
+        let kind = ["feedback", "expectation", "issue"]
+            .into_iter()
+            .find(|kind| body.get(*kind).is_some());
+        let value = match kind {
+            Some("feedback") => body.pointer("/feedback/value").cloned(),
+            // An expectation holds its value as a JSON value or as serialized JSON text.
+            Some("expectation") => body.pointer("/expectation/value").cloned().or_else(|| {
+                body.pointer("/expectation/serialized_value/value")
+                    .and_then(Value::as_str)
+                    .and_then(|text| serde_json::from_str(text).ok())
+            }),
+            _ => None,
+        };
+        AssessmentFields {
+            kind,
+            name: body
+                .get("assessment_name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            valid: body.get("valid").and_then(Value::as_bool) != Some(false),
+            numeric_value: value
+                .as_ref()
+                .and_then(Value::as_f64)
+                .filter(|n| n.is_finite() && !matches!(value, Some(Value::Bool(_)))),
+            value_json: value.map(|v| v.to_string()),
+        }
+    }
+
+    /// `, kind = …, name = …, …` for an UPDATE of the assessment's row.
+    fn push_assignments(&self, sql: &mut crate::db::Sql) {
+        sql.push(", kind = ");
+        match self.kind {
+            Some(kind) => sql.bind_str(kind),
+            None => sql.push("NULL"),
+        };
+        sql.push(", name = ");
+        match &self.name {
+            Some(name) => sql.bind_str(name.clone()),
+            None => sql.push("NULL"),
+        };
+        sql.push(", is_valid = ").bind_i64(i64::from(self.valid));
+        sql.push(", value_json = ");
+        match &self.value_json {
+            Some(json) => sql.bind_str(json.clone()),
+            None => sql.push("NULL"),
+        };
+        sql.push(", numeric_value = ");
+        match self.numeric_value {
+            Some(n) => sql.bind_f64(n),
+            None => sql.push("NULL"),
+        };
+    }
 }
 
 fn set_valid(assessment: &mut Value, valid: bool) {
@@ -174,6 +240,23 @@ pub(crate) async fn backfill_search_fields(
         let info: Value = serde_json::from_str(&get_str(&row, "info")).unwrap_or(Value::Null);
         SearchFields::of(&info)
             .write(store, conn, &get_str(&row, "trace_id"))
+            .await?;
+    }
+    let rows = store
+        .sql("SELECT trace_id, assessment_id, body FROM assessments")
+        .query()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    for row in rows {
+        let body: Value = serde_json::from_str(&get_str(&row, "body")).unwrap_or(Value::Null);
+        store
+            .write_assessment_body(
+                conn,
+                &get_str(&row, "trace_id"),
+                &get_str(&row, "assessment_id"),
+                &body,
+            )
             .await?;
     }
     Ok(())
@@ -467,6 +550,8 @@ impl SqlStore {
             .bind_str(assessment.to_string())
             .push(")");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
+            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(assessment)
     }
@@ -497,8 +582,9 @@ impl SqlStore {
         body: &Value,
     ) -> Result<()> {
         let mut sql = self.sql("UPDATE assessments SET body = ");
-        sql.bind_str(body.to_string())
-            .push(" WHERE trace_id = ")
+        sql.bind_str(body.to_string());
+        AssessmentFields::of(body).push_assignments(&mut sql);
+        sql.push(" WHERE trace_id = ")
             .bind_str(trace_id)
             .push(" AND assessment_id = ")
             .bind_str(assessment_id);

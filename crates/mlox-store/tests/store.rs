@@ -2140,6 +2140,11 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "DROP INDEX trace_tags_by_key",
         "ALTER TABLE traces DROP COLUMN execution_time_ms",
         "ALTER TABLE traces DROP COLUMN client_request_id",
+        "ALTER TABLE assessments DROP COLUMN kind",
+        "ALTER TABLE assessments DROP COLUMN name",
+        "ALTER TABLE assessments DROP COLUMN is_valid",
+        "ALTER TABLE assessments DROP COLUMN value_json",
+        "ALTER TABLE assessments DROP COLUMN numeric_value",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
@@ -2804,6 +2809,34 @@ async fn trace_letters(
 /// Every row: filter, order_by, the traces found in order.
 async fn trace_search_follows_mlflow(store: &SqlStore) {
     let (exp, run) = trace_corpus(store).await;
+    let feedback = |value: serde_json::Value| serde_json::json!({"assessment_name": "quality", "feedback": {"value": value}});
+    store
+        .create_assessment("A", feedback(serde_json::json!("good")))
+        .await
+        .unwrap();
+    store
+        .create_assessment("B", feedback(serde_json::json!(0.2)))
+        .await
+        .unwrap();
+    let overridden = store
+        .create_assessment("C", feedback(serde_json::json!(0.9)))
+        .await
+        .unwrap();
+    store
+        .create_assessment(
+            "C",
+            serde_json::json!({"assessment_name": "quality", "feedback": {"value": true},
+                "overrides": overridden["assessment_id"]}),
+        )
+        .await
+        .unwrap();
+    store
+        .create_assessment(
+            "D",
+            serde_json::json!({"assessment_name": "answer", "expectation": {"value": "42"}}),
+        )
+        .await
+        .unwrap();
     let run_filter = format!("run_id = '{run}'");
     let source_run_filter = format!("metadata.`mlflow.sourceRun` = '{run}'");
     let cases: Vec<(&str, &[&str], &str)> = vec![
@@ -2840,6 +2873,16 @@ async fn trace_search_follows_mlflow(store: &SqlStore) {
             &[],
             "C",
         ),
+        ("feedback.quality = 'good'", &[], "A"),
+        ("feedback.quality = 'true'", &[], "C"),
+        ("feedback.quality != 'good'", &[], "CB"),
+        ("feedback.quality > 0.5", &[], ""),
+        ("feedback.quality <= 0.5", &[], "B"),
+        ("feedback.quality LIKE '%oo%'", &[], "A"),
+        ("feedback.quality IS NULL", &[], "ED"),
+        ("feedback.quality IS NOT NULL", &[], "CBA"),
+        ("expectation.answer = '42'", &[], "D"),
+        ("expectation.quality IS NOT NULL", &[], ""),
         ("", &["timestamp_ms ASC"], "ABCDE"),
         ("", &["execution_time_ms DESC"], "BEDAC"),
         ("", &["name ASC"], "EBDCA"),
@@ -2857,10 +2900,6 @@ async fn trace_search_follows_mlflow(store: &SqlStore) {
     for (filter, message) in [
         ("trace.foo = 'x'", "Invalid attribute key 'foo' specified."),
         ("span.name = 'x'", "not supported by this server yet"),
-        (
-            "feedback.quality = 'good'",
-            "not supported by this server yet",
-        ),
         ("name IN ('a')", "Invalid comparator 'IN'"),
     ] {
         let e = err(trace_letters(store, &exp, filter, &[]).await);
@@ -2936,6 +2975,11 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
         "DROP INDEX trace_tags_by_key",
         "ALTER TABLE traces DROP COLUMN execution_time_ms",
         "ALTER TABLE traces DROP COLUMN client_request_id",
+        "ALTER TABLE assessments DROP COLUMN kind",
+        "ALTER TABLE assessments DROP COLUMN name",
+        "ALTER TABLE assessments DROP COLUMN is_valid",
+        "ALTER TABLE assessments DROP COLUMN value_json",
+        "ALTER TABLE assessments DROP COLUMN numeric_value",
         "DELETE FROM mlox_schema WHERE version = 3",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();
