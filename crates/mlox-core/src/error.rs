@@ -25,7 +25,10 @@ pub enum Code {
     PayloadTooLarge,
     /// A request body in a content type the route does not read: `BAD_REQUEST` with 415.
     UnsupportedMediaType,
-    /// A route that exists, called with a method it does not answer: 405.
+    /// No route at this path: MLflow's `ENDPOINT_NOT_FOUND`, 404. The client reads this code as
+    /// "the server lacks this API" and falls back to an older one where it has one.
+    EndpointNotFound,
+    /// A route that exists, called with a method it does not answer: `ENDPOINT_NOT_FOUND`, 405.
     MethodNotAllowed,
     /// Temporarily unable to answer (a model still loading, a worker restarting); the
     /// request may succeed if repeated.
@@ -58,7 +61,7 @@ pub struct Wire {
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 14] = [
         Code::ResourceDoesNotExist,
         Code::ResourceAlreadyExists,
         Code::InvalidParameterValue,
@@ -69,6 +72,7 @@ impl Code {
         Code::RequestLimitExceeded,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
+        Code::EndpointNotFound,
         Code::MethodNotAllowed,
         Code::TemporarilyUnavailable,
         Code::InternalError,
@@ -88,7 +92,8 @@ impl Code {
             Code::RequestLimitExceeded => ("REQUEST_LIMIT_EXCEEDED", 429, G::ResourceExhausted),
             Code::PayloadTooLarge => ("BAD_REQUEST", 413, G::ResourceExhausted),
             Code::UnsupportedMediaType => ("BAD_REQUEST", 415, G::InvalidArgument),
-            Code::MethodNotAllowed => ("BAD_REQUEST", 405, G::Unimplemented),
+            Code::EndpointNotFound => ("ENDPOINT_NOT_FOUND", 404, G::NotFound),
+            Code::MethodNotAllowed => ("ENDPOINT_NOT_FOUND", 405, G::Unimplemented),
             Code::TemporarilyUnavailable => ("TEMPORARILY_UNAVAILABLE", 503, G::Unavailable),
             Code::InternalError => ("INTERNAL_ERROR", 500, G::Internal),
         };
@@ -187,6 +192,7 @@ mod tests {
             Code::PermissionDenied,
             Code::PayloadTooLarge,
             Code::UnsupportedMediaType,
+            Code::EndpointNotFound,
             Code::MethodNotAllowed,
         ] {
             assert!((400..500).contains(&code.http_status()), "{code}");

@@ -50,10 +50,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry",
         include_str!("../migrations/0002_registry.sql"),
     ),
+    (
+        3,
+        "trace_search",
+        include_str!("../migrations/0003_trace_search.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
@@ -426,6 +431,11 @@ impl SqlStore {
                     .map_err(|e| {
                         Error::internal(format!("migration {version} ({name}) failed: {e}"))
                     })?;
+            }
+            if *version == 3 {
+                // Traces stored before this migration keep their searchable fields only inside
+                // the info document; copy them out so every trace can be searched.
+                crate::traces::backfill_search_fields(self, &mut tx).await?;
             }
             sqlx::query("INSERT INTO mlox_schema (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(*version)

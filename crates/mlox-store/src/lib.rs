@@ -20,7 +20,7 @@ mod maintenance;
 mod registry;
 mod runs;
 mod search;
-mod traces;
+pub mod traces;
 mod webhooks;
 
 pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, redact_uri};

@@ -3,6 +3,7 @@
 //! refers to, and how each dialect spells case-sensitive and case-insensitive matching.
 
 use crate::db::{Bind, Dialect, Sql};
+use mlox_core::search::traces::SOURCE_RUN_METADATA;
 use mlox_core::search::{
     Comparison, KeyKind, Op, OrderBy, SearchEntity, Value, parse_filter, parse_order_by,
 };
@@ -75,6 +76,16 @@ impl SearchSpec {
                 SearchEntity::ModelVersions,
                 "last_updated_timestamp" | "last_update_time" | "last_updated_time",
             ) => Int("mv.last_updated_time"),
+            (SearchEntity::Traces, "request_id") => Text("t.trace_id"),
+            (SearchEntity::Traces, "timestamp_ms") => Int("t.request_time_ms"),
+            (SearchEntity::Traces, "execution_time_ms") => Int("t.execution_time_ms"),
+            // MLflow's end time is the start plus the execution time, when there is one.
+            (SearchEntity::Traces, "end_time_ms") => {
+                Int("(t.request_time_ms + COALESCE(t.execution_time_ms, 0))")
+            }
+            (SearchEntity::Traces, "status") => Text("t.state"),
+            (SearchEntity::Traces, "client_request_id") => Text("t.client_request_id"),
+            (SearchEntity::Traces, "experiment_id") => Int("t.experiment_id"),
             _ => {
                 return Err(Error::invalid(format!(
                     "Invalid attribute key '{name}' specified."
@@ -109,6 +120,10 @@ impl SearchSpec {
                 "model_version_tags",
                 "s.name = mv.name AND s.version = mv.version",
             ),
+            (SearchEntity::Traces, KeyKind::Tag) => ("trace_tags", "s.trace_id = t.trace_id"),
+            (SearchEntity::Traces, KeyKind::Metadata) => {
+                ("trace_metadata", "s.trace_id = t.trace_id")
+            }
             _ => {
                 return Err(Error::invalid(format!(
                     "Invalid search key type {kind:?} for this search."
@@ -242,7 +257,21 @@ impl SearchSpec {
                 };
                 self.push_comparison(sql, expr, c.op, &c.value, numeric)
             }
-            KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
+            // MLflow counts a trace as recorded in a run when its source-run metadata names the
+            // run or when it was linked to the run afterwards (link-to-run).
+            KeyKind::Metadata if c.key.name == SOURCE_RUN_METADATA && c.op == Op::Eq => {
+                sql.push(
+                    "(EXISTS (SELECT 1 FROM trace_metadata s WHERE s.trace_id = t.trace_id AND \
+                     s.key = ",
+                );
+                sql.bind_str(SOURCE_RUN_METADATA).push(" AND ");
+                self.push_comparison(sql, "s.value", Op::Eq, &c.value, false)?;
+                sql.push(") OR EXISTS (SELECT 1 FROM trace_run_links l WHERE l.trace_id = t.trace_id AND ");
+                self.push_comparison(sql, "l.run_id", Op::Eq, &c.value, false)?;
+                sql.push("))");
+                Ok(())
+            }
+            KeyKind::Metric | KeyKind::Param | KeyKind::Tag | KeyKind::Metadata => {
                 let (table, join) = self.side_table(c.key.kind)?;
                 let numeric = c.key.kind == KeyKind::Metric;
                 let key_col = "s.key";
@@ -316,6 +345,67 @@ impl SearchSpec {
                 sql.push(")");
                 Ok(())
             }
+            KeyKind::Span => Err(Error::invalid(format!(
+                "Searching traces by span fields ('{}') is not supported by this server yet: \
+                 spans are kept in the artifact store, not in the database.",
+                c.key
+            ))),
+            // An issue filter names the issue: an issue assessment of that name.
+            KeyKind::Issue => {
+                sql.push(
+                    "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND \
+                     a.kind = 'issue' AND ",
+                );
+                self.push_comparison(sql, "a.name", Op::Eq, &c.value, false)?;
+                sql.push(")");
+                Ok(())
+            }
+            // Only valid (not overridden) assessments of that kind and name count, as in
+            // MLflow; a trace without one "is null".
+            KeyKind::Feedback | KeyKind::Expectation => {
+                let kind = if c.key.kind == KeyKind::Feedback {
+                    "feedback"
+                } else {
+                    "expectation"
+                };
+                sql.push(if c.op == Op::IsNull {
+                    "NOT EXISTS ("
+                } else {
+                    "EXISTS ("
+                });
+                sql.push(&format!(
+                    "SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id AND a.kind = \
+                     '{kind}' AND a.is_valid = 1 AND a.name = "
+                ));
+                sql.bind_str(c.key.name.clone());
+                match (c.op, &c.value) {
+                    (Op::IsNull | Op::IsNotNull, _) => {}
+                    // A string value matches itself or its JSON spelling (`"good"`), so that
+                    // `= 'true'` and `= '5'` match a boolean and a number too.
+                    (Op::Eq | Op::Ne, Value::Str(text)) => {
+                        sql.push(if c.op == Op::Eq {
+                            " AND ("
+                        } else {
+                            " AND NOT ("
+                        });
+                        sql.push("a.value_json = ")
+                            .bind_str(text.clone())
+                            .push(" OR a.value_json = ")
+                            .bind_str(serde_json::Value::String(text.clone()).to_string())
+                            .push(")");
+                    }
+                    (Op::Lt | Op::Le | Op::Gt | Op::Ge, _) => {
+                        sql.push(" AND a.numeric_value IS NOT NULL AND ");
+                        self.push_comparison(sql, "a.numeric_value", c.op, &c.value, true)?;
+                    }
+                    _ => {
+                        sql.push(" AND ");
+                        self.push_comparison(sql, "a.value_json", c.op, &c.value, false)?;
+                    }
+                }
+                sql.push(")");
+                Ok(())
+            }
         }
     }
 
@@ -328,7 +418,7 @@ impl SearchSpec {
                 };
                 sql.push(&format!("{expr} IS NULL, {expr} {dir}"));
             }
-            KeyKind::Metric | KeyKind::Param | KeyKind::Tag => {
+            KeyKind::Metric | KeyKind::Param | KeyKind::Tag | KeyKind::Metadata => {
                 let (table, join) = self.side_table(order.key.kind)?;
                 let pick = if order.key.kind == KeyKind::Metric
                     && self.entity == SearchEntity::LoggedModels
@@ -350,6 +440,12 @@ impl SearchSpec {
                 sql.push(" ").push(dir);
             }
             KeyKind::Dataset => return Err(Error::invalid("Cannot order by dataset keys")),
+            KeyKind::Span | KeyKind::Feedback | KeyKind::Expectation | KeyKind::Issue => {
+                return Err(Error::invalid(format!(
+                    "Invalid order_by entity with key `{}`",
+                    order.key
+                )));
+            }
         }
         Ok(())
     }
@@ -492,6 +588,7 @@ fn push_default_order(spec: &SearchSpec, sql: &mut Sql, first: bool) {
         SearchEntity::LoggedModels => "lm.creation_timestamp_ms DESC, lm.model_id ASC",
         SearchEntity::RegisteredModels => "rm.name ASC",
         SearchEntity::ModelVersions => "mv.name ASC, mv.version DESC",
+        SearchEntity::Traces => "t.request_time_ms DESC, t.trace_id ASC",
     };
     if !first {
         sql.push(", ");

@@ -1,11 +1,20 @@
-//! Trace records (MLflow 3 `TraceInfo`), kept as the JSON document the client sent plus an
-//! indexed experiment and time, with tags in their own table so they can change. Spans live
-//! in the artifact store, where the client uploads them.
+//! Trace records (MLflow 3 `TraceInfo`), kept as the JSON document the client sent plus the
+//! fields searches compare (experiment, time, state, execution time, client request id), with
+//! tags and request metadata in their own tables so filters run in SQL. Spans live in the
+//! artifact store, where the client uploads them. Assessments are kept as the JSON the client
+//! sent, completed with their ids, times and validity, with the fields assessment filters
+//! compare copied into columns.
 
-use crate::db::{Bind, IN_LIST_CHUNK, SqlStore, append_to_uri_path, db_err, get_str, now_ms};
+use crate::db::{
+    Bind, IN_LIST_CHUNK, PageWindow, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
+    page_size,
+};
+use crate::search::{SearchSpec, push_filter, push_order_by};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
-use mlox_core::{Error, Result, page_token};
+use mlox_core::search::SearchEntity;
+use mlox_core::{Error, Result};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 pub const ARTIFACT_LOCATION_TAG: &str = "mlflow.artifactLocation";
 
@@ -37,6 +46,236 @@ fn rfc3339_to_ms(s: &str) -> Option<i64> {
     let days = era * 146097 + doe - 719468;
     Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0).round() as i64)
 }
+
+/// Epoch milliseconds as a proto3-JSON timestamp (`"2026-11-22T03:49:52.021Z"`).
+fn ms_to_rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    // Civil date from days since the epoch (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
+/// The fields of an assessment that trace filters compare, read from its document.
+struct AssessmentFields {
+    kind: Option<&'static str>,
+    name: Option<String>,
+    valid: bool,
+    value_json: Option<String>,
+    numeric_value: Option<f64>,
+}
+
+impl AssessmentFields {
+    fn of(body: &Value) -> AssessmentFields {
+        let kind = ["feedback", "expectation", "issue"]
+            .into_iter()
+            .find(|kind| body.get(*kind).is_some());
+        let value = match kind {
+            Some("feedback") => body.pointer("/feedback/value").cloned(),
+            // An expectation holds its value as a JSON value or as serialized JSON text.
+            Some("expectation") => body.pointer("/expectation/value").cloned().or_else(|| {
+                body.pointer("/expectation/serialized_value/value")
+                    .and_then(Value::as_str)
+                    .and_then(|text| serde_json::from_str(text).ok())
+            }),
+            _ => None,
+        };
+        AssessmentFields {
+            kind,
+            name: body
+                .get("assessment_name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            valid: body.get("valid").and_then(Value::as_bool) != Some(false),
+            numeric_value: value
+                .as_ref()
+                .and_then(Value::as_f64)
+                .filter(|n| n.is_finite() && !matches!(value, Some(Value::Bool(_)))),
+            value_json: value.map(|v| v.to_string()),
+        }
+    }
+
+    /// `, kind = …, name = …, …` for an UPDATE of the assessment's row.
+    fn push_assignments(&self, sql: &mut crate::db::Sql) {
+        sql.push(", kind = ");
+        match self.kind {
+            Some(kind) => sql.bind_str(kind),
+            None => sql.push("NULL"),
+        };
+        sql.push(", name = ");
+        match &self.name {
+            Some(name) => sql.bind_str(name.clone()),
+            None => sql.push("NULL"),
+        };
+        sql.push(", is_valid = ").bind_i64(i64::from(self.valid));
+        sql.push(", value_json = ");
+        match &self.value_json {
+            Some(json) => sql.bind_str(json.clone()),
+            None => sql.push("NULL"),
+        };
+        sql.push(", numeric_value = ");
+        match self.numeric_value {
+            Some(n) => sql.bind_f64(n),
+            None => sql.push("NULL"),
+        };
+    }
+}
+
+fn set_valid(assessment: &mut Value, valid: bool) {
+    if let Some(fields) = assessment.as_object_mut() {
+        fields.insert("valid".into(), Value::Bool(valid));
+    }
+}
+
+/// A proto3-JSON duration (`"1.5s"`) in whole milliseconds.
+fn duration_to_ms(text: &str) -> Option<i64> {
+    let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
+    seconds
+        .is_finite()
+        .then(|| (seconds * 1000.0).round() as i64)
+}
+
+/// The fields of a trace's info that searches compare, read from the document the client sent.
+struct SearchFields {
+    execution_time_ms: Option<i64>,
+    client_request_id: Option<String>,
+    metadata: Vec<(String, String)>,
+}
+
+impl SearchFields {
+    fn of(info: &Value) -> SearchFields {
+        let metadata = info
+            .get("trace_metadata")
+            .and_then(Value::as_object)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(key, value)| {
+                        let value = match value {
+                            Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        (key.clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        SearchFields {
+            execution_time_ms: info
+                .get("execution_duration")
+                .and_then(Value::as_str)
+                .and_then(duration_to_ms),
+            client_request_id: info
+                .get("client_request_id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string),
+            metadata,
+        }
+    }
+
+    /// Writes the fields of `trace_id`, replacing what an earlier write of the trace left.
+    async fn write(
+        &self,
+        store: &SqlStore,
+        conn: &mut sqlx::AnyConnection,
+        trace_id: &str,
+    ) -> Result<()> {
+        let mut sql = store.sql("UPDATE traces SET execution_time_ms = ");
+        match self.execution_time_ms {
+            Some(ms) => sql.bind_i64(ms),
+            None => sql.push("NULL"),
+        };
+        sql.push(", client_request_id = ");
+        match &self.client_request_id {
+            Some(id) => sql.bind_str(id.clone()),
+            None => sql.push("NULL"),
+        };
+        sql.push(" WHERE trace_id = ").bind_str(trace_id);
+        sql.query().execute(&mut *conn).await.map_err(db_err)?;
+        let mut sql = store.sql("DELETE FROM trace_metadata WHERE trace_id = ");
+        sql.bind_str(trace_id);
+        sql.query().execute(&mut *conn).await.map_err(db_err)?;
+        for (key, value) in &self.metadata {
+            let mut sql = store.sql("INSERT INTO trace_metadata (trace_id, key, value) VALUES (");
+            sql.bind_str(trace_id)
+                .push(", ")
+                .bind_str(key.clone())
+                .push(", ")
+                .bind_str(value.clone())
+                .push(")");
+            sql.query().execute(&mut *conn).await.map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies the searchable fields of every stored trace out of its info document (schema
+/// migration 3, which added the columns and tables they go to).
+pub(crate) async fn backfill_search_fields(
+    store: &SqlStore,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<()> {
+    let rows = store
+        .sql("SELECT trace_id, info FROM traces")
+        .query()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    for row in rows {
+        let info: Value = serde_json::from_str(&get_str(&row, "info")).unwrap_or(Value::Null);
+        SearchFields::of(&info)
+            .write(store, conn, &get_str(&row, "trace_id"))
+            .await?;
+    }
+    let rows = store
+        .sql("SELECT trace_id, assessment_id, body FROM assessments")
+        .query()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    for row in rows {
+        let body: Value = serde_json::from_str(&get_str(&row, "body")).unwrap_or(Value::Null);
+        store
+            .write_assessment_body(
+                conn,
+                &get_str(&row, "trace_id"),
+                &get_str(&row, "assessment_id"),
+                &body,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A trace search: the experiments searched, the filter and ordering as the client wrote them,
+/// and the page wanted.
+pub struct TraceSearch<'a> {
+    pub experiment_ids: &'a [String],
+    pub filter: Option<&'a str>,
+    pub order_by: &'a [String],
+    pub max_results: Option<i64>,
+    pub page_token: Option<&'a str>,
+}
+
+/// MLflow's cap on `max_results` for trace searches.
+const MAX_TRACE_RESULTS: i64 = 50_000;
+/// MLflow's cap on trace ids per link-to-run request.
+const MAX_TRACE_LINKS_PER_REQUEST: usize = 100;
 
 impl SqlStore {
     /// Stores a trace's info and returns it as the client should see it, with the artifact
@@ -86,6 +325,9 @@ impl SqlStore {
             .bind_str(info.to_string());
         sql.push(") ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, info = excluded.info, request_time_ms = excluded.request_time_ms");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        SearchFields::of(&info)
+            .write(self, &mut tx, &trace_id)
+            .await?;
         if let Some(Value::Object(tags)) = info.get("tags") {
             for (k, v) in tags {
                 let mut sql = self.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
@@ -102,78 +344,125 @@ impl SqlStore {
         self.get_trace_info(&trace_id).await
     }
 
-    async fn trace_tags(&self, trace_id: &str) -> Result<Map<String, Value>> {
-        let mut sql = self.sql("SELECT key, value FROM trace_tags WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        Ok(sql
-            .query()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| (get_str(r, "key"), Value::String(get_str(r, "value"))))
-            .collect())
-    }
-
-    async fn trace_assessments(&self, trace_id: &str) -> Result<Vec<Value>> {
-        let mut sql = self.sql("SELECT body FROM assessments WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        Ok(sql
-            .query()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .filter_map(|r| serde_json::from_str(&get_str(r, "body")).ok())
-            .collect())
-    }
-
     pub async fn get_trace_info(&self, trace_id: &str) -> Result<Value> {
-        let mut sql = self.sql("SELECT info FROM traces WHERE trace_id = ");
-        sql.bind_str(trace_id);
-        let Some(row) = sql
-            .query()
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?
-        else {
-            return Err(Error::not_found(format!(
-                "Trace with ID {trace_id} is not found."
-            )));
-        };
-        let mut info: Value =
-            serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
-        let tags = self.trace_tags(trace_id).await?;
-        let assessments = self.trace_assessments(trace_id).await?;
-        if let Some(obj) = info.as_object_mut() {
-            obj.insert("tags".into(), Value::Object(tags));
-            if !assessments.is_empty() {
-                obj.insert("assessments".into(), Value::Array(assessments));
+        let mut infos = self.get_trace_infos(&[trace_id.to_string()]).await?;
+        infos
+            .pop()
+            .ok_or_else(|| Error::not_found(format!("Trace with ID {trace_id} is not found.")))
+    }
+
+    /// The infos of the traces that exist among `trace_ids`, in that order, each with its
+    /// current tags and its assessments (oldest first); a few queries for the whole list.
+    pub async fn get_trace_infos(&self, trace_ids: &[String]) -> Result<Vec<Value>> {
+        let mut infos: HashMap<String, Value> = HashMap::with_capacity(trace_ids.len());
+        for row in self
+            .load_children(
+                "SELECT trace_id, info FROM traces WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            let info = serde_json::from_str(&get_str(&row, "info")).unwrap_or_else(|_| json!({}));
+            infos.insert(get_str(&row, "trace_id"), info);
+        }
+        let mut tags: HashMap<String, Map<String, Value>> = HashMap::new();
+        for row in self
+            .load_children(
+                "SELECT trace_id, key, value FROM trace_tags WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            tags.entry(get_str(&row, "trace_id"))
+                .or_default()
+                .insert(get_str(&row, "key"), Value::String(get_str(&row, "value")));
+        }
+        let mut assessments: HashMap<String, Vec<Value>> = HashMap::new();
+        for row in self
+            .load_children(
+                "SELECT trace_id, body FROM assessments WHERE trace_id IN ",
+                trace_ids,
+                "",
+            )
+            .await?
+        {
+            if let Ok(body) = serde_json::from_str(&get_str(&row, "body")) {
+                assessments
+                    .entry(get_str(&row, "trace_id"))
+                    .or_default()
+                    .push(body);
             }
         }
-        Ok(info)
+        let created = |a: &Value| {
+            a.get("create_time")
+                .and_then(Value::as_str)
+                .and_then(rfc3339_to_ms)
+                .unwrap_or(0)
+        };
+        let mut out = Vec::with_capacity(trace_ids.len());
+        for id in trace_ids {
+            let Some(mut info) = infos.remove(id) else {
+                continue;
+            };
+            if let Some(obj) = info.as_object_mut() {
+                obj.insert(
+                    "tags".into(),
+                    Value::Object(tags.remove(id).unwrap_or_default()),
+                );
+                if let Some(mut list) = assessments.remove(id) {
+                    list.sort_by_cached_key(|a| {
+                        let id = a.get("assessment_id").and_then(Value::as_str).unwrap_or("");
+                        (created(a), id.to_string())
+                    });
+                    obj.insert("assessments".into(), Value::Array(list));
+                }
+            }
+            out.push(info);
+        }
+        Ok(out)
     }
 
+    /// One page of the traces of some experiments that match a filter, in the order asked
+    /// (newest first, then by id, when none is).
     pub async fn search_traces(
         &self,
-        experiment_ids: &[String],
-        max_results: i64,
-        token: Option<&str>,
+        search: TraceSearch<'_>,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let ids: Vec<i64> = experiment_ids
+        let size = page_size(search.max_results, 100, 1..=MAX_TRACE_RESULTS, |size| {
+            if size < 1 {
+                format!(
+                    "Invalid value {size} for parameter 'max_results' supplied. It must be a \
+                     positive integer"
+                )
+            } else {
+                format!(
+                    "Invalid value {size} for parameter 'max_results' supplied. It must be at \
+                     most {MAX_TRACE_RESULTS}"
+                )
+            }
+        })?;
+        let ids: Vec<i64> = search
+            .experiment_ids
             .iter()
             .map(|e| parse_experiment_id(e))
             .collect::<Result<_>>()?;
+        let spec = SearchSpec::for_entity(SearchEntity::Traces, self.dialect);
+        let mut sql = self.sql("SELECT t.trace_id FROM traces t WHERE ");
         if ids.is_empty() {
-            return Ok((Vec::new(), None));
+            sql.push("1 = 0");
+        } else {
+            sql.push("t.experiment_id IN ");
+            sql.bind_list(ids.into_iter().map(Bind::I64));
         }
-        let offset = page_token::decode(token)?;
-        let mut sql = self.sql("SELECT trace_id FROM traces WHERE experiment_id IN ");
-        sql.bind_list(ids.into_iter().map(Bind::I64));
-        sql.push(" ORDER BY request_time_ms DESC, trace_id LIMIT ")
-            .bind_i64(max_results + 1);
-        sql.push(" OFFSET ").bind_i64(offset as i64);
-        let mut trace_ids: Vec<String> = sql
+        // The filter and ordering are checked even when no experiment is searched, so a bad
+        // filter is an error whatever the locations.
+        push_filter(&spec, &mut sql, search.filter)?;
+        push_order_by(&spec, &mut sql, search.order_by)?;
+        let window = PageWindow::new(search.page_token, size)?;
+        window.push_limit(&mut sql);
+        let trace_ids: Vec<String> = sql
             .query()
             .fetch_all(&self.read)
             .await
@@ -181,17 +470,8 @@ impl SqlStore {
             .iter()
             .map(|r| get_str(r, "trace_id"))
             .collect();
-        let next = if trace_ids.len() as i64 > max_results {
-            trace_ids.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(trace_ids.len());
-        for id in trace_ids {
-            out.push(self.get_trace_info(&id).await?);
-        }
-        Ok((out, next))
+        let (trace_ids, next) = window.finish(trace_ids);
+        Ok((self.get_trace_infos(&trace_ids).await?, next))
     }
 
     pub async fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
@@ -220,12 +500,47 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Records an assessment of a trace. One that overrides another (`overrides`, as
+    /// `override_feedback` sends) makes the other invalid in the same transaction.
     pub async fn create_assessment(&self, trace_id: &str, mut assessment: Value) -> Result<Value> {
         self.get_trace_info(trace_id).await?;
+        let Some(fields) = assessment.as_object_mut() else {
+            return Err(Error::invalid("An assessment must be a JSON object."));
+        };
+        let has_value = ["feedback", "expectation", "issue"]
+            .iter()
+            .any(|kind| fields.contains_key(*kind));
+        if !has_value {
+            return Err(Error::invalid(
+                "An assessment must have either an expectation or a feedback.",
+            ));
+        }
         let id = new_assessment_id();
-        if let Some(obj) = assessment.as_object_mut() {
-            obj.insert("assessment_id".into(), Value::String(id.clone()));
-            obj.insert("trace_id".into(), Value::String(trace_id.to_string()));
+        let now = ms_to_rfc3339(now_ms());
+        fields.insert("assessment_id".into(), Value::String(id.clone()));
+        fields.insert("trace_id".into(), Value::String(trace_id.to_string()));
+        fields
+            .entry("create_time")
+            .or_insert_with(|| Value::String(now.clone()));
+        fields
+            .entry("last_update_time")
+            .or_insert_with(|| Value::String(now));
+        fields.entry("valid").or_insert(Value::Bool(true));
+        let overrides = fields
+            .get("overrides")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        if let Some(old_id) = overrides {
+            let Some(mut old) = self.assessment_body(&mut tx, trace_id, &old_id).await? else {
+                return Err(Error::not_found(format!(
+                    "Assessment with ID '{old_id}' not found for trace '{trace_id}'"
+                )));
+            };
+            set_valid(&mut old, false);
+            self.write_assessment_body(&mut tx, trace_id, &old_id, &old)
+                .await?;
         }
         let mut sql = self.sql("INSERT INTO assessments (assessment_id, trace_id, body) VALUES (");
         sql.bind_str(&id)
@@ -234,8 +549,205 @@ impl SqlStore {
             .push(", ")
             .bind_str(assessment.to_string())
             .push(")");
-        sql.query().execute(&self.write).await.map_err(db_err)?;
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
         Ok(assessment)
+    }
+
+    async fn assessment_body(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        trace_id: &str,
+        assessment_id: &str,
+    ) -> Result<Option<Value>> {
+        let mut sql = self.sql("SELECT body FROM assessments WHERE trace_id = ");
+        sql.bind_str(trace_id)
+            .push(" AND assessment_id = ")
+            .bind_str(assessment_id);
+        let row = sql
+            .query()
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|row| serde_json::from_str(&get_str(&row, "body")).unwrap_or(Value::Null)))
+    }
+
+    async fn write_assessment_body(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        trace_id: &str,
+        assessment_id: &str,
+        body: &Value,
+    ) -> Result<()> {
+        let mut sql = self.sql("UPDATE assessments SET body = ");
+        sql.bind_str(body.to_string());
+        AssessmentFields::of(body).push_assignments(&mut sql);
+        sql.push(" WHERE trace_id = ")
+            .bind_str(trace_id)
+            .push(" AND assessment_id = ")
+            .bind_str(assessment_id);
+        sql.query().execute(&mut *conn).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The assessment, or MLflow's not-found error naming the trace or the assessment.
+    async fn existing_assessment(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        trace_id: &str,
+        assessment_id: &str,
+    ) -> Result<Value> {
+        if let Some(body) = self.assessment_body(conn, trace_id, assessment_id).await? {
+            return Ok(body);
+        }
+        if self.get_trace_info(trace_id).await.is_err() {
+            return Err(Error::not_found(format!(
+                "Trace with request_id '{trace_id}' not found"
+            )));
+        }
+        Err(Error::not_found(format!(
+            "Assessment with ID '{assessment_id}' not found for trace '{trace_id}'"
+        )))
+    }
+
+    pub async fn get_assessment(&self, trace_id: &str, assessment_id: &str) -> Result<Value> {
+        let mut conn = self.read.acquire().await.map_err(db_err)?;
+        self.existing_assessment(&mut conn, trace_id, assessment_id)
+            .await
+    }
+
+    /// Changes the fields of an assessment named by `paths` (the request's field mask) to
+    /// those of `update`, as MLflow does: the name, the feedback or expectation value (of the
+    /// same kind only), the rationale, and metadata merged into the old. Source, span and
+    /// validity stay; the update time is now.
+    pub async fn update_assessment(
+        &self,
+        trace_id: &str,
+        assessment_id: &str,
+        update: &Value,
+        paths: &[String],
+    ) -> Result<Value> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut body = self
+            .existing_assessment(&mut tx, trace_id, assessment_id)
+            .await?;
+        let wants = |path: &str| paths.iter().any(|p| p == path);
+        if wants("feedback") && wants("expectation") {
+            return Err(Error::invalid(
+                "Cannot specify both `expectation` and `feedback` parameters.",
+            ));
+        }
+        let Some(fields) = body.as_object_mut() else {
+            return Err(Error::internal("stored assessment is not a JSON object"));
+        };
+        for path in paths {
+            match path.as_str() {
+                "assessment_name" | "rationale" | "feedback" | "expectation" | "metadata"
+                | "valid" => {}
+                other => {
+                    return Err(Error::invalid(format!(
+                        "Invalid field mask path '{other}' for an assessment update."
+                    )));
+                }
+            }
+        }
+        if wants("expectation") && !fields.contains_key("expectation") {
+            return Err(Error::invalid(
+                "Cannot update expectation value on a Feedback assessment.",
+            ));
+        }
+        if wants("feedback") && !fields.contains_key("feedback") {
+            return Err(Error::invalid(
+                "Cannot update feedback value on an Expectation assessment.",
+            ));
+        }
+        for path in ["assessment_name", "feedback", "expectation", "valid"] {
+            if wants(path)
+                && let Some(value) = update.get(path)
+            {
+                fields.insert(path.into(), value.clone());
+            }
+        }
+        // Expectations have no rationale in MLflow.
+        if wants("rationale") && !fields.contains_key("expectation") {
+            match update.get("rationale") {
+                Some(value) => fields.insert("rationale".into(), value.clone()),
+                None => fields.remove("rationale"),
+            };
+        }
+        if wants("metadata")
+            && let Some(Value::Object(new)) = update.get("metadata")
+        {
+            let merged = fields
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(merged) = merged {
+                for (key, value) in new {
+                    merged.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        fields.insert(
+            "last_update_time".into(),
+            Value::String(ms_to_rfc3339(now_ms())),
+        );
+        self.write_assessment_body(&mut tx, trace_id, assessment_id, &body)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(body)
+    }
+
+    /// Deletes an assessment (nothing to do if it is gone); the one it overrode, if any, is
+    /// valid again.
+    pub async fn delete_assessment(&self, trace_id: &str, assessment_id: &str) -> Result<()> {
+        self.get_trace_info(trace_id).await?;
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let Some(body) = self
+            .assessment_body(&mut tx, trace_id, assessment_id)
+            .await?
+        else {
+            return Ok(());
+        };
+        if let Some(old_id) = body.get("overrides").and_then(Value::as_str)
+            && let Some(mut old) = self.assessment_body(&mut tx, trace_id, old_id).await?
+        {
+            set_valid(&mut old, true);
+            self.write_assessment_body(&mut tx, trace_id, old_id, &old)
+                .await?;
+        }
+        let mut sql = self.sql("DELETE FROM assessments WHERE trace_id = ");
+        sql.bind_str(trace_id)
+            .push(" AND assessment_id = ")
+            .bind_str(assessment_id);
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Links traces to a run after they were recorded (`mlflow.genai.evaluate` does this), so
+    /// a search by `run_id` finds them. Ids of traces that do not exist are passed over; the
+    /// run is not looked up, as MLflow does not look it up either.
+    pub async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> Result<()> {
+        if trace_ids.is_empty() {
+            return Ok(());
+        }
+        if trace_ids.len() > MAX_TRACE_LINKS_PER_REQUEST {
+            return Err(Error::invalid(format!(
+                "Cannot link more than {MAX_TRACE_LINKS_PER_REQUEST} traces to a run in a single \
+                 request. Provided {} traces.",
+                trace_ids.len()
+            )));
+        }
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut sql = self.sql("INSERT INTO trace_run_links (trace_id, run_id) SELECT trace_id, ");
+        sql.bind_str(run_id).push(" FROM traces WHERE trace_id IN ");
+        sql.bind_list(trace_ids.iter().map(|id| Bind::Str(id.clone())));
+        sql.push(" ON CONFLICT (trace_id, run_id) DO NOTHING");
+        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 
     /// Trace ids and the experiments they belong to, for deleting traces in bulk.
@@ -244,7 +756,12 @@ impl SqlStore {
         let mut deleted = 0;
         for chunk in trace_ids.chunks(IN_LIST_CHUNK) {
             let mut tx = self.write.begin().await.map_err(db_err)?;
-            for table in ["trace_tags", "assessments"] {
+            for table in [
+                "trace_tags",
+                "assessments",
+                "trace_metadata",
+                "trace_run_links",
+            ] {
                 let mut sql = self.sql(&format!("DELETE FROM {table} WHERE trace_id IN "));
                 sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
@@ -267,6 +784,24 @@ impl SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_ms_render_as_rfc3339_and_read_back() {
+        assert_eq!(ms_to_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(ms_to_rfc3339(1795319392021), "2026-11-22T03:49:52.021Z");
+        for ms in [-86_400_001, 951_782_400_000, 4_102_444_800_999] {
+            assert_eq!(rfc3339_to_ms(&ms_to_rfc3339(ms)), Some(ms));
+        }
+    }
+
+    #[test]
+    fn durations_read_as_milliseconds() {
+        assert_eq!(duration_to_ms("1.5s"), Some(1500));
+        assert_eq!(duration_to_ms("0.000340s"), Some(0));
+        assert_eq!(duration_to_ms("12s"), Some(12000));
+        assert_eq!(duration_to_ms("12"), None);
+        assert_eq!(duration_to_ms("NaNs"), None);
+    }
 
     #[test]
     fn rfc3339_timestamps_convert_to_epoch_ms() {

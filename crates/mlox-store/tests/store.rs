@@ -2128,11 +2128,25 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "model_versions",
         "registered_model_tags",
         "registered_models",
+        "trace_metadata",
+        "trace_run_links",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
             .await
             .unwrap();
+    }
+    for statement in [
+        "DROP INDEX trace_tags_by_key",
+        "ALTER TABLE traces DROP COLUMN execution_time_ms",
+        "ALTER TABLE traces DROP COLUMN client_request_id",
+        "ALTER TABLE assessments DROP COLUMN kind",
+        "ALTER TABLE assessments DROP COLUMN name",
+        "ALTER TABLE assessments DROP COLUMN is_valid",
+        "ALTER TABLE assessments DROP COLUMN value_json",
+        "ALTER TABLE assessments DROP COLUMN numeric_value",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
     }
     pool.close().await;
 
@@ -2661,4 +2675,419 @@ async fn gc_of_an_experiment_takes_its_runs_and_logged_models() {
         store.get_run(&survivor).await.unwrap().info.lifecycle_stage,
         "active"
     );
+}
+
+// -------------------------------------------------------------------------------- traces
+
+const TRACE_T0: i64 = 1_700_000_000_000;
+
+/// A trace's info as the client sends it: name, start offset (ms), duration (ms), state, tags,
+/// metadata.
+fn trace_info(
+    experiment_id: &str,
+    trace_id: &str,
+    name: &str,
+    (offset, duration): (i64, i64),
+    state: &str,
+    tags: &[(&str, &str)],
+    metadata: &[(&str, &str)],
+) -> serde_json::Value {
+    let start = TRACE_T0 + offset;
+    let mut tags: serde_json::Map<String, serde_json::Value> = tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    tags.insert("mlflow.traceName".into(), serde_json::json!(name));
+    let metadata: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    let seconds = start / 1000;
+    serde_json::json!({
+        "trace_id": trace_id,
+        "client_request_id": format!("client-{trace_id}"),
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}},
+        "request_time": format!("2023-11-14T22:{:02}:{:02}.{:03}Z", (seconds / 60) % 60, seconds % 60, start % 1000),
+        "execution_duration": format!("{}s", duration as f64 / 1000.0),
+        "state": state,
+        "trace_metadata": metadata,
+        "tags": tags,
+    })
+}
+
+/// id, name, (start offset, duration), state, tags, metadata.
+type TraceRow<'a> = (
+    &'a str,
+    &'a str,
+    (i64, i64),
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Vec<(&'a str, &'a str)>,
+);
+
+/// The traces of the search table: A to E, a second apart.
+async fn trace_corpus(store: &SqlStore) -> (String, String) {
+    let exp = experiment(store, "traces").await;
+    let run = run_in(store, &exp).await.info.run_id;
+    let corpus: [TraceRow; 5] = [
+        (
+            "A",
+            "retrieve",
+            (1000, 50),
+            "OK",
+            &[("team", "search"), ("env", "prod")],
+            vec![("user", "alice")],
+        ),
+        (
+            "B",
+            "generate",
+            (2000, 300),
+            "ERROR",
+            &[("team", "llm")],
+            vec![("user", "bob")],
+        ),
+        (
+            "C",
+            "retrieve",
+            (3000, 10),
+            "OK",
+            &[("team", "search")],
+            vec![],
+        ),
+        (
+            "D",
+            "rerank",
+            (4000, 120),
+            "OK",
+            &[("env", "dev")],
+            vec![("user", "alice"), ("mlflow.sourceRun", run.as_str())],
+        ),
+        (
+            "E",
+            "generate",
+            (5000, 200),
+            "OK",
+            &[("team", "llm"), ("env", "prod")],
+            vec![],
+        ),
+    ];
+    for (id, name, times, state, tags, metadata) in corpus {
+        store
+            .start_trace(trace_info(&exp, id, name, times, state, tags, &metadata))
+            .await
+            .unwrap();
+    }
+    store
+        .link_traces_to_run(&["E".to_string(), "missing".to_string()], &run)
+        .await
+        .unwrap();
+    (exp, run)
+}
+
+async fn trace_letters(
+    store: &SqlStore,
+    exp: &str,
+    filter: &str,
+    order_by: &[&str],
+) -> mlox_core::Result<String> {
+    let order_by: Vec<String> = order_by.iter().map(|o| o.to_string()).collect();
+    let (traces, _) = store
+        .search_traces(mlox_store::traces::TraceSearch {
+            experiment_ids: &[exp.to_string()],
+            filter: Some(filter),
+            order_by: &order_by,
+            max_results: None,
+            page_token: None,
+        })
+        .await?;
+    Ok(traces
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_string())
+        .collect())
+}
+
+/// Every row: filter, order_by, the traces found in order.
+async fn trace_search_follows_mlflow(store: &SqlStore) {
+    let (exp, run) = trace_corpus(store).await;
+    let feedback = |value: serde_json::Value| serde_json::json!({"assessment_name": "quality", "feedback": {"value": value}});
+    store
+        .create_assessment("A", feedback(serde_json::json!("good")))
+        .await
+        .unwrap();
+    store
+        .create_assessment("B", feedback(serde_json::json!(0.2)))
+        .await
+        .unwrap();
+    let overridden = store
+        .create_assessment("C", feedback(serde_json::json!(0.9)))
+        .await
+        .unwrap();
+    store
+        .create_assessment(
+            "C",
+            serde_json::json!({"assessment_name": "quality", "feedback": {"value": true},
+                "overrides": overridden["assessment_id"]}),
+        )
+        .await
+        .unwrap();
+    store
+        .create_assessment(
+            "D",
+            serde_json::json!({"assessment_name": "answer", "expectation": {"value": "42"}}),
+        )
+        .await
+        .unwrap();
+    let run_filter = format!("run_id = '{run}'");
+    let source_run_filter = format!("metadata.`mlflow.sourceRun` = '{run}'");
+    let cases: Vec<(&str, &[&str], &str)> = vec![
+        ("", &[], "EDCBA"),
+        ("trace.name = 'retrieve'", &[], "CA"),
+        ("name != 'generate'", &[], "DCA"),
+        ("trace.name LIKE 're%'", &[], "DCA"),
+        ("trace.name ILIKE 'RE%'", &[], "DCA"),
+        ("trace.name LIKE 'RE%'", &[], ""),
+        ("trace.status = 'ERROR'", &[], "B"),
+        ("status IN ('ERROR', 'IN_PROGRESS')", &[], "B"),
+        ("status NOT IN ('ERROR')", &[], "EDCA"),
+        ("trace.timestamp_ms > 1700000002500", &[], "EDC"),
+        (
+            "timestamp >= 1700000002000 AND timestamp < 1700000004000",
+            &[],
+            "CB",
+        ),
+        ("execution_time_ms > 100", &[], "EDB"),
+        ("end_time_ms >= 1700000004100", &[], "ED"),
+        ("client_request_id = 'client-C'", &[], "C"),
+        ("request_id IN ('A', 'B')", &[], "BA"),
+        ("tags.team = 'search'", &[], "CA"),
+        ("tags.env != 'prod'", &[], "D"),
+        ("tags.env IS NULL", &[], "CB"),
+        ("tags.env IS NOT NULL", &[], "EDA"),
+        ("tags.team ILIKE 'LL%'", &[], "EB"),
+        ("metadata.user = 'alice'", &[], "DA"),
+        ("metadata.user IS NULL", &[], "EC"),
+        (&run_filter, &[], "ED"),
+        (&source_run_filter, &[], "ED"),
+        (
+            "trace.name = 'retrieve' AND tags.team = 'search' AND timestamp_ms > 1700000001500",
+            &[],
+            "C",
+        ),
+        ("feedback.quality = 'good'", &[], "A"),
+        ("feedback.quality = 'true'", &[], "C"),
+        ("feedback.quality != 'good'", &[], "CB"),
+        ("feedback.quality > 0.5", &[], ""),
+        ("feedback.quality <= 0.5", &[], "B"),
+        ("feedback.quality LIKE '%oo%'", &[], "A"),
+        ("feedback.quality IS NULL", &[], "ED"),
+        ("feedback.quality IS NOT NULL", &[], "CBA"),
+        ("expectation.answer = '42'", &[], "D"),
+        ("expectation.quality IS NOT NULL", &[], ""),
+        ("", &["timestamp_ms ASC"], "ABCDE"),
+        ("", &["execution_time_ms DESC"], "BEDAC"),
+        ("", &["name ASC"], "EBDCA"),
+        ("", &["status", "timestamp_ms"], "BACDE"),
+        ("", &["tags.team DESC"], "CAEBD"),
+        ("", &["metadata.user ASC", "timestamp_ms ASC"], "ADBCE"),
+    ];
+    for (filter, order_by, expected) in cases {
+        assert_eq!(
+            trace_letters(store, &exp, filter, order_by).await.unwrap(),
+            expected,
+            "{filter} / {order_by:?}"
+        );
+    }
+    for (filter, message) in [
+        ("trace.foo = 'x'", "Invalid attribute key 'foo' specified."),
+        ("span.name = 'x'", "not supported by this server yet"),
+        ("name IN ('a')", "Invalid comparator 'IN'"),
+    ] {
+        let e = err(trace_letters(store, &exp, filter, &[]).await);
+        assert_eq!(e.code, Code::InvalidParameterValue, "{filter}");
+        assert!(e.message.contains(message), "{filter}: {}", e.message);
+    }
+    // Pages of two, in the order asked.
+    let order = vec!["timestamp_ms ASC".to_string()];
+    let mut token: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let (traces, next) = store
+            .search_traces(mlox_store::traces::TraceSearch {
+                experiment_ids: std::slice::from_ref(&exp),
+                filter: None,
+                order_by: &order,
+                max_results: Some(2),
+                page_token: token.as_deref(),
+            })
+            .await
+            .unwrap();
+        pages.push(
+            traces
+                .iter()
+                .map(|t| t["trace_id"].as_str().unwrap())
+                .collect::<String>(),
+        );
+        match next {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, ["AB", "CD", "E"]);
+}
+
+#[tokio::test]
+async fn trace_search_follows_mlflow_on_sqlite() {
+    let (_dir, store) = store().await;
+    trace_search_follows_mlflow(&store).await;
+}
+
+#[tokio::test]
+async fn trace_search_follows_mlflow_on_postgres() {
+    let uri = fresh_pg_database().await;
+    let store = open_pg(&uri).await.unwrap();
+    trace_search_follows_mlflow(&store).await;
+    drop(store);
+    drop_pg_database(&uri).await;
+}
+
+#[tokio::test]
+async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
+    let (dir, store) = store().await;
+    let exp = experiment(&store, "old").await;
+    store
+        .start_trace(trace_info(
+            &exp,
+            "old",
+            "n",
+            (0, 1500),
+            "OK",
+            &[],
+            &[("user", "zoe")],
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    // Back to schema 2, with the trace row as schema 2 kept it.
+    let pool = raw(dir.path()).await;
+    for statement in [
+        "DROP TABLE trace_metadata",
+        "DROP TABLE trace_run_links",
+        "DROP INDEX trace_tags_by_key",
+        "ALTER TABLE traces DROP COLUMN execution_time_ms",
+        "ALTER TABLE traces DROP COLUMN client_request_id",
+        "ALTER TABLE assessments DROP COLUMN kind",
+        "ALTER TABLE assessments DROP COLUMN name",
+        "ALTER TABLE assessments DROP COLUMN is_valid",
+        "ALTER TABLE assessments DROP COLUMN value_json",
+        "ALTER TABLE assessments DROP COLUMN numeric_value",
+        "DELETE FROM mlox_schema WHERE version = 3",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = SqlStore::open_and_upgrade(StoreOptions {
+        uri: format!("sqlite:///{}/t.db", dir.path().display()),
+        default_artifact_root: "mlflow-artifacts:".into(),
+        max_connections: 4,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        trace_letters(
+            &store,
+            &exp,
+            "metadata.user = 'zoe' AND execution_time_ms = 1500",
+            &[]
+        )
+        .await
+        .unwrap(),
+        "old"
+    );
+}
+
+#[tokio::test]
+async fn assessments_override_update_and_delete_like_mlflow() {
+    let (_dir, store) = store().await;
+    let exp = experiment(&store, "judged").await;
+    store
+        .start_trace(trace_info(&exp, "t", "n", (0, 1), "OK", &[], &[]))
+        .await
+        .unwrap();
+    let feedback = store
+        .create_assessment(
+            "t",
+            serde_json::json!({"assessment_name": "q", "feedback": {"value": "good"}, "rationale": "r"}),
+        )
+        .await
+        .unwrap();
+    let old_id = feedback["assessment_id"].as_str().unwrap().to_string();
+    assert_eq!(feedback["valid"], true);
+    let e = err(store
+        .create_assessment("t", serde_json::json!({"assessment_name": "x"}))
+        .await);
+    assert_eq!(e.code, Code::InvalidParameterValue);
+    let updated = store
+        .update_assessment(
+            "t",
+            &old_id,
+            &serde_json::json!({"assessment_name": "q2", "feedback": {"value": "great"}, "metadata": {"k": "v"}}),
+            &["assessment_name".into(), "feedback".into(), "metadata".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated["assessment_name"], "q2");
+    assert_eq!(updated["feedback"]["value"], "great");
+    assert_eq!(updated["rationale"], "r");
+    assert_eq!(updated["metadata"]["k"], "v");
+    let e = err(store
+        .update_assessment(
+            "t",
+            &old_id,
+            &serde_json::json!({}),
+            &["expectation".into()],
+        )
+        .await);
+    assert_eq!(
+        e.message,
+        "Cannot update expectation value on a Feedback assessment."
+    );
+    let new = store
+        .create_assessment(
+            "t",
+            serde_json::json!({"assessment_name": "q2", "feedback": {"value": "bad"}, "overrides": old_id}),
+        )
+        .await
+        .unwrap();
+    let new_id = new["assessment_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        store.get_assessment("t", &old_id).await.unwrap()["valid"],
+        false
+    );
+    let info = store.get_trace_info("t").await.unwrap();
+    assert_eq!(info["assessments"].as_array().unwrap().len(), 2);
+    store.delete_assessment("t", &new_id).await.unwrap();
+    store.delete_assessment("t", &new_id).await.unwrap();
+    assert_eq!(
+        store.get_assessment("t", &old_id).await.unwrap()["valid"],
+        true
+    );
+    let e = err(store.get_assessment("t", &new_id).await);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            Code::ResourceDoesNotExist,
+            format!("Assessment with ID '{new_id}' not found for trace 't'").as_str()
+        )
+    );
+    let e = err(store.get_assessment("nope", &new_id).await);
+    assert_eq!(e.message, "Trace with request_id 'nope' not found");
+    let e = err(
+        store
+            .create_assessment(
+                "t",
+                serde_json::json!({"assessment_name": "q", "feedback": {"value": 1}, "overrides": "a-missing"}),
+            )
+            .await,
+    );
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
 }

@@ -25,10 +25,10 @@ pub use state::{AppState, ServerSettings};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use mlox_core::Error;
+use mlox_core::{Code, Error};
 use serde_json::json;
 
 /// Every MLflow API route, under each prefix the client and the web UI use.
@@ -119,6 +119,13 @@ pub fn router(state: AppState) -> Router {
             "/traces/{trace_id}/assessments",
             post(traces::create_assessment),
         )
+        .route(
+            "/traces/{trace_id}/assessments/{assessment_id}",
+            get(traces::get_assessment)
+                .patch(traces::update_assessment)
+                .delete(traces::delete_assessment),
+        )
+        .route("/traces/link-to-run", post(traces::link_traces_to_run))
         .route("/server-info", get(server_info))
         .merge(registry_routes())
         .merge(webhooks::routes());
@@ -141,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/traces", post(traces::otlp_traces))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))
         .with_state(state)
 }
@@ -210,8 +218,15 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
-    error::error_response(&Error::not_found(format!(
-        "No API endpoint at '{}'.",
-        uri.path()
-    )))
+    error::error_response(&Error::new(
+        Code::EndpointNotFound,
+        format!("No API endpoint at '{}'.", uri.path()),
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
+    error::error_response(&Error::new(
+        Code::MethodNotAllowed,
+        format!("The endpoint '{}' does not accept {method}.", uri.path()),
+    ))
 }

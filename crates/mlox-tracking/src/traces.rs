@@ -1,5 +1,6 @@
-//! MLflow 3 tracing endpoints, enough for `@mlflow.trace` scripts and trace reads to work:
-//! trace info is stored as sent, spans stay in the artifact store where the client puts them.
+//! MLflow 3 tracing endpoints: trace info (stored as sent), searches with MLflow's trace filter
+//! grammar, tags, assessments and links to runs; spans stay in the artifact store where the
+//! client puts them.
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{Msg, de_string_list};
@@ -8,6 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use mlox_core::Error;
 use mlox_core::wire::{de_opt_i64, de_opt_id};
+use mlox_store::traces::TraceSearch;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -60,12 +62,13 @@ pub struct BatchGetMsg {
 }
 
 pub async fn batch_get_traces(State(s): State<AppState>, Msg(m): Msg<BatchGetMsg>) -> JsonResult {
-    let mut traces = Vec::new();
-    for id in &m.trace_ids {
-        if let Ok(info) = s.store.get_trace_info(id).await {
-            traces.push(json!({ "trace_info": info, "spans": [] }));
-        }
-    }
+    let traces: Vec<Value> = s
+        .store
+        .get_trace_infos(&m.trace_ids)
+        .await?
+        .into_iter()
+        .map(|info| json!({ "trace_info": info, "spans": [] }))
+        .collect();
     Ok(Json(json!({ "traces": traces })))
 }
 
@@ -75,26 +78,37 @@ pub struct SearchTracesMsg {
     locations: Vec<Value>,
     #[serde(default, deserialize_with = "de_string_list")]
     experiment_ids: Vec<String>,
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    order_by: Vec<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
     page_token: Option<String>,
 }
 
+/// `search` for V3 (`locations`) and V2 (`experiment_ids`) clients alike.
 pub async fn search_traces(State(s): State<AppState>, Msg(m): Msg<SearchTracesMsg>) -> JsonResult {
     let mut ids = m.experiment_ids;
     for loc in &m.locations {
-        if let Some(id) = loc.pointer("/mlflow_experiment/experiment_id") {
-            ids.push(
-                id.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| id.to_string()),
-            );
+        match loc.pointer("/mlflow_experiment/experiment_id") {
+            Some(Value::String(id)) => ids.push(id.clone()),
+            Some(Value::Number(id)) => ids.push(id.to_string()),
+            _ => {
+                return Err(ApiError(Error::invalid(
+                    "Only MLflow experiment locations are supported for searching traces.",
+                )));
+            }
         }
     }
-    let max = m.max_results.unwrap_or(100).clamp(1, 1000);
     let (traces, next) = s
         .store
-        .search_traces(&ids, max, m.page_token.as_deref())
+        .search_traces(TraceSearch {
+            experiment_ids: &ids,
+            filter: m.filter.as_deref(),
+            order_by: &m.order_by,
+            max_results: m.max_results,
+            page_token: m.page_token.as_deref(),
+        })
         .await?;
     let mut body = json!({ "traces": traces });
     if let Some(t) = next {
@@ -152,6 +166,119 @@ pub async fn create_assessment(
     })?;
     let a = s.store.create_assessment(&trace_id, body).await?;
     Ok(Json(json!({ "assessment": a })))
+}
+
+pub async fn get_assessment(
+    State(s): State<AppState>,
+    Path((trace_id, assessment_id)): Path<(String, String)>,
+) -> JsonResult {
+    let a = s.store.get_assessment(&trace_id, &assessment_id).await?;
+    Ok(Json(json!({ "assessment": a })))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateAssessmentMsg {
+    assessment: Option<Value>,
+    update_mask: Option<Value>,
+}
+
+/// A proto3-JSON field mask: one string of comma-separated camelCase paths (a list of paths is
+/// read too); each path comes back in the proto's snake_case.
+fn field_mask_paths(mask: &Value) -> Vec<String> {
+    let parts: Vec<&str> = match mask {
+        Value::String(text) => text.split(',').collect(),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        Value::Object(fields) => fields
+            .get("paths")
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut snake = String::with_capacity(part.len() + 4);
+            for c in part.chars() {
+                if c.is_ascii_uppercase() {
+                    snake.push('_');
+                    snake.push(c.to_ascii_lowercase());
+                } else {
+                    snake.push(c);
+                }
+            }
+            snake
+        })
+        .collect()
+}
+
+pub async fn update_assessment(
+    State(s): State<AppState>,
+    Path((trace_id, assessment_id)): Path<(String, String)>,
+    Msg(m): Msg<UpdateAssessmentMsg>,
+) -> JsonResult {
+    let update = m.assessment.ok_or_else(|| {
+        ApiError(mlox_core::validation::missing_request_parameter(
+            "assessment",
+        ))
+    })?;
+    let mask = m.update_mask.ok_or_else(|| {
+        ApiError(mlox_core::validation::missing_request_parameter(
+            "update_mask",
+        ))
+    })?;
+    let a = s
+        .store
+        .update_assessment(&trace_id, &assessment_id, &update, &field_mask_paths(&mask))
+        .await?;
+    Ok(Json(json!({ "assessment": a })))
+}
+
+pub async fn delete_assessment(
+    State(s): State<AppState>,
+    Path((trace_id, assessment_id)): Path<(String, String)>,
+) -> JsonResult {
+    s.store.delete_assessment(&trace_id, &assessment_id).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct LinkTracesToRunMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    trace_ids: Vec<String>,
+    run_id: Option<String>,
+}
+
+pub async fn link_traces_to_run(
+    State(s): State<AppState>,
+    Msg(m): Msg<LinkTracesToRunMsg>,
+) -> JsonResult {
+    let run_id = m
+        .run_id
+        .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("run_id")))?;
+    s.store.link_traces_to_run(&m.trace_ids, &run_id).await?;
+    Ok(Json(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_masks_read_as_snake_case_paths() {
+        assert_eq!(
+            field_mask_paths(&json!("assessmentName,feedback")),
+            ["assessment_name", "feedback"]
+        );
+        assert_eq!(field_mask_paths(&json!(["rationale"])), ["rationale"]);
+        assert_eq!(
+            field_mask_paths(&json!({"paths": ["metadata"]})),
+            ["metadata"]
+        );
+        assert!(field_mask_paths(&json!(3)).is_empty());
+    }
 }
 
 #[derive(Deserialize)]

@@ -211,14 +211,21 @@ async fn an_unknown_route_is_a_404_json_error() {
     let reply = api.get("/experiments/frobnicate").await;
     insta::assert_json_snapshot!(error(&reply, StatusCode::NOT_FOUND), @r#"
     {
-      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "error_code": "ENDPOINT_NOT_FOUND",
       "message": "No API endpoint at '/api/2.0/mlflow/experiments/frobnicate'."
     }
     "#);
     let reply = api.send(Method::GET, "/no/such/thing", None).await;
     assert_eq!(
         error(&reply, StatusCode::NOT_FOUND)["error_code"],
-        "RESOURCE_DOES_NOT_EXIST"
+        "ENDPOINT_NOT_FOUND"
+    );
+    let reply = api
+        .send(Method::GET, "/ajax-api/2.0/mlflow/nope", None)
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::NOT_FOUND)["error_code"],
+        "ENDPOINT_NOT_FOUND"
     );
 }
 
@@ -239,6 +246,11 @@ async fn a_known_route_with_the_wrong_method_is_405() {
             StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path}: {}",
             reply.raw
+        );
+        assert_eq!(
+            error(&reply, StatusCode::METHOD_NOT_ALLOWED)["error_code"],
+            "ENDPOINT_NOT_FOUND",
+            "{method} {path}"
         );
     }
 }

@@ -9,6 +9,7 @@
 mod lex;
 mod rules;
 mod syntax;
+pub mod traces;
 
 #[cfg(test)]
 mod proptests;
@@ -29,6 +30,8 @@ pub enum SearchEntity {
     LoggedModels,
     RegisteredModels,
     ModelVersions,
+    /// MLflow 3 traces (`search_traces`).
+    Traces,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -39,6 +42,16 @@ pub enum KeyKind {
     Attribute,
     /// A run's dataset inputs (`datasets.name`, `datasets.digest`, `datasets.context`).
     Dataset,
+    /// A trace's request metadata (`metadata.<key>`, `request_metadata.<key>`).
+    Metadata,
+    /// A trace's spans: `name`, `type`, `status`, `content` or `attributes.<name>`.
+    Span,
+    /// A trace's feedback assessments, by assessment name.
+    Feedback,
+    /// A trace's expectation assessments, by assessment name.
+    Expectation,
+    /// Issues linked to a trace (`issue.id`).
+    Issue,
 }
 
 /// A key a filter or ordering refers to. Attribute names are canonical: every alias MLflow
@@ -187,6 +200,11 @@ impl fmt::Display for Key {
             KeyKind::Param => "params.",
             KeyKind::Tag => "tags.",
             KeyKind::Dataset => "datasets.",
+            KeyKind::Metadata => "metadata.",
+            KeyKind::Span => "span.",
+            KeyKind::Feedback => "feedback.",
+            KeyKind::Expectation => "expectation.",
+            KeyKind::Issue => "issue.",
             KeyKind::Attribute => "",
         };
         write!(f, "{prefix}{}", render_key_name(&self.name))

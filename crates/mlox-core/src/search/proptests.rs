@@ -11,12 +11,13 @@ use super::{
 };
 use crate::Code;
 
-const ENTITIES: [SearchEntity; 5] = [
+const ENTITIES: [SearchEntity; 6] = [
     SearchEntity::Runs,
     SearchEntity::Experiments,
     SearchEntity::LoggedModels,
     SearchEntity::RegisteredModels,
     SearchEntity::ModelVersions,
+    SearchEntity::Traces,
 ];
 
 /// Fragments that come close to valid filters, so that generated soup reaches deep into the
@@ -27,6 +28,18 @@ const FRAGMENTS: &[&str] = &[
     "tags.",
     "attributes.",
     "datasets.",
+    "trace.",
+    "metadata.",
+    "request_metadata.",
+    "span.",
+    "span.attributes.",
+    "feedback.",
+    "expectation.",
+    "issue.id",
+    "`mlflow.sourceRun`",
+    "RLIKE",
+    "timestamp_ms",
+    "run_id",
     "tag.",
     "metric.",
     "rmse",
@@ -306,6 +319,36 @@ fn logged_model_comparison() -> BoxedStrategy<Comparison> {
     .boxed()
 }
 
+/// Trace key names that MLflow does not move elsewhere (`name`, `run_id`, `timestamp`… are
+/// relocated whatever their prefix, so they cannot read back as written).
+fn trace_named(kind: KeyKind) -> impl Strategy<Value = Key> {
+    free_name()
+        .prop_filter("not a relocated name", |name| {
+            !matches!(
+                name.to_lowercase().as_str(),
+                "name" | "prompt" | "run_id" | "text" | "timestamp" | "execution_time" | "end_time"
+            )
+        })
+        .prop_map(move |name| Key::new(kind, name))
+}
+
+fn trace_comparison() -> BoxedStrategy<Comparison> {
+    prop_oneof![
+        trace_named(KeyKind::Tag).prop_flat_map(|key| string(key, true, false)),
+        trace_named(KeyKind::Metadata).prop_flat_map(|key| string(key, true, false)),
+        prop::sample::select(&["status", "request_id", "client_request_id"][..])
+            .prop_flat_map(|name| string(attribute(name), false, true)),
+        prop::sample::select(&["timestamp_ms", "execution_time_ms", "end_time_ms"][..])
+            .prop_flat_map(|name| numeric(attribute(name), any_number().boxed())),
+        prop::sample::select(&["name", "type", "status"][..]).prop_flat_map(|name| string(
+            Key::new(KeyKind::Span, name),
+            false,
+            true
+        )),
+    ]
+    .boxed()
+}
+
 fn filter_of(comparisons: BoxedStrategy<Comparison>) -> impl Strategy<Value = Filter> {
     prop::collection::vec(comparisons, 0..5).prop_map(|clauses| Filter { clauses })
 }
@@ -344,5 +387,10 @@ proptest! {
     #[test]
     fn logged_model_filters_round_trip(filter in filter_of(logged_model_comparison())) {
         assert_round_trip(SearchEntity::LoggedModels, &filter);
+    }
+
+    #[test]
+    fn trace_filters_round_trip(filter in filter_of(trace_comparison())) {
+        assert_round_trip(SearchEntity::Traces, &filter);
     }
 }

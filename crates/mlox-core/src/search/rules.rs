@@ -32,6 +32,7 @@ pub(super) fn filter(entity: SearchEntity, input: &str) -> Result<Filter> {
             SearchEntity::RegisteredModels => registered_model_comparison(comparison),
             SearchEntity::ModelVersions => model_version_comparison(comparison),
             SearchEntity::LoggedModels => logged_model_comparison(comparison),
+            SearchEntity::Traces => super::traces::comparison(comparison),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Filter { clauses })
@@ -47,8 +48,8 @@ fn filter_syntax_error(entity: SearchEntity, input: &str, error: FilterSyntaxErr
             ))
         }
         FilterSyntaxError::InvalidClause(tokens) => {
-            // MLflow quotes each token for runs and lists them bare for the other entities.
-            let listed = if entity == SearchEntity::Runs {
+            // MLflow quotes each token for runs and traces and lists them bare for the others.
+            let listed = if matches!(entity, SearchEntity::Runs | SearchEntity::Traces) {
                 tokens
                     .iter()
                     .map(|token| format!("'{token}'"))
@@ -82,7 +83,7 @@ fn filter_syntax_error(entity: SearchEntity, input: &str, error: FilterSyntaxErr
 }
 
 /// How Python's `repr` shows a string, which MLflow puts in some messages.
-fn python_repr(text: &str) -> String {
+pub(super) fn python_repr(text: &str) -> String {
     let quote = if text.contains('\'') && !text.contains('"') {
         '"'
     } else {
@@ -107,7 +108,7 @@ fn python_repr(text: &str) -> String {
     repr
 }
 
-fn strip_quotes(text: &str) -> &str {
+pub(super) fn strip_quotes(text: &str) -> &str {
     let wrapped = |quote: char| text.len() >= 2 && text.starts_with(quote) && text.ends_with(quote);
     if wrapped('\'') || wrapped('"') {
         &text[1..text.len() - 1]
@@ -116,7 +117,7 @@ fn strip_quotes(text: &str) -> &str {
     }
 }
 
-fn trim_backticks(text: &str) -> &str {
+pub(super) fn trim_backticks(text: &str) -> &str {
     if text.len() >= 2 && text.starts_with('`') && text.ends_with('`') {
         &text[1..text.len() - 1]
     } else {
@@ -125,22 +126,22 @@ fn trim_backticks(text: &str) -> &str {
 }
 
 /// A key's name once its enclosing quotes are gone, as MLflow unwraps it.
-fn unwrap_name(text: &str) -> &str {
+pub(super) fn unwrap_name(text: &str) -> &str {
     trim_backticks(strip_quotes(text))
 }
 
 /// The set notation MLflow's messages print valid choices in.
-fn python_set(items: &[&str]) -> String {
+pub(super) fn python_set(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|item| format!("'{item}'")).collect();
     format!("{{{}}}", quoted.join(", "))
 }
 
-fn op_set(ops: &[Op]) -> String {
+pub(super) fn op_set(ops: &[Op]) -> String {
     let names: Vec<&str> = ops.iter().map(|op| op.as_str()).collect();
     python_set(&names)
 }
 
-fn op_text(op: &RawOp) -> &str {
+pub(super) fn op_text(op: &RawOp) -> &str {
     match op {
         RawOp::Known(op) => op.as_str(),
         RawOp::Unsupported(text) => text,
@@ -148,7 +149,7 @@ fn op_text(op: &RawOp) -> &str {
 }
 
 /// The comparator when it is one of `allowed`.
-fn allowed_op(op: &RawOp, allowed: &[Op]) -> Option<Op> {
+pub(super) fn allowed_op(op: &RawOp, allowed: &[Op]) -> Option<Op> {
     match op {
         RawOp::Known(op) if allowed.contains(op) => Some(*op),
         _ => None,
@@ -159,14 +160,17 @@ fn is_null_test(op: &RawOp) -> bool {
     matches!(op, RawOp::Known(Op::IsNull | Op::IsNotNull))
 }
 
-fn not_quoted(text: &str) -> Error {
+pub(super) fn not_quoted(text: &str) -> Error {
     Error::invalid(format!(
         "Parameter value is either not quoted or unidentified quote types used for string value \
          {text}. Use either single or double quotes."
     ))
 }
 
-fn list_items(items: &Result<Vec<String>, ListError>, text: &str) -> Result<Vec<String>> {
+pub(super) fn list_items(
+    items: &Result<Vec<String>, ListError>,
+    text: &str,
+) -> Result<Vec<String>> {
     match items {
         Ok(items) => Ok(items.clone()),
         Err(ListError::Empty) => Err(Error::invalid(
@@ -185,7 +189,7 @@ fn list_items(items: &Result<Vec<String>, ListError>, text: &str) -> Result<Vec<
 }
 
 /// Lists go with `IN` / `NOT IN` only; MLflow would pass `= ('a')` on to the database.
-fn check_list_op(op: Op, value: &Value, key: &str) -> Result<()> {
+pub(super) fn check_list_op(op: Op, value: &Value, key: &str) -> Result<()> {
     let is_list = matches!(value, Value::List(_));
     if is_list != matches!(op, Op::In | Op::NotIn) {
         return Err(Error::invalid(format!(
@@ -307,6 +311,12 @@ fn run_kind_name(kind: KeyKind) -> &'static str {
         KeyKind::Tag => "tag",
         KeyKind::Attribute => "attribute",
         KeyKind::Dataset => "dataset",
+        // Trace key kinds never reach run rules; they read as their own prefix.
+        KeyKind::Metadata => "metadata",
+        KeyKind::Span => "span",
+        KeyKind::Feedback => "feedback",
+        KeyKind::Expectation => "expectation",
+        KeyKind::Issue => "issue",
     }
 }
 
@@ -369,7 +379,8 @@ fn run_comparison(raw: RawComparison) -> Result<Comparison> {
                 )));
             }
         },
-        KeyKind::Dataset => match &raw.value {
+        // run_key yields only run kinds, so the trace kinds never get here.
+        _ => match &raw.value {
             RawValue::Quoted { body, .. } => Value::Str(body.clone()),
             RawValue::Unquoted { text } => return Err(not_quoted(text)),
             RawValue::List { items, text } => Value::List(list_items(items, text)?),
@@ -384,7 +395,8 @@ fn run_comparison(raw: RawComparison) -> Result<Comparison> {
         KeyKind::Metric => NUMERIC_OPS,
         KeyKind::Param | KeyKind::Tag => STRING_OR_NULL_OPS,
         KeyKind::Attribute if is_numeric_attribute => NUMERIC_OPS,
-        KeyKind::Attribute | KeyKind::Dataset => STRING_OR_LIST_OPS,
+        // run_key yields only run kinds; the trace kinds share the string comparators.
+        _ => STRING_OR_LIST_OPS,
     };
     let op = allowed_op(&raw.op, allowed).ok_or_else(|| {
         Error::invalid(format!(
@@ -768,7 +780,7 @@ fn logged_model_comparison(raw: RawComparison) -> Result<Comparison> {
         KeyKind::Metric => "metrics",
         KeyKind::Param => "params",
         KeyKind::Tag => "tags",
-        KeyKind::Attribute | KeyKind::Dataset => "attributes",
+        _ => "attributes",
     };
     // Listed in the order MLflow's message lists them.
     let allowed: &[Op] = if is_numeric {
@@ -873,6 +885,7 @@ pub(super) fn order_by(entity: SearchEntity, input: &str) -> Result<OrderBy> {
             Key::new(kind, name)
         }
         SearchEntity::LoggedModels => return logged_model_order_by(input),
+        SearchEntity::Traces => return super::traces::order_by(&key, ascending),
     };
     Ok(OrderBy { key, ascending })
 }

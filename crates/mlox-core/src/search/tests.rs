@@ -421,3 +421,102 @@ fn order_by_renders_with_its_direction() {
     let order = parse_order_by(Runs, "tags.`a b` desc").unwrap_or_else(|error| panic!("{error}"));
     assert_snapshot!(order.to_string(), @"tags.`a b` DESC");
 }
+
+#[test]
+fn traces_read_attributes_tags_and_metadata_where_mlflow_keeps_them() {
+    let cases = [
+        "trace.name = 'chat'",
+        "name = 'chat'",
+        "tags.Name LIKE 'ch%'",
+        "trace.status = 'ERROR'",
+        "status IN ('OK', 'ERROR')",
+        "attributes.status != 'OK'",
+        "trace.timestamp_ms > 1700000000000",
+        "timestamp <= 5",
+        "trace.execution_time_ms >= 2.5",
+        "execution_time < '100'",
+        "end_time > 10",
+        "trace.request_id = 'tr-1'",
+        "request_id NOT IN ('tr-1', 'tr-2')",
+        "client_request_id = 'c'",
+        "tags.team = 'a'",
+        "tag.`my key` ILIKE '%x%'",
+        "tags.team IS NULL",
+        "metadata.`mlflow.sourceRun` = 'r1'",
+        "request_metadata.user IS NOT NULL",
+        "run_id = 'r1'",
+        "trace.run_id = 'r1'",
+        "span.name = 'retrieve'",
+        "span.type IN ('LLM', 'TOOL')",
+        "span.attributes.model LIKE '%gpt%'",
+        "text ILIKE '%hello%'",
+        "feedback.quality = 'good'",
+        "feedback.score >= 0.5",
+        "expectation.answer IS NULL",
+        "issue.id = 'iss-1'",
+        "prompt = 'greet/1'",
+        "trace.name = 'a' AND tags.team = 'b' AND timestamp_ms > 3",
+    ];
+    let shown: Vec<String> = cases
+        .iter()
+        .map(|case| format!("{case}  =>  {}", filter(Traces, case)))
+        .collect();
+    assert_snapshot!(shown.join("\n"));
+}
+
+#[test]
+fn traces_reject_what_mlflow_rejects() {
+    let cases = [
+        "trace.state = 'OK'",
+        "foo.x = 'a'",
+        "name IN ('a')",
+        "run_id IN ('a')",
+        "timestamp_ms LIKE 'x'",
+        "timestamp_ms > 'abc'",
+        "status = 5",
+        "tags.x = 5",
+        "tags.x = bare",
+        "metadata.x > 'a'",
+        "metadata.x = 1",
+        "trace.status RLIKE 'O'",
+        "span.kind = 'x'",
+        "span.attributes. = 'x'",
+        "span.content = 'x'",
+        "feedback.score > 'a'",
+        "feedback.score = 1",
+        "issue.name = 'x'",
+        "issue.id != 'x'",
+        "experiment_id = '1'",
+        "status = ('OK')",
+        "trace.name = 'a' OR trace.name = 'b'",
+    ];
+    let shown: Vec<String> = cases
+        .iter()
+        .map(|case| format!("{case}  =>  {}", filter(Traces, case)))
+        .collect();
+    assert_snapshot!(shown.join("\n"));
+}
+
+#[test]
+fn traces_order_by_attributes_tags_and_metadata() {
+    let cases = [
+        "timestamp_ms DESC",
+        "timestamp",
+        "execution_time ASC",
+        "trace.status",
+        "name DESC",
+        "run_id",
+        "request_id",
+        "experiment_id",
+        "tags.team DESC",
+        "metadata.`mlflow.user`",
+        "span.name",
+        "client_request_id",
+        "timestamp_ms sideways",
+    ];
+    let shown: Vec<String> = cases
+        .iter()
+        .map(|case| format!("{case}  =>  {}", order_by(Traces, case)))
+        .collect();
+    assert_snapshot!(shown.join("\n"));
+}
