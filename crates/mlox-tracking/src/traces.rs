@@ -303,8 +303,12 @@ pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMs
     Ok(Json(json!({ "traces_deleted": n })))
 }
 
-/// OTLP span export. The client also uploads every trace through the v3 API, so accepting the
-/// spans here without storing them loses nothing the API serves.
-pub async fn otlp_traces() -> Json<Value> {
-    Json(json!({}))
+/// OTLP span export is not stored yet, so it is refused rather than acknowledged: an exporter
+/// that sees success would believe its spans are kept. The MLflow client also uploads every
+/// trace through the v3 API, which is unaffected.
+pub async fn otlp_traces() -> ApiError {
+    ApiError(Error::not_implemented(
+        "OTLP trace ingest (/v1/traces) is not implemented by this server yet; MLflow clients \
+         record traces through the v3 trace API.",
+    ))
 }

@@ -1080,3 +1080,13 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn otlp_export_is_refused_as_not_implemented_rather_than_acknowledged() {
+    let api = api().await;
+    let reply = api
+        .send(Method::POST, "/v1/traces", Some("{}".to_string()))
+        .await;
+    let body = error(&reply, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(body["error_code"], "NOT_IMPLEMENTED", "{body}");
+}
