@@ -135,14 +135,14 @@ def test_experiments_page_lists_searches_creates_renames_and_deletes(page, fille
     client = filled["client"]
     page.goto("/")
     page.get_by_label("Search experiments").fill(filled["exp_name"])
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Search", exact=True).click()
     table = page.get_by_role("table", name="Experiments")
     expect_text(table, filled["exp_name"])
     expect(table.locator("tbody tr")).to_have_count(1)
     shot(page, "experiments")
 
     new_name = f"ui-created-{os.urandom(3).hex()}"
-    page.get_by_role("button", name="Create experiment").click()
+    page.get_by_role("button", name="Create experiment", exact=True).click()
     page.get_by_label("Experiment name").fill(new_name)
     page.get_by_role("button", name="Create", exact=True).click()
     page.wait_for_url(re.compile(r"#/experiments/\d+$"))
@@ -150,14 +150,14 @@ def test_experiments_page_lists_searches_creates_renames_and_deletes(page, fille
     assert exp is not None and page.url.endswith(f"#/experiments/{exp.experiment_id}")
 
     page.goto(f"/#/experiments?search={new_name}")
-    page.get_by_role("button", name=f"Rename {new_name}").click()
+    page.get_by_role("button", name=f"Rename {new_name}", exact=True).click()
     page.get_by_label("New name").fill(new_name + "-renamed")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect_text(page.get_by_role("table", name="Experiments"), new_name + "-renamed")
     assert client.get_experiment(exp.experiment_id).name == new_name + "-renamed"
 
     page.once("dialog", lambda d: d.accept())
-    page.get_by_role("button", name=f"Delete {new_name}-renamed").click()
+    page.get_by_role("button", name=f"Delete {new_name}-renamed", exact=True).click()
     page.get_by_text("No experiments match.").wait_for()
     assert client.get_experiment(exp.experiment_id).lifecycle_stage == "deleted"
 
@@ -191,20 +191,20 @@ def test_runs_table_nests_children_filters_sorts_and_picks_columns(page, filled)
     page.get_by_label("Filter runs").fill("params.l1_ratio = '0.5' and attributes.run_name LIKE 'alpha%'")
     page.get_by_role("button", name="Search", exact=True).click()
     page.wait_for_function("document.querySelectorAll('[data-testid=run-row]').length === 3")
-    page.get_by_role("button", name="Sort by r2").click()
+    page.get_by_role("button", name="Sort by r2", exact=True).click()
     page.wait_for_url(re.compile("orderBy=metrics.r2\\+DESC|orderBy=metrics.r2%20DESC"))
     page.wait_for_function(
         "(id) => document.querySelector('[data-testid=run-row]')?.dataset.runId === id", arg=filled["children"][0.1]
     )
-    page.get_by_role("button", name="Sort by r2").click()
+    page.get_by_role("button", name="Sort by r2", exact=True).click()
     page.wait_for_function(
         "(id) => document.querySelector('[data-testid=run-row]')?.dataset.runId === id", arg=filled["children"][0.9]
     )
 
     # A tag column chosen in the picker shows each run's tag.
-    page.get_by_role("button", name="Columns").click()
+    page.get_by_role("button", name="Columns", exact=True).click()
     page.get_by_role("dialog", name="Choose columns").get_by_label("candidate").check()
-    page.get_by_role("button", name="Done").click()
+    page.get_by_role("button", name="Done", exact=True).click()
     # alpha 0.9 is first in ascending r2 and is not a candidate
     expect(rows(page).first.locator(".col-tag")).to_have_text("no")
 
@@ -213,7 +213,7 @@ def test_runs_selection_compare_and_csv_export(page, filled, tmp_path):
     page.goto(f"/#/experiments/{filled['exp_id']}?searchFilter=params.l1_ratio+%3D+%270.5%27")
     page.wait_for_function("document.querySelectorAll('[data-testid=run-row]').length === 4")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download CSV").click()
+        page.get_by_role("button", name="Download CSV", exact=True).click()
     path = tmp_path / "runs.csv"
     download.value.save_as(path)
     table = list(csv.DictReader(io.StringIO(path.read_text())))
@@ -276,23 +276,23 @@ def test_run_page_shows_overview_and_saves_edits(page, filled):
     expect_text(page.get_by_role("table", name="Parameters"), "0.5")
     expect_text(page.get_by_role("table", name="Metrics"), "0.75")
 
-    page.get_by_role("button", name="Edit Description").click()
+    page.get_by_role("button", name="Edit Description", exact=True).click()
     page.get_by_role("textbox", name="Description").fill("middle of the grid")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_text("middle of the grid").wait_for()
     assert client.get_run(child).data.tags["mlflow.note.content"] == "middle of the grid"
 
     page.get_by_label("New tag key").fill("reviewed")
     page.get_by_label("New tag value").fill("by-ui")
-    page.get_by_role("button", name="Add tag").click()
+    page.get_by_role("button", name="Add tag", exact=True).click()
     page.locator("[data-tag=reviewed]").wait_for()
     assert client.get_run(child).data.tags["reviewed"] == "by-ui"
-    page.get_by_role("button", name="Edit tag candidate").click()
+    page.get_by_role("button", name="Edit tag candidate", exact=True).click()
     page.get_by_label("Value of candidate").fill("maybe")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect_text(page.locator("[data-tag=candidate]"), "maybe")
     assert client.get_run(child).data.tags["candidate"] == "maybe"
-    page.get_by_role("button", name="Delete tag reviewed").click()
+    page.get_by_role("button", name="Delete tag reviewed", exact=True).click()
     page.locator("[data-tag=reviewed]").wait_for(state="detached")
     assert "reviewed" not in client.get_run(child).data.tags
     shot(page, "run-overview")
@@ -311,12 +311,12 @@ def test_run_page_lists_datasets_and_logged_models(page, filled):
     datasets = page.get_by_role("table", name="Datasets")
     expect_text(datasets, "wine-quality")
     expect_text(datasets, "training")
-    datasets.get_by_role("button", name="Details").click()
+    datasets.get_by_role("button", name="Details", exact=True).click()
     expect_text(datasets, "fixed_acidity")
     page.get_by_role("table", name="Run details").get_by_role("link", name="model").click()
     page.wait_for_url(re.compile(f"models/{filled['model_id']}$"))
     expect_text(page.get_by_role("table", name="Logged model details"), "best-model")
-    page.get_by_role("tree").get_by_role("button", name="MLmodel").click()
+    page.get_by_role("tree").get_by_role("button", name="MLmodel", exact=True).click()
     expect_text(page.get_by_test_id("text-preview"), "flavors")
     shot(page, "logged-model")
 
@@ -325,27 +325,27 @@ def test_artifact_browser_previews_each_kind_safely(page, filled):
     run = filled["best"]
     page.goto(f"/#/experiments/{filled['exp_id']}/runs/{run}/artifacts")
     tree = page.get_by_role("tree")
-    tree.get_by_role("button", name="config").click()
-    tree.get_by_role("button", name="params.json").click()
+    tree.get_by_role("button", name="config", exact=True).click()
+    tree.get_by_role("button", name="params.json", exact=True).click()
     preview = page.get_by_test_id("text-preview")
     expect_text(preview, '"features": [')
     assert page.url.endswith("/artifacts/config/params.json")
 
-    tree.get_by_role("button", name="reports").click()
-    tree.get_by_role("button", name="scores.csv").click()
+    tree.get_by_role("button", name="reports", exact=True).click()
+    tree.get_by_role("button", name="scores.csv", exact=True).click()
     csv_table = page.get_by_role("table", name="Table reports/scores.csv")
     expect(csv_table.locator("tbody tr")).to_have_count(2)
     expect_text(csv_table.locator("thead"), "rmse")
 
-    tree.get_by_role("button", name="notebook.html").click()
+    tree.get_by_role("button", name="notebook.html", exact=True).click()
     frame = page.get_by_test_id("html-preview")
     assert frame.get_attribute("sandbox") == ""
     inner = page.frame_locator("[data-testid=html-preview]")
     expect_text(inner.locator("#title"), "Training notebook")  # the script did not run
     assert page.title() == "mlox"
 
-    tree.get_by_role("button", name="plots").click()
-    tree.get_by_role("button", name="residuals.png").click()
+    tree.get_by_role("button", name="plots", exact=True).click()
+    tree.get_by_role("button", name="residuals.png", exact=True).click()
     image = page.get_by_role("img", name="plots/residuals.png")
     page.wait_for_function("(img) => img.complete && img.naturalWidth === 40", arg=image.element_handle())
 
@@ -360,7 +360,7 @@ def test_registry_pages_link_versions_runs_and_logged_models(page, filled):
     name = filled["model_name"]
     page.goto("/#/models")
     page.get_by_label("Search models").fill(name)
-    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Search", exact=True).click()
     listing = page.get_by_role("table", name="Registered models")
     expect_text(listing, "@champion: v2")
     shot(page, "models")
@@ -372,15 +372,15 @@ def test_registry_pages_link_versions_runs_and_logged_models(page, filled):
     expect_text(page.get_by_role("region", name="Description"), "Predicts wine quality")
     shot(page, "model")
 
-    page.get_by_role("button", name="Edit Description").click()
+    page.get_by_role("button", name="Edit Description", exact=True).click()
     page.get_by_role("textbox", name="Description").fill("Predicts wine quality from 3 features")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_text("from 3 features").wait_for()
     assert filled["client"].get_registered_model(name).description.endswith("3 features")
 
     page.get_by_label("Alias", exact=True).fill("challenger")
     page.get_by_label("Alias version").select_option("1")
-    page.get_by_role("button", name="Set alias").click()
+    page.get_by_role("button", name="Set alias", exact=True).click()
     page.locator("[data-alias=challenger]").wait_for()
     assert filled["client"].get_model_version_by_alias(name, "challenger").version == "1"
 

@@ -25,6 +25,10 @@ pub enum Code {
     PayloadTooLarge,
     /// A request body in a content type the route does not read: `BAD_REQUEST` with 415.
     UnsupportedMediaType,
+    /// A well-formed request whose content cannot be used (an OTLP span without an id, a
+    /// required header missing): `INVALID_PARAMETER_VALUE` with 422, the status MLflow's
+    /// OpenTelemetry endpoint answers such requests with.
+    UnprocessableContent,
     /// No route at this path: MLflow's `ENDPOINT_NOT_FOUND`, 404. The client reads this code as
     /// "the server lacks this API" and falls back to an older one where it has one.
     EndpointNotFound,
@@ -61,7 +65,7 @@ pub struct Wire {
 
 impl Code {
     /// Every code, for tests and documentation.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::ResourceDoesNotExist,
         Code::ResourceAlreadyExists,
         Code::InvalidParameterValue,
@@ -72,6 +76,7 @@ impl Code {
         Code::RequestLimitExceeded,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
+        Code::UnprocessableContent,
         Code::EndpointNotFound,
         Code::MethodNotAllowed,
         Code::TemporarilyUnavailable,
@@ -92,6 +97,7 @@ impl Code {
             Code::RequestLimitExceeded => ("REQUEST_LIMIT_EXCEEDED", 429, G::ResourceExhausted),
             Code::PayloadTooLarge => ("BAD_REQUEST", 413, G::ResourceExhausted),
             Code::UnsupportedMediaType => ("BAD_REQUEST", 415, G::InvalidArgument),
+            Code::UnprocessableContent => ("INVALID_PARAMETER_VALUE", 422, G::InvalidArgument),
             Code::EndpointNotFound => ("ENDPOINT_NOT_FOUND", 404, G::NotFound),
             Code::MethodNotAllowed => ("ENDPOINT_NOT_FOUND", 405, G::Unimplemented),
             Code::TemporarilyUnavailable => ("TEMPORARILY_UNAVAILABLE", 503, G::Unavailable),
@@ -192,6 +198,7 @@ mod tests {
             Code::PermissionDenied,
             Code::PayloadTooLarge,
             Code::UnsupportedMediaType,
+            Code::UnprocessableContent,
             Code::EndpointNotFound,
             Code::MethodNotAllowed,
         ] {
@@ -203,7 +210,7 @@ mod tests {
     fn grpc_statuses_follow_the_http_ones() {
         for code in Code::ALL {
             let expected = match code.http_status() {
-                400 | 415 => GrpcStatus::InvalidArgument,
+                400 | 415 | 422 => GrpcStatus::InvalidArgument,
                 403 => GrpcStatus::PermissionDenied,
                 404 => GrpcStatus::NotFound,
                 413 | 429 => GrpcStatus::ResourceExhausted,

@@ -17,6 +17,7 @@ pub mod location;
 pub mod page_token;
 pub mod registry;
 pub mod search;
+pub mod spans;
 pub mod validation;
 pub mod webhooks;
 pub mod wire;

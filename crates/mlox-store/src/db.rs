@@ -55,10 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "trace_search",
         include_str!("../migrations/0003_trace_search.sql"),
     ),
+    (4, "spans", include_str!("../migrations/0004_spans.sql")),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err

@@ -20,6 +20,7 @@ mod maintenance;
 mod registry;
 mod runs;
 mod search;
+mod spans;
 pub mod traces;
 mod webhooks;
 

@@ -1,7 +1,8 @@
 //! Trace records (MLflow 3 `TraceInfo`), kept as the JSON document the client sent plus the
 //! fields searches compare (experiment, time, state, execution time, client request id), with
-//! tags and request metadata in their own tables so filters run in SQL. Spans live in the
-//! artifact store, where the client uploads them. Assessments are kept as the JSON the client
+//! tags and request metadata in their own tables so filters run in SQL. Spans are either in the
+//! artifact store, where older clients upload them, or in the `spans` table when they came
+//! over OTLP (see `spans.rs`). Assessments are kept as the JSON the client
 //! sent, completed with their ids, times and validity, with the fields assessment filters
 //! compare copied into columns.
 
@@ -26,7 +27,7 @@ fn parse_request_time_ms(info: &Value) -> i64 {
         .unwrap_or_else(now_ms)
 }
 
-fn rfc3339_to_ms(s: &str) -> Option<i64> {
+pub(crate) fn rfc3339_to_ms(s: &str) -> Option<i64> {
     let (date, time) = s.trim_end_matches('Z').split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
@@ -48,7 +49,7 @@ fn rfc3339_to_ms(s: &str) -> Option<i64> {
 }
 
 /// Epoch milliseconds as a proto3-JSON timestamp (`"2026-11-22T03:49:52.021Z"`).
-fn ms_to_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     // Civil date from days since the epoch (proleptic Gregorian).
@@ -142,22 +143,51 @@ fn set_valid(assessment: &mut Value, valid: bool) {
 }
 
 /// A proto3-JSON duration (`"1.5s"`) in whole milliseconds.
-fn duration_to_ms(text: &str) -> Option<i64> {
+pub(crate) fn duration_to_ms(text: &str) -> Option<i64> {
     let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
     seconds
         .is_finite()
         .then(|| (seconds * 1000.0).round() as i64)
 }
 
+/// Milliseconds as a proto3-JSON duration (`"1.500s"`, `"2s"`).
+pub(crate) fn duration_text(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+/// Sets one tag of a trace inside a transaction.
+pub(crate) async fn upsert_trace_tag(
+    store: &SqlStore,
+    conn: &mut sqlx::AnyConnection,
+    trace_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<()> {
+    let mut sql = store.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
+    sql.bind_str(trace_id)
+        .push(", ")
+        .bind_str(key)
+        .push(", ")
+        .bind_str(value);
+    sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
+    sql.query().execute(&mut *conn).await.map_err(db_err)?;
+    Ok(())
+}
+
 /// The fields of a trace's info that searches compare, read from the document the client sent.
-struct SearchFields {
+pub(crate) struct SearchFields {
     execution_time_ms: Option<i64>,
     client_request_id: Option<String>,
     metadata: Vec<(String, String)>,
 }
 
 impl SearchFields {
-    fn of(info: &Value) -> SearchFields {
+    pub(crate) fn of(info: &Value) -> SearchFields {
         let metadata = info
             .get("trace_metadata")
             .and_then(Value::as_object)
@@ -189,7 +219,7 @@ impl SearchFields {
     }
 
     /// Writes the fields of `trace_id`, replacing what an earlier write of the trace left.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         store: &SqlStore,
         conn: &mut sqlx::AnyConnection,
@@ -221,6 +251,56 @@ impl SearchFields {
             sql.query().execute(&mut *conn).await.map_err(db_err)?;
         }
         Ok(())
+    }
+}
+
+/// Microseconds since the epoch, strictly increasing within this process, recorded with each
+/// assessment so a trace lists its assessments in the order they were logged.
+fn logging_order_us() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(previous + 1)
+}
+
+/// Marks the client's trace info as final (spans that arrive later no longer change its
+/// figures) and keeps what spans stored earlier derived that the client left out: the
+/// previews, and metadata keys the client did not send.
+fn finalize_client_info(info: &mut Value, stored: Option<&Value>) {
+    let Some(fields) = info.as_object_mut() else {
+        return;
+    };
+    if let Some(stored) = stored {
+        for key in ["request_preview", "response_preview"] {
+            if fields.get(key).is_none_or(Value::is_null)
+                && let Some(preview) = stored.get(key).filter(|p| !p.is_null())
+            {
+                fields.insert(key.into(), preview.clone());
+            }
+        }
+    }
+    let metadata = fields.entry("trace_metadata").or_insert_with(|| json!({}));
+    if !metadata.is_object() {
+        *metadata = json!({});
+    }
+    if let Some(metadata) = metadata.as_object_mut() {
+        if let Some(Value::Object(earlier)) = stored.and_then(|s| s.get("trace_metadata")) {
+            for (key, value) in earlier {
+                metadata.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        metadata.insert(
+            mlox_core::spans::trace_key::INFO_FINALIZED.into(),
+            json!("true"),
+        );
     }
 }
 
@@ -304,13 +384,25 @@ impl SqlStore {
         if let Some(Value::Object(tags)) = tags {
             tags.insert(ARTIFACT_LOCATION_TAG.into(), Value::String(location));
         }
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut sql = self.sql("SELECT info FROM traces WHERE trace_id = ");
+        sql.bind_str(&trace_id);
+        if self.dialect == crate::db::Dialect::Postgres {
+            sql.push(" FOR UPDATE");
+        }
+        let stored = sql
+            .query()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .and_then(|row| serde_json::from_str::<Value>(&get_str(&row, "info")).ok());
+        finalize_client_info(&mut info, stored.as_ref());
         let state = info
             .get("state")
             .and_then(Value::as_str)
             .unwrap_or("STATE_UNSPECIFIED")
             .to_string();
         let request_time = parse_request_time_ms(&info);
-        let mut tx = self.write.begin().await.map_err(db_err)?;
         let mut sql = self.sql(
             "INSERT INTO traces (trace_id, experiment_id, request_time_ms, state, info) VALUES (",
         );
@@ -330,14 +422,8 @@ impl SqlStore {
             .await?;
         if let Some(Value::Object(tags)) = info.get("tags") {
             for (k, v) in tags {
-                let mut sql = self.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
-                sql.bind_str(&trace_id)
-                    .push(", ")
-                    .bind_str(k)
-                    .push(", ")
-                    .bind_str(v.as_str().unwrap_or_default());
-                sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
-                sql.query().execute(&mut *tx).await.map_err(db_err)?;
+                upsert_trace_tag(self, &mut tx, &trace_id, k, v.as_str().unwrap_or_default())
+                    .await?;
             }
         }
         tx.commit().await.map_err(db_err)?;
@@ -384,7 +470,7 @@ impl SqlStore {
             .load_children(
                 "SELECT trace_id, body FROM assessments WHERE trace_id IN ",
                 trace_ids,
-                "",
+                " ORDER BY COALESCE(created_us, 0), assessment_id",
             )
             .await?
         {
@@ -412,10 +498,8 @@ impl SqlStore {
                     Value::Object(tags.remove(id).unwrap_or_default()),
                 );
                 if let Some(mut list) = assessments.remove(id) {
-                    list.sort_by_cached_key(|a| {
-                        let id = a.get("assessment_id").and_then(Value::as_str).unwrap_or("");
-                        (created(a), id.to_string())
-                    });
+                    // Stable: assessments of one millisecond keep the order they were logged in.
+                    list.sort_by_cached_key(created);
                     obj.insert("assessments".into(), Value::Array(list));
                 }
             }
@@ -476,15 +560,8 @@ impl SqlStore {
 
     pub async fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
         self.get_trace_info(trace_id).await?;
-        let mut sql = self.sql("INSERT INTO trace_tags (trace_id, key, value) VALUES (");
-        sql.bind_str(trace_id)
-            .push(", ")
-            .bind_str(key)
-            .push(", ")
-            .bind_str(value);
-        sql.push(") ON CONFLICT (trace_id, key) DO UPDATE SET value = excluded.value");
-        sql.query().execute(&self.write).await.map_err(db_err)?;
-        Ok(())
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        upsert_trace_tag(self, &mut conn, trace_id, key, value).await
     }
 
     pub async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> Result<()> {
@@ -542,12 +619,15 @@ impl SqlStore {
             self.write_assessment_body(&mut tx, trace_id, &old_id, &old)
                 .await?;
         }
-        let mut sql = self.sql("INSERT INTO assessments (assessment_id, trace_id, body) VALUES (");
+        let mut sql = self
+            .sql("INSERT INTO assessments (assessment_id, trace_id, body, created_us) VALUES (");
         sql.bind_str(&id)
             .push(", ")
             .bind_str(trace_id)
             .push(", ")
             .bind_str(assessment.to_string())
+            .push(", ")
+            .bind_i64(logging_order_us())
             .push(")");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
@@ -761,6 +841,7 @@ impl SqlStore {
                 "assessments",
                 "trace_metadata",
                 "trace_run_links",
+                "spans",
             ] {
                 let mut sql = self.sql(&format!("DELETE FROM {table} WHERE trace_id IN "));
                 sql.bind_list(chunk.iter().map(|s| Bind::Str(s.clone())));

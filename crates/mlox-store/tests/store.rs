@@ -2130,6 +2130,7 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "registered_models",
         "trace_metadata",
         "trace_run_links",
+        "spans",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
@@ -2145,6 +2146,7 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "ALTER TABLE assessments DROP COLUMN is_valid",
         "ALTER TABLE assessments DROP COLUMN value_json",
         "ALTER TABLE assessments DROP COLUMN numeric_value",
+        "ALTER TABLE assessments DROP COLUMN created_us",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
@@ -2980,7 +2982,9 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
         "ALTER TABLE assessments DROP COLUMN is_valid",
         "ALTER TABLE assessments DROP COLUMN value_json",
         "ALTER TABLE assessments DROP COLUMN numeric_value",
-        "DELETE FROM mlox_schema WHERE version = 3",
+        "ALTER TABLE assessments DROP COLUMN created_us",
+        "DROP TABLE spans",
+        "DELETE FROM mlox_schema WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }

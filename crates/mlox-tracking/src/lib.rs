@@ -1,7 +1,7 @@
 //! The MLflow REST surface of mlox: the tracking, registry and artifact-proxy routes under
 //! `/api/2.0/mlflow/…`, `/api/3.0/mlflow/…`, their `/ajax-api/` twins and
 //! `/api/2.0/mlflow-artifacts/…`, and the artifact routes of MLflow's web UI (`/get-artifact`,
-//! `/model-versions/get-artifact`). Handlers only parse requests, call a store or artifact
+//! `/model-versions/get-artifact`), and OpenTelemetry's trace export (`/v1/traces`). Handlers only parse requests, call a store or artifact
 //! repository and render answers; all rules live in `mlox-core` and the stores, and which
 //! repository serves a stored artifact location is mlox-artifacts' `ArtifactLocations`. It must
 //! not import the serving, runtime or fetch crates, and speaks no SQL.
@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod browse;
 pub mod error;
 pub mod metrics;
+pub mod otlp;
 pub mod registry;
 pub mod request;
 pub mod state;
@@ -146,7 +147,7 @@ pub fn router(state: AppState) -> Router {
             "/model-versions/get-artifact",
             get(browse::get_model_version_artifact),
         )
-        .route("/v1/traces", post(traces::otlp_traces))
+        .route("/v1/traces", post(otlp::export_traces))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))

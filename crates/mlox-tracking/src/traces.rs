@@ -1,6 +1,7 @@
 //! MLflow 3 tracing endpoints: trace info (stored as sent), searches with MLflow's trace filter
-//! grammar, tags, assessments and links to runs; spans stay in the artifact store where the
-//! client puts them.
+//! grammar, tags, assessments and links to runs, and whole traces with their spans when the
+//! spans came over OTLP ([`crate::otlp`]) and are kept in the database; spans a client uploads
+//! to the artifact store stay there for it to read.
 
 use crate::error::{ApiError, ApiResult};
 use crate::request::{Msg, de_string_list};
@@ -8,6 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use mlox_core::Error;
+use mlox_core::spans::{otel_span_json, trace_key};
 use mlox_core::wire::{de_opt_i64, de_opt_id};
 use mlox_store::traces::TraceSearch;
 use serde::Deserialize;
@@ -41,19 +43,107 @@ pub async fn get_trace_info(State(s): State<AppState>, Path(trace_id): Path<Stri
 #[derive(Deserialize)]
 pub struct GetTraceMsg {
     trace_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::request::de_opt_bool")]
+    allow_partial: Option<bool>,
 }
 
-/// The full trace; spans are served when the artifact store holds them, otherwise the trace
-/// comes back with its info only (MLflow's `allow_partial`).
+/// Where a trace's spans are, as far as this server can serve them.
+enum Spans {
+    /// In the database (they came over OTLP): the OpenTelemetry messages, and whether all the
+    /// spans the client counted have arrived.
+    Stored { spans: Vec<Value>, complete: bool },
+    /// In the artifact store, where the client reads them itself.
+    Artifacts,
+}
+
+fn spans_in_store(info: &Value) -> bool {
+    info.pointer("/tags")
+        .and_then(|tags| tags.get(trace_key::SPANS_LOCATION))
+        .and_then(Value::as_str)
+        == Some(trace_key::SPANS_IN_TRACKING_STORE)
+}
+
+/// How many spans the client says the trace has (`mlflow.trace.sizeStats`), when it said.
+fn expected_span_count(info: &Value) -> Option<usize> {
+    let stats = info
+        .pointer("/trace_metadata")?
+        .get(trace_key::SIZE_STATS)?
+        .as_str()?;
+    let stats: Value = serde_json::from_str(stats).ok()?;
+    stats.get("num_spans")?.as_u64().map(|n| n as usize)
+}
+
+async fn spans_of(s: &AppState, infos: &[Value]) -> ApiResult<Vec<Spans>> {
+    let stored_ids: Vec<String> = infos
+        .iter()
+        .filter(|info| spans_in_store(info))
+        .filter_map(|info| {
+            info.get("trace_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    let mut stored = if stored_ids.is_empty() {
+        Default::default()
+    } else {
+        s.store.load_spans(&stored_ids).await?
+    };
+    Ok(infos
+        .iter()
+        .map(|info| {
+            if !spans_in_store(info) {
+                return Spans::Artifacts;
+            }
+            let id = info.get("trace_id").and_then(Value::as_str).unwrap_or("");
+            let spans: Vec<Value> = stored
+                .remove(id)
+                .unwrap_or_default()
+                .iter()
+                .map(otel_span_json)
+                .collect();
+            let complete =
+                !spans.is_empty() && expected_span_count(info).is_none_or(|n| spans.len() >= n);
+            Spans::Stored { spans, complete }
+        })
+        .collect())
+}
+
+/// The full trace. Spans kept in the database come with it; a trace whose spans are still
+/// arriving is waited for a few seconds (as MLflow does) unless `allow_partial` is set.
+/// Spans in the artifact store are the client's to read, so the trace comes with its info
+/// only (MLflow's `allow_partial`).
 pub async fn get_trace(State(s): State<AppState>, Msg(m): Msg<GetTraceMsg>) -> JsonResult {
     let trace_id = m
         .trace_id
         .ok_or_else(|| ApiError(mlox_core::validation::missing_request_parameter("trace_id")))?;
-    let info = s.store.get_trace_info(&trace_id).await?;
-    Ok(Json(
-        json!({ "trace": { "trace_info": info, "spans": [] } }),
-    ))
+    let allow_partial = m.allow_partial.unwrap_or(false);
+    for attempt in 0..PARTIAL_TRACE_RETRIES {
+        let info = s.store.get_trace_info(&trace_id).await?;
+        let spans = spans_of(&s, std::slice::from_ref(&info)).await?.pop();
+        match spans {
+            Some(Spans::Stored { spans, complete }) if complete || allow_partial => {
+                return Ok(Json(
+                    json!({ "trace": { "trace_info": info, "spans": spans } }),
+                ));
+            }
+            Some(Spans::Stored { .. }) => {}
+            _ => {
+                return Ok(Json(
+                    json!({ "trace": { "trace_info": info, "spans": [] } }),
+                ));
+            }
+        }
+        if attempt + 1 < PARTIAL_TRACE_RETRIES {
+            tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        }
+    }
+    Err(ApiError(Error::not_found(format!(
+        "Trace with ID {trace_id} is not fully exported yet, please try again later."
+    ))))
 }
+
+/// Reads of a trace whose spans are still arriving: one now, then after 1 s and 2 s more.
+const PARTIAL_TRACE_RETRIES: u32 = 3;
 
 #[derive(Deserialize)]
 pub struct BatchGetMsg {
@@ -61,13 +151,20 @@ pub struct BatchGetMsg {
     trace_ids: Vec<String>,
 }
 
+/// Traces with their spans; a trace whose spans are in the database but not all there yet
+/// is left out, as MLflow leaves it out.
 pub async fn batch_get_traces(State(s): State<AppState>, Msg(m): Msg<BatchGetMsg>) -> JsonResult {
-    let traces: Vec<Value> = s
-        .store
-        .get_trace_infos(&m.trace_ids)
-        .await?
+    let infos = s.store.get_trace_infos(&m.trace_ids).await?;
+    let spans = spans_of(&s, &infos).await?;
+    let traces: Vec<Value> = infos
         .into_iter()
-        .map(|info| json!({ "trace_info": info, "spans": [] }))
+        .zip(spans)
+        .filter_map(|(info, spans)| match spans {
+            Spans::Stored { spans, complete } => {
+                complete.then(|| json!({ "trace_info": info, "spans": spans }))
+            }
+            Spans::Artifacts => Some(json!({ "trace_info": info, "spans": [] })),
+        })
         .collect();
     Ok(Json(json!({ "traces": traces })))
 }
@@ -301,14 +398,4 @@ pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMs
     ids.extend(m.trace_ids);
     let n = s.store.delete_traces(&exp, &ids).await?;
     Ok(Json(json!({ "traces_deleted": n })))
-}
-
-/// OTLP span export is not stored yet, so it is refused rather than acknowledged: an exporter
-/// that sees success would believe its spans are kept. The MLflow client also uploads every
-/// trace through the v3 API, which is unaffected.
-pub async fn otlp_traces() -> ApiError {
-    ApiError(Error::not_implemented(
-        "OTLP trace ingest (/v1/traces) is not implemented by this server yet; MLflow clients \
-         record traces through the v3 trace API.",
-    ))
 }

@@ -1082,11 +1082,155 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
 }
 
 #[tokio::test]
-async fn otlp_export_is_refused_as_not_implemented_rather_than_acknowledged() {
+async fn otlp_spans_are_kept_and_come_back_with_their_trace() {
     let api = api().await;
-    let reply = api
-        .send(Method::POST, "/v1/traces", Some("{}".to_string()))
+    api.ok(Method::POST, "/experiments/create", json!({"name": "otlp"}))
         .await;
-    let body = error(&reply, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(body["error_code"], "NOT_IMPLEMENTED", "{body}");
+    let export = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "0123456789abcdef0123456789abcdef",
+        "spanId": "0011223344556677",
+        "name": "root",
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000001500000000",
+        "attributes": [
+            {"key": "openinference.span.kind", "value": {"stringValue": "LLM"}},
+            {"key": "input.value", "value": {"stringValue": "Hello"}},
+            {"key": "llm.token_count.prompt", "value": {"intValue": "12"}},
+            {"key": "llm.token_count.completion", "value": {"intValue": "3"}}
+        ],
+        "status": {"code": 1}
+    }]}]}]});
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/traces")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-mlflow-experiment-id", "1")
+        .body(Body::from(export.to_string()))
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/x-protobuf"
+    );
+
+    let trace = api
+        .send(
+            Method::GET,
+            "/api/3.0/mlflow/traces/get?trace_id=tr-0123456789abcdef0123456789abcdef",
+            None,
+        )
+        .await;
+    assert_eq!(trace.status, StatusCode::OK, "{}", trace.raw);
+    insta::assert_json_snapshot!(trace.body, @r#"
+    {
+      "trace": {
+        "spans": [
+          {
+            "attributes": [
+              {
+                "key": "input.value",
+                "value": {
+                  "string_value": "Hello"
+                }
+              },
+              {
+                "key": "llm.token_count.completion",
+                "value": {
+                  "int_value": 3
+                }
+              },
+              {
+                "key": "llm.token_count.prompt",
+                "value": {
+                  "int_value": 12
+                }
+              },
+              {
+                "key": "mlflow.chat.tokenUsage",
+                "value": {
+                  "kvlist_value": {
+                    "values": [
+                      {
+                        "key": "input_tokens",
+                        "value": {
+                          "int_value": 12
+                        }
+                      },
+                      {
+                        "key": "output_tokens",
+                        "value": {
+                          "int_value": 3
+                        }
+                      },
+                      {
+                        "key": "total_tokens",
+                        "value": {
+                          "int_value": 15
+                        }
+                      }
+                    ]
+                  }
+                }
+              },
+              {
+                "key": "mlflow.spanInputs",
+                "value": {
+                  "string_value": "Hello"
+                }
+              },
+              {
+                "key": "mlflow.spanType",
+                "value": {
+                  "string_value": "LLM"
+                }
+              },
+              {
+                "key": "mlflow.traceRequestId",
+                "value": {
+                  "string_value": "tr-0123456789abcdef0123456789abcdef"
+                }
+              },
+              {
+                "key": "openinference.span.kind",
+                "value": {
+                  "string_value": "LLM"
+                }
+              }
+            ],
+            "end_time_unix_nano": 1700000001500000000,
+            "events": [],
+            "name": "root",
+            "span_id": "ABEiM0RVZnc=",
+            "start_time_unix_nano": 1700000000000000000,
+            "status": {
+              "code": "STATUS_CODE_OK",
+              "message": ""
+            },
+            "trace_id": "ASNFZ4mrze8BI0VniavN7w=="
+          }
+        ],
+        "trace_info": {
+          "execution_duration": "1.500s",
+          "request_preview": "\"Hello\"",
+          "request_time": "2023-11-14T22:13:20.000Z",
+          "state": "OK",
+          "tags": {
+            "mlflow.artifactLocation": "mlflow-artifacts:/1/traces/tr-0123456789abcdef0123456789abcdef/artifacts",
+            "mlflow.trace.spansLocation": "TRACKING_STORE"
+          },
+          "trace_id": "tr-0123456789abcdef0123456789abcdef",
+          "trace_location": {
+            "mlflow_experiment": {
+              "experiment_id": "1"
+            },
+            "type": "MLFLOW_EXPERIMENT"
+          },
+          "trace_metadata": {
+            "mlflow.trace.tokenUsage": "{\"input_tokens\": 12, \"output_tokens\": 3, \"total_tokens\": 15}"
+          }
+        }
+      }
+    }
+    "#);
 }

@@ -1,0 +1,21 @@
+-- Spans that arrive over OpenTelemetry (OTLP), kept in the database as MLflow keeps them: one
+-- row per span with the fields a trace is assembled and ordered by, and the span's document
+-- (MLflow's span dictionary) as JSON text.
+CREATE TABLE spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    experiment_id BIGINT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    span_type TEXT,
+    status TEXT NOT NULL,
+    start_time_unix_nano BIGINT NOT NULL,
+    end_time_unix_nano BIGINT,
+    content TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) {{WITHOUT_ROWID}};
+CREATE INDEX spans_by_experiment ON spans (experiment_id);
+
+-- When each assessment was logged, in microseconds that only grow, so assessments logged within
+-- one millisecond still list in the order they were logged (their create time has ms only).
+ALTER TABLE assessments ADD COLUMN created_us BIGINT;
