@@ -270,3 +270,119 @@ def test_get_trace_waits_for_spans_the_client_counted(experiment_id, server_url,
     assert time.monotonic() - started >= 2
     batch = api.get("/api/3.0/mlflow/traces/batchGet", params={"trace_ids": [trace_id]})
     assert batch.json().get("traces", []) == []
+
+
+def _client_trace(client, experiment_id, name, attributes):
+    span = client.start_trace(name=name, experiment_id=experiment_id)
+    span.set_attributes(attributes)
+    client.end_trace(request_id=span.trace_id, status="OK")
+    return span.trace_id
+
+
+def test_searches_look_into_spans(experiment_id, client):
+    first = _client_trace(client, experiment_id, "first", {"test": "value1"})
+    second = _client_trace(client, experiment_id, "second", {"test": "value2"})
+    third = _client_trace(client, experiment_id, "third", {"other": "I like it"})
+    _flush()
+
+    def found(filter_string):
+        return {t.info.trace_id for t in client.search_traces(
+            locations=[experiment_id], filter_string=filter_string)}
+
+    assert found("trace.text LIKE '%value%'") == {first, second}
+    assert found("trace.text LIKE '%I like it%'") == {third}
+    assert found("span.name = 'second'") == {second}
+    assert found("span.attributes.test LIKE '%value1%'") == {first}
+
+
+def test_the_v2_trace_api_starts_and_ends_traces(experiment_id, api):
+    started = api.post("/api/2.0/mlflow/traces", json={
+        "experiment_id": experiment_id,
+        "timestamp_ms": 1000,
+        "request_metadata": [{"key": "meta1", "value": "apple"}],
+        "tags": [{"key": "tag1", "value": "football"}],
+    })
+    assert started.status_code == 200, started.text
+    info = started.json()["trace_info"]
+    assert info["experiment_id"] == experiment_id
+    assert info["status"] == "IN_PROGRESS"
+    assert int(info["timestamp_ms"]) == 1000
+    request_id = info["request_id"]
+
+    ended = api.patch(f"/api/2.0/mlflow/traces/{request_id}", json={
+        "request_id": request_id,
+        "timestamp_ms": 3000,
+        "status": "OK",
+        "request_metadata": [{"key": "meta2", "value": "grape"}],
+        "tags": [{"key": "tag1", "value": "soccer"}],
+    })
+    assert ended.status_code == 200, ended.text
+    info = ended.json()["trace_info"]
+    assert info["status"] == "OK"
+    assert int(info["execution_time_ms"]) == 2000
+    assert {m["key"]: m["value"] for m in info["request_metadata"]} == {
+        "meta1": "apple", "meta2": "grape",
+    }
+    tags = {t["key"]: t["value"] for t in info["tags"]}
+    assert tags["tag1"] == "soccer"
+    fetched = api.get(f"/api/2.0/mlflow/traces/{request_id}/info")
+    assert fetched.json()["trace_info"]["status"] == "OK"
+
+
+def test_traces_are_deleted_by_age_oldest_first(experiment_id, client, check, api):
+    ids = []
+    for name in ("old", "new"):
+        ids.append(_client_trace(client, experiment_id, name, {}))
+        _flush()
+        time.sleep(0.05)
+    assert client.delete_traces(experiment_id, max_timestamp_millis=int(1e15), max_traces=1) == 1
+    remaining = [t.info.trace_id for t in client.search_traces(locations=[experiment_id])]
+    assert remaining == [ids[1]]
+    resp = api.post("/api/2.0/mlflow/traces/delete-traces", json={
+        "experiment_id": experiment_id, "max_timestamp_millis": 1, "request_ids": [ids[1]],
+    })
+    check.assert_error(resp, 400, "INVALID_PARAMETER_VALUE")
+    assert client.delete_traces(experiment_id, max_timestamp_millis=int(1e15)) == 1
+
+
+def test_structured_expectations_travel_serialized(experiment_id, client, api):
+    trace_id = _client_trace(client, experiment_id, "graded", {})
+    _flush()
+    created = api.post(f"/api/3.0/mlflow/traces/{trace_id}/assessments", json={"assessment": {
+        "assessment_name": "response_time_check",
+        "expectation": {"value": {"threshold_ms": 1000, "passed": True}},
+        "source": {"source_type": "CODE", "source_id": "test"},
+    }})
+    assert created.status_code == 200, created.text
+    expectation = created.json()["assessment"]["expectation"]
+    assert expectation["serialized_value"]["serialization_format"] == "JSON_FORMAT"
+    assert json.loads(expectation["serialized_value"]["value"]) == {
+        "threshold_ms": 1000, "passed": True,
+    }
+    [read] = mlflow.get_trace(trace_id).info.assessments
+    assert read.value == {"threshold_ms": 1000, "passed": True}
+
+
+def test_the_trace_artifact_is_assembled_from_stored_spans(experiment_id, server_url):
+    with mlflow.start_span(name="downloaded") as span:
+        span.set_attributes({"fruit": "apple"})
+    _flush()
+    resp = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact",
+                        params={"request_id": span.trace_id}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert "traces.json" in resp.headers["Content-Disposition"]
+    [stored] = json.loads(resp.text)["spans"]
+    assert stored["name"] == "downloaded"
+    assert json.loads(stored["attributes"]["fruit"]) == "apple"
+
+
+def test_traces_link_to_a_run_before_their_export_arrives(experiment_id, client, server_url):
+    run = client.create_run(experiment_id)
+    trace_hex = _trace_hex()
+    trace_id = f"tr-{trace_hex}"
+    client.link_traces_to_run([trace_id], run.info.run_id)
+    root = _span(trace_hex, "9" * 16, "late", status=Status(code=Status.STATUS_CODE_OK))
+    assert _post(server_url, _export(root), experiment_id).status_code == 200
+    found = client.search_traces(locations=[experiment_id],
+                                 filter_string=f"attribute.run_id = '{run.info.run_id}'")
+    assert [t.info.trace_id for t in found] == [trace_id]

@@ -10,6 +10,7 @@
 //! tokio, object_store, HTTP client or server); stores and transports depend on it, never the
 //! reverse.
 
+pub mod assessments;
 pub mod entities;
 pub mod error;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod page_token;
 pub mod registry;
 pub mod search;
 pub mod spans;
+pub mod trace_info;
 pub mod validation;
 pub mod webhooks;
 pub mod wire;

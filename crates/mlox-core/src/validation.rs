@@ -346,3 +346,78 @@ mod tests {
         assert_eq!(normalise_posix(""), ".");
     }
 }
+
+/// What a delete-traces request names: traces older than a time (optionally only the oldest
+/// `max_traces`) or a list of ids, never both; MLflow's rules and wording.
+pub fn validate_trace_deletion(
+    max_timestamp_millis: Option<i64>,
+    max_traces: Option<i64>,
+    names_trace_ids: bool,
+) -> Result<()> {
+    if max_timestamp_millis.is_none() && !names_trace_ids {
+        return Err(Error::invalid(
+            "Either `max_timestamp_millis` or `trace_ids` must be specified.",
+        ));
+    }
+    if max_timestamp_millis.is_some() && names_trace_ids {
+        return Err(Error::invalid(
+            "Only one of `max_timestamp_millis` and `trace_ids` can be specified.",
+        ));
+    }
+    if names_trace_ids && max_traces.is_some() {
+        return Err(Error::invalid(
+            "`max_traces` can't be specified if `trace_ids` is specified.",
+        ));
+    }
+    if let Some(n) = max_traces.filter(|n| *n <= 0) {
+        return Err(Error::invalid(format!(
+            "`max_traces` must be a positive integer, received {n}."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod trace_deletion_tests {
+    use super::validate_trace_deletion;
+
+    #[test]
+    fn a_deletion_names_either_an_age_or_ids() {
+        assert!(validate_trace_deletion(Some(1), None, false).is_ok());
+        assert!(validate_trace_deletion(Some(1), Some(2), false).is_ok());
+        assert!(validate_trace_deletion(None, None, true).is_ok());
+        for (max_ts, max_traces, ids, message) in [
+            (
+                None,
+                None,
+                false,
+                "Either `max_timestamp_millis` or `trace_ids` must be specified.",
+            ),
+            (
+                Some(1),
+                None,
+                true,
+                "Only one of `max_timestamp_millis` and `trace_ids` can be specified.",
+            ),
+            (
+                None,
+                Some(1),
+                true,
+                "`max_traces` can't be specified if `trace_ids` is specified.",
+            ),
+            (
+                Some(1),
+                Some(0),
+                false,
+                "`max_traces` must be a positive integer, received 0.",
+            ),
+        ] {
+            assert_eq!(
+                validate_trace_deletion(max_ts, max_traces, ids)
+                    .unwrap_err()
+                    .message,
+                message
+            );
+        }
+    }
+}

@@ -24,7 +24,7 @@ mod spans;
 pub mod traces;
 mod webhooks;
 
-pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, redact_uri};
+pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, now_ms, redact_uri};
 pub use gc::{GcItem, GcPlan, GcRequest};
 pub use import::{ImportKind, ImportTable, ImportValue};
 pub use logged_models::LoggedModelOrder;

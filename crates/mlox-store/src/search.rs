@@ -345,11 +345,12 @@ impl SearchSpec {
                 sql.push(")");
                 Ok(())
             }
-            KeyKind::Span => Err(Error::invalid(format!(
-                "Searching traces by span fields ('{}') is not supported by this server yet: \
-                 spans are kept in the artifact store, not in the database.",
-                c.key
-            ))),
+            KeyKind::Span => {
+                sql.push("EXISTS (SELECT 1 FROM spans sp WHERE sp.trace_id = t.trace_id AND ");
+                self.push_span_clause(sql, c)?;
+                sql.push(")");
+                Ok(())
+            }
             // An issue filter names the issue: an issue assessment of that name.
             KeyKind::Issue => {
                 sql.push(
@@ -406,6 +407,71 @@ impl SearchSpec {
                 sql.push(")");
                 Ok(())
             }
+        }
+    }
+
+    /// One condition on a span (`sp`) of the trace: its name, type or status, its document
+    /// (`trace.text`), or one of its attributes, matched in the document as MLflow matches
+    /// it (`"key": …` in the span's JSON, attribute values being JSON text).
+    fn push_span_clause(&self, sql: &mut Sql, c: &Comparison) -> Result<()> {
+        let column = match c.key.name.as_str() {
+            "name" => Some("sp.name"),
+            "type" => Some("sp.span_type"),
+            "status" => Some("sp.status"),
+            "content" => Some("sp.content"),
+            _ => None,
+        };
+        if let Some(column) = column {
+            return self.push_comparison(sql, column, c.op, &c.value, false);
+        }
+        let Some(attribute) = c.key.name.strip_prefix("attributes.") else {
+            return Err(Error::invalid(format!(
+                "Invalid span attribute '{}'. Supported attributes: name, status, type, \
+                 attributes.<attribute_name>.",
+                c.key.name
+            )));
+        };
+        let attribute = attribute.trim_matches('`');
+        let text = match &c.value {
+            Value::Str(text) => text.clone(),
+            Value::Num(n) => n.to_string(),
+            Value::List(..) | Value::None => {
+                return Err(Error::invalid(
+                    "Span attributes compare with =, !=, LIKE or ILIKE only",
+                ));
+            }
+        };
+        match c.op {
+            Op::Like | Op::ILike => self.push_comparison(
+                sql,
+                "sp.content",
+                c.op,
+                &Value::Str(format!("%\"{attribute}\"{text}%")),
+                false,
+            ),
+            Op::Eq | Op::Ne => {
+                // A text attribute is stored as JSON text inside the JSON document
+                // (`"k": "\"v\""`); numbers and booleans are not quoted twice (`"k": "42"`).
+                let quoted = serde_json::Value::String(format!("\"{text}\""));
+                let plain = serde_json::Value::String(text.clone());
+                sql.push(if c.op == Op::Eq { "(" } else { "NOT (" });
+                for (i, value) in [quoted, plain].iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    let mut pattern = format!("%\"{attribute}\": {value}%");
+                    // PostgreSQL's LIKE reads a backslash as an escape; the JSON's are literal.
+                    if self.dialect == Dialect::Postgres {
+                        pattern = pattern.replace('\\', "\\\\");
+                    }
+                    self.push_comparison(sql, "sp.content", Op::Like, &Value::Str(pattern), false)?;
+                }
+                sql.push(")");
+                Ok(())
+            }
+            _ => Err(Error::invalid(
+                "Span attributes compare with =, !=, LIKE or ILIKE only",
+            )),
         }
     }
 
@@ -546,9 +612,21 @@ pub(crate) fn push_parsed_filter(
     sql: &mut Sql,
     clauses: &[Comparison],
 ) -> Result<()> {
-    for clause in clauses {
+    let (span_clauses, others): (Vec<&Comparison>, Vec<&Comparison>) = clauses
+        .iter()
+        .partition(|clause| clause.key.kind == KeyKind::Span);
+    for clause in others {
         sql.push(" AND ");
         spec.push_clause(sql, clause)?;
+    }
+    // Span clauses hold together for one span of the trace, as in MLflow.
+    if !span_clauses.is_empty() {
+        sql.push(" AND EXISTS (SELECT 1 FROM spans sp WHERE sp.trace_id = t.trace_id");
+        for clause in span_clauses {
+            sql.push(" AND ");
+            spec.push_span_clause(sql, clause)?;
+        }
+        sql.push(")");
     }
     Ok(())
 }

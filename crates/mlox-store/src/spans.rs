@@ -6,12 +6,10 @@
 //! know to read them from the tracking store instead of the artifact store.
 
 use crate::db::{Dialect, SqlStore, db_err, get_str};
-use crate::traces::{
-    ARTIFACT_LOCATION_TAG, SearchFields, duration_text, ms_to_rfc3339, rfc3339_to_ms,
-    upsert_trace_tag,
-};
+use crate::traces::{ARTIFACT_LOCATION_TAG, SearchFields, upsert_trace_tag};
 use mlox_core::ids::parse_experiment_id;
 use mlox_core::spans::{StoredSpan, TraceSummary, add_token_usage, python_json_dumps, trace_key};
+use mlox_core::trace_info::{duration_text, duration_to_ms, ms_to_rfc3339, rfc3339_to_ms};
 use mlox_core::{Error, Result};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -124,13 +122,17 @@ impl SqlStore {
                     Some(end) => sql.bind_i64(end),
                     None => sql.push("NULL"),
                 };
-                sql.push(", ").bind_str(span.content.to_string()).push(
-                    ") ON CONFLICT (trace_id, span_id) DO UPDATE SET \
+                // Written as MLflow writes it (Python's JSON spacing), so `trace.text` and span attribute
+                // patterns written against MLflow's documents match here too.
+                sql.push(", ")
+                    .bind_str(python_json_dumps(&span.content))
+                    .push(
+                        ") ON CONFLICT (trace_id, span_id) DO UPDATE SET \
                      parent_span_id = excluded.parent_span_id, name = excluded.name, \
                      span_type = excluded.span_type, status = excluded.status, \
                      start_time_unix_nano = excluded.start_time_unix_nano, \
                      end_time_unix_nano = excluded.end_time_unix_nano, content = excluded.content",
-                );
+                    );
                 sql.query().execute(&mut *tx).await.map_err(db_err)?;
             }
             upsert_trace_tag(
@@ -217,7 +219,7 @@ fn apply_summary(info: &mut Value, summary: &TraceSummary) {
         let duration = info
             .get("execution_duration")
             .and_then(Value::as_str)
-            .and_then(crate::traces::duration_to_ms);
+            .and_then(duration_to_ms);
         let new_start = start.map_or(summary.start_ms, |s| s.min(summary.start_ms));
         let old_end = start.zip(duration).map(|(s, d)| s + d);
         let new_end = match (old_end, summary.end_ms) {

@@ -13,6 +13,7 @@ use crate::db::{
 use crate::search::{SearchSpec, push_filter, push_order_by};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
+use mlox_core::trace_info::{duration_to_ms, ms_to_rfc3339, rfc3339_to_ms};
 use mlox_core::{Error, Result};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -25,50 +26,6 @@ fn parse_request_time_ms(info: &Value) -> i64 {
         .and_then(Value::as_str)
         .and_then(rfc3339_to_ms)
         .unwrap_or_else(now_ms)
-}
-
-pub(crate) fn rfc3339_to_ms(s: &str) -> Option<i64> {
-    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days from civil date (proleptic Gregorian), valid for all years we will meet.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0).round() as i64)
-}
-
-/// Epoch milliseconds as a proto3-JSON timestamp (`"2026-11-22T03:49:52.021Z"`).
-pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    // Civil date from days since the epoch (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000
-    )
 }
 
 /// The fields of an assessment that trace filters compare, read from its document.
@@ -142,24 +99,6 @@ fn set_valid(assessment: &mut Value, valid: bool) {
     }
 }
 
-/// A proto3-JSON duration (`"1.5s"`) in whole milliseconds.
-pub(crate) fn duration_to_ms(text: &str) -> Option<i64> {
-    let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
-    seconds
-        .is_finite()
-        .then(|| (seconds * 1000.0).round() as i64)
-}
-
-/// Milliseconds as a proto3-JSON duration (`"1.500s"`, `"2s"`).
-pub(crate) fn duration_text(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}.{:03}s", ms / 1000, ms % 1000)
-    }
-}
-
 /// Sets one tag of a trace inside a transaction.
 pub(crate) async fn upsert_trace_tag(
     store: &SqlStore,
@@ -188,22 +127,7 @@ pub(crate) struct SearchFields {
 
 impl SearchFields {
     pub(crate) fn of(info: &Value) -> SearchFields {
-        let metadata = info
-            .get("trace_metadata")
-            .and_then(Value::as_object)
-            .map(|entries| {
-                entries
-                    .iter()
-                    .map(|(key, value)| {
-                        let value = match value {
-                            Value::String(text) => text.clone(),
-                            other => other.to_string(),
-                        };
-                        (key.clone(), value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let metadata = mlox_core::trace_info::string_entries(info.get("trace_metadata"));
         SearchFields {
             execution_time_ms: info
                 .get("execution_duration")
@@ -271,10 +195,10 @@ fn logging_order_us() -> i64 {
     now.max(previous + 1)
 }
 
-/// Marks the client's trace info as final (spans that arrive later no longer change its
-/// figures) and keeps what spans stored earlier derived that the client left out: the
-/// previews, and metadata keys the client did not send.
-fn finalize_client_info(info: &mut Value, stored: Option<&Value>) {
+/// Keeps what spans stored earlier derived that the client's info leaves out (the previews,
+/// metadata keys it did not send) and, when `finalized`, marks the info as final so spans
+/// that arrive later no longer change its figures.
+fn merge_stored_info(info: &mut Value, stored: Option<&Value>, finalized: bool) {
     let Some(fields) = info.as_object_mut() else {
         return;
     };
@@ -297,10 +221,12 @@ fn finalize_client_info(info: &mut Value, stored: Option<&Value>) {
                 metadata.entry(key.clone()).or_insert_with(|| value.clone());
             }
         }
-        metadata.insert(
-            mlox_core::spans::trace_key::INFO_FINALIZED.into(),
-            json!("true"),
-        );
+        if finalized {
+            metadata.insert(
+                mlox_core::spans::trace_key::INFO_FINALIZED.into(),
+                json!("true"),
+            );
+        }
     }
 }
 
@@ -360,7 +286,14 @@ const MAX_TRACE_LINKS_PER_REQUEST: usize = 100;
 impl SqlStore {
     /// Stores a trace's info and returns it as the client should see it, with the artifact
     /// location tag the client needs to upload spans.
-    pub async fn start_trace(&self, mut info: Value) -> Result<Value> {
+    pub async fn start_trace(&self, info: Value) -> Result<Value> {
+        self.write_trace_info(info, true).await
+    }
+
+    /// Stores a trace's info as given; `finalized` marks it as the client's final word (the
+    /// v3 API), which spans arriving later no longer change. The deprecated v2 API writes
+    /// infos that are not final.
+    pub async fn write_trace_info(&self, mut info: Value, finalized: bool) -> Result<Value> {
         let trace_id = info
             .get("trace_id")
             .and_then(Value::as_str)
@@ -396,7 +329,7 @@ impl SqlStore {
             .await
             .map_err(db_err)?
             .and_then(|row| serde_json::from_str::<Value>(&get_str(&row, "info")).ok());
-        finalize_client_info(&mut info, stored.as_ref());
+        merge_stored_info(&mut info, stored.as_ref(), finalized);
         let state = info
             .get("state")
             .and_then(Value::as_str)
@@ -592,6 +525,10 @@ impl SqlStore {
                 "An assessment must have either an expectation or a feedback.",
             ));
         }
+        mlox_core::assessments::serialize_expectation_value(&mut assessment);
+        let Some(fields) = assessment.as_object_mut() else {
+            return Err(Error::invalid("An assessment must be a JSON object."));
+        };
         let id = new_assessment_id();
         let now = ms_to_rfc3339(now_ms());
         fields.insert("assessment_id".into(), Value::String(id.clone()));
@@ -773,6 +710,7 @@ impl SqlStore {
             "last_update_time".into(),
             Value::String(ms_to_rfc3339(now_ms())),
         );
+        mlox_core::assessments::serialize_expectation_value(&mut body);
         self.write_assessment_body(&mut tx, trace_id, assessment_id, &body)
             .await?;
         tx.commit().await.map_err(db_err)?;
@@ -820,17 +758,40 @@ impl SqlStore {
                 trace_ids.len()
             )));
         }
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let mut sql = self.sql("INSERT INTO trace_run_links (trace_id, run_id) SELECT trace_id, ");
-        sql.bind_str(run_id).push(" FROM traces WHERE trace_id IN ");
-        sql.bind_list(trace_ids.iter().map(|id| Bind::Str(id.clone())));
+        // Neither the run nor the traces are looked up, as in MLflow: a client links a trace it
+        // just finished, whose export may still be on its way.
+        let mut sql = self.sql("INSERT INTO trace_run_links (trace_id, run_id) VALUES ");
+        sql.bind_rows(trace_ids, |id| {
+            [Bind::Str(id.clone()), Bind::Str(run_id.to_string())]
+        });
         sql.push(" ON CONFLICT (trace_id, run_id) DO NOTHING");
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        sql.query().execute(&self.write).await.map_err(db_err)?;
         Ok(())
     }
 
-    /// Trace ids and the experiments they belong to, for deleting traces in bulk.
+    /// The oldest traces of an experiment recorded at or before `max_timestamp_ms`, at most
+    /// `max_traces` of them (all when `None`): what a delete by age removes.
+    pub async fn traces_recorded_before(
+        &self,
+        experiment_id: &str,
+        max_timestamp_ms: i64,
+        max_traces: Option<i64>,
+    ) -> Result<Vec<String>> {
+        let exp = parse_experiment_id(experiment_id)?;
+        let mut sql = self.sql("SELECT trace_id FROM traces WHERE experiment_id = ");
+        sql.bind_i64(exp)
+            .push(" AND request_time_ms <= ")
+            .bind_i64(max_timestamp_ms)
+            .push(" ORDER BY request_time_ms, trace_id");
+        if let Some(limit) = max_traces {
+            sql.push(" LIMIT ").bind_i64(limit);
+        }
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        Ok(rows.iter().map(|row| get_str(row, "trace_id")).collect())
+    }
+
+    /// Deletes the given traces of an experiment with everything recorded under them, and
+    /// says how many there were.
     pub async fn delete_traces(&self, experiment_id: &str, trace_ids: &[String]) -> Result<i64> {
         let exp = parse_experiment_id(experiment_id)?;
         let mut deleted = 0;
@@ -859,38 +820,5 @@ impl SqlStore {
             tx.commit().await.map_err(db_err)?;
         }
         Ok(deleted)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_ms_render_as_rfc3339_and_read_back() {
-        assert_eq!(ms_to_rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(ms_to_rfc3339(1795319392021), "2026-11-22T03:49:52.021Z");
-        for ms in [-86_400_001, 951_782_400_000, 4_102_444_800_999] {
-            assert_eq!(rfc3339_to_ms(&ms_to_rfc3339(ms)), Some(ms));
-        }
-    }
-
-    #[test]
-    fn durations_read_as_milliseconds() {
-        assert_eq!(duration_to_ms("1.5s"), Some(1500));
-        assert_eq!(duration_to_ms("0.000340s"), Some(0));
-        assert_eq!(duration_to_ms("12s"), Some(12000));
-        assert_eq!(duration_to_ms("12"), None);
-        assert_eq!(duration_to_ms("NaNs"), None);
-    }
-
-    #[test]
-    fn rfc3339_timestamps_convert_to_epoch_ms() {
-        assert_eq!(rfc3339_to_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            rfc3339_to_ms("2026-11-22T03:49:52.021Z"),
-            Some(1795319392021)
-        );
-        assert_eq!(rfc3339_to_ms("garbage"), None);
     }
 }

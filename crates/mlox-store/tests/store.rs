@@ -2901,7 +2901,7 @@ async fn trace_search_follows_mlflow(store: &SqlStore) {
     }
     for (filter, message) in [
         ("trace.foo = 'x'", "Invalid attribute key 'foo' specified."),
-        ("span.name = 'x'", "not supported by this server yet"),
+        ("span.foo = 'x'", "Invalid span attribute 'foo'"),
         ("name IN ('a')", "Invalid comparator 'IN'"),
     ] {
         let e = err(trace_letters(store, &exp, filter, &[]).await);
@@ -2937,10 +2937,164 @@ async fn trace_search_follows_mlflow(store: &SqlStore) {
     assert_eq!(pages, ["AB", "CD", "E"]);
 }
 
+/// A span of trace `trace` (one hex digit repeated) with id `id`.
+fn otel_span(
+    trace: char,
+    id: char,
+    parent: Option<char>,
+    name: &str,
+    attributes: &[(&str, serde_json::Value)],
+    error: bool,
+) -> mlox_core::spans::StoredSpan {
+    use mlox_core::spans::{OtelSpan, SpanStatusCode};
+    let bytes = |c: char, n: usize| hex_bytes(&c.to_string().repeat(n * 2));
+    OtelSpan {
+        trace_id: bytes(trace, 16),
+        span_id: bytes(id, 8),
+        parent_span_id: parent.map(|p| bytes(p, 8)).unwrap_or_default(),
+        name: name.into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_001_000_000_000,
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        events: Vec::new(),
+        status: Some((
+            if error {
+                SpanStatusCode::Error
+            } else {
+                SpanStatusCode::Ok
+            },
+            String::new(),
+        )),
+    }
+    .into_stored(None)
+    .unwrap()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Spans stored for two traces, then found by MLflow's span filters: all span clauses of one
+/// filter must hold for the same span.
+async fn span_filters_find_traces_by_their_spans(store: &SqlStore) {
+    use serde_json::json;
+    let exp = experiment(store, "spans").await;
+    store
+        .log_spans(
+            &exp,
+            vec![
+                otel_span(
+                    'a',
+                    '1',
+                    None,
+                    "agent",
+                    &[
+                        ("openinference.span.kind", json!("AGENT")),
+                        ("model", json!("gpt-4")),
+                    ],
+                    false,
+                ),
+                otel_span(
+                    'a',
+                    '2',
+                    Some('1'),
+                    "search",
+                    &[
+                        ("openinference.span.kind", json!("RETRIEVER")),
+                        ("hits", json!(3)),
+                    ],
+                    true,
+                ),
+                otel_span(
+                    'b',
+                    '3',
+                    None,
+                    "other",
+                    &[("note", json!("I like it"))],
+                    false,
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let a = format!("tr-{}", "a".repeat(32));
+    let b = format!("tr-{}", "b".repeat(32));
+    let found = |filter: &'static str| {
+        let exp = exp.clone();
+        async move {
+            let (traces, _) = store
+                .search_traces(mlox_store::traces::TraceSearch {
+                    experiment_ids: &[exp],
+                    filter: Some(filter),
+                    order_by: &[
+                        "trace.timestamp_ms ASC".to_string(),
+                        "request_id".to_string(),
+                    ],
+                    max_results: None,
+                    page_token: None,
+                })
+                .await
+                .unwrap();
+            traces
+                .iter()
+                .map(|t| t["trace_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("span.name = 'search'").await, [a.as_str()]);
+    assert_eq!(
+        found("span.type = 'RETRIEVER' AND span.status = 'ERROR'").await,
+        [a.as_str()]
+    );
+    assert!(
+        found("span.type = 'RETRIEVER' AND span.name = 'agent'")
+            .await
+            .is_empty()
+    );
+    assert_eq!(found("span.attributes.model = 'gpt-4'").await, [a.as_str()]);
+    assert_eq!(found("span.attributes.hits = '3'").await, [a.as_str()]);
+    assert_eq!(
+        found("span.attributes.model LIKE '%gpt%'").await,
+        [a.as_str()]
+    );
+    assert!(found("span.attributes.model != 'gpt-4'").await.contains(&b));
+    assert_eq!(found("trace.text LIKE '%I like it%'").await, [b.as_str()]);
+    assert_eq!(found("trace.text ILIKE '%i LIKE IT%'").await, [b.as_str()]);
+    assert_eq!(
+        found("span.name LIKE '%e%' AND trace.status = 'OK'").await,
+        [a.as_str(), b.as_str()]
+    );
+    let spans = store.load_spans(&[a.clone(), b.clone()]).await.unwrap();
+    let names: Vec<&str> = spans[&a]
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["agent", "search"]);
+    // Deleting the trace deletes its spans.
+    store
+        .delete_traces(&exp, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .load_spans(&[a])
+            .await
+            .unwrap()
+            .contains_key(&format!("tr-{}", "a".repeat(32)))
+    );
+}
+
 #[tokio::test]
 async fn trace_search_follows_mlflow_on_sqlite() {
     let (_dir, store) = store().await;
     trace_search_follows_mlflow(&store).await;
+    span_filters_find_traces_by_their_spans(&store).await;
 }
 
 #[tokio::test]
@@ -2948,6 +3102,7 @@ async fn trace_search_follows_mlflow_on_postgres() {
     let uri = fresh_pg_database().await;
     let store = open_pg(&uri).await.unwrap();
     trace_search_follows_mlflow(&store).await;
+    span_filters_find_traces_by_their_spans(&store).await;
     drop(store);
     drop_pg_database(&uri).await;
 }

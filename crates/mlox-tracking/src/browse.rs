@@ -245,6 +245,49 @@ pub async fn get_logged_model_artifact(
     send(s.artifacts.locate(&model.info.artifact_uri).await?, &path).await
 }
 
+/// `GET /get-trace-artifact?request_id=…`: a trace's span data as the UI downloads it
+/// (`traces.json`, `{"spans": [...]}` in MLflow's span dictionaries): assembled from the
+/// database when the spans came over OTLP, else the file the client uploaded.
+pub async fn get_trace_artifact(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    use mlox_core::spans::trace_key;
+    let request_id = required(query.as_deref(), "request_id")?;
+    let info = s.store.get_trace_info(&request_id).await?;
+    let tag = |key: &str| {
+        info.pointer("/tags")
+            .and_then(|tags| tags.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if tag(trace_key::SPANS_LOCATION).as_deref() == Some(trace_key::SPANS_IN_TRACKING_STORE) {
+        let spans = s
+            .store
+            .load_spans(std::slice::from_ref(&request_id))
+            .await?
+            .remove(&request_id)
+            .unwrap_or_default();
+        let body = json!({ "spans": spans }).to_string();
+        let headers = attachment_headers(
+            "traces.json",
+            HeaderValue::from_static("application/json"),
+            body.len() as u64,
+        );
+        return Ok((StatusCode::OK, headers, body).into_response());
+    }
+    let location = tag(mlox_store::traces::ARTIFACT_LOCATION_TAG).ok_or_else(|| {
+        ApiError(Error::not_found(format!(
+            "Trace {request_id} has no artifact location"
+        )))
+    })?;
+    send(
+        s.artifacts.locate(&location).await?,
+        &ArtifactPath::parse("traces.json")?,
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,11 @@ pub fn router(state: AppState) -> Router {
             post(traces::search_traces).get(traces::search_traces),
         )
         .route("/traces/delete-traces", post(traces::delete_traces))
-        .route("/traces/{trace_id}", get(traces::get_trace_info))
+        .route(
+            "/traces/{trace_id}",
+            get(traces::get_trace_info).patch(traces::end_trace_v2),
+        )
+        .route("/traces/{trace_id}/info", get(traces::get_trace_info_v2))
         .route(
             "/traces/{trace_id}/tags",
             axum::routing::patch(traces::set_trace_tag).delete(traces::delete_trace_tag),
@@ -127,6 +131,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(traces::delete_assessment),
         )
         .route("/traces/link-to-run", post(traces::link_traces_to_run))
+        .route("/get-trace-artifact", get(browse::get_trace_artifact))
         .route("/server-info", get(server_info))
         .merge(registry_routes())
         .merge(webhooks::routes());

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use mlox_core::Error;
 use mlox_core::spans::{otel_span_json, trace_key};
+use mlox_core::trace_info;
 use mlox_core::wire::{de_opt_i64, de_opt_id};
 use mlox_store::traces::TraceSearch;
 use serde::Deserialize;
@@ -19,10 +20,35 @@ type JsonResult = ApiResult<Json<Value>>;
 
 #[derive(Deserialize)]
 pub struct StartTraceMsg {
+    /// The v3 request.
     trace: Option<Value>,
+    // The deprecated v2 request.
+    #[serde(default, deserialize_with = "de_opt_id")]
+    experiment_id: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    timestamp_ms: Option<i64>,
+    #[serde(default)]
+    request_metadata: Vec<Value>,
+    #[serde(default)]
+    tags: Vec<Value>,
 }
 
+/// `POST /traces`: the v3 request (`trace.trace_info`), or the deprecated v2 one
+/// (`experiment_id`, `timestamp_ms`, metadata and tags), answered in its own version.
 pub async fn start_trace(State(s): State<AppState>, Msg(m): Msg<StartTraceMsg>) -> JsonResult {
+    if m.trace.is_none()
+        && let Some(experiment_id) = m.experiment_id
+    {
+        let info = trace_info::started_v2(
+            &uuid::Uuid::new_v4().simple().to_string(),
+            &experiment_id,
+            m.timestamp_ms.unwrap_or_else(mlox_store::now_ms),
+            trace_info::map_of_key_values(&m.request_metadata),
+            trace_info::map_of_key_values(&m.tags),
+        );
+        let info = s.store.write_trace_info(info, false).await?;
+        return Ok(Json(json!({ "trace_info": trace_info::v2_of(&info) })));
+    }
     let info = m
         .trace
         .and_then(|t| t.get("trace_info").cloned())
@@ -33,6 +59,45 @@ pub async fn start_trace(State(s): State<AppState>, Msg(m): Msg<StartTraceMsg>) 
         })?;
     let info = s.store.start_trace(info).await?;
     Ok(Json(json!({ "trace": { "trace_info": info } })))
+}
+
+#[derive(Deserialize)]
+pub struct EndTraceV2Msg {
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    timestamp_ms: Option<i64>,
+    status: Option<String>,
+    #[serde(default)]
+    request_metadata: Vec<Value>,
+    #[serde(default)]
+    tags: Vec<Value>,
+}
+
+/// `PATCH /traces/{request_id}` (deprecated v2): the trace ends at `timestamp_ms` with
+/// `status`; metadata and tags are merged into what it has.
+pub async fn end_trace_v2(
+    State(s): State<AppState>,
+    Path(request_id): Path<String>,
+    Msg(m): Msg<EndTraceV2Msg>,
+) -> JsonResult {
+    let info = s.store.get_trace_info(&request_id).await?;
+    let ended = trace_info::ended_v2(
+        info,
+        m.timestamp_ms.unwrap_or_else(mlox_store::now_ms),
+        m.status.as_deref().unwrap_or("TRACE_STATUS_UNSPECIFIED"),
+        trace_info::map_of_key_values(&m.request_metadata),
+        trace_info::map_of_key_values(&m.tags),
+    );
+    let info = s.store.write_trace_info(ended, false).await?;
+    Ok(Json(json!({ "trace_info": trace_info::v2_of(&info) })))
+}
+
+/// `GET /traces/{request_id}/info` (deprecated v2).
+pub async fn get_trace_info_v2(
+    State(s): State<AppState>,
+    Path(request_id): Path<String>,
+) -> JsonResult {
+    let info = s.store.get_trace_info(&request_id).await?;
+    Ok(Json(json!({ "trace_info": trace_info::v2_of(&info) })))
 }
 
 pub async fn get_trace_info(State(s): State<AppState>, Path(trace_id): Path<String>) -> JsonResult {
@@ -386,8 +451,13 @@ pub struct DeleteTracesMsg {
     request_ids: Vec<String>,
     #[serde(default, deserialize_with = "de_string_list")]
     trace_ids: Vec<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_timestamp_millis: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_traces: Option<i64>,
 }
 
+/// Deletes traces by id, or the oldest ones recorded before a time.
 pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMsg>) -> JsonResult {
     let exp = m.experiment_id.ok_or_else(|| {
         ApiError(mlox_core::validation::missing_request_parameter(
@@ -396,6 +466,17 @@ pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMs
     })?;
     let mut ids = m.request_ids;
     ids.extend(m.trace_ids);
+    mlox_core::validation::validate_trace_deletion(
+        m.max_timestamp_millis,
+        m.max_traces,
+        !ids.is_empty(),
+    )?;
+    if let Some(max_timestamp) = m.max_timestamp_millis {
+        ids = s
+            .store
+            .traces_recorded_before(&exp, max_timestamp, m.max_traces)
+            .await?;
+    }
     let n = s.store.delete_traces(&exp, &ids).await?;
     Ok(Json(json!({ "traces_deleted": n })))
 }
