@@ -14,6 +14,7 @@ pub mod assessments;
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod issues;
 pub mod location;
 pub mod page_token;
 pub mod registry;

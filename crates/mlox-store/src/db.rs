@@ -55,7 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "trace_search",
         include_str!("../migrations/0003_trace_search.sql"),
     ),
-    (4, "spans", include_str!("../migrations/0004_spans.sql")),
+    (
+        4,
+        "spans_and_issues",
+        include_str!("../migrations/0004_spans_and_issues.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
@@ -543,6 +547,23 @@ pub(crate) fn search_page_size(requested: Option<i64>, default: i64, max: i64) -
             "Invalid value for request parameter max_results. It must be at most {max}, but got \
              value {size}"
         )
+    })
+}
+
+/// [`page_size`] from 1 to `max`, refused in the words of MLflow's trace and issue searches.
+pub(crate) fn parameter_page_size(requested: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    page_size(requested, default, 1..=max, |size| {
+        if size < 1 {
+            format!(
+                "Invalid value {size} for parameter 'max_results' supplied. It must be a \
+                 positive integer"
+            )
+        } else {
+            format!(
+                "Invalid value {size} for parameter 'max_results' supplied. It must be at most \
+                 {max}"
+            )
+        }
     })
 }
 

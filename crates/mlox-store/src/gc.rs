@@ -290,6 +290,7 @@ impl SqlStore {
                 "DELETE FROM trace_run_links WHERE trace_id IN \
                  (SELECT trace_id FROM traces WHERE experiment_id = ",
                 "DELETE FROM spans WHERE experiment_id = ",
+                "DELETE FROM issues WHERE experiment_id = ",
                 "DELETE FROM traces WHERE experiment_id = ",
                 "DELETE FROM input_tags WHERE input_uuid IN (SELECT i.input_uuid FROM inputs i \
                  JOIN datasets d ON i.source_id = d.dataset_uuid WHERE d.experiment_id = ",

@@ -14,6 +14,7 @@ mod db;
 mod experiments;
 mod gc;
 mod import;
+pub mod issues;
 mod logged_models;
 mod logging;
 mod maintenance;

@@ -2131,6 +2131,7 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "trace_metadata",
         "trace_run_links",
         "spans",
+        "issues",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
@@ -3139,6 +3140,7 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
         "ALTER TABLE assessments DROP COLUMN numeric_value",
         "ALTER TABLE assessments DROP COLUMN created_us",
         "DROP TABLE spans",
+        "DROP TABLE issues",
         "DELETE FROM mlox_schema WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();

@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
+pub mod issues;
 pub mod metrics;
 pub mod otlp;
 pub mod registry;
@@ -131,6 +132,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(traces::delete_assessment),
         )
         .route("/traces/link-to-run", post(traces::link_traces_to_run))
+        .route("/issues", post(issues::create_issue))
+        .route("/issues/search", post(issues::search_issues))
+        .route(
+            "/issues/{issue_id}",
+            get(issues::get_issue).patch(issues::update_issue),
+        )
         .route("/get-trace-artifact", get(browse::get_trace_artifact))
         .route("/server-info", get(server_info))
         .merge(registry_routes())

@@ -6,6 +6,7 @@
 //! server accepts and answers the rest with MLflow's INVALID_PARAMETER_VALUE errors; executing a
 //! filter is left to the stores.
 
+pub mod issues;
 mod lex;
 mod rules;
 mod syntax;

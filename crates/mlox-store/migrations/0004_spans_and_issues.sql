@@ -19,3 +19,21 @@ CREATE INDEX spans_by_experiment ON spans (experiment_id);
 -- When each assessment was logged, in microseconds that only grow, so assessments logged within
 -- one millisecond still list in the order they were logged (their create time has ms only).
 ALTER TABLE assessments ADD COLUMN created_us BIGINT;
+
+-- Issues found in an experiment's traces (MLflow 3's issues API). Root causes and categories
+-- are JSON lists; traces point at an issue through issue assessments named by its id.
+CREATE TABLE issues (
+    issue_id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    status TEXT NOT NULL,
+    severity TEXT,
+    root_causes TEXT,
+    source_run_id TEXT,
+    categories TEXT,
+    created_by TEXT,
+    created_timestamp BIGINT NOT NULL,
+    last_updated_timestamp BIGINT NOT NULL
+);
+CREATE INDEX issues_by_experiment ON issues (experiment_id, created_timestamp);
