@@ -18,6 +18,7 @@ pub mod issues;
 pub mod location;
 pub mod page_token;
 pub mod registry;
+pub mod scorers;
 pub mod search;
 pub mod spans;
 pub mod trace_info;

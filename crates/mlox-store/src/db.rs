@@ -55,11 +55,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "trace_search",
         include_str!("../migrations/0003_trace_search.sql"),
     ),
-    (
-        4,
-        "spans_and_issues",
-        include_str!("../migrations/0004_spans_and_issues.sql"),
-    ),
+    (4, "genai", include_str!("../migrations/0004_genai.sql")),
 ];
 
 /// The newest schema this build knows.

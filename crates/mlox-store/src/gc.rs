@@ -291,6 +291,9 @@ impl SqlStore {
                  (SELECT trace_id FROM traces WHERE experiment_id = ",
                 "DELETE FROM spans WHERE experiment_id = ",
                 "DELETE FROM issues WHERE experiment_id = ",
+                "DELETE FROM scorer_versions WHERE scorer_id IN \
+                 (SELECT scorer_id FROM scorers WHERE experiment_id = ",
+                "DELETE FROM scorers WHERE experiment_id = ",
                 "DELETE FROM traces WHERE experiment_id = ",
                 "DELETE FROM input_tags WHERE input_uuid IN (SELECT i.input_uuid FROM inputs i \
                  JOIN datasets d ON i.source_id = d.dataset_uuid WHERE d.experiment_id = ",

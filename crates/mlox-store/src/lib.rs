@@ -20,6 +20,7 @@ mod logging;
 mod maintenance;
 mod registry;
 mod runs;
+pub mod scorers;
 mod search;
 mod spans;
 pub mod traces;

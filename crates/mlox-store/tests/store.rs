@@ -2132,6 +2132,8 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "trace_run_links",
         "spans",
         "issues",
+        "scorer_versions",
+        "scorers",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
@@ -3141,6 +3143,8 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
         "ALTER TABLE assessments DROP COLUMN created_us",
         "DROP TABLE spans",
         "DROP TABLE issues",
+        "DROP TABLE scorer_versions",
+        "DROP TABLE scorers",
         "DELETE FROM mlox_schema WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod registry;
 pub mod request;
+pub mod scorers;
 pub mod state;
 pub mod traces;
 pub mod tracking;
@@ -132,6 +133,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(traces::delete_assessment),
         )
         .route("/traces/link-to-run", post(traces::link_traces_to_run))
+        .route("/scorers/register", post(scorers::register_scorer))
+        .route("/scorers/list", get(scorers::list_scorers))
+        .route("/scorers/versions", get(scorers::list_scorer_versions))
+        .route("/scorers/get", get(scorers::get_scorer))
+        .route(
+            "/scorers/delete",
+            axum::routing::delete(scorers::delete_scorer),
+        )
         .route("/issues", post(issues::create_issue))
         .route("/issues/search", post(issues::search_issues))
         .route(

@@ -37,3 +37,18 @@ CREATE TABLE issues (
     last_updated_timestamp BIGINT NOT NULL
 );
 CREATE INDEX issues_by_experiment ON issues (experiment_id, created_timestamp);
+
+-- Scorers registered with an experiment: one row per name, one per version of it.
+CREATE TABLE scorers (
+    scorer_id TEXT PRIMARY KEY,
+    experiment_id BIGINT NOT NULL,
+    scorer_name TEXT NOT NULL,
+    UNIQUE (experiment_id, scorer_name)
+);
+CREATE TABLE scorer_versions (
+    scorer_id TEXT NOT NULL,
+    scorer_version BIGINT NOT NULL,
+    serialized_scorer TEXT NOT NULL,
+    creation_time BIGINT NOT NULL,
+    PRIMARY KEY (scorer_id, scorer_version)
+) {{WITHOUT_ROWID}};
