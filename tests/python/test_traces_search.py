@@ -3,6 +3,7 @@ driven through the real client. Every trace is made with fixed start and end tim
 search has one right answer: the exact trace ids in the exact order.
 """
 
+import math
 import uuid
 
 import pytest
@@ -345,3 +346,31 @@ def test_wrong_method_is_405(api, target):
     assert r.status_code == 405
     if target == "mlox":
         assert r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_two_filters_correlate_over_an_experiments_traces(experiment_id):
+    from mlflow.tracing.client import TracingClient
+
+    for i in range(6):
+        _make_trace(experiment_id, f"prod-{i}", 10_000 + i, 5, "OK",
+                    {"env": "prod", "kind": "TOOL"}, {})
+    for i in range(4):
+        _make_trace(experiment_id, f"dev-{i}", 20_000 + i, 5, "OK",
+                    {"env": "dev", "kind": "LLM" if i else "TOOL"}, {})
+    _flush()
+    client = TracingClient()
+    together = client.calculate_trace_filter_correlation(
+        experiment_ids=[experiment_id],
+        filter_string1="tags.env = 'prod'", filter_string2="tags.kind = 'TOOL'")
+    assert (together.total_count, together.filter1_count, together.filter2_count,
+            together.joint_count) == (10, 6, 7, 6)
+    assert 0.6 < together.npmi < 0.8
+    nothing = client.calculate_trace_filter_correlation(
+        experiment_ids=[experiment_id],
+        filter_string1="tags.env = 'staging'", filter_string2="tags.kind = 'TOOL'")
+    assert nothing.filter1_count == 0
+    assert math.isnan(nothing.npmi)
+    with pytest.raises(MlflowException, match="Invalid"):
+        client.calculate_trace_filter_correlation(
+            experiment_ids=[experiment_id],
+            filter_string1="invalid.filter = 'x'", filter_string2="tags.kind = 'TOOL'")

@@ -479,6 +479,32 @@ impl SqlStore {
         Ok((self.get_trace_infos(&trace_ids).await?, next))
     }
 
+    /// How many traces of the experiments match every one of `filters` (MLflow's trace filter
+    /// grammar; `None` matches all).
+    pub async fn count_traces(
+        &self,
+        experiment_ids: &[String],
+        filters: &[Option<&str>],
+    ) -> Result<i64> {
+        let ids: Vec<i64> = experiment_ids
+            .iter()
+            .map(|e| parse_experiment_id(e))
+            .collect::<Result<_>>()?;
+        let spec = SearchSpec::for_entity(SearchEntity::Traces, self.dialect);
+        let mut sql = self.sql("SELECT COUNT(*) AS n FROM traces t WHERE ");
+        if ids.is_empty() {
+            sql.push("1 = 0");
+        } else {
+            sql.push("t.experiment_id IN ");
+            sql.bind_list(ids.into_iter().map(Bind::I64));
+        }
+        for filter in filters {
+            push_filter(&spec, &mut sql, *filter)?;
+        }
+        let row = sql.query().fetch_one(&self.read).await.map_err(db_err)?;
+        Ok(crate::db::get_i64(&row, "n"))
+    }
+
     pub async fn set_trace_tag(&self, trace_id: &str, key: &str, value: &str) -> Result<()> {
         self.get_trace_info(trace_id).await?;
         let mut conn = self.write.acquire().await.map_err(db_err)?;

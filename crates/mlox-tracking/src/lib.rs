@@ -133,6 +133,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(traces::delete_assessment),
         )
         .route("/traces/link-to-run", post(traces::link_traces_to_run))
+        .route(
+            "/traces/calculate-filter-correlation",
+            post(traces::calculate_filter_correlation),
+        )
         .route("/scorers/register", post(scorers::register_scorer))
         .route("/scorers/list", get(scorers::list_scorers))
         .route("/scorers/versions", get(scorers::list_scorer_versions))

@@ -424,6 +424,61 @@ pub async fn link_traces_to_run(
     Ok(Json(json!({})))
 }
 
+#[derive(Deserialize)]
+pub struct FilterCorrelationMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+    filter_string1: Option<String>,
+    filter_string2: Option<String>,
+    base_filter: Option<String>,
+}
+
+/// A float as proto3 JSON writes it: NaN and infinities as strings.
+fn proto_double(value: f64) -> Value {
+    if value.is_nan() {
+        json!("NaN")
+    } else if value.is_infinite() {
+        json!(if value > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(value)
+    }
+}
+
+/// `POST /traces/calculate-filter-correlation`: how strongly two filters go together among
+/// the traces of some experiments (NPMI), with the four counts behind it.
+pub async fn calculate_filter_correlation(
+    State(s): State<AppState>,
+    Msg(m): Msg<FilterCorrelationMsg>,
+) -> JsonResult {
+    use mlox_core::correlation::{Counts, npmi};
+    let missing = |name: &str| ApiError(mlox_core::validation::missing_request_parameter(name));
+    if m.experiment_ids.is_empty() {
+        return Err(missing("experiment_ids"));
+    }
+    let first = m.filter_string1.ok_or_else(|| missing("filter_string1"))?;
+    let second = m.filter_string2.ok_or_else(|| missing("filter_string2"))?;
+    let base = m.base_filter.as_deref();
+    let ids = &m.experiment_ids;
+    let counts = Counts {
+        total: s.store.count_traces(ids, &[base]).await?,
+        filter1: s.store.count_traces(ids, &[base, Some(&first)]).await?,
+        filter2: s.store.count_traces(ids, &[base, Some(&second)]).await?,
+        joint: s
+            .store
+            .count_traces(ids, &[base, Some(&first), Some(&second)])
+            .await?,
+    };
+    let (raw, smoothed) = npmi(counts);
+    Ok(Json(json!({
+        "npmi": proto_double(raw),
+        "npmi_smoothed": proto_double(smoothed),
+        "filter1_count": counts.filter1,
+        "filter2_count": counts.filter2,
+        "joint_count": counts.joint,
+        "total_count": counts.total,
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
