@@ -131,21 +131,14 @@ async fn send(location: ArtifactLocation, path: &ArtifactPath) -> ApiResult<Resp
     Ok((StatusCode::OK, headers, Body::from_stream(file.stream)).into_response())
 }
 
-/// The `Content-Type` a previewed file is served with: MLflow's choice, except that documents a
-/// browser would render as a page are plain text (the UI shows them in a sandboxed frame), and
-/// text carries its charset as MLflow's server adds it.
+/// The `Content-Type` a previewed file is served with: MLflow's choice, bare as MLflow sends
+/// it, except that documents a browser would render as a page are plain text (the UI shows
+/// them in a sandboxed frame).
 fn preview_content_type(name: &str) -> HeaderValue {
-    let content_type = match content_type_for(name) {
+    HeaderValue::from_static(match content_type_for(name) {
         "text/html" | "application/xhtml+xml" => "text/plain",
         other => other,
-    };
-    if content_type.starts_with("text/") || content_type.ends_with("+xml") {
-        let with_charset = format!("{content_type}; charset=utf-8");
-        if let Ok(value) = HeaderValue::from_str(&with_charset) {
-            return value;
-        }
-    }
-    HeaderValue::from_static(content_type)
+    })
 }
 
 /// The location a model version's download URI names. Besides plain locations, a version may
@@ -252,11 +245,11 @@ mod tests {
     #[test]
     fn pages_are_never_served_as_pages() {
         let ty = |name: &str| preview_content_type(name).to_str().unwrap_or("").to_owned();
-        assert_eq!(ty("report.html"), "text/plain; charset=utf-8");
-        assert_eq!(ty("REPORT.HTM"), "text/plain; charset=utf-8");
-        assert_eq!(ty("model/MLmodel"), "text/plain; charset=utf-8");
-        assert_eq!(ty("style.css"), "text/css; charset=utf-8");
-        assert_eq!(ty("plot.svg"), "image/svg+xml; charset=utf-8");
+        assert_eq!(ty("report.html"), "text/plain");
+        assert_eq!(ty("REPORT.HTM"), "text/plain");
+        assert_eq!(ty("model/MLmodel"), "text/plain");
+        assert_eq!(ty("style.css"), "text/css");
+        assert_eq!(ty("plot.svg"), "image/svg+xml");
         assert_eq!(ty("plot.png"), "image/png");
         assert_eq!(ty("model.pkl"), "application/octet-stream");
     }
