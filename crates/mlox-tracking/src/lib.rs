@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
             post(log_logged_model_params),
         )
         .route("/artifacts/list", get(browse::list_run_artifacts))
+        .route("/upload-artifact", post(browse::upload_run_artifact))
         .route(
             "/logged-models/{model_id}/artifacts/directories",
             get(browse::list_logged_model_artifacts),

@@ -577,3 +577,72 @@ async fn no_malformed_query_ever_gets_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_web_ui_uploads_a_small_file_into_a_run() {
+    let fx = fixture().await;
+    let experiment = fx.experiment("uploads", None).await;
+    let (run_id, uri) = fx.run(&experiment).await;
+    let upload = |query: String, body: &'static str| {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{AJAX}/upload-artifact{query}"))
+            .body(Body::from(body))
+            .unwrap();
+        support::send(&fx.app, request)
+    };
+    let reply = upload(
+        format!("?run_uuid={run_id}&path=dir/test.txt"),
+        "hello world",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        std::fs::read_to_string(fx.proxied_dir(&uri).join("dir/test.txt")).unwrap(),
+        "hello world"
+    );
+    let reply = fx
+        .get(&format!(
+            "/get-artifact?run_uuid={run_id}&path=dir/test.txt"
+        ))
+        .await;
+    assert_eq!(reply.text(), "hello world");
+
+    // Refused in MLflow's order and words.
+    for (query, body, message) in [
+        (String::new(), "x", "Request must specify run_uuid."),
+        (
+            format!("?run_uuid={run_id}"),
+            "x",
+            "Request must specify path.",
+        ),
+        (
+            format!("?run_uuid={run_id}&path="),
+            "x",
+            "Request must specify path.",
+        ),
+        (
+            format!("?run_uuid={run_id}&path=../test.txt"),
+            "x",
+            "Invalid path",
+        ),
+        (
+            format!("?run_uuid={run_id}&path=test.txt"),
+            "",
+            "Request must specify data.",
+        ),
+    ] {
+        let reply = upload(query.clone(), body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            reply.text()
+        );
+        let json = reply.json();
+        assert_eq!(json["error_code"], "INVALID_PARAMETER_VALUE", "{query}");
+        assert_eq!(json["message"], message, "{query}");
+    }
+    let reply = upload("?run_uuid=nope&path=a.txt".into(), "x").await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
+}
