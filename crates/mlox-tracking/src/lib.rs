@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
             get(search_experiments).post(search_experiments),
         )
         .route("/experiments/update", post(update_experiment))
+        .route("/experiments/search-datasets", post(search_datasets))
         .route("/experiments/delete", post(delete_experiment))
         .route("/experiments/restore", post(restore_experiment))
         .route("/experiments/set-experiment-tag", post(set_experiment_tag))
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/log-model", post(log_model_legacy))
         .route("/runs/search", post(search_runs).get(search_runs))
         .route("/metrics/get-history", get(get_metric_history))
+        .route("/metrics/get-history-bulk", get(get_metric_history_bulk))
         .route(
             "/metrics/get-history-bulk-interval",
             get(get_metric_history_bulk_interval),

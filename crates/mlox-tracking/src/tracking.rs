@@ -388,6 +388,28 @@ pub async fn log_inputs(State(s): State<AppState>, Msg(m): Msg<LogInputsMsg>) ->
 }
 
 #[derive(Deserialize)]
+pub struct SearchDatasetsMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+}
+
+/// The web UI's `experiments/search-datasets`.
+pub async fn search_datasets(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchDatasetsMsg>,
+) -> ApiResult<Response> {
+    let summaries = s.store.search_dataset_summaries(&m.experiment_ids).await?;
+    // A proto answer: an empty list is left out.
+    Ok(Json(PageBody {
+        key: "dataset_summaries",
+        items: summaries,
+        next_page_token: None,
+        omit_empty: true,
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
 pub struct LogOutputsMsg {
     #[serde(flatten)]
     run: RunRef,
@@ -499,6 +521,27 @@ impl<T: serde::Serialize> serde::Serialize for PageBody<T> {
     }
 }
 
+/// The web UI's `get-history-bulk`: run ids as repeated `run_id` keys.
+#[derive(Deserialize)]
+pub struct HistoryBulkMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    run_id: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+pub async fn get_metric_history_bulk(
+    State(s): State<AppState>,
+    Msg(m): Msg<HistoryBulkMsg>,
+) -> JsonResult {
+    let metrics = s
+        .store
+        .get_metric_history_bulk(&m.run_id, m.metric_key.as_deref(), m.max_results)
+        .await?;
+    Ok(Json(json!({ "metrics": metrics })))
+}
+
 #[derive(Deserialize)]
 pub struct BulkIntervalMsg {
     #[serde(default, deserialize_with = "de_string_list")]
@@ -516,6 +559,10 @@ pub async fn get_metric_history_bulk_interval(
     State(s): State<AppState>,
     Msg(m): Msg<BulkIntervalMsg>,
 ) -> JsonResult {
+    // MLflow's schema checks come first, in its order: run ids, then the key.
+    if m.run_ids.is_empty() {
+        return Err(ApiError(validation::missing_request_parameter("run_ids")));
+    }
     let key = required_str(m.metric_key, "metric_key")?;
     match (m.start_step, m.end_step) {
         (Some(a), Some(b)) if a > b => {

@@ -866,6 +866,7 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/experiments/restore"),
     ("POST", "/experiments/set-experiment-tag"),
     ("POST", "/experiments/delete-experiment-tag"),
+    ("POST", "/experiments/search-datasets"),
     ("POST", "/runs/create"),
     ("POST", "/runs/update"),
     ("POST", "/runs/delete"),
@@ -1039,6 +1040,7 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
         "/runs/get",
         "/runs/search",
         "/metrics/get-history",
+        "/metrics/get-history-bulk",
         "/metrics/get-history-bulk-interval",
         "/registered-models/get",
         "/registered-models/search",
@@ -1089,4 +1091,161 @@ async fn otlp_export_is_refused_as_not_implemented_rather_than_acknowledged() {
         .await;
     let body = error(&reply, StatusCode::NOT_IMPLEMENTED);
     assert_eq!(body["error_code"], "NOT_IMPLEMENTED", "{body}");
+}
+
+// ------------------------------------------------------------------- web UI reads
+
+#[tokio::test]
+async fn metric_history_bulk_is_ordered_by_run_then_time_and_checks_its_arguments() {
+    let api = api().await;
+    let mut runs = [api.create_run("0").await, api.create_run("0").await];
+    runs.sort();
+    for (i, run_id) in runs.iter().enumerate() {
+        for (timestamp, step, value) in [(2, 0, 1.0), (1, 5, 2.0), (1, 5, 0.5)] {
+            api.ok(
+                Method::POST,
+                "/runs/log-metric",
+                json!({"run_id": run_id, "key": "loss", "value": value + i as f64,
+                       "timestamp": timestamp, "step": step}),
+            )
+            .await;
+        }
+    }
+    let path = format!(
+        "/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id={}&run_id={}&metric_key=loss",
+        runs[1], runs[0]
+    );
+    let reply = api.send(Method::GET, &path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.raw);
+    let points: Vec<(String, i64, i64, f64)> = reply.body["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m.as_object().unwrap().len(), 5, "{m}");
+            (
+                m["run_id"].as_str().unwrap().to_string(),
+                m["timestamp"].as_i64().unwrap(),
+                m["step"].as_i64().unwrap(),
+                m["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64, i64, f64)> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, run_id)| {
+            [(1, 5, 0.5), (1, 5, 2.0), (2, 0, 1.0)]
+                .map(|(t, s, v)| (run_id.clone(), t, s, v + i as f64))
+        })
+        .collect();
+    assert_eq!(points, expected);
+    let reply = api
+        .send(Method::GET, &format!("{path}&max_results=2"), None)
+        .await;
+    assert_eq!(reply.body["metrics"].as_array().unwrap().len(), 2);
+
+    let bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk";
+    let too_many: String = (0..101).map(|i| format!("run_id=r{i}&")).collect();
+    for (query, message) in [
+        (
+            "metric_key=loss".to_string(),
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ),
+        (
+            format!("{too_many}metric_key=loss"),
+            "GetMetricHistoryBulk request cannot specify more than 100 run_ids. Received 101 run_ids.",
+        ),
+        (
+            "run_id=r".to_string(),
+            "GetMetricHistoryBulk request must specify a metric_key.",
+        ),
+    ] {
+        let reply = api
+            .send(Method::GET, &format!("{bulk}?{query}"), None)
+            .await;
+        let body = error(&reply, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+        assert_eq!(body["message"], message);
+    }
+}
+
+#[tokio::test]
+async fn dataset_summaries_list_each_dataset_with_its_context_once() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    let input = |name: &str, context: Option<&str>| {
+        let tags = context.map_or(
+            json!([]),
+            |c| json!([{"key": "mlflow.data.context", "value": c}]),
+        );
+        json!({"tags": tags, "dataset": {"name": name, "digest": "d1", "source_type": "local", "source": "{}"}})
+    };
+    api.ok(
+        Method::POST,
+        "/runs/log-inputs",
+        json!({"run_id": run_id, "datasets": [input("train", Some("training")), input("raw", None)]}),
+    )
+    .await;
+    let other_run = api.create_run("0").await;
+    api.ok(
+        Method::POST,
+        "/runs/log-inputs",
+        json!({"run_id": other_run, "datasets": [input("train", Some("training"))]}),
+    )
+    .await;
+    let path = "/ajax-api/2.0/mlflow/experiments/search-datasets";
+    let reply = api
+        .send(
+            Method::POST,
+            path,
+            Some(json!({"experiment_ids": ["0"]}).to_string()),
+        )
+        .await;
+    insta::assert_json_snapshot!(reply.body, @r#"
+    {
+      "dataset_summaries": [
+        {
+          "digest": "d1",
+          "experiment_id": "0",
+          "name": "raw"
+        },
+        {
+          "context": "training",
+          "digest": "d1",
+          "experiment_id": "0",
+          "name": "train"
+        }
+      ]
+    }
+    "#);
+    let created = api
+        .ok(
+            Method::POST,
+            "/experiments/create",
+            json!({"name": "empty"}),
+        )
+        .await;
+    let reply = api
+        .send(
+            Method::POST,
+            path,
+            Some(json!({"experiment_ids": [created["experiment_id"]]}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.body, json!({}));
+    let ids: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+    for (body, message) in [
+        (
+            json!({}),
+            "SearchDatasets request must specify at least one experiment_id.",
+        ),
+        (
+            json!({"experiment_ids": ids}),
+            "SearchDatasets request cannot specify more than 20 experiment_ids. Received 21 experiment_ids.",
+        ),
+    ] {
+        let reply = api.send(Method::POST, path, Some(body.to_string())).await;
+        assert_eq!(error(&reply, StatusCode::BAD_REQUEST)["message"], message);
+    }
 }
