@@ -76,12 +76,13 @@ pub async fn create_experiment(
     Msg(m): Msg<CreateExperimentMsg>,
 ) -> JsonResult {
     let name = required_str(m.name, "name")?;
-    if let Some(loc) = m.artifact_location.as_deref().filter(|l| !l.is_empty()) {
-        crate::state::validate_artifact_location(loc)?;
-    }
+    let artifact_location = match m.artifact_location.filter(|l| !l.is_empty()) {
+        Some(location) => Some(crate::state::resolve_artifact_location(&location)?),
+        None => None,
+    };
     let id = s
         .store
-        .create_experiment(&name, m.artifact_location.as_deref(), &m.tags)
+        .create_experiment(&name, artifact_location.as_deref(), &m.tags)
         .await?;
     Ok(Json(json!({ "experiment_id": id })))
 }

@@ -1249,3 +1249,33 @@ async fn dataset_summaries_list_each_dataset_with_its_context_once() {
         assert_eq!(error(&reply, StatusCode::BAD_REQUEST)["message"], message);
     }
 }
+
+// ------------------------------------------------------------------- experiments
+
+#[tokio::test]
+async fn a_relative_artifact_location_is_made_absolute_against_the_working_directory() {
+    let api = api().await;
+    let cwd = std::env::current_dir().unwrap();
+    for (given, stored) in [
+        ("my_location", cwd.join("my_location").display().to_string()),
+        (
+            "file:rel/dir",
+            format!("file://{}", cwd.join("rel/dir").display()),
+        ),
+        ("s3://bucket/key", "s3://bucket/key".to_string()),
+    ] {
+        let created = api
+            .ok(
+                Method::POST,
+                "/experiments/create",
+                json!({"name": given, "artifact_location": given}),
+            )
+            .await;
+        let id = created["experiment_id"].as_str().unwrap();
+        let body = api
+            .get(&format!("/experiments/get?experiment_id={id}"))
+            .await
+            .body;
+        assert_eq!(body["experiment"]["artifact_location"], stored.as_str());
+    }
+}
