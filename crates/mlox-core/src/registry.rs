@@ -5,6 +5,7 @@
 
 use crate::location::{Location, UriParts, models_reference};
 use crate::{Error, Result, validation};
+use std::path::{Component, PathBuf};
 
 /// A version number as clients send it (a string holding an integer).
 pub fn parse_version(version: &str) -> Result<i64> {
@@ -88,11 +89,19 @@ impl<'a> SourceRule<'a> {
     /// Accepts the source if it lies inside `owner_location` (the owner's artifact URI, `None`
     /// when the owner does not exist).
     pub fn check(&self, owner_location: Option<&str>) -> Result<()> {
-        let source = UriParts::split(self.source);
-        let inside = owner_location
-            .map(UriParts::split)
-            .filter(|root| !self.local || root.is_local())
-            .is_some_and(|root| source.is_within(&root));
+        let inside = if self.local {
+            // As files, the way MLflow compares them: a plain path and a `file:` URI name the
+            // same place, and `.` and `..` are resolved before the comparison.
+            match (local_file(self.source), owner_location.and_then(local_file)) {
+                (Some(source), Some(root)) => source.starts_with(root),
+                _ => false,
+            }
+        } else {
+            let source = UriParts::split(self.source);
+            owner_location
+                .map(UriParts::split)
+                .is_some_and(|root| source.is_within(&root))
+        };
         if inside {
             return Ok(());
         }
@@ -108,6 +117,28 @@ impl<'a> SourceRule<'a> {
         }
         Err(invalid_source(self.source, which))
     }
+}
+
+/// The absolute file a local location names, `.` and `..` resolved; `None` for anything else
+/// (a relative path, a `file:` URI of another host, another scheme).
+fn local_file(location: &str) -> Option<PathBuf> {
+    let Ok(Location::Local(path)) = Location::parse(location) else {
+        return None;
+    };
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut resolved = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    Some(resolved)
 }
 
 fn invalid_source(source: &str, id_name: &str) -> Error {
@@ -241,6 +272,20 @@ mod tests {
         assert_eq!(rule.owner(), Some(SourceOwner::Run("abc")));
         assert!(rule.check(Some("/srv/a/1/abc/artifacts")).is_ok());
         assert!(rule.check(Some("/srv/a/1/other")).is_err());
+        // A path and a file URI name the same files, compared once `.` and `..` are resolved.
+        assert!(rule.check(Some("file:///srv/a/1/abc/artifacts")).is_ok());
+        let check = |source: &str, root: &str| {
+            check_model_version_source(source, run, None)
+                .unwrap()
+                .unwrap()
+                .check(Some(root))
+        };
+        let root = "file:///srv/a/1/abc/artifacts";
+        assert!(check("file:///srv/a/1/abc/artifacts/.", root).is_ok());
+        assert!(check("file:///srv/a/1/abc/artifacts/model/..", root).is_ok());
+        assert!(check("file:///srv/a/1/abc/artifacts/../../other", root).is_err());
+        assert!(check("file://10.0.0.1/srv/a/1/abc/artifacts", root).is_err());
+        assert!(check("relative/artifacts", root).is_err());
         assert!(
             rule.check(None)
                 .unwrap_err()
