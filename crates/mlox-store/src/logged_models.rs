@@ -64,14 +64,17 @@ impl SqlStore {
             .iter()
             .map(|p| validation::validate_param(p, ""))
             .collect::<Result<_>>()?;
-        if let Some(run_id) = source_run_id.filter(|r| !r.is_empty()) {
-            let run = self.get_run(run_id).await?;
-            if run.info.experiment_id != experiment.experiment_id {
-                return Err(Error::invalid(format!(
-                    "Run '{run_id}' belongs to experiment '{}', not to experiment '{}'.",
-                    run.info.experiment_id, experiment.experiment_id
-                )));
-            }
+        // MLflow records the source run as given, without looking it up, so a run this server
+        // does not know (logged elsewhere, or since removed) is kept as a plain id; a run it
+        // knows must be one of the model's experiment.
+        if let Some(run_id) = source_run_id.filter(|r| !r.is_empty())
+            && let Some(run) = self.find_run_info(run_id).await?
+            && run.experiment_id != experiment.experiment_id
+        {
+            return Err(Error::invalid(format!(
+                "Run '{run_id}' belongs to experiment '{}', not to experiment '{}'.",
+                run.experiment_id, experiment.experiment_id
+            )));
         }
         let model_id = new_logged_model_id();
         let name = name

@@ -179,19 +179,23 @@ impl SqlStore {
     }
 
     async fn run_info(&self, run_id: &str) -> Result<RunInfo> {
+        self.find_run_info(run_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
+    }
+
+    /// The run's info, or `None` when there is no such run.
+    pub(crate) async fn find_run_info(&self, run_id: &str) -> Result<Option<RunInfo>> {
         let mut sql = self.sql(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         sql.bind_str(run_id);
-        match sql
+        let row = sql
             .query()
             .fetch_optional(&self.read)
             .await
-            .map_err(db_err)?
-        {
-            Some(row) => Ok(run_info_from_row(&row)),
-            None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
-        }
+            .map_err(db_err)?;
+        Ok(row.as_ref().map(run_info_from_row))
     }
 
     /// Reads the run inside a write transaction and checks it accepts writes.

@@ -1250,6 +1250,21 @@ async fn dataset_summaries_list_each_dataset_with_its_context_once() {
     }
 }
 
+// ------------------------------------------------------------------ logged models
+
+#[tokio::test]
+async fn a_logged_model_may_name_a_source_run_this_server_does_not_know() {
+    let api = api().await;
+    let body = api
+        .ok(
+            Method::POST,
+            "/logged-models",
+            json!({"experiment_id": "0", "source_run_id": "123"}),
+        )
+        .await;
+    assert_eq!(body["model"]["info"]["source_run_id"], "123");
+}
+
 // ------------------------------------------------------------------- experiments
 
 #[tokio::test]
