@@ -50,6 +50,72 @@ pub fn validate_alias(alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// The logged-model tag listing the registry versions made from the model.
+pub const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// The [`MODEL_VERSIONS_TAG`] value once version `version` of `name` was made from the model:
+/// the entries of `existing` (a JSON list) with `{"name", "version"}` appended unless it is
+/// there already, written as Python's `json.dumps` writes it, since MLflow's clients and UI
+/// read the tag as MLflow's server writes it. An unreadable `existing` is replaced.
+pub fn model_versions_tag(existing: Option<&str>, name: &str, version: i64) -> String {
+    let entry = serde_json::json!({ "name": name, "version": version });
+    let mut entries = existing
+        .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
+        .unwrap_or_default();
+    if !entries.contains(&entry) {
+        entries.push(entry);
+    }
+    let mut out = String::new();
+    write_python_json(&serde_json::Value::Array(entries), &mut out);
+    out
+}
+
+/// `value` as Python's `json.dumps` writes it by default: `", "` and `": "` separators and
+/// every non-ASCII character escaped.
+fn write_python_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(fields) => {
+            out.push('{');
+            for (i, (key, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json_string(key, out);
+                out.push_str(": ");
+                write_python_json(item, out);
+            }
+            out.push('}');
+        }
+        Value::String(text) => write_python_json_string(text, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_json_string(text: &str, out: &mut String) {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    for c in quoted.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+}
+
 /// The logged model id of a `models:/m-<id>` source.
 pub fn logged_model_source(source: &str) -> Option<&str> {
     models_reference(source).filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
@@ -243,6 +309,22 @@ fn check_relative_references(source: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_model_versions_tag_grows_as_mlflow_writes_it() {
+        let first = model_versions_tag(None, "model", 1);
+        assert_eq!(first, r#"[{"name": "model", "version": 1}]"#);
+        let second = model_versions_tag(Some(&first), "model", 2);
+        assert_eq!(
+            second,
+            r#"[{"name": "model", "version": 1}, {"name": "model", "version": 2}]"#
+        );
+        assert_eq!(model_versions_tag(Some(&second), "model", 2), second);
+        assert_eq!(
+            model_versions_tag(Some("not json"), "mödel😀", 3),
+            r#"[{"name": "m\u00f6del\ud83d\ude00", "version": 3}]"#
+        );
+    }
 
     #[test]
     fn reserved_and_malformed_aliases_are_refused() {

@@ -1265,6 +1265,49 @@ async fn a_logged_model_may_name_a_source_run_this_server_does_not_know() {
     assert_eq!(body["model"]["info"]["source_run_id"], "123");
 }
 
+#[tokio::test]
+async fn registering_a_logged_model_lists_the_version_in_its_model_versions_tag() {
+    let api = api().await;
+    let model = api
+        .ok(
+            Method::POST,
+            "/logged-models",
+            json!({"experiment_id": "0"}),
+        )
+        .await;
+    let model_id = model["model"]["info"]["model_id"].as_str().unwrap();
+    let location = model["model"]["info"]["artifact_uri"].as_str().unwrap();
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "model"}),
+    )
+    .await;
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        api.ok(
+            Method::POST,
+            "/model-versions/create",
+            json!({"name": "model", "source": location, "model_id": model_id}),
+        )
+        .await;
+        let body = api.get(&format!("/logged-models/{model_id}")).await.body;
+        let tag = body["model"]["info"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == "mlflow.modelVersions")
+            .map(|t| t["value"].clone());
+        tags.push(tag);
+    }
+    insta::assert_json_snapshot!(tags, @r#"
+    [
+      "[{\"name\": \"model\", \"version\": 1}]",
+      "[{\"name\": \"model\", \"version\": 1}, {\"name\": \"model\", \"version\": 2}]"
+    ]
+    "#);
+}
+
 // ------------------------------------------------------------------- experiments
 
 #[tokio::test]
