@@ -709,10 +709,19 @@ pub struct ModelOrderMsg {
 }
 
 #[derive(Deserialize)]
+pub struct ModelDatasetMsg {
+    #[serde(default)]
+    dataset_name: String,
+    dataset_digest: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct SearchLoggedModelsMsg {
     #[serde(default, deserialize_with = "de_string_list")]
     experiment_ids: Vec<String>,
     filter: Option<String>,
+    #[serde(default)]
+    datasets: Vec<ModelDatasetMsg>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
     #[serde(default)]
@@ -732,11 +741,20 @@ pub async fn search_logged_models(
             ascending: o.ascending.unwrap_or(true),
         })
         .collect();
+    let datasets: Vec<mlox_store::LoggedModelDataset> = m
+        .datasets
+        .into_iter()
+        .map(|d| mlox_store::LoggedModelDataset {
+            name: d.dataset_name,
+            digest: d.dataset_digest,
+        })
+        .collect();
     let page = s
         .store
         .search_logged_models(
             &m.experiment_ids,
             m.filter.as_deref(),
+            &datasets,
             m.max_results,
             &orders,
             m.page_token.as_deref(),

@@ -1308,6 +1308,90 @@ async fn registering_a_logged_model_lists_the_version_in_its_model_versions_tag(
     "#);
 }
 
+#[tokio::test]
+async fn logged_model_search_keeps_models_with_metrics_on_the_given_datasets() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    let mut ids = Vec::new();
+    for (name, dataset, value) in [("a", "eval", 0.9), ("b", "train", 0.8), ("c", "eval", 0.1)] {
+        let model = api
+            .ok(
+                Method::POST,
+                "/logged-models",
+                json!({"experiment_id": "0", "name": name}),
+            )
+            .await;
+        let model_id = model["model"]["info"]["model_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        api.ok(
+            Method::POST,
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": "acc", "value": value, "timestamp": 1,
+                   "model_id": model_id, "dataset_name": dataset, "dataset_digest": "123"}),
+        )
+        .await;
+        ids.push(model_id);
+    }
+    let names = |body: Value| -> Vec<String> {
+        let mut names: Vec<String> = body["models"]
+            .as_array()
+            .map(|models| {
+                models
+                    .iter()
+                    .map(|m| m["info"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let search = |extra: Value| {
+        let mut body = json!({"experiment_ids": ["0"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let eval = json!([{"dataset_name": "eval", "dataset_digest": "123"}]);
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": eval})),
+        )
+        .await;
+    assert_eq!(names(found), ["a", "c"]);
+    // A metric clause compares the metrics on those datasets only.
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_name": "train"}], "filter": "metrics.acc > 0.5"})),
+        )
+        .await;
+    assert_eq!(names(found), ["b"]);
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_name": "eval", "dataset_digest": "456"}]})),
+        )
+        .await;
+    assert_eq!(names(found), Vec::<String>::new());
+    let reply = api
+        .post(
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_digest": "123"}]})),
+        )
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["message"],
+        "`dataset_name` in the `datasets` clause must be specified."
+    );
+}
+
 // ------------------------------------------------------------------- experiments
 
 #[tokio::test]
