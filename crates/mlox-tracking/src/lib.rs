@@ -26,7 +26,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use mlox_core::{Code, Error};
 use serde_json::json;
@@ -220,11 +220,29 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn not_found(uri: Uri) -> impl IntoResponse {
+/// No route at this path. A path with repeated slashes (`//model-versions/get-artifact`, as
+/// clients that join a base URL ending in `/` send) is redirected to its merged spelling, as
+/// MLflow's server (werkzeug's `merge_slashes`) does; anything else is a JSON 404.
+async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.contains("//") {
+        let mut merged = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && merged.ends_with('/')) {
+                merged.push(c);
+            }
+        }
+        if let Some(query) = uri.query() {
+            merged.push('?');
+            merged.push_str(query);
+        }
+        return Redirect::permanent(&merged).into_response();
+    }
     error::error_response(&Error::new(
         Code::EndpointNotFound,
-        format!("No API endpoint at '{}'.", uri.path()),
+        format!("No API endpoint at '{path}'."),
     ))
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {

@@ -52,6 +52,14 @@ pub struct RunRef {
     run_uuid: Option<String>,
 }
 
+/// The run a message names, from the two fields every run message spells out itself rather
+/// than flattening a [`RunRef`] into it: flattening makes serde buffer the message and check
+/// the run last, so a bad run id would be reported after fields that follow it, unlike MLflow,
+/// which checks the run first.
+fn run_ref(run_id: Option<String>, run_uuid: Option<String>) -> RunRef {
+    RunRef { run_id, run_uuid }
+}
+
 impl RunRef {
     fn id(self) -> Result<String, ApiError> {
         required_str(
@@ -251,8 +259,8 @@ pub async fn get_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResu
 
 #[derive(Deserialize)]
 pub struct UpdateRunMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     status: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     end_time: Option<i64>,
@@ -268,7 +276,12 @@ pub async fn update_run(State(s): State<AppState>, Msg(m): Msg<UpdateRunMsg>) ->
     };
     let info = s
         .store
-        .update_run(&m.run.id()?, status, m.end_time, m.run_name)
+        .update_run(
+            &run_ref(m.run_id, m.run_uuid).id()?,
+            status,
+            m.end_time,
+            m.run_name,
+        )
         .await?;
     Ok(Json(json!({ "run_info": info })))
 }
@@ -285,8 +298,8 @@ pub async fn restore_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> Json
 
 #[derive(Deserialize)]
 pub struct LogMetricMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_f64")]
     value: Option<f64>,
@@ -300,7 +313,7 @@ pub struct LogMetricMsg {
 }
 
 pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let metric = Metric {
         key: required_str(m.key, "key")?,
         value: required(m.value, "value")?,
@@ -317,14 +330,14 @@ pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) ->
 
 #[derive(Deserialize)]
 pub struct KeyValueMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     value: Option<String>,
 }
 
 pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     let param = KeyValue::new(key, m.value.unwrap_or_default());
     s.store.log_param(&run_id, &param).await?;
@@ -332,7 +345,7 @@ pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> J
 }
 
 pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     let tag = KeyValue::new(key, m.value.unwrap_or_default());
     s.store.set_tag(&run_id, &tag).await?;
@@ -340,14 +353,14 @@ pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> Jso
 }
 
 pub async fn delete_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     s.store.delete_run_tag(&run_id, &key).await?;
     ok()
 }
 
-/// Spelled out rather than flattened from [`RunRef`]: flattening makes serde buffer the whole
-/// body, and this is the hottest request there is.
+/// Spelled out rather than flattened from [`RunRef`]: flattening would also make serde buffer
+/// the whole body, and this is the hottest request there is.
 #[derive(Deserialize)]
 pub struct LogBatchMsg {
     run_id: Option<String>,
@@ -361,11 +374,7 @@ pub struct LogBatchMsg {
 }
 
 pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> JsonResult {
-    let run_id = RunRef {
-        run_id: m.run_id,
-        run_uuid: m.run_uuid,
-    }
-    .id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store
         .log_batch(&run_id, &m.metrics, &m.params, &m.tags)
         .await?;
@@ -374,8 +383,8 @@ pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> J
 
 #[derive(Deserialize)]
 pub struct LogInputsMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     datasets: Vec<DatasetInput>,
     #[serde(default)]
@@ -383,7 +392,7 @@ pub struct LogInputsMsg {
 }
 
 pub async fn log_inputs(State(s): State<AppState>, Msg(m): Msg<LogInputsMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store.log_inputs(&run_id, &m.datasets, &m.models).await?;
     ok()
 }
@@ -412,14 +421,14 @@ pub async fn search_datasets(
 
 #[derive(Deserialize)]
 pub struct LogOutputsMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     models: Vec<ModelOutput>,
 }
 
 pub async fn log_outputs(State(s): State<AppState>, Msg(m): Msg<LogOutputsMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store.log_outputs(&run_id, &m.models).await?;
     ok()
 }
@@ -470,8 +479,8 @@ pub async fn search_runs(
 
 #[derive(Deserialize)]
 pub struct MetricHistoryMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     metric_key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
@@ -483,7 +492,7 @@ pub async fn get_metric_history(
     Msg(m): Msg<MetricHistoryMsg>,
 ) -> ApiResult<Response> {
     let req = MetricHistoryRequest {
-        run_id: m.run.id()?,
+        run_id: run_ref(m.run_id, m.run_uuid).id()?,
         metric_key: required_str(m.metric_key, "metric_key")?,
         max_results: m.max_results,
         page_token: m.page_token,

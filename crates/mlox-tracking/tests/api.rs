@@ -1421,3 +1421,80 @@ async fn a_relative_artifact_location_is_made_absolute_against_the_working_direc
         assert_eq!(body["experiment"]["artifact_location"], stored.as_str());
     }
 }
+
+// ------------------------------------------------------------------ request shapes
+
+#[tokio::test]
+async fn a_bad_run_id_is_reported_before_the_fields_after_it() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    for (path, body, message) in [
+        (
+            "/runs/log-metric",
+            json!({"run_id": 31, "key": "metric", "value": 41, "timestamp": 59, "step": 26}),
+            "Invalid value 31 for parameter 'run_id' supplied",
+        ),
+        (
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": 31, "value": 41, "timestamp": 59}),
+            "Invalid value 31 for parameter 'key' supplied",
+        ),
+        (
+            "/runs/log-parameter",
+            json!({"run_id": 31, "key": "param", "value": 41}),
+            "Invalid value 31 for parameter 'run_id' supplied",
+        ),
+        (
+            "/runs/set-tag",
+            json!({"run_id": run_id, "key": "tag", "value": 41}),
+            "Invalid value 41 for parameter 'value' supplied",
+        ),
+        (
+            "/runs/set-tag",
+            json!({"run_id": null, "key": "tag", "value": "v"}),
+            "Missing value for required parameter 'run_id'.",
+        ),
+    ] {
+        let reply = api.post(path, body).await;
+        let message_found = error(&reply, StatusCode::BAD_REQUEST)["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message_found.starts_with(message),
+            "{path}: {message_found}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_path_with_repeated_slashes_is_redirected_to_its_merged_spelling() {
+    let api = api().await;
+    let reply = api
+        .send(
+            Method::GET,
+            "//model-versions//get-artifact?name=m&version=1&path=..%2Fx",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    let request = Request::builder()
+        .uri("//evil.example/api")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/evil.example/api",
+        "never a redirect to another host"
+    );
+    let request = Request::builder()
+        .uri("//model-versions//get-artifact?name=m&version=1&path=..%2Fx")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/model-versions/get-artifact?name=m&version=1&path=..%2Fx"
+    );
+}
