@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
+pub mod graphql;
 pub mod metrics;
 pub mod registry;
 pub mod request;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
     app.route("/health", get(health))
         .route("/version", get(version))
         .route("/get-artifact", get(browse::get_run_artifact))
+        .route("/graphql", get(graphql::graphql).post(graphql::graphql))
         .route(
             "/model-versions/get-artifact",
             get(browse::get_model_version_artifact),

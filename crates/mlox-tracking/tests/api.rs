@@ -1498,3 +1498,127 @@ async fn a_path_with_repeated_slashes_is_redirected_to_its_merged_spelling() {
         "/model-versions/get-artifact?name=m&version=1&path=..%2Fx"
     );
 }
+
+// ------------------------------------------------------------------------ GraphQL
+
+#[tokio::test]
+async fn graphql_answers_the_selected_fields_typed_as_mlflows_schema() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    for (key, value) in [("loss", json!(0.5)), ("bad", json!("NaN"))] {
+        api.ok(
+            Method::POST,
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": key, "value": value, "timestamp": 7, "step": 2}),
+        )
+        .await;
+    }
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "reg"}),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        "/model-versions/create",
+        json!({"name": "reg", "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+    )
+    .await;
+    let query = r#"
+        query q($id: String) @component(name: "Test") {
+          r: mlflowGetRun(input: {runId: $id}) {
+            run {
+              info { status endTime }
+              data { metrics { key value step } }
+              experiment { name }
+              modelVersions { name version }
+              ... on MlflowRun { __typename }
+            }
+            apiError { code }
+          }
+        }"#;
+    let body = json!({"query": query, "variables": {"id": run_id}, "operationName": "q"});
+    let reply = api
+        .send(Method::POST, "/graphql", Some(body.to_string()))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.raw);
+    let mut answer = reply.body;
+    let metrics = answer["data"]["r"]["run"]["data"]["metrics"].take();
+    let mut metrics: Vec<Value> = metrics.as_array().unwrap().clone();
+    metrics.sort_by_key(|m| m["key"].as_str().unwrap().to_string());
+    insta::assert_json_snapshot!((answer, metrics), @r#"
+    [
+      {
+        "data": {
+          "r": {
+            "apiError": null,
+            "run": {
+              "__typename": "MlflowRun",
+              "data": {
+                "metrics": null
+              },
+              "experiment": {
+                "name": "Default"
+              },
+              "info": {
+                "endTime": "0",
+                "status": "RUNNING"
+              },
+              "modelVersions": [
+                {
+                  "name": "reg",
+                  "version": "1"
+                }
+              ]
+            }
+          }
+        },
+        "errors": null
+      },
+      [
+        {
+          "key": "bad",
+          "step": "2",
+          "value": null
+        },
+        {
+          "key": "loss",
+          "step": "2",
+          "value": 0.5
+        }
+      ]
+    ]
+    "#);
+}
+
+#[tokio::test]
+async fn graphql_reports_unknown_fields_failed_calls_and_bad_documents() {
+    let api = api().await;
+    let post = |query: &str| {
+        let body = json!({ "query": query });
+        api.send(Method::POST, "/graphql", Some(body.to_string()))
+    };
+    let reply =
+        post("{ mlflowGetExperiment(input: {experimentId: \"0\"}) { experiment { colour } } }")
+            .await;
+    assert_eq!(
+        reply.body,
+        json!({"data": null, "errors": ["Cannot query field 'colour' on type 'MlflowExperiment'."]})
+    );
+    let reply =
+        post("{ mlflowGetExperiment(input: {experimentId: \"42\"}) { experiment { name } } }")
+            .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["data"]["mlflowGetExperiment"], Value::Null);
+    assert_eq!(reply.body["errors"][0], "No Experiment with id=42 exists");
+    let reply = post("{ mlflowGetExperiment(input: ").await;
+    let body = error(&reply, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Syntax Error"),
+        "{body}"
+    );
+}
