@@ -243,7 +243,16 @@ pub async fn upload_run_artifact(
     }
     let data = axum::body::to_bytes(body, MAX_UI_UPLOAD_BYTES)
         .await
-        .map_err(|_| upload_too_large())?;
+        .map_err(|e| {
+            let cause = e.into_inner();
+            if cause.is::<http_body_util::LengthLimitError>() {
+                upload_too_large()
+            } else {
+                ApiError(Error::bad_request(format!(
+                    "Failed to read the request body: {cause}"
+                )))
+            }
+        })?;
     if data.is_empty() {
         return Err(ApiError(Error::invalid("Request must specify data.")));
     }

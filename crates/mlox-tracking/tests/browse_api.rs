@@ -646,3 +646,26 @@ async fn the_web_ui_uploads_a_small_file_into_a_run() {
     let reply = upload("?run_uuid=nope&path=a.txt".into(), "x").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn an_upload_over_ten_megabytes_is_refused_as_mlflow_refuses_it() {
+    let fx = fixture().await;
+    let experiment = fx.experiment("big", None).await;
+    let (run_id, _) = fx.run(&experiment).await;
+    let body = vec![b'x'; 10 * 1024 * 1024 + 1];
+    // Without a declared length, the body itself is measured.
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "{AJAX}/upload-artifact?run_uuid={run_id}&path=big.bin"
+        ))
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let reply = support::send(&fx.app, request).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert_eq!(
+        reply.json()["message"],
+        "Artifact size is too large. Max size is 10MB."
+    );
+}
