@@ -185,6 +185,17 @@ impl<'a> SourceRule<'a> {
     }
 }
 
+/// Whether a `file:` URI's authority names a host other than this one, as MLflow tells: its
+/// host name is neither `.` nor starts with `localhost` or `127.0.0.1`.
+fn names_another_host(authority: &str) -> bool {
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = host.split(':').next().unwrap_or_default();
+    !(host.is_empty()
+        || host == "."
+        || host.starts_with("localhost")
+        || host.starts_with("127.0.0.1"))
+}
+
 /// The absolute file a local location names, `.` and `..` resolved; `None` for anything else
 /// (a relative path, a `file:` URI of another host, another scheme).
 fn local_file(location: &str) -> Option<PathBuf> {
@@ -224,6 +235,12 @@ pub fn check_model_version_source<'a>(
 ) -> Result<Option<SourceRule<'a>>> {
     let parts = UriParts::split(source);
     if parts.is_local() {
+        if parts.scheme == "file" && names_another_host(&parts.authority) {
+            return Err(Error::invalid(format!(
+                "{source} is not a valid remote uri. For remote access on windows, please \
+                 consider using a different scheme such as SMB (e.g. smb://<hostname>/<path>)."
+            )));
+        }
         let owner = match (model_id, run_id) {
             (Some(model), _) => Some(SourceOwner::LoggedModel(model)),
             (None, Some(run)) => Some(SourceOwner::Run(run)),
@@ -366,7 +383,13 @@ mod tests {
         assert!(check("file:///srv/a/1/abc/artifacts/.", root).is_ok());
         assert!(check("file:///srv/a/1/abc/artifacts/model/..", root).is_ok());
         assert!(check("file:///srv/a/1/abc/artifacts/../../other", root).is_err());
-        assert!(check("file://10.0.0.1/srv/a/1/abc/artifacts", root).is_err());
+        let err = check_model_version_source("file://10.0.0.1/srv/a/1/abc", run, None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("file://10.0.0.1/srv/a/1/abc is not a valid remote uri."),
+            "{err}"
+        );
+        assert!(check("file://localhost/srv/a/1/abc/artifacts/m", root).is_ok());
         assert!(check("relative/artifacts", root).is_err());
         assert!(
             rule.check(None)
