@@ -243,3 +243,27 @@ def test_get_unknown_logged_model_is_404(experiment_id, api):
     r = api.get("/api/2.0/mlflow/logged-models/m-00000000000000000000000000000000")
     assert r.status_code == 404
     assert r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_logged_model_registrations_source_runs_and_dataset_search(experiment_id, unique_name, client):
+    # A source run the server does not know is recorded as given, as MLflow does.
+    foreign = client.create_logged_model(experiment_id, source_run_id="123")
+    assert client.get_logged_model(foreign.model_id).source_run_id == "123"
+
+    model = client.create_logged_model(experiment_id)
+    name = unique_name("reg")
+    client.create_registered_model(name)
+    for _ in range(2):
+        client.create_model_version(name, model.artifact_location, model_id=model.model_id)
+    tag = client.get_logged_model(model.model_id).tags["mlflow.modelVersions"]
+    assert tag == f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]'
+
+    run = client.create_run(experiment_id)
+    client.log_metric(
+        run.info.run_id, "acc", 0.9, dataset_name="eval", dataset_digest="d1", model_id=model.model_id
+    )
+    found = client.search_logged_models(
+        [experiment_id], datasets=[{"dataset_name": "eval", "dataset_digest": "d1"}]
+    )
+    assert [m.model_id for m in found] == [model.model_id]
+    assert client.search_logged_models([experiment_id], datasets=[{"dataset_name": "other"}]) == []

@@ -1,6 +1,7 @@
 """A SQLite store over its life, as users handle it: stopped with SIGTERM and copied as one
 file (as MLflow users copy ``mlflow.db``), backed up while the server runs, and an MLflow
-database pointed at by mistake, which mlox must recognise and leave untouched.
+database pointed at by mistake, which mlox must recognise and leave untouched; and relative
+artifact roots, which are stored as absolute locations.
 """
 
 from __future__ import annotations
@@ -146,3 +147,19 @@ def test_starting_on_the_default_beside_an_mlflow_database_says_how_to_import_it
     assert "./mlflow.db here is an MLflow database" in log
     assert "mlox import --from sqlite:///mlflow.db --to sqlite:///mlruns.db" in log
     assert _digest(tmp_path / "mlflow.db") == before
+
+
+def test_relative_artifact_roots_are_taken_against_the_working_directory(tmp_path):
+    # As MLflow stores them: the server's and the client's relative locations become absolute
+    # once, so they mean the same wherever they are read later.
+    srv = launch_mlox(
+        tmp_path, "sqlite:///rel.db", "--no-serve-artifacts", "--default-artifact-root", "roots"
+    )
+    try:
+        client = mlflow.MlflowClient(srv.url)
+        default = client.get_experiment(client.create_experiment("default-root"))
+        assert default.artifact_location == str(tmp_path / "roots" / default.experiment_id)
+        chosen = client.get_experiment(client.create_experiment("own", artifact_location="mine"))
+        assert chosen.artifact_location == str(tmp_path / "mine")
+    finally:
+        srv.stop()

@@ -34,8 +34,6 @@ def _list_run(api, run_id, path=None, param="run_uuid", prefix=AJAX):
 
 
 def _media_type(r):
-    # MLflow sends a bare `text/plain`; mlox adds the charset so a browser opening the file
-    # directly decodes UTF-8 text right.
     return r.headers["Content-Type"].split(";")[0].strip()
 
 
@@ -176,10 +174,10 @@ def test_html_is_previewed_as_sandboxed_text(experiment_id, api):
         mlflow.log_text(page, "report.html")
         mlflow.log_text("naïve\n", "notes.txt")
     r = _get_run_file(api, run.info.run_id, "notes.txt")
-    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.headers["Content-Type"] == "text/plain"
     assert r.headers["Content-Security-Policy"] == "sandbox"
     r = _get_run_file(api, run.info.run_id, "report.html")
     assert r.text == page
-    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.headers["Content-Type"] == "text/plain"
     assert r.headers["Content-Security-Policy"] == "sandbox"
     assert r.headers["X-Content-Type-Options"] == "nosniff"

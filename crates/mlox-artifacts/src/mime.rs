@@ -30,7 +30,8 @@ const TEXT_EXTENSIONS: &[&str] = &[
     "rst",
     "ipynb",
     "MLmodel",
-    "MLproject",
+    // MLflow's own spelling of the project file's name (`MLPROJECT_FILE_NAME`).
+    "mlproject",
 ];
 
 /// Types for other extensions, as the usual system MIME tables give them.
@@ -92,7 +93,7 @@ mod tests {
         for name in [
             "a.txt",
             "dir/MLmodel",
-            "MLproject",
+            "mlproject",
             "conda.yaml",
             "x.json",
             "r.csv",

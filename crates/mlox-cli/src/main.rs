@@ -191,7 +191,12 @@ async fn run_server(
     let serve_artifacts = !args.no_serve_artifacts;
     let destination = &args.artifacts_destination;
     let default_root = match (&args.default_artifact_root, serve_artifacts) {
-        (Some(root), _) => root.clone(),
+        // A relative local root is taken against the working directory once, as MLflow does,
+        // so the locations written into experiments mean the same wherever they are read.
+        (Some(root), _) => match std::env::current_dir() {
+            Ok(cwd) => mlox_core::location::absolute_local_location(root, &cwd),
+            Err(_) => root.clone(),
+        },
         (None, true) => "mlflow-artifacts:".to_string(),
         // Without the proxy, clients write to the destination themselves.
         (None, false) => match local_destination(destination) {

@@ -185,6 +185,17 @@ pub struct Dataset {
     pub profile: Option<String>,
 }
 
+/// One dataset as some run of an experiment used it, with the run's `mlflow.data.context` tag
+/// (training, evaluation, ...): what the web UI's dataset filter offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub experiment_id: String,
+    pub name: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetInput {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,6 +5,7 @@
 
 use crate::location::{Location, UriParts, models_reference};
 use crate::{Error, Result, validation};
+use std::path::{Component, PathBuf};
 
 /// A version number as clients send it (a string holding an integer).
 pub fn parse_version(version: &str) -> Result<i64> {
@@ -49,6 +50,72 @@ pub fn validate_alias(alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// The logged-model tag listing the registry versions made from the model.
+pub const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// The [`MODEL_VERSIONS_TAG`] value once version `version` of `name` was made from the model:
+/// the entries of `existing` (a JSON list) with `{"name", "version"}` appended unless it is
+/// there already, written as Python's `json.dumps` writes it, since MLflow's clients and UI
+/// read the tag as MLflow's server writes it. An unreadable `existing` is replaced.
+pub fn model_versions_tag(existing: Option<&str>, name: &str, version: i64) -> String {
+    let entry = serde_json::json!({ "name": name, "version": version });
+    let mut entries = existing
+        .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(text).ok())
+        .unwrap_or_default();
+    if !entries.contains(&entry) {
+        entries.push(entry);
+    }
+    let mut out = String::new();
+    write_python_json(&serde_json::Value::Array(entries), &mut out);
+    out
+}
+
+/// `value` as Python's `json.dumps` writes it by default: `", "` and `": "` separators and
+/// every non-ASCII character escaped.
+fn write_python_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(fields) => {
+            out.push('{');
+            for (i, (key, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json_string(key, out);
+                out.push_str(": ");
+                write_python_json(item, out);
+            }
+            out.push('}');
+        }
+        Value::String(text) => write_python_json_string(text, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_json_string(text: &str, out: &mut String) {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    for c in quoted.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+}
+
 /// The logged model id of a `models:/m-<id>` source.
 pub fn logged_model_source(source: &str) -> Option<&str> {
     models_reference(source).filter(|rest| rest.starts_with("m-") && !rest.contains('/'))
@@ -88,11 +155,19 @@ impl<'a> SourceRule<'a> {
     /// Accepts the source if it lies inside `owner_location` (the owner's artifact URI, `None`
     /// when the owner does not exist).
     pub fn check(&self, owner_location: Option<&str>) -> Result<()> {
-        let source = UriParts::split(self.source);
-        let inside = owner_location
-            .map(UriParts::split)
-            .filter(|root| !self.local || root.is_local())
-            .is_some_and(|root| source.is_within(&root));
+        let inside = if self.local {
+            // As files, the way MLflow compares them: a plain path and a `file:` URI name the
+            // same place, and `.` and `..` are resolved before the comparison.
+            match (local_file(self.source), owner_location.and_then(local_file)) {
+                (Some(source), Some(root)) => source.starts_with(root),
+                _ => false,
+            }
+        } else {
+            let source = UriParts::split(self.source);
+            owner_location
+                .map(UriParts::split)
+                .is_some_and(|root| source.is_within(&root))
+        };
         if inside {
             return Ok(());
         }
@@ -108,6 +183,39 @@ impl<'a> SourceRule<'a> {
         }
         Err(invalid_source(self.source, which))
     }
+}
+
+/// Whether a `file:` URI's authority names a host other than this one, as MLflow tells: its
+/// host name is neither `.` nor starts with `localhost` or `127.0.0.1`.
+fn names_another_host(authority: &str) -> bool {
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = host.split(':').next().unwrap_or_default();
+    !(host.is_empty()
+        || host == "."
+        || host.starts_with("localhost")
+        || host.starts_with("127.0.0.1"))
+}
+
+/// The absolute file a local location names, `.` and `..` resolved; `None` for anything else
+/// (a relative path, a `file:` URI of another host, another scheme).
+fn local_file(location: &str) -> Option<PathBuf> {
+    let Ok(Location::Local(path)) = Location::parse(location) else {
+        return None;
+    };
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut resolved = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    Some(resolved)
 }
 
 fn invalid_source(source: &str, id_name: &str) -> Error {
@@ -127,6 +235,12 @@ pub fn check_model_version_source<'a>(
 ) -> Result<Option<SourceRule<'a>>> {
     let parts = UriParts::split(source);
     if parts.is_local() {
+        if parts.scheme == "file" && names_another_host(&parts.authority) {
+            return Err(Error::invalid(format!(
+                "{source} is not a valid remote uri. For remote access on windows, please \
+                 consider using a different scheme such as SMB (e.g. smb://<hostname>/<path>)."
+            )));
+        }
         let owner = match (model_id, run_id) {
             (Some(model), _) => Some(SourceOwner::LoggedModel(model)),
             (None, Some(run)) => Some(SourceOwner::Run(run)),
@@ -214,6 +328,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_model_versions_tag_grows_as_mlflow_writes_it() {
+        let first = model_versions_tag(None, "model", 1);
+        assert_eq!(first, r#"[{"name": "model", "version": 1}]"#);
+        let second = model_versions_tag(Some(&first), "model", 2);
+        assert_eq!(
+            second,
+            r#"[{"name": "model", "version": 1}, {"name": "model", "version": 2}]"#
+        );
+        assert_eq!(model_versions_tag(Some(&second), "model", 2), second);
+        assert_eq!(
+            model_versions_tag(Some("not json"), "mödel😀", 3),
+            r#"[{"name": "m\u00f6del\ud83d\ude00", "version": 3}]"#
+        );
+    }
+
+    #[test]
     fn reserved_and_malformed_aliases_are_refused() {
         for bad in ["latest", "LATEST", "v1", "V22", "", "a b", "a/b"] {
             assert!(validate_alias(bad).is_err(), "{bad:?}");
@@ -241,6 +371,26 @@ mod tests {
         assert_eq!(rule.owner(), Some(SourceOwner::Run("abc")));
         assert!(rule.check(Some("/srv/a/1/abc/artifacts")).is_ok());
         assert!(rule.check(Some("/srv/a/1/other")).is_err());
+        // A path and a file URI name the same files, compared once `.` and `..` are resolved.
+        assert!(rule.check(Some("file:///srv/a/1/abc/artifacts")).is_ok());
+        let check = |source: &str, root: &str| {
+            check_model_version_source(source, run, None)
+                .unwrap()
+                .unwrap()
+                .check(Some(root))
+        };
+        let root = "file:///srv/a/1/abc/artifacts";
+        assert!(check("file:///srv/a/1/abc/artifacts/.", root).is_ok());
+        assert!(check("file:///srv/a/1/abc/artifacts/model/..", root).is_ok());
+        assert!(check("file:///srv/a/1/abc/artifacts/../../other", root).is_err());
+        let err = check_model_version_source("file://10.0.0.1/srv/a/1/abc", run, None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("file://10.0.0.1/srv/a/1/abc is not a valid remote uri."),
+            "{err}"
+        );
+        assert!(check("file://localhost/srv/a/1/abc/artifacts/m", root).is_ok());
+        assert!(check("relative/artifacts", root).is_err());
         assert!(
             rule.check(None)
                 .unwrap_err()

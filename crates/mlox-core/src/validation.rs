@@ -212,6 +212,52 @@ pub fn validate_batch_limits(metrics: usize, params: usize, tags: usize) -> Resu
     )
 }
 
+/// Most runs one `metrics/get-history-bulk` call may name, as in MLflow's handler.
+pub const MAX_RUNS_PER_HISTORY_BULK: usize = 100;
+/// Most points one `metrics/get-history-bulk` call returns; a larger `max_results` is lowered.
+pub const MAX_POINTS_PER_HISTORY_BULK: i64 = 25_000;
+
+/// The checks MLflow's `get-history-bulk` handler makes, in its order and words.
+pub fn validate_metric_history_bulk(run_ids: &[String], metric_key: Option<&str>) -> Result<()> {
+    if run_ids.is_empty() {
+        return Err(Error::invalid(
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ));
+    }
+    if run_ids.len() > MAX_RUNS_PER_HISTORY_BULK {
+        return Err(Error::invalid(format!(
+            "GetMetricHistoryBulk request cannot specify more than {MAX_RUNS_PER_HISTORY_BULK} \
+             run_ids. Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    if metric_key.is_none() {
+        return Err(Error::invalid(
+            "GetMetricHistoryBulk request must specify a metric_key.",
+        ));
+    }
+    Ok(())
+}
+
+/// Most experiments one `experiments/search-datasets` call may name, as in MLflow's handler.
+pub const MAX_EXPERIMENTS_PER_DATASET_SEARCH: usize = 20;
+
+pub fn validate_dataset_search(experiment_ids: &[String]) -> Result<()> {
+    if experiment_ids.is_empty() {
+        return Err(Error::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        ));
+    }
+    if experiment_ids.len() > MAX_EXPERIMENTS_PER_DATASET_SEARCH {
+        return Err(Error::invalid(format!(
+            "SearchDatasets request cannot specify more than \
+             {MAX_EXPERIMENTS_PER_DATASET_SEARCH} experiment_ids. Received {} experiment_ids.",
+            experiment_ids.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn validate_param_keys_unique(params: &[KeyValue]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     let dupes: Vec<&str> = params

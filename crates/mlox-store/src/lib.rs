@@ -29,7 +29,7 @@ mod webhooks;
 pub use db::{Dialect, SCHEMA_VERSION, SqlStore, StoreOptions, now_ms, redact_uri};
 pub use gc::{GcItem, GcPlan, GcRequest};
 pub use import::{ImportKind, ImportTable, ImportValue};
-pub use logged_models::LoggedModelOrder;
+pub use logged_models::{LoggedModelDataset, LoggedModelOrder};
 pub use logging::{GROUP_SIZE_BOUNDS, LogWriterStats};
 pub use maintenance::{Backup, ForeignSchema, backup, foreign_schema};
 pub use registry::NewModelVersion;

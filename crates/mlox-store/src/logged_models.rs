@@ -11,7 +11,6 @@ use mlox_core::entities::{
     KeyValue, LoggedModel, LoggedModelData, LoggedModelInfo, LoggedModelStatus, Metric, Page,
 };
 use mlox_core::ids::{new_logged_model_id, parse_experiment_id};
-use mlox_core::search::SearchEntity;
 use mlox_core::{Error, Result, validation};
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -25,6 +24,33 @@ const MODEL_COLUMNS: &str = "lm.model_id, lm.experiment_id, lm.name, lm.artifact
 pub struct LoggedModelOrder {
     pub field_name: String,
     pub ascending: bool,
+}
+
+/// One dataset a logged-model search is restricted to: its metrics logged on that dataset
+/// (any digest when none is given).
+#[derive(Clone, Debug)]
+pub struct LoggedModelDataset {
+    pub name: String,
+    pub digest: Option<String>,
+}
+
+/// `(<alias>.dataset_name = … [AND <alias>.dataset_digest = …] OR …)` over a
+/// `logged_model_metrics` row; `datasets` is not empty.
+pub(crate) fn push_dataset_match(sql: &mut Sql, alias: &str, datasets: &[LoggedModelDataset]) {
+    sql.push("(");
+    for (i, dataset) in datasets.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push(&format!("({alias}.dataset_name = "))
+            .bind_str(&dataset.name);
+        if let Some(digest) = &dataset.digest {
+            sql.push(&format!(" AND {alias}.dataset_digest = "))
+                .bind_str(digest);
+        }
+        sql.push(")");
+    }
+    sql.push(")");
 }
 
 fn info_from_row(row: &AnyRow) -> LoggedModelInfo {
@@ -64,14 +90,17 @@ impl SqlStore {
             .iter()
             .map(|p| validation::validate_param(p, ""))
             .collect::<Result<_>>()?;
-        if let Some(run_id) = source_run_id.filter(|r| !r.is_empty()) {
-            let run = self.get_run(run_id).await?;
-            if run.info.experiment_id != experiment.experiment_id {
-                return Err(Error::invalid(format!(
-                    "Run '{run_id}' belongs to experiment '{}', not to experiment '{}'.",
-                    run.info.experiment_id, experiment.experiment_id
-                )));
-            }
+        // MLflow records the source run as given, without looking it up, so a run this server
+        // does not know (logged elsewhere, or since removed) is kept as a plain id; a run it
+        // knows must be one of the model's experiment.
+        if let Some(run_id) = source_run_id.filter(|r| !r.is_empty())
+            && let Some(run) = self.find_run_info(run_id).await?
+            && run.experiment_id != experiment.experiment_id
+        {
+            return Err(Error::invalid(format!(
+                "Run '{run_id}' belongs to experiment '{}', not to experiment '{}'.",
+                run.experiment_id, experiment.experiment_id
+            )));
         }
         let model_id = new_logged_model_id();
         let name = name
@@ -293,10 +322,16 @@ impl SqlStore {
         &self,
         experiment_ids: &[String],
         filter: Option<&str>,
+        datasets: &[LoggedModelDataset],
         max_results: Option<i64>,
         order_by: &[LoggedModelOrder],
         token: Option<&str>,
     ) -> Result<Page<LoggedModel>> {
+        if datasets.iter().any(|d| d.name.is_empty()) {
+            return Err(Error::invalid(
+                "`dataset_name` in the `datasets` clause must be specified.",
+            ));
+        }
         let max_results = page_size(
             max_results,
             MAX_LOGGED_MODELS_PER_PAGE,
@@ -319,7 +354,14 @@ impl SqlStore {
         let window = PageWindow::new(token, max_results)?;
         let mut sql = self.sql(&format!("SELECT {MODEL_COLUMNS} FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.experiment_id IN "));
         sql.bind_list(ids.into_iter().map(Bind::I64));
-        let spec = SearchSpec::for_entity(SearchEntity::LoggedModels, self.dialect);
+        // Only models with metrics on one of the datasets; metric clauses below compare those
+        // metrics only.
+        if !datasets.is_empty() {
+            sql.push(" AND EXISTS (SELECT 1 FROM logged_model_metrics dm WHERE dm.model_id = lm.model_id AND ");
+            push_dataset_match(&mut sql, "dm", datasets);
+            sql.push(")");
+        }
+        let spec = SearchSpec::for_logged_models(self.dialect, datasets);
         search::push_filter(&spec, &mut sql, filter)?;
         let orders: Vec<String> = order_by
             .iter()

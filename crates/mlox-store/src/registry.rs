@@ -435,9 +435,15 @@ impl SqlStore {
         let mut run_id = req.run_id.clone().filter(|r| !r.is_empty());
         let mut storage_location = req.source.clone();
         let source_model_id = registry::logged_model_source(&req.source);
+        // The logged model named by `model_id` records the versions made from it in a tag, as
+        // MLflow's server writes it.
+        let mut tagged_model = None;
         if let Some(model_id) = source_model_id.or(req.model_id.as_deref()) {
             match self.get_logged_model(model_id).await {
                 Ok(model) => {
+                    if req.model_id.as_deref() == Some(model_id) {
+                        tagged_model = Some(model_id);
+                    }
                     if source_model_id.is_some() {
                         storage_location = model.info.artifact_uri.clone();
                     }
@@ -502,6 +508,10 @@ impl SqlStore {
             }
             for t in &req.tags {
                 upsert_version_tag(self.dialect, &mut tx, &req.name, version, t).await?;
+            }
+            if let Some(model_id) = tagged_model {
+                self.record_version_on_logged_model(&mut tx, model_id, &req.name, version)
+                    .await?;
             }
             self.touch_model(&mut tx, &req.name, now).await?;
             let tag_map: BTreeMap<&str, &str> = req
@@ -845,6 +855,36 @@ impl SqlStore {
             items: self.decorate_versions(items).await?,
             next_page_token,
         })
+    }
+
+    /// Adds version `version` of `name` to the logged model's [`registry::MODEL_VERSIONS_TAG`].
+    async fn record_version_on_logged_model(
+        &self,
+        tx: &mut Tx<'_>,
+        model_id: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<()> {
+        let mut sql = self.sql("SELECT value FROM logged_model_tags WHERE model_id = ");
+        sql.bind_str(model_id)
+            .push(" AND key = ")
+            .bind_str(registry::MODEL_VERSIONS_TAG);
+        let existing = sql
+            .query()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .map(|row| get_str(&row, "value"));
+        let value = registry::model_versions_tag(existing.as_deref(), name, version);
+        let mut sql = self.sql("INSERT INTO logged_model_tags (model_id, key, value) VALUES (");
+        sql.bind_str(model_id)
+            .push(", ")
+            .bind_str(registry::MODEL_VERSIONS_TAG)
+            .push(", ")
+            .bind_str(value)
+            .push(") ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
+        sql.query().execute(&mut **tx).await.map_err(db_err)?;
+        Ok(())
     }
 
     /// Registry versions that were made from these logged models.

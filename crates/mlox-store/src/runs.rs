@@ -9,8 +9,8 @@ use crate::db::{
 use crate::logging::LogShape;
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
-    Dataset, DatasetInput, KeyValue, LifecycleStage, Metric, ModelInput, ModelOutput, Page, Run,
-    RunData, RunInfo, RunInputs, RunOutputs, RunStatus, ViewType,
+    Dataset, DatasetInput, DatasetSummary, KeyValue, LifecycleStage, Metric, ModelInput,
+    ModelOutput, Page, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, ViewType,
 };
 use mlox_core::ids::{new_run_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
@@ -22,6 +22,8 @@ pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const MAX_RUNS_PER_SEARCH: i64 = 50_000;
 pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 pub const MAX_RUNS_PER_BULK_HISTORY: usize = 100;
+/// Most dataset summaries one `experiments/search-datasets` call returns, as in MLflow.
+pub const MAX_DATASET_SUMMARIES: i64 = 1000;
 pub(crate) const ROWS_PER_INSERT: usize = 400;
 #[derive(Clone, Debug, Default)]
 pub struct CreateRun {
@@ -177,19 +179,23 @@ impl SqlStore {
     }
 
     async fn run_info(&self, run_id: &str) -> Result<RunInfo> {
+        self.find_run_info(run_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
+    }
+
+    /// The run's info, or `None` when there is no such run.
+    pub(crate) async fn find_run_info(&self, run_id: &str) -> Result<Option<RunInfo>> {
         let mut sql = self.sql(&format!(
             "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
         ));
         sql.bind_str(run_id);
-        match sql
+        let row = sql
             .query()
             .fetch_optional(&self.read)
             .await
-            .map_err(db_err)?
-        {
-            Some(row) => Ok(run_info_from_row(&row)),
-            None => Err(Error::not_found(format!("Run with id={run_id} not found"))),
-        }
+            .map_err(db_err)?;
+        Ok(row.as_ref().map(run_info_from_row))
     }
 
     /// Reads the run inside a write transaction and checks it accepts writes.
@@ -502,6 +508,36 @@ impl SqlStore {
 
     /// Up to `max_results` evenly spread steps per run, always keeping the first and last, so a
     /// chart of a long history stays cheap; MLflow's UI asks for this.
+    /// Every point of one metric in several runs, ordered by run id, then timestamp, step and
+    /// value, as MLflow's `get-history-bulk` answers: at most `max_results` points in all
+    /// (capped at [`validation::MAX_POINTS_PER_HISTORY_BULK`]); unknown runs have no points.
+    pub async fn get_metric_history_bulk(
+        &self,
+        run_ids: &[String],
+        metric_key: Option<&str>,
+        max_results: Option<i64>,
+    ) -> Result<Vec<Metric>> {
+        validation::validate_metric_history_bulk(run_ids, metric_key)?;
+        let metric_key = metric_key.unwrap_or_default();
+        let limit = max_results
+            .unwrap_or(validation::MAX_POINTS_PER_HISTORY_BULK)
+            .clamp(0, validation::MAX_POINTS_PER_HISTORY_BULK);
+        let mut sql = self
+            .sql("SELECT run_uuid, key, value, is_nan, timestamp, step FROM metrics WHERE key = ");
+        sql.bind_str(metric_key).push(" AND run_uuid IN ");
+        sql.bind_list(run_ids.iter().map(|id| Bind::Str(id.clone())));
+        sql.push(" ORDER BY run_uuid, timestamp, step, value LIMIT ")
+            .bind_i64(limit);
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| Metric {
+                run_id: Some(get_str(row, "run_uuid")),
+                ..metric_from_row(row)
+            })
+            .collect())
+    }
+
     pub async fn get_metric_history_bulk_interval(
         &self,
         run_ids: &[String],
@@ -598,6 +634,38 @@ impl SqlStore {
             }
         }
         Ok(out)
+    }
+
+    /// Each distinct (dataset, context) that runs of the experiments used, at most
+    /// [`MAX_DATASET_SUMMARIES`], as MLflow's `experiments/search-datasets` answers.
+    pub async fn search_dataset_summaries(
+        &self,
+        experiment_ids: &[String],
+    ) -> Result<Vec<DatasetSummary>> {
+        validation::validate_dataset_search(experiment_ids)?;
+        let ids = experiment_ids
+            .iter()
+            .map(|id| parse_experiment_id(id).map(Bind::I64))
+            .collect::<Result<Vec<_>>>()?;
+        let mut sql = self.sql(
+            "SELECT DISTINCT d.experiment_id, d.name, d.digest, t.value AS context \
+             FROM datasets d JOIN inputs i ON i.source_id = d.dataset_uuid \
+             LEFT JOIN input_tags t ON t.input_uuid = i.input_uuid \
+             AND t.name = 'mlflow.data.context' WHERE d.experiment_id IN ",
+        );
+        sql.bind_list(ids);
+        sql.push(" ORDER BY d.experiment_id, d.name, d.digest, context LIMIT ")
+            .bind_i64(MAX_DATASET_SUMMARIES);
+        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| DatasetSummary {
+                experiment_id: get_i64(row, "experiment_id").to_string(),
+                name: get_str(row, "name"),
+                digest: get_str(row, "digest"),
+                context: get_opt_str(row, "context"),
+            })
+            .collect())
     }
 
     pub async fn log_inputs(

@@ -10,9 +10,12 @@ use mlox_core::search::{
 use mlox_core::{Error, Result};
 
 /// How one entity's keys map onto its tables.
-pub(crate) struct SearchSpec {
+pub(crate) struct SearchSpec<'a> {
     pub entity: SearchEntity,
     pub dialect: Dialect,
+    /// Logged-model search only: the datasets whose metrics `metrics.` clauses compare (any
+    /// dataset when empty), as MLflow's `datasets` search argument asks.
+    pub model_metric_datasets: &'a [crate::LoggedModelDataset],
 }
 
 enum Column {
@@ -20,9 +23,22 @@ enum Column {
     Int(&'static str),
 }
 
-impl SearchSpec {
+impl<'a> SearchSpec<'a> {
     pub fn for_entity(entity: SearchEntity, dialect: Dialect) -> Self {
-        SearchSpec { entity, dialect }
+        SearchSpec {
+            entity,
+            dialect,
+            model_metric_datasets: &[],
+        }
+    }
+
+    /// A logged-model search whose metric clauses only compare points logged on `datasets`.
+    pub fn for_logged_models(dialect: Dialect, datasets: &'a [crate::LoggedModelDataset]) -> Self {
+        SearchSpec {
+            entity: SearchEntity::LoggedModels,
+            dialect,
+            model_metric_datasets: datasets,
+        }
     }
 
     fn attribute(&self, name: &str) -> Result<Column> {
@@ -313,6 +329,14 @@ impl SearchSpec {
                         sql.bind_str(c.key.name.clone()).push(" AND ");
                         if numeric {
                             sql.push("s.is_nan = 0 AND ");
+                        }
+                        if numeric && !self.model_metric_datasets.is_empty() {
+                            crate::logged_models::push_dataset_match(
+                                sql,
+                                "s",
+                                self.model_metric_datasets,
+                            );
+                            sql.push(" AND ");
                         }
                         self.push_comparison(sql, "s.value", c.op, &c.value, numeric)?;
                         sql.push(")");

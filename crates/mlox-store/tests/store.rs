@@ -1376,6 +1376,7 @@ async fn logged_model_search_filters_orders_and_hides_deleted_models() {
                 .search_logged_models(
                     &exps,
                     filter,
+                    &[],
                     None,
                     &[LoggedModelOrder {
                         field_name: "name".into(),
@@ -1396,13 +1397,17 @@ async fn logged_model_search_filters_orders_and_hides_deleted_models() {
     assert_eq!(names(Some("name = 'a'"), true).await, ["a"]);
     assert_eq!(names(Some("tags.n = 'b'"), true).await, ["b"]);
     assert_eq!(
-        code(store.search_logged_models(&[], None, None, &[], None).await),
+        code(
+            store
+                .search_logged_models(&[], None, &[], None, &[], None)
+                .await
+        ),
         Code::InvalidParameterValue
     );
     assert_eq!(
         code(
             store
-                .search_logged_models(&exps, None, Some(51), &[], None)
+                .search_logged_models(&exps, None, &[], Some(51), &[], None)
                 .await
         ),
         Code::InvalidParameterValue

@@ -31,12 +31,28 @@ use mlox_core::Error;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{ApiError, ApiResult};
 
 /// Where the artifact routes live; both prefixes serve the same handlers.
 pub const API_PREFIX: &str = "/api/2.0/mlflow-artifacts";
 pub const AJAX_PREFIX: &str = "/ajax-api/2.0/mlflow-artifacts";
+
+/// Characters left alone in a `filename*` value: RFC 5987's attr-char.
+const RFC5987_ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// Characters left alone when a path segment goes into a part URL: RFC 3986 unreserved.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -199,23 +215,33 @@ pub(crate) fn attachment_headers(name: &str, content_type: HeaderValue, size: u6
     headers
 }
 
-/// `attachment` with an ASCII `filename` and, for other names, an RFC 5987 `filename*`.
+/// `attachment; filename=…` as MLflow writes it: a name of token characters bare, any other
+/// ASCII name quoted; a non-ASCII name gets an ASCII fallback (its compatibility decomposition
+/// without the rest, or `download`) and an RFC 5987 `filename*`.
 pub(crate) fn content_disposition(name: &str) -> String {
-    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     if name.is_ascii() {
-        return format!("attachment; filename=\"{}\"", escape(name));
+        return format!("attachment; filename={}", quote_header_value(name));
     }
-    let fallback: String = name.chars().filter(char::is_ascii).collect();
-    let fallback = if fallback.trim_matches(['.', ' ']).is_empty() {
-        "download".into()
+    let fallback: String = name.nfkd().filter(char::is_ascii).collect();
+    let fallback = if fallback.is_empty() {
+        "download".to_string()
     } else {
         fallback
     };
     format!(
-        "attachment; filename=\"{}\"; filename*=UTF-8''{}",
-        escape(&fallback),
-        utf8_percent_encode(name, SEGMENT)
+        "attachment; filename={}; filename*=UTF-8''{}",
+        quote_header_value(&fallback),
+        utf8_percent_encode(name, RFC5987_ATTR_CHAR)
     )
+}
+
+/// An HTTP token as it stands, anything else in double quotes with `"` and `\` escaped.
+fn quote_header_value(value: &str) -> String {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !value.is_empty() && value.chars().all(is_token_char) {
+        return value.to_string();
+    }
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 async fn upload(
@@ -517,9 +543,15 @@ mod tests {
 
     #[test]
     fn content_disposition_is_always_a_valid_header() {
+        // Each as werkzeug's `quote_header_value` and MLflow's fallback write it.
+        assert_eq!(content_disposition("a.txt"), "attachment; filename=a.txt");
         assert_eq!(
-            content_disposition("a.txt"),
-            "attachment; filename=\"a.txt\""
+            content_disposition("dog+step+20+timestamp+100+0f1e.png"),
+            "attachment; filename=dog+step+20+timestamp+100+0f1e.png"
+        );
+        assert_eq!(
+            content_disposition("my file.txt"),
+            "attachment; filename=\"my file.txt\""
         );
         assert_eq!(
             content_disposition("a\"b"),
@@ -527,11 +559,16 @@ mod tests {
         );
         assert_eq!(
             content_disposition("日本.txt"),
-            "attachment; filename=\".txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"
+            "attachment; filename=.txt; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"
+        );
+        assert_eq!(
+            content_disposition("naïve résumé.txt"),
+            "attachment; filename=\"naive resume.txt\"; \
+             filename*=UTF-8''na%C3%AFve%20r%C3%A9sum%C3%A9.txt"
         );
         assert_eq!(
             content_disposition("日本"),
-            "attachment; filename=\"download\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC"
+            "attachment; filename=download; filename*=UTF-8''%E6%97%A5%E6%9C%AC"
         );
         for name in ["a.txt", "日本", "x y\"z"] {
             assert!(HeaderValue::from_str(&content_disposition(name)).is_ok());

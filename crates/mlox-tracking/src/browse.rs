@@ -1,7 +1,8 @@
 //! The artifact routes MLflow's web UI reads from: a run's listing (`artifacts/list`), one file
 //! of a run (`/get-artifact`), of a registered model version (`/model-versions/get-artifact`)
 //! or of a logged model (`logged-models/{id}/artifacts/files`), and a logged model's listing
-//! (`logged-models/{id}/artifacts/directories`).
+//! (`logged-models/{id}/artifacts/directories`); and the one it writes through, a small file
+//! uploaded into a run (`upload-artifact`).
 //!
 //! Unlike the proxied artifact API, these name artifacts by the entity that owns them, so the
 //! server first resolves that entity's artifact location through mlox-artifacts'
@@ -16,8 +17,9 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use mlox_artifacts::{
     ArtifactLocation, ArtifactLocations, ArtifactPath, INVALID_PATH_MESSAGE, content_type_for,
 };
@@ -131,21 +133,14 @@ async fn send(location: ArtifactLocation, path: &ArtifactPath) -> ApiResult<Resp
     Ok((StatusCode::OK, headers, Body::from_stream(file.stream)).into_response())
 }
 
-/// The `Content-Type` a previewed file is served with: MLflow's choice, except that documents a
-/// browser would render as a page are plain text (the UI shows them in a sandboxed frame), and
-/// text carries its charset as MLflow's server adds it.
+/// The `Content-Type` a previewed file is served with: MLflow's choice, bare as MLflow sends
+/// it, except that documents a browser would render as a page are plain text (the UI shows
+/// them in a sandboxed frame).
 fn preview_content_type(name: &str) -> HeaderValue {
-    let content_type = match content_type_for(name) {
+    HeaderValue::from_static(match content_type_for(name) {
         "text/html" | "application/xhtml+xml" => "text/plain",
         other => other,
-    };
-    if content_type.starts_with("text/") || content_type.ends_with("+xml") {
-        let with_charset = format!("{content_type}; charset=utf-8");
-        if let Ok(value) = HeaderValue::from_str(&with_charset) {
-            return value;
-        }
-    }
-    HeaderValue::from_static(content_type)
+    })
 }
 
 /// The location a model version's download URI names. Besides plain locations, a version may
@@ -210,6 +205,62 @@ pub async fn get_model_version_artifact(
         .get_model_version_download_uri(&name, &version)
         .await?;
     send(locate_source(&s, &uri).await?, &path).await
+}
+
+/// Largest file the web UI may upload into a run through `upload-artifact`, as in MLflow.
+const MAX_UI_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+fn upload_too_large() -> ApiError {
+    ApiError(Error::invalid(
+        "Artifact size is too large. Max size is 10MB.",
+    ))
+}
+
+/// `POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=…&path=…`: the request body becomes the
+/// file at `path` in the run's artifacts (the web UI uploads small files this way). Checked in
+/// MLflow's order and words.
+pub async fn upload_run_artifact(
+    State(s): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let query = query.as_deref();
+    let run_id = query_param(query, "run_uuid")?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError(Error::invalid("Request must specify run_uuid.")))?;
+    let raw_path = query_param(query, "path")
+        .map_err(|_| invalid_path())?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError(Error::invalid("Request must specify path.")))?;
+    let path = ArtifactPath::parse(&raw_path)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_UI_UPLOAD_BYTES) {
+        return Err(upload_too_large());
+    }
+    let data = axum::body::to_bytes(body, MAX_UI_UPLOAD_BYTES)
+        .await
+        .map_err(|e| {
+            let cause = e.into_inner();
+            if cause.is::<http_body_util::LengthLimitError>() {
+                upload_too_large()
+            } else {
+                ApiError(Error::bad_request(format!(
+                    "Failed to read the request body: {cause}"
+                )))
+            }
+        })?;
+    if data.is_empty() {
+        return Err(ApiError(Error::invalid("Request must specify data.")));
+    }
+    let run = s.store.get_run_info(&run_id).await?;
+    let location = s.artifacts.locate(&run.artifact_uri).await?;
+    let body: mlox_artifacts::ByteStream = futures::stream::once(async { Ok(data) }).boxed();
+    location.repo.put(&location.join(&path)?, body).await?;
+    Ok(Json(json!({})))
 }
 
 /// `GET …/logged-models/{model_id}/artifacts/directories?artifact_directory_path=…`: the
@@ -295,11 +346,11 @@ mod tests {
     #[test]
     fn pages_are_never_served_as_pages() {
         let ty = |name: &str| preview_content_type(name).to_str().unwrap_or("").to_owned();
-        assert_eq!(ty("report.html"), "text/plain; charset=utf-8");
-        assert_eq!(ty("REPORT.HTM"), "text/plain; charset=utf-8");
-        assert_eq!(ty("model/MLmodel"), "text/plain; charset=utf-8");
-        assert_eq!(ty("style.css"), "text/css; charset=utf-8");
-        assert_eq!(ty("plot.svg"), "image/svg+xml; charset=utf-8");
+        assert_eq!(ty("report.html"), "text/plain");
+        assert_eq!(ty("REPORT.HTM"), "text/plain");
+        assert_eq!(ty("model/MLmodel"), "text/plain");
+        assert_eq!(ty("style.css"), "text/css");
+        assert_eq!(ty("plot.svg"), "image/svg+xml");
         assert_eq!(ty("plot.png"), "image/png");
         assert_eq!(ty("model.pkl"), "application/octet-stream");
     }

@@ -1,15 +1,17 @@
 //! The MLflow REST surface of mlox: the tracking, registry and artifact-proxy routes under
 //! `/api/2.0/mlflow/…`, `/api/3.0/mlflow/…`, their `/ajax-api/` twins and
-//! `/api/2.0/mlflow-artifacts/…`, and the artifact routes of MLflow's web UI (`/get-artifact`,
-//! `/model-versions/get-artifact`), and OpenTelemetry's trace export (`/v1/traces`). Handlers only parse requests, call a store or artifact
-//! repository and render answers; all rules live in `mlox-core` and the stores, and which
-//! repository serves a stored artifact location is mlox-artifacts' `ArtifactLocations`. It must
-//! not import the serving, runtime or fetch crates, and speaks no SQL.
+//! `/api/2.0/mlflow-artifacts/…`, the routes of MLflow's web UI (`/get-artifact`,
+//! `/model-versions/get-artifact`, `/graphql`), and OpenTelemetry's trace export
+//! (`/v1/traces`). Handlers only parse requests, call a store or artifact repository and render
+//! answers; all rules live in `mlox-core` and the stores, and which repository serves a stored
+//! artifact location is mlox-artifacts' `ArtifactLocations`. It must not import the serving,
+//! runtime or fetch crates, and speaks no SQL.
 
 pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
+pub mod graphql;
 pub mod issues;
 pub mod metrics;
 pub mod otlp;
@@ -29,7 +31,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use mlox_core::{Code, Error};
 use serde_json::json;
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             get(search_experiments).post(search_experiments),
         )
         .route("/experiments/update", post(update_experiment))
+        .route("/experiments/search-datasets", post(search_datasets))
         .route("/experiments/delete", post(delete_experiment))
         .route("/experiments/restore", post(restore_experiment))
         .route("/experiments/set-experiment-tag", post(set_experiment_tag))
@@ -68,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/log-model", post(log_model_legacy))
         .route("/runs/search", post(search_runs).get(search_runs))
         .route("/metrics/get-history", get(get_metric_history))
+        .route("/metrics/get-history-bulk", get(get_metric_history_bulk))
         .route(
             "/metrics/get-history-bulk-interval",
             get(get_metric_history_bulk_interval),
@@ -93,6 +97,7 @@ pub fn router(state: AppState) -> Router {
             post(log_logged_model_params),
         )
         .route("/artifacts/list", get(browse::list_run_artifacts))
+        .route("/upload-artifact", post(browse::upload_run_artifact))
         .route(
             "/logged-models/{model_id}/artifacts/directories",
             get(browse::list_logged_model_artifacts),
@@ -168,6 +173,7 @@ pub fn router(state: AppState) -> Router {
     app.route("/health", get(health))
         .route("/version", get(version))
         .route("/get-artifact", get(browse::get_run_artifact))
+        .route("/graphql", get(graphql::graphql).post(graphql::graphql))
         .route(
             "/model-versions/get-artifact",
             get(browse::get_model_version_artifact),
@@ -243,11 +249,29 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn not_found(uri: Uri) -> impl IntoResponse {
+/// No route at this path. A path with repeated slashes (`//model-versions/get-artifact`, as
+/// clients that join a base URL ending in `/` send) is redirected to its merged spelling, as
+/// MLflow's server (werkzeug's `merge_slashes`) does; anything else is a JSON 404.
+async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if path.contains("//") {
+        let mut merged = String::with_capacity(path.len());
+        for c in path.chars() {
+            if !(c == '/' && merged.ends_with('/')) {
+                merged.push(c);
+            }
+        }
+        if let Some(query) = uri.query() {
+            merged.push('?');
+            merged.push_str(query);
+        }
+        return Redirect::permanent(&merged).into_response();
+    }
     error::error_response(&Error::new(
         Code::EndpointNotFound,
-        format!("No API endpoint at '{}'.", uri.path()),
+        format!("No API endpoint at '{path}'."),
     ))
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {

@@ -27,13 +27,25 @@ pub struct AppState {
     pub artifacts: ArtifactLocations,
 }
 
-/// Artifact locations chosen by clients must be URIs or absolute paths, never relative paths
-/// that would land wherever the server happens to run.
-pub fn validate_artifact_location(location: &str) -> Result<(), ApiError> {
+/// Artifact locations chosen by clients may not step out of a directory with `..`.
+fn validate_artifact_location(location: &str) -> Result<(), ApiError> {
     if location.contains('\0') || location.split(['/', '\\']).any(|seg| seg == "..") {
         return Err(ApiError(Error::invalid(format!(
             "Invalid artifact location '{location}': it may not contain '..' segments."
         ))));
     }
     Ok(())
+}
+
+/// A client's experiment artifact location as it is stored: checked, and a relative local path
+/// made absolute against the server's working directory, as MLflow does, so the location means
+/// the same wherever it is read later.
+pub fn resolve_artifact_location(location: &str) -> Result<String, ApiError> {
+    validate_artifact_location(location)?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        ApiError(Error::internal(format!(
+            "The server's working directory cannot be read: {e}"
+        )))
+    })?;
+    Ok(mlox_core::location::absolute_local_location(location, &cwd))
 }

@@ -52,6 +52,14 @@ pub struct RunRef {
     run_uuid: Option<String>,
 }
 
+/// The run a message names, from the two fields every run message spells out itself rather
+/// than flattening a [`RunRef`] into it: flattening makes serde buffer the message and check
+/// the run last, so a bad run id would be reported after fields that follow it, unlike MLflow,
+/// which checks the run first.
+fn run_ref(run_id: Option<String>, run_uuid: Option<String>) -> RunRef {
+    RunRef { run_id, run_uuid }
+}
+
 impl RunRef {
     fn id(self) -> Result<String, ApiError> {
         required_str(
@@ -76,12 +84,13 @@ pub async fn create_experiment(
     Msg(m): Msg<CreateExperimentMsg>,
 ) -> JsonResult {
     let name = required_str(m.name, "name")?;
-    if let Some(loc) = m.artifact_location.as_deref().filter(|l| !l.is_empty()) {
-        crate::state::validate_artifact_location(loc)?;
-    }
+    let artifact_location = match m.artifact_location.filter(|l| !l.is_empty()) {
+        Some(location) => Some(crate::state::resolve_artifact_location(&location)?),
+        None => None,
+    };
     let id = s
         .store
-        .create_experiment(&name, m.artifact_location.as_deref(), &m.tags)
+        .create_experiment(&name, artifact_location.as_deref(), &m.tags)
         .await?;
     Ok(Json(json!({ "experiment_id": id })))
 }
@@ -250,8 +259,8 @@ pub async fn get_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> JsonResu
 
 #[derive(Deserialize)]
 pub struct UpdateRunMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     status: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     end_time: Option<i64>,
@@ -267,7 +276,12 @@ pub async fn update_run(State(s): State<AppState>, Msg(m): Msg<UpdateRunMsg>) ->
     };
     let info = s
         .store
-        .update_run(&m.run.id()?, status, m.end_time, m.run_name)
+        .update_run(
+            &run_ref(m.run_id, m.run_uuid).id()?,
+            status,
+            m.end_time,
+            m.run_name,
+        )
         .await?;
     Ok(Json(json!({ "run_info": info })))
 }
@@ -284,8 +298,8 @@ pub async fn restore_run(State(s): State<AppState>, Msg(m): Msg<RunRef>) -> Json
 
 #[derive(Deserialize)]
 pub struct LogMetricMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_f64")]
     value: Option<f64>,
@@ -299,7 +313,7 @@ pub struct LogMetricMsg {
 }
 
 pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let metric = Metric {
         key: required_str(m.key, "key")?,
         value: required(m.value, "value")?,
@@ -316,14 +330,14 @@ pub async fn log_metric(State(s): State<AppState>, Msg(m): Msg<LogMetricMsg>) ->
 
 #[derive(Deserialize)]
 pub struct KeyValueMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     value: Option<String>,
 }
 
 pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     let param = KeyValue::new(key, m.value.unwrap_or_default());
     s.store.log_param(&run_id, &param).await?;
@@ -331,7 +345,7 @@ pub async fn log_param(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> J
 }
 
 pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     let tag = KeyValue::new(key, m.value.unwrap_or_default());
     s.store.set_tag(&run_id, &tag).await?;
@@ -339,14 +353,14 @@ pub async fn set_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> Jso
 }
 
 pub async fn delete_tag(State(s): State<AppState>, Msg(m): Msg<KeyValueMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     let key = required_str(m.key, "key")?;
     s.store.delete_run_tag(&run_id, &key).await?;
     ok()
 }
 
-/// Spelled out rather than flattened from [`RunRef`]: flattening makes serde buffer the whole
-/// body, and this is the hottest request there is.
+/// Spelled out rather than flattened from [`RunRef`]: flattening would also make serde buffer
+/// the whole body, and this is the hottest request there is.
 #[derive(Deserialize)]
 pub struct LogBatchMsg {
     run_id: Option<String>,
@@ -360,11 +374,7 @@ pub struct LogBatchMsg {
 }
 
 pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> JsonResult {
-    let run_id = RunRef {
-        run_id: m.run_id,
-        run_uuid: m.run_uuid,
-    }
-    .id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store
         .log_batch(&run_id, &m.metrics, &m.params, &m.tags)
         .await?;
@@ -373,8 +383,8 @@ pub async fn log_batch(State(s): State<AppState>, Msg(m): Msg<LogBatchMsg>) -> J
 
 #[derive(Deserialize)]
 pub struct LogInputsMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     datasets: Vec<DatasetInput>,
     #[serde(default)]
@@ -382,21 +392,43 @@ pub struct LogInputsMsg {
 }
 
 pub async fn log_inputs(State(s): State<AppState>, Msg(m): Msg<LogInputsMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store.log_inputs(&run_id, &m.datasets, &m.models).await?;
     ok()
 }
 
 #[derive(Deserialize)]
+pub struct SearchDatasetsMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+}
+
+/// The web UI's `experiments/search-datasets`.
+pub async fn search_datasets(
+    State(s): State<AppState>,
+    Msg(m): Msg<SearchDatasetsMsg>,
+) -> ApiResult<Response> {
+    let summaries = s.store.search_dataset_summaries(&m.experiment_ids).await?;
+    // A proto answer: an empty list is left out.
+    Ok(Json(PageBody {
+        key: "dataset_summaries",
+        items: summaries,
+        next_page_token: None,
+        omit_empty: true,
+    })
+    .into_response())
+}
+
+#[derive(Deserialize)]
 pub struct LogOutputsMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     models: Vec<ModelOutput>,
 }
 
 pub async fn log_outputs(State(s): State<AppState>, Msg(m): Msg<LogOutputsMsg>) -> JsonResult {
-    let run_id = m.run.id()?;
+    let run_id = run_ref(m.run_id, m.run_uuid).id()?;
     s.store.log_outputs(&run_id, &m.models).await?;
     ok()
 }
@@ -447,8 +479,8 @@ pub async fn search_runs(
 
 #[derive(Deserialize)]
 pub struct MetricHistoryMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     metric_key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
@@ -460,7 +492,7 @@ pub async fn get_metric_history(
     Msg(m): Msg<MetricHistoryMsg>,
 ) -> ApiResult<Response> {
     let req = MetricHistoryRequest {
-        run_id: m.run.id()?,
+        run_id: run_ref(m.run_id, m.run_uuid).id()?,
         metric_key: required_str(m.metric_key, "metric_key")?,
         max_results: m.max_results,
         page_token: m.page_token,
@@ -499,6 +531,27 @@ impl<T: serde::Serialize> serde::Serialize for PageBody<T> {
     }
 }
 
+/// The web UI's `get-history-bulk`: run ids as repeated `run_id` keys.
+#[derive(Deserialize)]
+pub struct HistoryBulkMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    run_id: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+pub async fn get_metric_history_bulk(
+    State(s): State<AppState>,
+    Msg(m): Msg<HistoryBulkMsg>,
+) -> JsonResult {
+    let metrics = s
+        .store
+        .get_metric_history_bulk(&m.run_id, m.metric_key.as_deref(), m.max_results)
+        .await?;
+    Ok(Json(json!({ "metrics": metrics })))
+}
+
 #[derive(Deserialize)]
 pub struct BulkIntervalMsg {
     #[serde(default, deserialize_with = "de_string_list")]
@@ -516,6 +569,10 @@ pub async fn get_metric_history_bulk_interval(
     State(s): State<AppState>,
     Msg(m): Msg<BulkIntervalMsg>,
 ) -> JsonResult {
+    // MLflow's schema checks come first, in its order: run ids, then the key.
+    if m.run_ids.is_empty() {
+        return Err(ApiError(validation::missing_request_parameter("run_ids")));
+    }
     let key = required_str(m.metric_key, "metric_key")?;
     match (m.start_step, m.end_step) {
         (Some(a), Some(b)) if a > b => {
@@ -661,10 +718,19 @@ pub struct ModelOrderMsg {
 }
 
 #[derive(Deserialize)]
+pub struct ModelDatasetMsg {
+    #[serde(default)]
+    dataset_name: String,
+    dataset_digest: Option<String>,
+}
+
+#[derive(Deserialize)]
 pub struct SearchLoggedModelsMsg {
     #[serde(default, deserialize_with = "de_string_list")]
     experiment_ids: Vec<String>,
     filter: Option<String>,
+    #[serde(default)]
+    datasets: Vec<ModelDatasetMsg>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
     #[serde(default)]
@@ -684,11 +750,20 @@ pub async fn search_logged_models(
             ascending: o.ascending.unwrap_or(true),
         })
         .collect();
+    let datasets: Vec<mlox_store::LoggedModelDataset> = m
+        .datasets
+        .into_iter()
+        .map(|d| mlox_store::LoggedModelDataset {
+            name: d.dataset_name,
+            digest: d.dataset_digest,
+        })
+        .collect();
     let page = s
         .store
         .search_logged_models(
             &m.experiment_ids,
             m.filter.as_deref(),
+            &datasets,
             m.max_results,
             &orders,
             m.page_token.as_deref(),

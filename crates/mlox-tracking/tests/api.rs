@@ -866,6 +866,7 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("POST", "/experiments/restore"),
     ("POST", "/experiments/set-experiment-tag"),
     ("POST", "/experiments/delete-experiment-tag"),
+    ("POST", "/experiments/search-datasets"),
     ("POST", "/runs/create"),
     ("POST", "/runs/update"),
     ("POST", "/runs/delete"),
@@ -1039,6 +1040,7 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
         "/runs/get",
         "/runs/search",
         "/metrics/get-history",
+        "/metrics/get-history-bulk",
         "/metrics/get-history-bulk-interval",
         "/registered-models/get",
         "/registered-models/search",
@@ -1233,4 +1235,534 @@ async fn otlp_spans_are_kept_and_come_back_with_their_trace() {
       }
     }
     "#);
+}
+
+// ------------------------------------------------------------------- web UI reads
+
+#[tokio::test]
+async fn metric_history_bulk_is_ordered_by_run_then_time_and_checks_its_arguments() {
+    let api = api().await;
+    let mut runs = [api.create_run("0").await, api.create_run("0").await];
+    runs.sort();
+    for (i, run_id) in runs.iter().enumerate() {
+        for (timestamp, step, value) in [(2, 0, 1.0), (1, 5, 2.0), (1, 5, 0.5)] {
+            api.ok(
+                Method::POST,
+                "/runs/log-metric",
+                json!({"run_id": run_id, "key": "loss", "value": value + i as f64,
+                       "timestamp": timestamp, "step": step}),
+            )
+            .await;
+        }
+    }
+    let path = format!(
+        "/ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id={}&run_id={}&metric_key=loss",
+        runs[1], runs[0]
+    );
+    let reply = api.send(Method::GET, &path, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.raw);
+    let points: Vec<(String, i64, i64, f64)> = reply.body["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m.as_object().unwrap().len(), 5, "{m}");
+            (
+                m["run_id"].as_str().unwrap().to_string(),
+                m["timestamp"].as_i64().unwrap(),
+                m["step"].as_i64().unwrap(),
+                m["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64, i64, f64)> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, run_id)| {
+            [(1, 5, 0.5), (1, 5, 2.0), (2, 0, 1.0)]
+                .map(|(t, s, v)| (run_id.clone(), t, s, v + i as f64))
+        })
+        .collect();
+    assert_eq!(points, expected);
+    let reply = api
+        .send(Method::GET, &format!("{path}&max_results=2"), None)
+        .await;
+    assert_eq!(reply.body["metrics"].as_array().unwrap().len(), 2);
+
+    let bulk = "/ajax-api/2.0/mlflow/metrics/get-history-bulk";
+    let too_many: String = (0..101).map(|i| format!("run_id=r{i}&")).collect();
+    for (query, message) in [
+        (
+            "metric_key=loss".to_string(),
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ),
+        (
+            format!("{too_many}metric_key=loss"),
+            "GetMetricHistoryBulk request cannot specify more than 100 run_ids. Received 101 run_ids.",
+        ),
+        (
+            "run_id=r".to_string(),
+            "GetMetricHistoryBulk request must specify a metric_key.",
+        ),
+    ] {
+        let reply = api
+            .send(Method::GET, &format!("{bulk}?{query}"), None)
+            .await;
+        let body = error(&reply, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+        assert_eq!(body["message"], message);
+    }
+}
+
+#[tokio::test]
+async fn dataset_summaries_list_each_dataset_with_its_context_once() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    let input = |name: &str, context: Option<&str>| {
+        let tags = context.map_or(
+            json!([]),
+            |c| json!([{"key": "mlflow.data.context", "value": c}]),
+        );
+        json!({"tags": tags, "dataset": {"name": name, "digest": "d1", "source_type": "local", "source": "{}"}})
+    };
+    api.ok(
+        Method::POST,
+        "/runs/log-inputs",
+        json!({"run_id": run_id, "datasets": [input("train", Some("training")), input("raw", None)]}),
+    )
+    .await;
+    let other_run = api.create_run("0").await;
+    api.ok(
+        Method::POST,
+        "/runs/log-inputs",
+        json!({"run_id": other_run, "datasets": [input("train", Some("training"))]}),
+    )
+    .await;
+    let path = "/ajax-api/2.0/mlflow/experiments/search-datasets";
+    let reply = api
+        .send(
+            Method::POST,
+            path,
+            Some(json!({"experiment_ids": ["0"]}).to_string()),
+        )
+        .await;
+    insta::assert_json_snapshot!(reply.body, @r#"
+    {
+      "dataset_summaries": [
+        {
+          "digest": "d1",
+          "experiment_id": "0",
+          "name": "raw"
+        },
+        {
+          "context": "training",
+          "digest": "d1",
+          "experiment_id": "0",
+          "name": "train"
+        }
+      ]
+    }
+    "#);
+    let created = api
+        .ok(
+            Method::POST,
+            "/experiments/create",
+            json!({"name": "empty"}),
+        )
+        .await;
+    let reply = api
+        .send(
+            Method::POST,
+            path,
+            Some(json!({"experiment_ids": [created["experiment_id"]]}).to_string()),
+        )
+        .await;
+    assert_eq!(reply.body, json!({}));
+    let ids: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+    for (body, message) in [
+        (
+            json!({}),
+            "SearchDatasets request must specify at least one experiment_id.",
+        ),
+        (
+            json!({"experiment_ids": ids}),
+            "SearchDatasets request cannot specify more than 20 experiment_ids. Received 21 experiment_ids.",
+        ),
+    ] {
+        let reply = api.send(Method::POST, path, Some(body.to_string())).await;
+        assert_eq!(error(&reply, StatusCode::BAD_REQUEST)["message"], message);
+    }
+}
+
+// ------------------------------------------------------------------ logged models
+
+#[tokio::test]
+async fn a_logged_model_may_name_a_source_run_this_server_does_not_know() {
+    let api = api().await;
+    let body = api
+        .ok(
+            Method::POST,
+            "/logged-models",
+            json!({"experiment_id": "0", "source_run_id": "123"}),
+        )
+        .await;
+    assert_eq!(body["model"]["info"]["source_run_id"], "123");
+}
+
+#[tokio::test]
+async fn registering_a_logged_model_lists_the_version_in_its_model_versions_tag() {
+    let api = api().await;
+    let model = api
+        .ok(
+            Method::POST,
+            "/logged-models",
+            json!({"experiment_id": "0"}),
+        )
+        .await;
+    let model_id = model["model"]["info"]["model_id"].as_str().unwrap();
+    let location = model["model"]["info"]["artifact_uri"].as_str().unwrap();
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "model"}),
+    )
+    .await;
+    let mut tags = Vec::new();
+    for _ in 0..2 {
+        api.ok(
+            Method::POST,
+            "/model-versions/create",
+            json!({"name": "model", "source": location, "model_id": model_id}),
+        )
+        .await;
+        let body = api.get(&format!("/logged-models/{model_id}")).await.body;
+        let tag = body["model"]["info"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == "mlflow.modelVersions")
+            .map(|t| t["value"].clone());
+        tags.push(tag);
+    }
+    insta::assert_json_snapshot!(tags, @r#"
+    [
+      "[{\"name\": \"model\", \"version\": 1}]",
+      "[{\"name\": \"model\", \"version\": 1}, {\"name\": \"model\", \"version\": 2}]"
+    ]
+    "#);
+}
+
+#[tokio::test]
+async fn logged_model_search_keeps_models_with_metrics_on_the_given_datasets() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    let mut ids = Vec::new();
+    for (name, dataset, value) in [("a", "eval", 0.9), ("b", "train", 0.8), ("c", "eval", 0.1)] {
+        let model = api
+            .ok(
+                Method::POST,
+                "/logged-models",
+                json!({"experiment_id": "0", "name": name}),
+            )
+            .await;
+        let model_id = model["model"]["info"]["model_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        api.ok(
+            Method::POST,
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": "acc", "value": value, "timestamp": 1,
+                   "model_id": model_id, "dataset_name": dataset, "dataset_digest": "123"}),
+        )
+        .await;
+        ids.push(model_id);
+    }
+    let names = |body: Value| -> Vec<String> {
+        let mut names: Vec<String> = body["models"]
+            .as_array()
+            .map(|models| {
+                models
+                    .iter()
+                    .map(|m| m["info"]["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let search = |extra: Value| {
+        let mut body = json!({"experiment_ids": ["0"]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let eval = json!([{"dataset_name": "eval", "dataset_digest": "123"}]);
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": eval})),
+        )
+        .await;
+    assert_eq!(names(found), ["a", "c"]);
+    // A metric clause compares the metrics on those datasets only.
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_name": "train"}], "filter": "metrics.acc > 0.5"})),
+        )
+        .await;
+    assert_eq!(names(found), ["b"]);
+    let found = api
+        .ok(
+            Method::POST,
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_name": "eval", "dataset_digest": "456"}]})),
+        )
+        .await;
+    assert_eq!(names(found), Vec::<String>::new());
+    let reply = api
+        .post(
+            "/logged-models/search",
+            search(json!({"datasets": [{"dataset_digest": "123"}]})),
+        )
+        .await;
+    assert_eq!(
+        error(&reply, StatusCode::BAD_REQUEST)["message"],
+        "`dataset_name` in the `datasets` clause must be specified."
+    );
+}
+
+// ------------------------------------------------------------------- experiments
+
+#[tokio::test]
+async fn a_relative_artifact_location_is_made_absolute_against_the_working_directory() {
+    let api = api().await;
+    let cwd = std::env::current_dir().unwrap();
+    for (given, stored) in [
+        ("my_location", cwd.join("my_location").display().to_string()),
+        (
+            "file:rel/dir",
+            format!("file://{}", cwd.join("rel/dir").display()),
+        ),
+        ("s3://bucket/key", "s3://bucket/key".to_string()),
+    ] {
+        let created = api
+            .ok(
+                Method::POST,
+                "/experiments/create",
+                json!({"name": given, "artifact_location": given}),
+            )
+            .await;
+        let id = created["experiment_id"].as_str().unwrap();
+        let body = api
+            .get(&format!("/experiments/get?experiment_id={id}"))
+            .await
+            .body;
+        assert_eq!(body["experiment"]["artifact_location"], stored.as_str());
+    }
+}
+
+// ------------------------------------------------------------------ request shapes
+
+#[tokio::test]
+async fn a_bad_run_id_is_reported_before_the_fields_after_it() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    for (path, body, message) in [
+        (
+            "/runs/log-metric",
+            json!({"run_id": 31, "key": "metric", "value": 41, "timestamp": 59, "step": 26}),
+            "Invalid value 31 for parameter 'run_id' supplied",
+        ),
+        (
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": 31, "value": 41, "timestamp": 59}),
+            "Invalid value 31 for parameter 'key' supplied",
+        ),
+        (
+            "/runs/log-parameter",
+            json!({"run_id": 31, "key": "param", "value": 41}),
+            "Invalid value 31 for parameter 'run_id' supplied",
+        ),
+        (
+            "/runs/set-tag",
+            json!({"run_id": run_id, "key": "tag", "value": 41}),
+            "Invalid value 41 for parameter 'value' supplied",
+        ),
+        (
+            "/runs/set-tag",
+            json!({"run_id": null, "key": "tag", "value": "v"}),
+            "Missing value for required parameter 'run_id'.",
+        ),
+    ] {
+        let reply = api.post(path, body).await;
+        let message_found = error(&reply, StatusCode::BAD_REQUEST)["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message_found.starts_with(message),
+            "{path}: {message_found}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_path_with_repeated_slashes_is_redirected_to_its_merged_spelling() {
+    let api = api().await;
+    let reply = api
+        .send(
+            Method::GET,
+            "//model-versions//get-artifact?name=m&version=1&path=..%2Fx",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    let request = Request::builder()
+        .uri("//evil.example/api")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/evil.example/api",
+        "never a redirect to another host"
+    );
+    let request = Request::builder()
+        .uri("//model-versions//get-artifact?name=m&version=1&path=..%2Fx")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "/model-versions/get-artifact?name=m&version=1&path=..%2Fx"
+    );
+}
+
+// ------------------------------------------------------------------------ GraphQL
+
+#[tokio::test]
+async fn graphql_answers_the_selected_fields_typed_as_mlflows_schema() {
+    let api = api().await;
+    let run_id = api.create_run("0").await;
+    for (key, value) in [("loss", json!(0.5)), ("bad", json!("NaN"))] {
+        api.ok(
+            Method::POST,
+            "/runs/log-metric",
+            json!({"run_id": run_id, "key": key, "value": value, "timestamp": 7, "step": 2}),
+        )
+        .await;
+    }
+    api.ok(
+        Method::POST,
+        "/registered-models/create",
+        json!({"name": "reg"}),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        "/model-versions/create",
+        json!({"name": "reg", "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+    )
+    .await;
+    let query = r#"
+        query q($id: String) @component(name: "Test") {
+          r: mlflowGetRun(input: {runId: $id}) {
+            run {
+              info { status endTime }
+              data { metrics { key value step } }
+              experiment { name }
+              modelVersions { name version }
+              ... on MlflowRun { __typename }
+            }
+            apiError { code }
+          }
+        }"#;
+    let body = json!({"query": query, "variables": {"id": run_id}, "operationName": "q"});
+    let reply = api
+        .send(Method::POST, "/graphql", Some(body.to_string()))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.raw);
+    let mut answer = reply.body;
+    let metrics = answer["data"]["r"]["run"]["data"]["metrics"].take();
+    let mut metrics: Vec<Value> = metrics.as_array().unwrap().clone();
+    metrics.sort_by_key(|m| m["key"].as_str().unwrap().to_string());
+    insta::assert_json_snapshot!((answer, metrics), @r#"
+    [
+      {
+        "data": {
+          "r": {
+            "apiError": null,
+            "run": {
+              "__typename": "MlflowRun",
+              "data": {
+                "metrics": null
+              },
+              "experiment": {
+                "name": "Default"
+              },
+              "info": {
+                "endTime": "0",
+                "status": "RUNNING"
+              },
+              "modelVersions": [
+                {
+                  "name": "reg",
+                  "version": "1"
+                }
+              ]
+            }
+          }
+        },
+        "errors": null
+      },
+      [
+        {
+          "key": "bad",
+          "step": "2",
+          "value": null
+        },
+        {
+          "key": "loss",
+          "step": "2",
+          "value": 0.5
+        }
+      ]
+    ]
+    "#);
+}
+
+#[tokio::test]
+async fn graphql_reports_unknown_fields_failed_calls_and_bad_documents() {
+    let api = api().await;
+    let post = |query: &str| {
+        let body = json!({ "query": query });
+        api.send(Method::POST, "/graphql", Some(body.to_string()))
+    };
+    let reply =
+        post("{ mlflowGetExperiment(input: {experimentId: \"0\"}) { experiment { colour } } }")
+            .await;
+    assert_eq!(
+        reply.body,
+        json!({"data": null, "errors": ["Cannot query field 'colour' on type 'MlflowExperiment'."]})
+    );
+    let reply =
+        post("{ mlflowGetExperiment(input: {experimentId: \"42\"}) { experiment { name } } }")
+            .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["data"]["mlflowGetExperiment"], Value::Null);
+    assert_eq!(reply.body["errors"][0], "No Experiment with id=42 exists");
+    let reply = post("{ mlflowGetExperiment(input: ").await;
+    let body = error(&reply, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Syntax Error"),
+        "{body}"
+    );
 }

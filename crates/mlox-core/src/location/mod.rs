@@ -23,7 +23,7 @@
 mod path;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use path::{ArtifactPath, INVALID_PATH_MESSAGE};
 
@@ -318,6 +318,29 @@ impl fmt::Display for Location {
             Location::Run { run_id, path } => with_path(f, format_args!("runs:/{run_id}"), path),
             Location::Models(reference) => write!(f, "models:/{reference}"),
         }
+    }
+}
+
+/// An experiment's artifact location as MLflow stores it: a relative local path (plain or
+/// `file:rel`) is taken relative to `cwd`, the server's working directory, and kept in the
+/// form it came in (a path, or a `file://` URI); anything else is returned as written.
+pub fn absolute_local_location(uri: &str, cwd: &Path) -> String {
+    let Ok(Location::Local(path)) = Location::parse(uri) else {
+        return uri.to_owned();
+    };
+    if path.is_absolute() {
+        return uri.to_owned();
+    }
+    let mut absolute = cwd.to_path_buf();
+    absolute.extend(
+        path.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir)),
+    );
+    let absolute = absolute.to_string_lossy().into_owned();
+    if split_scheme(uri).is_some() {
+        format!("file://{absolute}")
+    } else {
+        absolute
     }
 }
 

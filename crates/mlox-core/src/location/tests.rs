@@ -339,3 +339,25 @@ proptest! {
         prop_assert!(refused, "{:?} accepted", text);
     }
 }
+
+#[test]
+fn relative_local_locations_are_made_absolute_against_the_working_directory() {
+    let cwd = Path::new("/srv/mlflow");
+    assert_eq!(
+        absolute_local_location("my_location", cwd),
+        "/srv/mlflow/my_location"
+    );
+    assert_eq!(absolute_local_location("./a/b", cwd), "/srv/mlflow/a/b");
+    assert_eq!(
+        absolute_local_location("file:rel", cwd),
+        "file:///srv/mlflow/rel"
+    );
+    for kept in [
+        "/abs/dir",
+        "file:///abs/dir",
+        "s3://bucket/key",
+        "mlflow-artifacts:/x",
+    ] {
+        assert_eq!(absolute_local_location(kept, cwd), kept);
+    }
+}
