@@ -13,6 +13,7 @@
 pub mod assessments;
 pub mod entities;
 pub mod error;
+pub mod evaluation_datasets;
 pub mod ids;
 pub mod location;
 pub mod page_token;
