@@ -448,8 +448,8 @@ pub struct EvaluationDataset {
     pub last_update_time: i64,
     pub created_by: Option<String>,
     pub last_updated_by: Option<String>,
-    /// Only create-dataset answers with its experiments; other answers leave the client to
-    /// ask for them (`…/experiment-ids`), as MLflow's do.
+    /// The experiments the dataset belongs to, when known; none is sent as none (the client
+    /// then asks `…/experiment-ids`).
     pub experiment_ids: Option<Vec<String>>,
 }
 

@@ -56,10 +56,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_trace_search.sql"),
     ),
     (4, "spans", include_str!("../migrations/0004_spans.sql")),
+    (
+        5,
+        "evaluation_datasets",
+        include_str!("../migrations/0005_evaluation_datasets.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
@@ -533,6 +538,35 @@ pub(crate) fn page_size(
     } else {
         Err(Error::invalid(refusal(size)))
     }
+}
+
+/// [`page_size`] from 1 to `max`, refused in the words of MLflow's trace and evaluation
+/// dataset searches. MLflow reads a size of 0 as none given before judging it when
+/// `zero_is_unset`, and then names it `None`.
+pub(crate) fn positive_page_size(
+    requested: Option<i64>,
+    default: i64,
+    max: i64,
+    zero_is_unset: bool,
+) -> Result<i64> {
+    page_size(requested, default, 1..=max, |size| {
+        if size < 1 {
+            let shown = if size == 0 && zero_is_unset {
+                "None".to_string()
+            } else {
+                size.to_string()
+            };
+            format!(
+                "Invalid value {shown} for parameter 'max_results' supplied. It must be a \
+                 positive integer"
+            )
+        } else {
+            format!(
+                "Invalid value {size} for parameter 'max_results' supplied. It must be at most \
+                 {max}"
+            )
+        }
+    })
 }
 
 /// [`page_size`] from 1 to `max`, refused in the words of MLflow's experiment and registry

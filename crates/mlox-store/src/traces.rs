@@ -8,7 +8,7 @@
 
 use crate::db::{
     Bind, IN_LIST_CHUNK, PageWindow, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
-    page_size,
+    positive_page_size,
 };
 use crate::search::{SearchSpec, push_filter, push_order_by};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
@@ -447,19 +447,7 @@ impl SqlStore {
         &self,
         search: TraceSearch<'_>,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let size = page_size(search.max_results, 100, 1..=MAX_TRACE_RESULTS, |size| {
-            if size < 1 {
-                format!(
-                    "Invalid value {size} for parameter 'max_results' supplied. It must be a \
-                     positive integer"
-                )
-            } else {
-                format!(
-                    "Invalid value {size} for parameter 'max_results' supplied. It must be at \
-                     most {MAX_TRACE_RESULTS}"
-                )
-            }
-        })?;
+        let size = positive_page_size(search.max_results, 100, MAX_TRACE_RESULTS, false)?;
         let ids: Vec<i64> = search
             .experiment_ids
             .iter()
