@@ -112,6 +112,24 @@ async fn existing_experiments(
     Ok(numbers)
 }
 
+/// Inserts `rows` with one statement (`head` ends in `VALUES `); `conflict` says what becomes
+/// of a row whose key is already there.
+async fn insert_rows(
+    tx: &mut Tx<'_>,
+    dialect: Dialect,
+    head: &str,
+    rows: Vec<Vec<Bind>>,
+    conflict: &str,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::for_dialect(dialect, head);
+    sql.bind_rows(rows, |row| row).push(conflict);
+    sql.query().execute(&mut **tx).await.map_err(db_err)?;
+    Ok(())
+}
+
 async fn link_experiments(
     tx: &mut Tx<'_>,
     dialect: Dialect,
@@ -119,20 +137,18 @@ async fn link_experiments(
     experiments: &[i64],
     now: i64,
 ) -> Result<()> {
-    for experiment in experiments {
-        let mut sql = Sql::for_dialect(
-            dialect,
-            "INSERT INTO evaluation_dataset_experiments (dataset_id, experiment_id, created_time) VALUES (",
-        );
-        sql.bind_str(dataset_id)
-            .push(", ")
-            .bind_i64(*experiment)
-            .push(", ")
-            .bind_i64(now)
-            .push(") ON CONFLICT (dataset_id, experiment_id) DO NOTHING");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
+    let rows = experiments
+        .iter()
+        .map(|e| vec![Bind::Str(dataset_id.into()), Bind::I64(*e), Bind::I64(now)])
+        .collect();
+    insert_rows(
+        tx,
+        dialect,
+        "INSERT INTO evaluation_dataset_experiments (dataset_id, experiment_id, created_time) VALUES ",
+        rows,
+        " ON CONFLICT (dataset_id, experiment_id) DO NOTHING",
+    )
+    .await
 }
 
 async fn upsert_tags(
@@ -141,20 +157,29 @@ async fn upsert_tags(
     dataset_id: &str,
     tags: &[KeyValue],
 ) -> Result<()> {
-    for tag in tags {
-        let mut sql = Sql::for_dialect(
-            dialect,
-            "INSERT INTO evaluation_dataset_tags (dataset_id, key, value) VALUES (",
-        );
-        sql.bind_str(dataset_id)
-            .push(", ")
-            .bind_str(&tag.key)
-            .push(", ")
-            .bind_str(&tag.value)
-            .push(") ON CONFLICT (dataset_id, key) DO UPDATE SET value = excluded.value");
-        sql.query().execute(&mut **tx).await.map_err(db_err)?;
-    }
-    Ok(())
+    // One statement may not change a row twice: the last value of a key wins.
+    let latest: std::collections::BTreeMap<&str, &str> = tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    let rows = latest
+        .into_iter()
+        .map(|(k, v)| {
+            vec![
+                Bind::Str(dataset_id.into()),
+                Bind::Str(k.into()),
+                Bind::Str(v.into()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        dialect,
+        "INSERT INTO evaluation_dataset_tags (dataset_id, key, value) VALUES ",
+        rows,
+        " ON CONFLICT (dataset_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .await
 }
 
 impl SqlStore {
