@@ -14,6 +14,7 @@ pub mod assessments;
 pub mod correlation;
 pub mod entities;
 pub mod error;
+pub mod evaluation_datasets;
 pub mod ids;
 pub mod issues;
 pub mod location;

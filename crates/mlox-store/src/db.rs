@@ -56,10 +56,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_trace_search.sql"),
     ),
     (4, "genai", include_str!("../migrations/0004_genai.sql")),
+    (
+        5,
+        "evaluation_datasets",
+        include_str!("../migrations/0005_evaluation_datasets.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
@@ -535,23 +540,24 @@ pub(crate) fn page_size(
     }
 }
 
-/// [`page_size`] from 1 to `max`, refused in the words of MLflow's experiment and registry
-/// searches.
-pub(crate) fn search_page_size(requested: Option<i64>, default: i64, max: i64) -> Result<i64> {
-    page_size(requested, default, 1..=max, |size| {
-        format!(
-            "Invalid value for request parameter max_results. It must be at most {max}, but got \
-             value {size}"
-        )
-    })
-}
-
-/// [`page_size`] from 1 to `max`, refused in the words of MLflow's trace and issue searches.
-pub(crate) fn parameter_page_size(requested: Option<i64>, default: i64, max: i64) -> Result<i64> {
+/// [`page_size`] from 1 to `max`, refused in the words of MLflow's trace and evaluation
+/// dataset searches. MLflow reads a size of 0 as none given before judging it when
+/// `zero_is_unset`, and then names it `None`.
+pub(crate) fn positive_page_size(
+    requested: Option<i64>,
+    default: i64,
+    max: i64,
+    zero_is_unset: bool,
+) -> Result<i64> {
     page_size(requested, default, 1..=max, |size| {
         if size < 1 {
+            let shown = if size == 0 && zero_is_unset {
+                "None".to_string()
+            } else {
+                size.to_string()
+            };
             format!(
-                "Invalid value {size} for parameter 'max_results' supplied. It must be a \
+                "Invalid value {shown} for parameter 'max_results' supplied. It must be a \
                  positive integer"
             )
         } else {
@@ -560,6 +566,17 @@ pub(crate) fn parameter_page_size(requested: Option<i64>, default: i64, max: i64
                  {max}"
             )
         }
+    })
+}
+
+/// [`page_size`] from 1 to `max`, refused in the words of MLflow's experiment and registry
+/// searches.
+pub(crate) fn search_page_size(requested: Option<i64>, default: i64, max: i64) -> Result<i64> {
+    page_size(requested, default, 1..=max, |size| {
+        format!(
+            "Invalid value for request parameter max_results. It must be at most {max}, but got \
+             value {size}"
+        )
     })
 }
 

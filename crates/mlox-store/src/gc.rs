@@ -272,8 +272,9 @@ impl SqlStore {
         .await
     }
 
-    /// Removes a deleted experiment with its tags, datasets and traces; its runs and logged
-    /// models are removed first, one by one.
+    /// Removes a deleted experiment with its tags, datasets, traces and the links evaluation
+    /// datasets have to it (the datasets themselves stay); its runs and logged models are
+    /// removed first, one by one.
     pub async fn hard_delete_experiment(&self, experiment_id: &str) -> Result<bool> {
         self.hard_delete(
             "DELETE FROM experiments WHERE experiment_id = ",
@@ -281,6 +282,7 @@ impl SqlStore {
             true,
             &[
                 "DELETE FROM experiment_tags WHERE experiment_id = ",
+                "DELETE FROM evaluation_dataset_experiments WHERE experiment_id = ",
                 "DELETE FROM trace_tags WHERE trace_id IN \
                  (SELECT trace_id FROM traces WHERE experiment_id = ",
                 "DELETE FROM assessments WHERE trace_id IN \

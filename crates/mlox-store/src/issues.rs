@@ -3,7 +3,7 @@
 //! touches are counted from the issue assessments that name it.
 
 use crate::db::{
-    Bind, PageWindow, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms, parameter_page_size,
+    Bind, PageWindow, SqlStore, db_err, get_i64, get_opt_str, get_str, now_ms, positive_page_size,
 };
 use mlox_core::ids::parse_experiment_id;
 use mlox_core::issues::{
@@ -162,7 +162,7 @@ impl SqlStore {
         &self,
         search: IssueSearch<'_>,
     ) -> Result<(Vec<Issue>, Option<String>)> {
-        let size = parameter_page_size(search.max_results, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let size = positive_page_size(search.max_results, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, false)?;
         let clauses = parse_filter(search.filter.unwrap_or(""))?;
         let window = PageWindow::new(search.page_token, size)?;
         let mut sql = self.sql(&format!("SELECT {ISSUE_COLUMNS}"));

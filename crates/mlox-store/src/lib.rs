@@ -11,6 +11,7 @@
 //! the dialect both engines accept, and the few real differences live in [`Dialect`].
 
 mod db;
+mod evaluation_datasets;
 mod experiments;
 mod gc;
 mod import;

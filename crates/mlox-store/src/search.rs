@@ -102,6 +102,11 @@ impl<'a> SearchSpec<'a> {
             (SearchEntity::Traces, "status") => Text("t.state"),
             (SearchEntity::Traces, "client_request_id") => Text("t.client_request_id"),
             (SearchEntity::Traces, "experiment_id") => Int("t.experiment_id"),
+            (SearchEntity::EvaluationDatasets, "name") => Text("ds.name"),
+            (SearchEntity::EvaluationDatasets, "created_by") => Text("ds.created_by"),
+            (SearchEntity::EvaluationDatasets, "last_updated_by") => Text("ds.last_updated_by"),
+            (SearchEntity::EvaluationDatasets, "created_time") => Int("ds.created_time"),
+            (SearchEntity::EvaluationDatasets, "last_update_time") => Int("ds.last_update_time"),
             _ => {
                 return Err(Error::invalid(format!(
                     "Invalid attribute key '{name}' specified."
@@ -139,6 +144,9 @@ impl<'a> SearchSpec<'a> {
             (SearchEntity::Traces, KeyKind::Tag) => ("trace_tags", "s.trace_id = t.trace_id"),
             (SearchEntity::Traces, KeyKind::Metadata) => {
                 ("trace_metadata", "s.trace_id = t.trace_id")
+            }
+            (SearchEntity::EvaluationDatasets, KeyKind::Tag) => {
+                ("evaluation_dataset_tags", "s.dataset_id = ds.dataset_id")
             }
             _ => {
                 return Err(Error::invalid(format!(
@@ -691,6 +699,9 @@ fn push_default_order(spec: &SearchSpec, sql: &mut Sql, first: bool) {
         SearchEntity::RegisteredModels => "rm.name ASC",
         SearchEntity::ModelVersions => "mv.name ASC, mv.version DESC",
         SearchEntity::Traces => "t.request_time_ms DESC, t.trace_id ASC",
+        // MLflow's: the newest first, then the dataset id, descending.
+        SearchEntity::EvaluationDatasets if first => "ds.created_time DESC, ds.dataset_id DESC",
+        SearchEntity::EvaluationDatasets => "ds.dataset_id DESC",
     };
     if !first {
         sql.push(", ");

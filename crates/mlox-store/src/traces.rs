@@ -8,7 +8,7 @@
 
 use crate::db::{
     Bind, IN_LIST_CHUNK, PageWindow, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
-    parameter_page_size,
+    positive_page_size,
 };
 use crate::search::{SearchSpec, push_filter, push_order_by};
 use mlox_core::ids::{new_assessment_id, parse_experiment_id};
@@ -447,7 +447,7 @@ impl SqlStore {
         &self,
         search: TraceSearch<'_>,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let size = parameter_page_size(search.max_results, 100, MAX_TRACE_RESULTS)?;
+        let size = positive_page_size(search.max_results, 100, MAX_TRACE_RESULTS, false)?;
         let ids: Vec<i64> = search
             .experiment_ids
             .iter()

@@ -2139,6 +2139,10 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
         "issues",
         "scorer_versions",
         "scorers",
+        "evaluation_datasets",
+        "evaluation_dataset_tags",
+        "evaluation_dataset_records",
+        "evaluation_dataset_experiments",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
             .execute(&pool)
@@ -2182,6 +2186,10 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
     );
     upgraded
         .create_registered_model("m", &[], None)
+        .await
+        .unwrap();
+    upgraded
+        .create_evaluation_dataset("ds", &[], &[])
         .await
         .unwrap();
     drop(upgraded);
@@ -3150,6 +3158,10 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
         "DROP TABLE issues",
         "DROP TABLE scorer_versions",
         "DROP TABLE scorers",
+        "DROP TABLE evaluation_datasets",
+        "DROP TABLE evaluation_dataset_tags",
+        "DROP TABLE evaluation_dataset_records",
+        "DROP TABLE evaluation_dataset_experiments",
         "DELETE FROM mlox_schema WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&pool).await.unwrap();
@@ -3260,4 +3272,356 @@ async fn assessments_override_update_and_delete_like_mlflow() {
             .await,
     );
     assert_eq!(e.code, Code::ResourceDoesNotExist);
+}
+
+// ------------------------------------------------------------------ evaluation datasets
+
+fn dataset_records(value: serde_json::Value) -> Vec<mlox_core::evaluation_datasets::RecordInput> {
+    mlox_core::evaluation_datasets::parse_records(&value.to_string()).unwrap()
+}
+
+async fn dataset_names(
+    store: &SqlStore,
+    experiments: &[&str],
+    filter: &str,
+    order: &[&str],
+) -> Vec<String> {
+    let experiments: Vec<String> = experiments.iter().map(|e| e.to_string()).collect();
+    let order: Vec<String> = order.iter().map(|o| o.to_string()).collect();
+    store
+        .search_evaluation_datasets(&experiments, Some(filter), None, &order, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| d.name)
+        .collect()
+}
+
+/// The rules MLflow's SQL store applies to evaluation datasets, on either database.
+async fn evaluation_datasets_follow_mlflow(store: &SqlStore) {
+    use mlox_core::evaluation_datasets::{RecordCursor, dataset_digest};
+    let e1 = experiment(store, "eval-1").await;
+    let e2 = experiment(store, "eval-2").await;
+    let created = store
+        .create_evaluation_dataset(
+            "qa",
+            &[kv("team", "ml"), kv("mlflow.user", "ann")],
+            &[e1.clone(), e1.clone()],
+        )
+        .await
+        .unwrap();
+    assert!(created.dataset_id.starts_with("d-"));
+    assert_eq!(created.experiment_ids, Some(vec![e1.clone()]));
+    assert_eq!(created.created_by.as_deref(), Some("ann"));
+    assert_eq!(created.digest, dataset_digest("qa", created.created_time));
+    assert_eq!(created.schema, None);
+    let id = created.dataset_id.clone();
+    let other = store
+        .create_evaluation_dataset("other", &[kv("team", "data")], std::slice::from_ref(&e2))
+        .await
+        .unwrap();
+    // Experiments must exist.
+    let e = err(store
+        .create_evaluation_dataset("x", &[], &["99999".into()])
+        .await);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (Code::ResourceDoesNotExist, "No Experiment with id=99999")
+    );
+
+    // Records: new inputs are inserted, the same inputs (in any key order) merged.
+    let (inserted, updated) = store
+        .upsert_evaluation_dataset_records(
+            &id,
+            &dataset_records(serde_json::json!([
+                {"inputs": {"q": "a", "n": 1}, "expectations": {"x": 1}, "tags": {"t": "1"}},
+                {"inputs": {"q": "b"}, "outputs": "out"},
+                {"inputs": {"q": "c"}, "tags": {"mlflow.user": "bo"}},
+            ])),
+        )
+        .await
+        .unwrap();
+    assert_eq!((inserted, updated), (3, 0));
+    let (inserted, updated) = store
+        .upsert_evaluation_dataset_records(
+            &id,
+            &dataset_records(serde_json::json!([
+                {"inputs": {"n": 1, "q": "a"}, "expectations": {"y": 2}},
+                {"inputs": {"q": "d"}},
+                {"inputs": {"q": "d"}, "tags": {"k": "v"}},
+            ])),
+        )
+        .await
+        .unwrap();
+    assert_eq!((inserted, updated), (1, 2));
+    let dataset = store.get_evaluation_dataset(&id).await.unwrap();
+    assert_eq!(dataset.profile.as_deref(), Some(r#"{"num_records": 4}"#));
+    assert_eq!(
+        dataset.digest,
+        dataset_digest("qa", dataset.last_update_time)
+    );
+    assert_eq!(dataset.last_updated_by, None);
+    assert_eq!(
+        dataset.schema.as_deref(),
+        Some(
+            r#"{"inputs": {"n": "integer", "q": "string"}, "outputs": "string", "expectations": {"x": "integer", "y": "integer"}, "version": "1.0"}"#
+        )
+    );
+    assert_eq!(
+        store
+            .evaluation_dataset_records("d-missing", 10, &RecordCursor::Start)
+            .await
+            .unwrap(),
+        (vec![], None)
+    );
+    let e = err(store
+        .upsert_evaluation_dataset_records("d-missing", &[])
+        .await);
+    assert_eq!(e.code, Code::ResourceDoesNotExist);
+
+    // Pages follow (created_time, id) with MLflow's cursor.
+    let (first, token) = store
+        .evaluation_dataset_records(&id, 3, &RecordCursor::Start)
+        .await
+        .unwrap();
+    let cursor =
+        mlox_core::evaluation_datasets::parse_records_page_token(token.as_deref()).unwrap();
+    let (rest, none) = store
+        .evaluation_dataset_records(&id, 3, &cursor)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len(), none), (3, 1, None));
+    let all: Vec<_> = first.iter().chain(&rest).collect();
+    let merged = all.iter().find(|r| r.inputs["q"] == "a").unwrap();
+    assert_eq!(merged.expectations.as_ref().unwrap().len(), 2);
+    assert_eq!(merged.tags["t"], "1");
+    let d = all.iter().find(|r| r.inputs["q"] == "d").unwrap();
+    assert_eq!(d.tags["k"], "v");
+    assert_eq!(d.outputs, Some(serde_json::json!({})));
+    assert_eq!(
+        all.iter()
+            .find(|r| r.inputs["q"] == "c")
+            .unwrap()
+            .created_by
+            .as_deref(),
+        Some("bo")
+    );
+
+    // Deleting records counts what was there and keeps the profile.
+    let deleted = store
+        .delete_evaluation_dataset_records(&id, &[d.dataset_record_id.clone(), "dr-none".into()])
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let dataset = store.get_evaluation_dataset(&id).await.unwrap();
+    assert_eq!(dataset.profile.as_deref(), Some(r#"{"num_records": 3}"#));
+
+    // Tags: set merges, delete is idempotent, a missing dataset is named.
+    store
+        .set_evaluation_dataset_tags(&id, &[kv("team", "ml2"), kv("new", "1")])
+        .await
+        .unwrap();
+    store
+        .delete_evaluation_dataset_tag(&id, "new")
+        .await
+        .unwrap();
+    store
+        .delete_evaluation_dataset_tag(&id, "new")
+        .await
+        .unwrap();
+    let tags = store.get_evaluation_dataset(&id).await.unwrap().tags;
+    assert_eq!(tags, vec![kv("mlflow.user", "ann"), kv("team", "ml2")]);
+    let e = err(store
+        .set_evaluation_dataset_tags("d-missing", &[kv("a", "b")])
+        .await);
+    assert_eq!(
+        e.message,
+        "Could not find evaluation dataset with ID d-missing"
+    );
+
+    // Search by experiment, attribute and tag filters, and order.
+    assert_eq!(
+        dataset_names(store, &[], "", &[]).await,
+        vec!["other", "qa"]
+    );
+    assert_eq!(dataset_names(store, &[&e1], "", &[]).await, vec!["qa"]);
+    assert_eq!(
+        dataset_names(store, &["abc"], "", &[]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        dataset_names(store, &[], "tags.team = 'data'", &[]).await,
+        vec!["other"]
+    );
+    assert_eq!(
+        dataset_names(store, &[], "tags.team LIKE 'ml%'", &[]).await,
+        vec!["qa"]
+    );
+    assert_eq!(
+        dataset_names(store, &[], "name IN ('qa', 'zz')", &[]).await,
+        vec!["qa"]
+    );
+    assert_eq!(
+        dataset_names(store, &[], "created_by = 'ann'", &[]).await,
+        vec!["qa"]
+    );
+    assert_eq!(
+        dataset_names(store, &[], "created_time > 0", &["name DESC"]).await,
+        vec!["qa", "other"]
+    );
+    let page = store
+        .search_evaluation_datasets(&[], None, Some(1), &[], None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let next = store
+        .search_evaluation_datasets(&[], None, Some(1), &[], page.next_page_token.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((next.items.len(), next.next_page_token), (1, None));
+    let e = err(store
+        .search_evaluation_datasets(&[], None, Some(0), &[], None)
+        .await);
+    assert_eq!(
+        e.message,
+        "Invalid value None for parameter 'max_results' supplied. It must be a positive integer"
+    );
+
+    // Experiments: adding is idempotent, removing skips what is not linked.
+    let added = store
+        .add_evaluation_dataset_to_experiments(&id, &[e2.clone(), e1.clone()])
+        .await
+        .unwrap();
+    assert_eq!(added.experiment_ids, Some(vec![e1.clone(), e2.clone()]));
+    let e = err(store
+        .add_evaluation_dataset_to_experiments(&id, &["424242".into()])
+        .await);
+    assert_eq!(e.message, "No Experiment with id=424242");
+    let e = err(store
+        .add_evaluation_dataset_to_experiments("d-missing", std::slice::from_ref(&e1))
+        .await);
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (Code::ResourceDoesNotExist, "Dataset 'd-missing' not found")
+    );
+    let removed = store
+        .remove_evaluation_dataset_from_experiments(&id, &[e1.clone(), "7777".into(), "x".into()])
+        .await
+        .unwrap();
+    assert_eq!(removed.experiment_ids, Some(vec![e2.clone()]));
+    assert_eq!(
+        store.evaluation_dataset_experiment_ids(&id).await.unwrap(),
+        vec![e2.clone()]
+    );
+
+    // Deleting is idempotent and takes everything of the dataset with it.
+    store.delete_evaluation_dataset(&id).await.unwrap();
+    store.delete_evaluation_dataset(&id).await.unwrap();
+    let e = err(store.get_evaluation_dataset(&id).await);
+    assert_eq!(
+        e.message,
+        format!("Evaluation dataset with id '{id}' not found")
+    );
+    assert!(
+        store
+            .evaluation_dataset_experiment_ids(&id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .evaluation_dataset_records(&id, 10, &RecordCursor::Start)
+            .await
+            .unwrap()
+            .0,
+        vec![]
+    );
+    assert_eq!(dataset_names(store, &[], "", &[]).await, vec!["other"]);
+    store
+        .delete_evaluation_dataset(&other.dataset_id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn evaluation_datasets_follow_mlflow_on_sqlite() {
+    let (_dir, store) = store().await;
+    evaluation_datasets_follow_mlflow(&store).await;
+}
+
+#[tokio::test]
+async fn evaluation_datasets_follow_mlflow_on_postgres() {
+    let uri = fresh_pg_database().await;
+    let store = open_pg(&uri).await.unwrap();
+    evaluation_datasets_follow_mlflow(&store).await;
+    drop(store);
+    drop_pg_database(&uri).await;
+}
+
+/// Upserts of the same new inputs at once all land on one record: the dataset's row is held
+/// while an upsert runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_upserts_of_the_same_inputs_merge_into_one_record() {
+    let uri = fresh_pg_database().await;
+    let store = open_pg(&uri).await.unwrap();
+    let id = store
+        .create_evaluation_dataset("race", &[], &[])
+        .await
+        .unwrap()
+        .dataset_id;
+    let calls = (0..8).map(|i| {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            store
+                .upsert_evaluation_dataset_records(
+                    &id,
+                    &dataset_records(serde_json::json!([{"inputs": {"q": "same"}, "tags": {format!("t{i}"): "x"}}])),
+                )
+                .await
+        })
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let inserted: i64 = outcomes.into_iter().map(|o| o.unwrap().unwrap().0).sum();
+    assert_eq!(inserted, 1);
+    let (records, _) = store
+        .evaluation_dataset_records(
+            &id,
+            10,
+            &mlox_core::evaluation_datasets::RecordCursor::Start,
+        )
+        .await
+        .unwrap();
+    assert_eq!((records.len(), records[0].tags.len()), (1, 8));
+    drop(store);
+    drop_pg_database(&uri).await;
+}
+
+#[tokio::test]
+async fn removing_an_experiment_for_good_unlinks_its_evaluation_datasets() {
+    let (_dir, store) = store().await;
+    let gone = experiment(&store, "eval-gone").await;
+    let kept = experiment(&store, "eval-kept").await;
+    let id = store
+        .create_evaluation_dataset("linked", &[], &[gone.clone(), kept.clone()])
+        .await
+        .unwrap()
+        .dataset_id;
+    store.delete_experiment(&gone).await.unwrap();
+    // A deleted experiment keeps its links until it is removed for good.
+    assert_eq!(
+        store.evaluation_dataset_experiment_ids(&id).await.unwrap(),
+        vec![gone.clone(), kept.clone()]
+    );
+    assert!(store.hard_delete_experiment(&gone).await.unwrap());
+    assert_eq!(
+        store.evaluation_dataset_experiment_ids(&id).await.unwrap(),
+        vec![kept]
+    );
+    assert_eq!(
+        store.get_evaluation_dataset(&id).await.unwrap().name,
+        "linked"
+    );
 }

@@ -11,6 +11,7 @@ pub mod access_log;
 pub mod artifacts;
 pub mod browse;
 pub mod error;
+pub mod evaluation_datasets;
 pub mod graphql;
 pub mod issues;
 pub mod metrics;
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/get-trace-artifact", get(browse::get_trace_artifact))
         .route("/server-info", get(server_info))
         .merge(registry_routes())
+        .merge(evaluation_dataset_routes())
         .merge(webhooks::routes());
 
     let mut app: Router<AppState> = Router::new();
@@ -183,6 +185,42 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(request::MAX_JSON_BODY))
         .with_state(state)
+}
+
+fn evaluation_dataset_routes() -> Router<AppState> {
+    use axum::routing::{delete, patch};
+    use evaluation_datasets::*;
+    Router::new()
+        .route("/datasets/create", post(create_dataset))
+        .route(
+            "/datasets/search",
+            post(search_datasets).get(search_datasets),
+        )
+        .route(
+            "/datasets/{dataset_id}",
+            get(get_dataset).delete(delete_dataset),
+        )
+        .route(
+            "/datasets/{dataset_id}/records",
+            get(get_records).post(upsert_records).delete(delete_records),
+        )
+        .route("/datasets/{dataset_id}/tags", patch(set_dataset_tags))
+        .route(
+            "/datasets/{dataset_id}/tags/{key}",
+            delete(delete_dataset_tag),
+        )
+        .route(
+            "/datasets/{dataset_id}/experiment-ids",
+            get(get_experiment_ids),
+        )
+        .route(
+            "/datasets/{dataset_id}/add-experiments",
+            post(add_experiments),
+        )
+        .route(
+            "/datasets/{dataset_id}/remove-experiments",
+            post(remove_experiments),
+        )
 }
 
 fn registry_routes() -> Router<AppState> {

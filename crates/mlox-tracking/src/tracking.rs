@@ -23,7 +23,7 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError(validation::missing_request_parameter(name)))
 }
 
-fn required_str(value: Option<String>, name: &str) -> Result<String, ApiError> {
+pub(crate) fn required_str(value: Option<String>, name: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err(ApiError(validation::missing_request_parameter(name))),

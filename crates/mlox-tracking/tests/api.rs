@@ -912,6 +912,15 @@ const BODY_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/model-versions/delete-tag"),
     ("POST", "/webhooks"),
     ("POST", "/webhooks/{id}/test"),
+    ("POST", "/datasets/create"),
+    ("POST", "/datasets/search"),
+    ("DELETE", "/datasets/{id}"),
+    ("POST", "/datasets/{id}/records"),
+    ("DELETE", "/datasets/{id}/records"),
+    ("PATCH", "/datasets/{id}/tags"),
+    ("DELETE", "/datasets/{id}/tags/{id}"),
+    ("POST", "/datasets/{id}/add-experiments"),
+    ("POST", "/datasets/{id}/remove-experiments"),
 ];
 
 fn garbage_bodies(run_id: &str) -> Vec<String> {
@@ -1057,6 +1066,10 @@ async fn no_malformed_query_string_ever_gets_a_server_error() {
         "/traces/batchGet",
         "/traces/search",
         "/webhooks",
+        "/datasets/search",
+        "/datasets/x",
+        "/datasets/x/records",
+        "/datasets/x/experiment-ids",
     ] {
         for query in [
             String::new(),
@@ -1764,5 +1777,247 @@ async fn graphql_reports_unknown_fields_failed_calls_and_bad_documents() {
             .unwrap()
             .starts_with("Syntax Error"),
         "{body}"
+    );
+}
+
+// ------------------------------------------------------------ evaluation datasets
+
+#[tokio::test]
+async fn evaluation_datasets_answer_in_mlflows_shape() {
+    let api = api().await;
+    api.ok(
+        Method::POST,
+        "/experiments/create",
+        json!({"name": "evals"}),
+    )
+    .await;
+    let v3 = |path: &str| format!("/api/3.0/mlflow/datasets{path}");
+    let created = api
+        .send(
+            Method::POST,
+            &v3("/create"),
+            Some(
+                json!({"name": "qa", "experiment_ids": ["1"], "tags": "{\"team\": \"ml\", \"mlflow.user\": \"ann\"}"})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.raw);
+    let id = created.body["dataset"]["dataset_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dataset_redactions = |prefix: &str| {
+        [
+            format!("{prefix}.dataset_id"),
+            format!("{prefix}.digest"),
+            format!("{prefix}.created_time"),
+            format!("{prefix}.last_update_time"),
+        ]
+    };
+    let [a, b, c, d] = dataset_redactions(".dataset");
+    insta::assert_json_snapshot!(created.body, {
+        a.as_str() => "[id]", b.as_str() => "[digest]", c.as_str() => "[ms]", d.as_str() => "[ms]",
+    }, @r#"
+    {
+      "dataset": {
+        "created_by": "ann",
+        "created_time": "[ms]",
+        "dataset_id": "[id]",
+        "digest": "[digest]",
+        "experiment_ids": [
+          "1"
+        ],
+        "last_update_time": "[ms]",
+        "last_updated_by": "ann",
+        "name": "qa",
+        "tags": "{\"mlflow.user\": \"ann\", \"team\": \"ml\"}"
+      }
+    }
+    "#);
+
+    let records = json!([
+        {"inputs": {"question": "What is MLflow?"}, "expectations": {"answer": "A platform"},
+         "tags": {"difficulty": "easy"}, "source": {"source_type": "human", "source_data": {"source_id": "s1"}}},
+        {"inputs": {"question": "What is mlox?"}, "outputs": "A server"},
+    ]);
+    let upserted = api
+        .send(
+            Method::POST,
+            &v3(&format!("/{id}/records")),
+            Some(json!({"records": records.to_string()}).to_string()),
+        )
+        .await;
+    insta::assert_json_snapshot!(upserted.body, @r#"
+    {
+      "inserted_count": 2,
+      "updated_count": 0
+    }
+    "#);
+    let again = api
+        .send(
+            Method::POST,
+            &v3(&format!("/{id}/records")),
+            Some(json!({"records": json!([{"inputs": {"question": "What is mlox?"}, "expectations": {"answer": "MLflow in Rust"}}]).to_string()}).to_string()),
+        )
+        .await;
+    insta::assert_json_snapshot!(again.body, @r#"
+    {
+      "inserted_count": 0,
+      "updated_count": 1
+    }
+    "#);
+
+    let got = api.send(Method::GET, &v3(&format!("/{id}")), None).await;
+    insta::assert_json_snapshot!(got.body, {
+        a.as_str() => "[id]", b.as_str() => "[digest]", c.as_str() => "[ms]", d.as_str() => "[ms]",
+    }, @r#"
+    {
+      "dataset": {
+        "created_by": "ann",
+        "created_time": "[ms]",
+        "dataset_id": "[id]",
+        "digest": "[digest]",
+        "experiment_ids": [
+          "1"
+        ],
+        "last_update_time": "[ms]",
+        "name": "qa",
+        "profile": "{\"num_records\": 2}",
+        "schema": "{\"inputs\": {\"question\": \"string\"}, \"outputs\": \"string\", \"expectations\": {\"answer\": \"string\"}, \"version\": \"1.0\"}",
+        "tags": "{\"mlflow.user\": \"ann\", \"team\": \"ml\"}"
+      }
+    }
+    "#);
+
+    let listed = api
+        .send(
+            Method::GET,
+            &v3(&format!("/{id}/records?max_results=1")),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.raw);
+    assert!(listed.body["next_page_token"].is_string());
+    let all = api
+        .send(Method::GET, &v3(&format!("/{id}/records")), None)
+        .await;
+    // Records of one upsert share their creation time; ids, which are random, order them.
+    let mut parsed: Vec<Value> =
+        serde_json::from_str(all.body["records"].as_str().unwrap()).unwrap();
+    parsed.sort_by_key(|record| record["inputs"]["question"].to_string());
+    insta::assert_json_snapshot!(parsed, {
+        "[].dataset_record_id" => "[id]", "[].dataset_id" => "[id]",
+        "[].created_time" => "[ms]", "[].last_update_time" => "[ms]",
+    }, @r#"
+    [
+      {
+        "created_time": "[ms]",
+        "dataset_id": "[id]",
+        "dataset_record_id": "[id]",
+        "expectations": {
+          "answer": "A platform"
+        },
+        "inputs": {
+          "question": "What is MLflow?"
+        },
+        "last_update_time": "[ms]",
+        "outputs": {},
+        "source": {
+          "source_data": {
+            "source_id": "s1"
+          },
+          "source_type": "HUMAN"
+        },
+        "source_id": "s1",
+        "source_type": "HUMAN",
+        "tags": {
+          "difficulty": "easy"
+        }
+      },
+      {
+        "created_time": "[ms]",
+        "dataset_id": "[id]",
+        "dataset_record_id": "[id]",
+        "expectations": {
+          "answer": "MLflow in Rust"
+        },
+        "inputs": {
+          "question": "What is mlox?"
+        },
+        "last_update_time": "[ms]",
+        "outputs": "A server",
+        "tags": {}
+      }
+    ]
+    "#);
+
+    let searched = api
+        .send(
+            Method::POST,
+            &v3("/search"),
+            Some(
+                json!({"filter_string": "tags.team = 'ml'", "order_by": ["name ASC"]}).to_string(),
+            ),
+        )
+        .await;
+    // A search lists each dataset as get answers it.
+    assert_eq!(searched.body, json!({ "datasets": [got.body["dataset"]] }));
+
+    // Errors are MLflow's 4xx, never a server error.
+    let missing = api.send(Method::GET, &v3("/d-missing"), None).await;
+    insta::assert_json_snapshot!(error(&missing, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "Evaluation dataset with id 'd-missing' not found"
+    }
+    "#);
+    let bad_records = api
+        .send(
+            Method::POST,
+            &v3(&format!("/{id}/records")),
+            Some(
+                json!({"records": "[{\"inputs\": {}, \"source\": {\"source_type\": \"robot\"}}]"})
+                    .to_string(),
+            ),
+        )
+        .await;
+    insta::assert_json_snapshot!(error(&bad_records, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Invalid dataset record source type: ROBOT. Valid source types: ['UNSPECIFIED', 'TRACE', 'HUMAN', 'DOCUMENT', 'CODE']"
+    }
+    "#);
+    let bad_filter = api
+        .send(
+            Method::GET,
+            &v3("/search?filter_string=params.x%20%3D%20%27y%27"),
+            None,
+        )
+        .await;
+    insta::assert_json_snapshot!(error(&bad_filter, StatusCode::BAD_REQUEST), @r#"
+    {
+      "error_code": "INVALID_PARAMETER_VALUE",
+      "message": "Invalid identifier token 'params' specified"
+    }
+    "#);
+    let no_experiment = api
+        .send(
+            Method::POST,
+            &v3(&format!("/{id}/add-experiments")),
+            Some(json!({"experiment_ids": ["42"]}).to_string()),
+        )
+        .await;
+    insta::assert_json_snapshot!(error(&no_experiment, StatusCode::NOT_FOUND), @r#"
+    {
+      "error_code": "RESOURCE_DOES_NOT_EXIST",
+      "message": "No Experiment with id=42"
+    }
+    "#);
+
+    let deleted = api.send(Method::DELETE, &v3(&format!("/{id}")), None).await;
+    assert_eq!(
+        (deleted.status, deleted.body.clone()),
+        (StatusCode::OK, json!({}))
     );
 }

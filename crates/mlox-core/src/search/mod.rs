@@ -1,11 +1,12 @@
 //! The search-filter grammar of MLflow's search endpoints: `filter` strings (comparisons joined by
-//! `AND`) and `order_by` clauses, for runs, experiments, logged models, registered models and
-//! model versions. This module owns what a filter may say and what it means — which key kinds
-//! and attributes each entity knows, which comparators and value types each key takes, how quoted
-//! keys and values read — and the messages a rejected filter gets. It accepts what MLflow's
-//! server accepts and answers the rest with MLflow's INVALID_PARAMETER_VALUE errors; executing a
-//! filter is left to the stores.
+//! `AND`) and `order_by` clauses, for runs, experiments, logged models, registered models,
+//! model versions, traces and evaluation datasets. This module owns what a filter may say and
+//! what it means — which key kinds and attributes each entity knows, which comparators and value
+//! types each key takes, how quoted keys and values read — and the messages a rejected filter
+//! gets. It accepts what MLflow's server accepts and answers the rest with MLflow's
+//! INVALID_PARAMETER_VALUE errors; executing a filter is left to the stores.
 
+mod evaluation_datasets;
 pub mod issues;
 mod lex;
 mod rules;
@@ -33,6 +34,8 @@ pub enum SearchEntity {
     ModelVersions,
     /// MLflow 3 traces (`search_traces`).
     Traces,
+    /// MLflow 3 evaluation datasets (`search_datasets`).
+    EvaluationDatasets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -11,13 +11,14 @@ use super::{
 };
 use crate::Code;
 
-const ENTITIES: [SearchEntity; 6] = [
+const ENTITIES: [SearchEntity; 7] = [
     SearchEntity::Runs,
     SearchEntity::Experiments,
     SearchEntity::LoggedModels,
     SearchEntity::RegisteredModels,
     SearchEntity::ModelVersions,
     SearchEntity::Traces,
+    SearchEntity::EvaluationDatasets,
 ];
 
 /// Fragments that come close to valid filters, so that generated soup reaches deep into the

@@ -33,6 +33,7 @@ pub(super) fn filter(entity: SearchEntity, input: &str) -> Result<Filter> {
             SearchEntity::ModelVersions => model_version_comparison(comparison),
             SearchEntity::LoggedModels => logged_model_comparison(comparison),
             SearchEntity::Traces => super::traces::comparison(comparison),
+            SearchEntity::EvaluationDatasets => super::evaluation_datasets::comparison(comparison),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Filter { clauses })
@@ -204,6 +205,22 @@ pub(super) fn check_list_op(op: Op, value: &Value, key: &str) -> Result<()> {
 fn is_integer_literal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The comparator of a timestamp attribute, which MLflow compares with whole numbers only.
+pub(super) fn whole_number_op(op: &RawOp, name: &str, text: &str) -> Result<Op> {
+    let op = allowed_op(op, NUMERIC_OPS).ok_or_else(|| {
+        Error::invalid(format!(
+            "Invalid comparator for numeric attribute: {}",
+            op_text(op)
+        ))
+    })?;
+    if !is_integer_literal(text) {
+        return Err(Error::invalid(format!(
+            "Invalid value for numeric attribute '{name}': '{text}'"
+        )));
+    }
+    Ok(op)
 }
 
 /// Python's `int()` on a string: surrounding whitespace, a sign and digit-group underscores.
@@ -532,20 +549,7 @@ fn experiment_comparison(raw: RawComparison) -> Result<Comparison> {
             }
             op
         }
-        _ if is_time => {
-            let op = allowed_op(&raw.op, NUMERIC_OPS).ok_or_else(|| {
-                Error::invalid(format!(
-                    "Invalid comparator for numeric attribute: {}",
-                    op_text(&raw.op)
-                ))
-            })?;
-            if !is_integer_literal(text) {
-                return Err(Error::invalid(format!(
-                    "Invalid value for numeric attribute '{name}': '{text}'"
-                )));
-            }
-            op
-        }
+        _ if is_time => whole_number_op(&raw.op, &name, text)?,
         _ => allowed_op(&raw.op, STRING_OPS).ok_or_else(|| {
             Error::invalid(format!(
                 "Invalid comparator for string attribute: {}",
@@ -886,6 +890,9 @@ pub(super) fn order_by(entity: SearchEntity, input: &str) -> Result<OrderBy> {
         }
         SearchEntity::LoggedModels => return logged_model_order_by(input),
         SearchEntity::Traces => return super::traces::order_by(&key, ascending),
+        SearchEntity::EvaluationDatasets => {
+            return super::evaluation_datasets::order_by(&key, ascending);
+        }
     };
     Ok(OrderBy { key, ascending })
 }

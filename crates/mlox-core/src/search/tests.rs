@@ -520,3 +520,39 @@ fn traces_order_by_attributes_tags_and_metadata() {
         .collect();
     assert_snapshot!(shown.join("\n"));
 }
+
+/// Evaluation datasets know five attributes and `tags.`; MLflow hands text comparators it does
+/// not list (`>`) to the database, and lists go with `name IN` only.
+#[test]
+fn evaluation_datasets_accept_attributes_and_tags_with_mlflows_checks() {
+    assert_snapshot!(filter(EvaluationDatasets, "name = 'ds' AND tags.team = 'ml'"), @r#"Attribute "name" = Str("ds") & Tag "team" = Str("ml")"#);
+    assert_snapshot!(filter(EvaluationDatasets, "name IN ('a', 'b')"), @r#"Attribute "name" IN List(["a", "b"])"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_time > 5 AND last_update_time <= 10"), @r#"Attribute "created_time" > Num(5.0) & Attribute "last_update_time" <= Num(10.0)"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_by LIKE 'a%'"), @r#"Attribute "created_by" LIKE Str("a%")"#);
+    assert_snapshot!(filter(EvaluationDatasets, "name > 'a'"), @r#"Attribute "name" > Str("a")"#);
+    assert_snapshot!(filter(EvaluationDatasets, "tags.`my key` ILIKE '%x%'"), @r#"Tag "my key" ILIKE Str("%x%")"#);
+    assert_snapshot!(filter(EvaluationDatasets, "foo = 'x'"), @r#"INVALID_PARAMETER_VALUE: Invalid attribute key 'foo' specified. Valid keys are: {'name', 'created_time', 'last_update_time', 'created_by', 'last_updated_by'}"#);
+    assert_snapshot!(filter(EvaluationDatasets, "params.x = 'x'"), @r#"INVALID_PARAMETER_VALUE: Invalid identifier token 'params' specified"#);
+    assert_snapshot!(filter(EvaluationDatasets, "attributes.name = 'x'"), @r#"INVALID_PARAMETER_VALUE: Invalid identifier token 'attributes' specified"#);
+    assert_snapshot!(filter(EvaluationDatasets, "tags.a < 'x'"), @r#"INVALID_PARAMETER_VALUE: Invalid comparator for tag: <"#);
+    assert_snapshot!(filter(EvaluationDatasets, "tags.a IS NULL"), @r#"INVALID_PARAMETER_VALUE: Invalid comparator for tag: IS NULL"#);
+    assert_snapshot!(filter(EvaluationDatasets, "name IS NULL"), @r#"INVALID_PARAMETER_VALUE: IS NULL / IS NOT NULL is only supported for tags and params, not for 'attribute' 'name'"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_time > 'abc'"), @r#"INVALID_PARAMETER_VALUE: Expected numeric value type for numeric attribute: created_time. Found 'abc'"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_time > 1.5"), @r#"INVALID_PARAMETER_VALUE: Invalid value for numeric attribute 'created_time': '1.5'"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_time LIKE 5"), @r#"INVALID_PARAMETER_VALUE: Invalid comparator for numeric attribute: LIKE"#);
+    assert_snapshot!(filter(EvaluationDatasets, "created_by IN ('a')"), @r#"INVALID_PARAMETER_VALUE: Only ['name'] attributes support comparison with a list of quoted string values."#);
+    assert_snapshot!(filter(EvaluationDatasets, "name NOT IN ('a')"), @r#"INVALID_PARAMETER_VALUE: List values for 'name' are only supported with the IN comparator."#);
+    assert_snapshot!(filter(EvaluationDatasets, "name = ('a', 'b')"), @r#"INVALID_PARAMETER_VALUE: List values for 'name' are only supported with the IN comparator."#);
+    assert_snapshot!(filter(EvaluationDatasets, "tags.a = 5"), @r#"INVALID_PARAMETER_VALUE: Expected a quoted string value for tag (e.g. 'my-value'). Got value 5"#);
+    assert_snapshot!(filter(EvaluationDatasets, "name = x"), @r#"INVALID_PARAMETER_VALUE: Parameter value is either not quoted or unidentified quote types used for string value x. Use either single or double quotes."#);
+}
+
+#[test]
+fn evaluation_datasets_order_by_name_or_times_only() {
+    assert_snapshot!(order_by(EvaluationDatasets, "name ASC"), @r#"Attribute "name" ASC"#);
+    assert_snapshot!(order_by(EvaluationDatasets, "created_time DESC"), @r#"Attribute "created_time" DESC"#);
+    assert_snapshot!(order_by(EvaluationDatasets, "last_update_time"), @r#"Attribute "last_update_time" ASC"#);
+    assert_snapshot!(order_by(EvaluationDatasets, "digest DESC"), @r#"INVALID_PARAMETER_VALUE: Invalid attribute key 'digest' specified. Valid keys are: {'name', 'created_time', 'last_update_time'}"#);
+    assert_snapshot!(order_by(EvaluationDatasets, "tags.a DESC"), @r#"INVALID_PARAMETER_VALUE: Invalid order_by entity: tag"#);
+    assert_snapshot!(order_by(EvaluationDatasets, "created_by"), @r#"INVALID_PARAMETER_VALUE: Invalid attribute key 'created_by' specified. Valid keys are: {'name', 'created_time', 'last_update_time'}"#);
+}

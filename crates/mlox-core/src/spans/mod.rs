@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
-pub use pyjson::dumps as python_json_dumps;
+pub use pyjson::{dumps as python_json_dumps, dumps_ascii as python_json_dumps_ascii};
 
 /// MLflow's span attribute keys.
 pub mod attr_key {
