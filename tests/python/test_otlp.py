@@ -386,3 +386,38 @@ def test_traces_link_to_a_run_before_their_export_arrives(experiment_id, client,
     found = client.search_traces(locations=[experiment_id],
                                  filter_string=f"attribute.run_id = '{run.info.run_id}'")
     assert [t.info.trace_id for t in found] == [trace_id]
+
+
+def test_an_opentelemetry_sdk_exports_to_the_server(experiment_id, server_url, client):
+    """OpenTelemetry's own SDK and OTLP/HTTP exporter, configured as users configure them,
+    with gzip compression: the spans arrive and read back as one MLflow trace."""
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+        endpoint=f"{server_url}/v1/traces",
+        headers={EXPERIMENT_HEADER: experiment_id},
+        compression=Compression.Gzip,
+    )))
+    tracer = provider.get_tracer("shop")
+    with tracer.start_as_current_span("checkout") as root:
+        root.set_attribute("openinference.span.kind", "CHAIN")
+        root.set_attribute("input.value", "cart-42")
+        with tracer.start_as_current_span("charge") as child:
+            child.set_attribute("amount", 12.5)
+    provider.shutdown()
+
+    trace_id = "tr-" + format(root.get_span_context().trace_id, "032x")
+    trace = client.get_trace(trace_id)
+    spans = {s.name: s for s in trace.data.spans}
+    assert set(spans) == {"checkout", "charge"}
+    assert spans["charge"].parent_id == spans["checkout"].span_id
+    assert spans["charge"].attributes["amount"] == 12.5
+    assert spans["checkout"].span_type == "CHAIN"
+    assert spans["checkout"].inputs == "cart-42"
+    # Only known coding agents' service names are kept, as in MLflow.
+    assert "service.name" not in spans["checkout"].attributes

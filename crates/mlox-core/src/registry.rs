@@ -23,6 +23,33 @@ pub fn validate_model_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The tag that makes a registered model, or one of its versions, a prompt.
+pub const IS_PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+/// The placeholder sources prompt versions are created with (the client's and the store's):
+/// a prompt's template lives in its tags, not in an artifact.
+pub const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];
+
+/// Whether a new model version's tags make it a prompt version: the last `mlflow.prompt.is_prompt`
+/// tag says `true` (in any case), as MLflow reads them.
+pub fn is_prompt_version(tags: &[crate::entities::KeyValue]) -> bool {
+    tags.iter()
+        .rev()
+        .find(|tag| tag.key == IS_PROMPT_TAG)
+        .is_some_and(|tag| tag.value.eq_ignore_ascii_case("true"))
+}
+
+/// A prompt version's source must be one of MLflow's placeholders.
+pub fn check_prompt_source(source: &str) -> Result<()> {
+    if PROMPT_SOURCE_PLACEHOLDERS.contains(&source) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "Invalid prompt source: '{source}'. Prompt sources must use an MLflow placeholder."
+        )))
+    }
+}
+
 /// Longest alias MLflow accepts.
 const MAX_ALIAS_CHARS: usize = 255;
 
@@ -326,6 +353,19 @@ fn check_relative_references(source: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompt_versions_are_told_by_their_tag_and_need_a_placeholder_source() {
+        use crate::entities::KeyValue;
+        let tag = |value: &str| KeyValue::new(IS_PROMPT_TAG, value);
+        assert!(is_prompt_version(&[tag("true")]));
+        assert!(is_prompt_version(&[tag("false"), tag("TRUE")]));
+        assert!(!is_prompt_version(&[tag("true"), tag("false")]));
+        assert!(!is_prompt_version(&[]));
+        assert!(check_prompt_source("dummy-source").is_ok());
+        assert!(check_prompt_source("prompt-template").is_ok());
+        assert!(check_prompt_source("s3://bucket/x").is_err());
+    }
 
     #[test]
     fn the_model_versions_tag_grows_as_mlflow_writes_it() {

@@ -431,7 +431,12 @@ impl SqlStore {
         for t in &req.tags {
             validation::validate_registry_tag(t)?;
         }
-        self.validate_source(&req).await?;
+        // A prompt's template is in its tags; its source is only a placeholder.
+        if registry::is_prompt_version(&req.tags) {
+            registry::check_prompt_source(&req.source)?;
+        } else {
+            self.validate_source(&req).await?;
+        }
         let mut run_id = req.run_id.clone().filter(|r| !r.is_empty());
         let mut storage_location = req.source.clone();
         let source_model_id = registry::logged_model_source(&req.source);
