@@ -1871,10 +1871,22 @@ async fn registry_search_treats_a_missing_tag_as_not_equal() {
     store
         .create_model_version(NewModelVersion {
             tags: vec![kv("mlflow.prompt.is_prompt", "true")],
-            ..version("prompt", "s3://bucket/p")
+            ..version("prompt", "dummy-source")
         })
         .await
         .unwrap();
+    // A prompt version's source is a placeholder, never an artifact location.
+    let e = err(store
+        .create_model_version(NewModelVersion {
+            tags: vec![kv("mlflow.prompt.is_prompt", "true")],
+            ..version("prompt", "s3://bucket/p")
+        })
+        .await);
+    assert!(
+        e.message.starts_with("Invalid prompt source"),
+        "{}",
+        e.message
+    );
     let versions: Vec<(String, String)> = store
         .search_model_versions(
             Some("tag.`mlflow.prompt.is_prompt` != 'true'"),
