@@ -7,7 +7,7 @@
 //! compare copied into columns.
 
 use crate::db::{
-    Bind, IN_LIST_CHUNK, PageWindow, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
+    Bind, IN_LIST_CHUNK, PageWindow, Sql, SqlStore, append_to_uri_path, db_err, get_str, now_ms,
     positive_page_size,
 };
 use crate::search::{SearchSpec, push_filter, push_order_by};
@@ -448,19 +448,8 @@ impl SqlStore {
         search: TraceSearch<'_>,
     ) -> Result<(Vec<Value>, Option<String>)> {
         let size = positive_page_size(search.max_results, 100, MAX_TRACE_RESULTS, false)?;
-        let ids: Vec<i64> = search
-            .experiment_ids
-            .iter()
-            .map(|e| parse_experiment_id(e))
-            .collect::<Result<_>>()?;
         let spec = SearchSpec::for_entity(SearchEntity::Traces, self.dialect);
-        let mut sql = self.sql("SELECT t.trace_id FROM traces t WHERE ");
-        if ids.is_empty() {
-            sql.push("1 = 0");
-        } else {
-            sql.push("t.experiment_id IN ");
-            sql.bind_list(ids.into_iter().map(Bind::I64));
-        }
+        let mut sql = self.traces_of_experiments("t.trace_id", search.experiment_ids)?;
         // The filter and ordering are checked even when no experiment is searched, so a bad
         // filter is an error whatever the locations.
         push_filter(&spec, &mut sql, search.filter)?;
@@ -479,6 +468,23 @@ impl SqlStore {
         Ok((self.get_trace_infos(&trace_ids).await?, next))
     }
 
+    /// `SELECT <columns> FROM traces t WHERE` the trace is in one of the experiments (none
+    /// when no experiment is named), ready for filter clauses.
+    fn traces_of_experiments(&self, columns: &str, experiment_ids: &[String]) -> Result<Sql> {
+        let ids: Vec<i64> = experiment_ids
+            .iter()
+            .map(|e| parse_experiment_id(e))
+            .collect::<Result<_>>()?;
+        let mut sql = self.sql(&format!("SELECT {columns} FROM traces t WHERE "));
+        if ids.is_empty() {
+            sql.push("1 = 0");
+        } else {
+            sql.push("t.experiment_id IN ");
+            sql.bind_list(ids.into_iter().map(Bind::I64));
+        }
+        Ok(sql)
+    }
+
     /// How many traces of the experiments match every one of `filters` (MLflow's trace filter
     /// grammar; `None` matches all).
     pub async fn count_traces(
@@ -486,18 +492,8 @@ impl SqlStore {
         experiment_ids: &[String],
         filters: &[Option<&str>],
     ) -> Result<i64> {
-        let ids: Vec<i64> = experiment_ids
-            .iter()
-            .map(|e| parse_experiment_id(e))
-            .collect::<Result<_>>()?;
         let spec = SearchSpec::for_entity(SearchEntity::Traces, self.dialect);
-        let mut sql = self.sql("SELECT COUNT(*) AS n FROM traces t WHERE ");
-        if ids.is_empty() {
-            sql.push("1 = 0");
-        } else {
-            sql.push("t.experiment_id IN ");
-            sql.bind_list(ids.into_iter().map(Bind::I64));
-        }
+        let mut sql = self.traces_of_experiments("COUNT(*) AS n", experiment_ids)?;
         for filter in filters {
             push_filter(&spec, &mut sql, *filter)?;
         }
