@@ -110,6 +110,7 @@ fn native(
             predictor: Arc::new(GbdtPredictor {
                 runtime: Arc::new(runtime),
             }),
+            language: None,
         },
         description,
     })

@@ -150,6 +150,7 @@ pub fn load(model: &ModelDir) -> Result<Load> {
             predictor: Arc::new(OnnxPredictor {
                 runtime: Arc::new(runtime),
             }),
+            language: None,
         },
         description,
     })

@@ -150,6 +150,7 @@ impl PythonRuntime {
             mlmodel: pool.mlmodel.clone(),
             signature: pool.signature.clone(),
             predictor: Arc::new(pool),
+            language: None,
         })
     }
 }

@@ -109,6 +109,7 @@ pub fn load(model: &ModelDir) -> Result<Load> {
             predictor: Arc::new(SklearnPredictor {
                 model: Arc::new(model),
             }),
+            language: None,
         },
         description,
     })

@@ -20,6 +20,7 @@ use mlox_mlmodel::{MlModel, Signature};
 use serde_json::{Map, Value};
 
 pub mod batching;
+pub mod language;
 mod select;
 
 pub use select::{Load, ModelDir, NativeBackend, fallback, select};
@@ -129,4 +130,7 @@ pub struct LoadedModel {
     pub mlmodel: MlModel,
     pub signature: Option<Signature>,
     pub predictor: Arc<dyn Predictor>,
+    /// Set for a language model: generation and embeddings through their own calls (MLflow's
+    /// LLM JSON, OpenAI's API), besides `predictor` for the tabular and V2 forms.
+    pub language: Option<Arc<dyn language::LanguageModel>>,
 }

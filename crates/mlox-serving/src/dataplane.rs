@@ -19,6 +19,13 @@ use crate::scoring::{self, ScoringFormat};
 use crate::{MLFLOW_PLATFORM, codec, handover};
 
 /// The operations core: one per server, shared by the REST and gRPC skins.
+/// What `/invocations` answers: MLflow's `{"predictions": …}`, or for MLflow's unified LLM
+/// input the model's answer as it is.
+pub enum Scoring {
+    Predictions(scoring::Predictions),
+    Unwrapped(Box<serde_json::value::RawValue>),
+}
+
 pub struct Dataplane {
     repository: ModelRepository,
     info: ServerInfo,
@@ -204,17 +211,77 @@ impl Dataplane {
         model: Option<(&str, Option<&str>)>,
         body: &[u8],
         format: ScoringFormat,
-    ) -> Result<scoring::Predictions> {
+    ) -> Result<Scoring> {
         let model = self.scoring_target(model)?;
         let started = Instant::now();
         let answer = async {
+            if let (Some(language), ScoringFormat::Json) = (&model.model.language, format)
+                && let Ok(value) = serde_json::from_slice::<Value>(body)
+                && crate::language::is_unified_llm_input(&value)
+            {
+                return crate::language::mlflow_invocation(language.as_ref(), value)
+                    .await
+                    .map(Scoring::Unwrapped);
+            }
+            if let (Some(language), ScoringFormat::Json) = (&model.model.language, format)
+                && crate::language::logged_as_embeddings_task(&model.model.mlmodel)
+                && let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(body)
+                && let Some(inputs) = object.remove("inputs")
+            {
+                let value =
+                    crate::language::mlflow_inputs_embeddings(language.as_ref(), inputs).await?;
+                return Ok(Scoring::Predictions(scoring::Predictions::Raw(
+                    scoring::RawJson(value),
+                )));
+            }
             let predict = scoring::parse(&model.schema, body, format)?;
             let output = model.model.predictor.predict(predict).await?;
-            scoring::predictions(output)
+            scoring::predictions(output).map(Scoring::Predictions)
         }
         .await;
         self.observe(&model, started, answer.is_ok());
         answer
+    }
+
+    /// The names of the ready models that are language models (OpenAI's `/v1/models`).
+    pub fn language_models(&self) -> Vec<String> {
+        self.repository
+            .names()
+            .into_iter()
+            .filter(|name| {
+                self.repository
+                    .resolve(name, None)
+                    .is_ok_and(|m| m.model.language.is_some())
+            })
+            .collect()
+    }
+
+    /// The language model OpenAI's `model` field names, or the only model of the server when
+    /// it names none.
+    pub fn language_model(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(String, Arc<dyn mlox_runtime::language::LanguageModel>)> {
+        let served = match name {
+            Some(name) => self
+                .repository
+                .resolve(name, None)
+                .map_err(|e| match e.code {
+                    mlox_core::Code::ResourceDoesNotExist => Error::not_found(format!(
+                        "The model `{name}` does not exist (models: {}).",
+                        self.language_models().join(", ")
+                    )),
+                    _ => e,
+                })?,
+            None => self.scoring_target(None)?,
+        };
+        let language = served.model.language.clone().ok_or_else(|| {
+            Error::invalid(format!(
+                "model {} is not a language model; use /invocations or the V2 routes",
+                served.name
+            ))
+        })?;
+        Ok((served.name.clone(), language))
     }
 
     fn scoring_target(&self, model: Option<(&str, Option<&str>)>) -> Result<Arc<ServedModel>> {

@@ -16,6 +16,7 @@ pub mod dataplane;
 pub mod deployment;
 pub mod grpc;
 mod handover;
+pub mod language;
 pub mod metrics;
 pub mod protocol;
 pub mod repository;

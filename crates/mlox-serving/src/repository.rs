@@ -324,6 +324,7 @@ mod tests {
             mlmodel: MlModel::from_yaml("flavors:\n  python_function: {}\n").unwrap(),
             signature: None,
             predictor: Arc::new(Nothing),
+            language: None,
         }
     }
 

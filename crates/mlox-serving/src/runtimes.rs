@@ -1,5 +1,5 @@
 //! Which runtime backend serves a model. This is the one place that sees every backend the
-//! build enabled (mlox-serving's features `gbdt`, `sklearn`, `onnx`, `python`, chosen by
+//! build enabled (mlox-serving's features `gbdt`, `sklearn`, `onnx`, `llm`, `python`, chosen by
 //! mlox-cli's): the model's `MLmodel` is read once, offered to the native backends through
 //! `mlox_runtime::select`, and a model none of them reproduces exactly goes to the Python
 //! worker pool, with the reason logged.
@@ -20,6 +20,8 @@ fn native_backends() -> Vec<&'static dyn NativeBackend> {
         &mlox_runtime_sklearn::Sklearn,
         #[cfg(feature = "onnx")]
         &mlox_runtime_onnx::Onnx,
+        #[cfg(feature = "llm")]
+        &mlox_runtime_llm::Llm,
     ]
 }
 

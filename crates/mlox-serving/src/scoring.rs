@@ -597,8 +597,20 @@ fn csv_value(cell: &str, textual: bool) -> Value {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Predictions {
     Plain(Value),
+    /// JSON written elsewhere, whose key order is kept.
+    Raw(RawJson),
     Rows(Vec<Vec<(String, Value)>>),
     Named(Vec<(String, Value)>),
+}
+
+/// JSON text passed on as written (compared as text).
+#[derive(Clone, Debug)]
+pub struct RawJson(pub Box<serde_json::value::RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 impl serde::Serialize for Predictions {
@@ -622,6 +634,7 @@ impl serde::Serialize for Predictions {
         }
         match self {
             Predictions::Plain(v) => v.serialize(serializer),
+            Predictions::Raw(v) => v.0.serialize(serializer),
             Predictions::Named(entries) => object(serializer, entries),
             Predictions::Rows(rows) => {
                 let mut seq = serializer.serialize_seq(Some(rows.len()))?;

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::{RestState, http_status, is_server_fault, probe_status, read_body};
 use crate::ScoringFormat;
+use crate::dataplane::Scoring;
 
 /// The MLflow release whose scoring protocol these routes follow; clients read it from
 /// `/version`.
@@ -74,7 +75,8 @@ async fn score(
     };
     let target = model.as_ref().map(|(m, v)| (m.as_str(), v.as_deref()));
     match s.dataplane.invocations(target, &body, format).await {
-        Ok(predictions) => Json(Scored { predictions }).into_response(),
+        Ok(Scoring::Predictions(predictions)) => Json(Scored { predictions }).into_response(),
+        Ok(Scoring::Unwrapped(value)) => Json(value).into_response(),
         Err(e) => error_response(e),
     }
 }

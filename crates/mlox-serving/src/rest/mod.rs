@@ -16,10 +16,13 @@
 //! - `GET /v2/docs[/dataplane.json]`, `GET /v2/models/{m}/docs[/dataplane.json]`: OpenAPI
 //! - `POST /invocations` (only while the server holds exactly one model)
 //! - `POST /models/{m}[/versions/{v}]/invocations` (MLflow scoring for one model of many)
+//! - `GET /v1/models`, `POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`:
+//!   OpenAI's API for language models (see [`openai`])
 
 mod mlflow;
 pub use mlflow::MLFLOW_VERSION;
 mod docs;
+mod openai;
 mod v2;
 
 use std::sync::Arc;
@@ -103,6 +106,10 @@ pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
             "/models/{model}/versions/{version}/invocations",
             post(mlflow::invocations_version),
         )
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
         .route("/metrics", get(metrics))
         .route("/v2/docs", get(docs::page))
         .route("/v2/docs/dataplane.json", get(docs::document))

@@ -156,6 +156,7 @@ pub fn wine_model(intercept: f64) -> LoadedModel {
             columns: WINE_COLUMNS.iter().map(|c| c.to_string()).collect(),
             intercept,
         }),
+        language: None,
     }
 }
 
@@ -168,6 +169,7 @@ pub fn echo_model() -> LoadedModel {
             "params": r#"[{"name": "suffix", "type": "string", "default": ""}]"#,
         }))),
         predictor: Arc::new(Echo),
+        language: None,
     }
 }
 
@@ -177,6 +179,7 @@ pub fn echo_without_signature() -> LoadedModel {
         mlmodel: mlmodel(),
         signature: None,
         predictor: Arc::new(Echo),
+        language: None,
     }
 }
 
@@ -185,6 +188,7 @@ pub fn unavailable_model() -> LoadedModel {
         mlmodel: mlmodel(),
         signature: None,
         predictor: Arc::new(Unavailable),
+        language: None,
     }
 }
 
