@@ -328,3 +328,46 @@ def test_embeddings_over_the_v2_protocol(servers):
     out = r.json()["outputs"][0]
     assert out["shape"] == [1, 384]
     assert _cosine(out["data"], g["sentences"][0]["embedding"]) > 1 - 1e-5
+
+
+def test_the_gateway_streams_from_mlox_serve_through_its_openai_provider(servers, tmp_path):
+    """Seed 004's gateway in front of a language model served by mlox: MLflow's deployments
+    client and the OpenAI SDK through the gateway, streaming end to end."""
+    from test_gateway import launch
+
+    s = servers["tiny-qwen2-chat"]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+endpoints:
+  - name: local-chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: openai
+      name: tiny-qwen2-chat
+      config:
+        openai_api_key: unused
+        openai_api_base: {s.base}/v1
+""")
+    port = _free_port()
+    gateway = launch([mlox_binary(), "gateway", "start", "--config-path", str(config),
+                      "--host", "127.0.0.1", "--port", str(port)], tmp_path, port,
+                     log_name="gateway.log")
+    try:
+        from mlflow.deployments import get_deploy_client
+
+        direct = s.client.chat.completions.create(
+            model="tiny-qwen2-chat", messages=[{"role": "user", "content": "hello world"}],
+            max_tokens=8, temperature=0)
+        answer = get_deploy_client(gateway.url).predict(
+            endpoint="local-chat",
+            inputs={"messages": [{"role": "user", "content": "hello world"}], "max_tokens": 8,
+                    "temperature": 0})
+        assert answer["choices"][0]["message"]["content"] == direct.choices[0].message.content
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+        chunks = list(client.chat.completions.create(
+            model="local-chat", messages=[{"role": "user", "content": "hello world"}],
+            max_tokens=8, temperature=0, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == direct.choices[0].message.content
+    finally:
+        gateway.stop()

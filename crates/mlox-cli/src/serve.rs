@@ -91,6 +91,18 @@ pub struct ServeArgs {
     /// looks at once either way.
     #[arg(long, default_value_t = 30, visible_alias = "repository-poll-secs")]
     poll_interval: u64,
+    /// Language models (`--features llm`): hold the decoder's weights as `q8_0` (8-bit, a
+    /// quarter of f32's memory traffic) or `q4k` (4-bit), quantized while loading; `none`
+    /// keeps f32.
+    #[cfg(feature = "llm")]
+    #[arg(long, env = "MLOX_LLM_QUANTIZE", default_value = "none", value_parser = parse_quantization)]
+    quantize: mlox_serving::llm::Quantization,
+}
+
+#[cfg(feature = "llm")]
+fn parse_quantization(value: &str) -> Result<mlox_serving::llm::Quantization, String> {
+    mlox_serving::llm::Quantization::parse(value)
+        .ok_or_else(|| format!("{value:?} is not one of none, q8_0, q4k"))
 }
 
 #[cfg(feature = "python")]
@@ -254,6 +266,8 @@ fn python_options(args: &ServeArgs, workers: usize) -> PythonOptions {
 
 pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    #[cfg(feature = "llm")]
+    mlox_serving::llm::set_quantization(args.quantize);
     let plan = plan(&args)?;
     let fetcher = ModelFetcher::new(FetchConfig::from_env(|name| std::env::var(name).ok()))
         .map_err(|e| anyhow::anyhow!(e.message))?;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear};
 
@@ -17,11 +18,80 @@ use crate::config::{Architecture, DecoderConfig};
 
 type CResult<T> = candle_core::Result<T>;
 
+/// How the decoder's weight matrices are held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantization {
+    /// As f32 (bf16/f16 checkpoints are widened).
+    #[default]
+    None,
+    /// 8-bit blocks of 32 (llama.cpp's Q8_0): a quarter of the memory traffic, near-f32 answers.
+    Q8_0,
+    /// 4-bit k-quants in super-blocks of 256 (Q4K): an eighth, with a visible loss.
+    Q4K,
+}
+
+impl Quantization {
+    pub fn parse(name: &str) -> Option<Quantization> {
+        match name.to_ascii_lowercase().as_str() {
+            "none" | "f32" => Some(Quantization::None),
+            "q8_0" | "q8" => Some(Quantization::Q8_0),
+            "q4k" | "q4_k" => Some(Quantization::Q4K),
+            _ => None,
+        }
+    }
+}
+
+/// A projection: a dense matrix, or a quantized one (with its bias kept in f32).
+enum Proj {
+    Dense(Linear),
+    Quantized(QMatMul, Option<Tensor>),
+}
+
+impl Proj {
+    fn new(linear: Linear, quantization: Quantization) -> CResult<Proj> {
+        let dtype = match quantization {
+            Quantization::None => return Ok(Proj::Dense(linear)),
+            Quantization::Q8_0 => GgmlDType::Q8_0,
+            Quantization::Q4K => GgmlDType::Q4K,
+        };
+        // A matrix whose rows do not fill whole blocks stays dense.
+        if linear.weight().dim(1)? % dtype.block_size() != 0 {
+            return Ok(Proj::Dense(linear));
+        }
+        // quantize reads the whole storage under a view, so a row range of a fused matrix
+        // must be copied out first.
+        let w = linear.weight();
+        let owned = Tensor::from_vec(
+            w.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            w.shape(),
+            w.device(),
+        )?;
+        let q = QTensor::quantize(&owned, dtype)?;
+        Ok(Proj::Quantized(
+            QMatMul::from_qtensor(q)?,
+            linear.bias().cloned(),
+        ))
+    }
+
+    fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
+        match self {
+            Proj::Dense(l) => l.forward(xs),
+            Proj::Quantized(m, bias) => {
+                let out = m.forward(&xs.contiguous()?)?;
+                match bias {
+                    Some(b) => out.broadcast_add(b),
+                    None => Ok(out),
+                }
+            }
+        }
+    }
+}
+
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     /// Qwen3 normalises each head's queries and keys before the rotation.
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
@@ -31,9 +101,9 @@ struct Layer {
     input_norm: Tensor,
     attention: Attention,
     post_attention_norm: Tensor,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 /// One sequence's keys and values so far, per layer: `(1, kv_heads, len, head_dim)`.
@@ -62,7 +132,7 @@ pub struct Decoder {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
-    lm_head: Linear,
+    lm_head: Proj,
     /// cos/sin of every position for each rotating pair: `(max_positions, rotary_dim / 2)`.
     cos: Tensor,
     sin: Tensor,
@@ -124,6 +194,16 @@ fn split_rows(weight: &Tensor, rows: &[usize]) -> CResult<Vec<Linear>> {
 
 impl Decoder {
     pub fn load(config: DecoderConfig, weights: &Weights, device: &Device) -> CResult<Decoder> {
+        Self::load_quantized(config, weights, device, Quantization::None)
+    }
+
+    pub fn load_quantized(
+        config: DecoderConfig,
+        weights: &Weights,
+        device: &Device,
+        quantization: Quantization,
+    ) -> CResult<Decoder> {
+        let qz = |l: Linear| Proj::new(l, quantization);
         let c = &config;
         let embed_weight = weights.get("model.embed_tokens.weight")?;
         let embed = Embedding::new(embed_weight.clone(), c.hidden_size);
@@ -163,24 +243,24 @@ impl Decoder {
             layers.push(Layer {
                 input_norm: weights.get(&format!("{p}.input_layernorm.weight"))?,
                 attention: Attention {
-                    q,
-                    k,
-                    v,
-                    o: weights.linear(&format!("{p}.self_attn.o_proj"))?,
+                    q: qz(q)?,
+                    k: qz(k)?,
+                    v: qz(v)?,
+                    o: qz(weights.linear(&format!("{p}.self_attn.o_proj"))?)?,
                     q_norm: weights.optional(&format!("{p}.self_attn.q_norm.weight"))?,
                     k_norm: weights.optional(&format!("{p}.self_attn.k_norm.weight"))?,
                 },
                 post_attention_norm: weights
                     .get(&format!("{p}.post_attention_layernorm.weight"))?,
-                gate,
-                up,
-                down: weights.linear(&format!("{p}.mlp.down_proj"))?,
+                gate: qz(gate)?,
+                up: qz(up)?,
+                down: qz(weights.linear(&format!("{p}.mlp.down_proj"))?)?,
             });
         }
-        let lm_head = match weights.optional("lm_head.weight")? {
+        let lm_head = qz(match weights.optional("lm_head.weight")? {
             Some(w) if !c.tie_word_embeddings => Linear::new(w, None),
             _ => Linear::new(embed_weight, None),
-        };
+        })?;
         let inv_freq: Vec<f32> = c.inverse_frequencies().iter().map(|&f| f as f32).collect();
         let half = inv_freq.len();
         let positions = c.max_position_embeddings;

@@ -36,7 +36,7 @@ pub mod load;
 pub mod text;
 
 use crate::config::DecoderConfig;
-use crate::decoder::{Decoder, Weights};
+use crate::decoder::{Decoder, Quantization, Weights};
 use crate::embed::Embedder;
 use crate::engine::{Engine, Job, Limits};
 use crate::load::{Defaults, Plan};
@@ -44,6 +44,15 @@ use crate::text::{Message, TextCodec};
 
 /// The backend that offers transformers and sentence-transformers models to this runtime.
 pub struct Llm;
+
+/// How decoders loaded from now on hold their weights (`mlox serve --quantize`); set once at
+/// start-up, before any model loads.
+static QUANTIZATION: std::sync::OnceLock<Quantization> = std::sync::OnceLock::new();
+
+/// Chooses the quantization of every decoder this process loads; the first call wins.
+pub fn set_quantization(quantization: Quantization) {
+    let _ = QUANTIZATION.set(quantization);
+}
 
 impl NativeBackend for Llm {
     fn loader_modules(&self) -> &'static [&'static str] {
@@ -84,10 +93,12 @@ impl NativeBackend for Llm {
                     source_name,
                 )?;
                 let description = format!(
-                    "{} {:?} decoder, {} layers, native generation with continuous batching",
+                    "{} {:?} decoder, {} layers, weights {:?}, native generation with continuous \
+                     batching",
                     task.as_str(),
                     generator.architecture,
-                    generator.layers
+                    generator.layers,
+                    QUANTIZATION.get().copied().unwrap_or_default()
                 );
                 (Arc::new(generator), description)
             }
@@ -180,8 +191,14 @@ impl Generator {
         let device = Device::Cpu;
         let tensors = load::read_safetensors(weights_dir, &device)?;
         // bf16/f16 checkpoints run as f32 on CPU: candle's CPU kernels are fastest and exact there.
-        let decoder = Decoder::load(config.clone(), &Weights::new(tensors, DType::F32), &device)
-            .map_err(|e| Error::invalid(format!("the checkpoint does not load: {e}")))?;
+        let quantization = QUANTIZATION.get().copied().unwrap_or_default();
+        let decoder = Decoder::load_quantized(
+            config.clone(),
+            &Weights::new(tensors, DType::F32),
+            &device,
+            quantization,
+        )
+        .map_err(|e| Error::invalid(format!("the checkpoint does not load: {e}")))?;
         let codec = Arc::new(TextCodec::open(tokenizer_dir, None)?);
         let mut eos = defaults.eos_token_ids.clone();
         eos.extend(&config.eos_token_ids);

@@ -355,3 +355,45 @@ async fn concurrent_generations_match_their_solo_runs() {
         assert_eq!(alone, &with_others.unwrap().text, "generation {i}");
     }
 }
+
+/// `--quantize q8_0` keeps the logits close to transformers' f32 ones.
+#[test]
+fn q8_0_weights_keep_logits_close() {
+    use mlox_runtime_llm::decoder::Quantization;
+    for name in CAUSAL {
+        let dir = fixtures().join("models").join(name).join("model");
+        let config = DecoderConfig::from_json(&read_config(&dir).unwrap()).unwrap();
+        let tensors = read_safetensors(&dir, &Device::Cpu).unwrap();
+        let model = Decoder::load_quantized(
+            config,
+            &Weights::new(tensors, DType::F32),
+            &Device::Cpu,
+            Quantization::Q8_0,
+        )
+        .unwrap();
+        for prompt in golden(name)["prompts"].as_array().unwrap() {
+            let mut cache = model.new_cache();
+            let logits: Vec<f32> = model
+                .forward(&[ids(&prompt["input_ids"])], &mut [&mut cache])
+                .unwrap()
+                .i(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f32> = prompt["next_token_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = logits
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 0.05 * scale, "{name}: {worst} of {scale}");
+            assert_eq!(argmax(&logits), argmax(&want), "{name} {}", prompt["name"]);
+        }
+    }
+}

@@ -370,6 +370,16 @@ fn to_raw<T: Serialize>(value: T) -> Result<Box<RawValue>> {
 // ---------------------------------------------------------------------------------------------
 // OpenAI's API
 
+/// OpenAI's sampling rule: a temperature above 0 samples and 0 is greedy, whatever the model's
+/// `do_sample` default (transformers' rule, kept on `/invocations`, ignores a temperature
+/// unless sampling is on).
+fn openai_sampling(mut params: SamplingParams) -> SamplingParams {
+    if let Some(t) = params.temperature {
+        params.do_sample = Some(t > 0.0);
+    }
+    params
+}
+
 /// A parsed `/v1/chat/completions` or `/v1/completions` request.
 pub struct OpenAiGeneration {
     pub model: Option<String>,
@@ -444,7 +454,7 @@ pub fn parse_chat(body: &Value) -> Result<OpenAiGeneration> {
         model: model_field(body)?,
         generations: vec![Generation {
             prompt: Prompt::Chat(messages_of(messages)?),
-            params: sampling(body, &["max_tokens", "max_completion_tokens"])?,
+            params: openai_sampling(sampling(body, &["max_tokens", "max_completion_tokens"])?),
             mlflow_tokenization: false,
         }],
         stream,
@@ -480,7 +490,7 @@ pub fn parse_completion(body: &Value) -> Result<OpenAiGeneration> {
             .collect::<Result<_>>()?,
         _ => return Err(Error::invalid("`prompt` must be a string or a non-empty list of strings")),
     };
-    let params = sampling(body, &["max_tokens"])?;
+    let params = openai_sampling(sampling(body, &["max_tokens"])?);
     let (stream, include_usage) = stream_fields(body);
     if stream && prompts.len() > 1 {
         return Err(Error::invalid("streaming takes one prompt"));

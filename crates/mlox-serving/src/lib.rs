@@ -17,6 +17,12 @@ pub mod deployment;
 pub mod grpc;
 mod handover;
 pub mod language;
+/// The language-model runtime's settings, for the CLI.
+#[cfg(feature = "llm")]
+pub mod llm {
+    pub use mlox_runtime_llm::decoder::Quantization;
+    pub use mlox_runtime_llm::set_quantization;
+}
 pub mod metrics;
 pub mod protocol;
 pub mod repository;
