@@ -371,3 +371,26 @@ endpoints:
         assert text == direct.choices[0].message.content
     finally:
         gateway.stop()
+
+
+def test_generation_over_the_v2_protocol(servers):
+    """BYTES in, BYTES out, as MLServer's HuggingFace runtime answers: a completions model
+    continues each prompt; a chat model reads each element as a JSON list of messages."""
+    s = servers["tiny-llama-completions"]
+    body = {"inputs": [{"name": "prompt", "shape": [2], "datatype": "BYTES",
+                        "data": ["the quick brown", "hello"]}]}
+    r = requests.post(f"{s.base}/v2/models/tiny-llama-completions/infer", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert out["datatype"] == "BYTES" and out["shape"] == [2]
+    for prompt, text in zip(["the quick brown", "hello"], out["data"], strict=True):
+        alone = s.client.completions.create(model="tiny-llama-completions", prompt=prompt)
+        assert text == alone.choices[0].text
+    s = servers["tiny-qwen2-chat"]
+    messages = [{"role": "user", "content": "hello world"}]
+    body = {"inputs": [{"name": "messages", "shape": [1], "datatype": "BYTES",
+                        "data": [json.dumps(messages)]}]}
+    r = requests.post(f"{s.base}/v2/models/tiny-qwen2-chat/infer", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    chat = s.client.chat.completions.create(model="tiny-qwen2-chat", messages=messages)
+    assert r.json()["outputs"][0]["data"] == [chat.choices[0].message.content]

@@ -382,8 +382,10 @@ impl LanguageModel for Encoder {
     }
 }
 
-/// The pyfunc forms of a language model (`{"inputs": …}`, `dataframe_split`, V2 BYTES): an
-/// embedding model embeds the first string column; generation takes its LLM JSON forms only.
+/// The pyfunc and V2 forms of a language model: an embedding model embeds the first string
+/// column (one vector per string); a generating model continues each string of it (a chat
+/// model reads each as a JSON list of messages, or as one user message), answering one string
+/// each, as MLServer's HuggingFace runtime answers BYTES with BYTES.
 struct LanguagePredictor {
     model: Arc<dyn LanguageModel>,
 }
@@ -391,19 +393,37 @@ struct LanguagePredictor {
 #[async_trait]
 impl Predictor for LanguagePredictor {
     async fn predict(&self, request: PredictRequest) -> Result<ModelOutput> {
-        if self.model.task() != LanguageTask::Embeddings {
-            return Err(Error::invalid(format!(
-                "send this {} model MLflow's LLM request ({}) or use the OpenAI-compatible /v1 \
-                 routes",
-                self.model.task().as_str(),
-                match self.model.task() {
-                    LanguageTask::Chat => "{\"messages\": [...]}",
-                    _ => "{\"prompt\": \"...\"}",
-                }
-            )));
-        }
         let texts = strings_of(&request.input)?;
         let n = texts.len();
+        if self.model.task() != LanguageTask::Embeddings {
+            let chat = self.model.task() == LanguageTask::Chat;
+            let runs = texts.into_iter().map(|text| {
+                let prompt = if chat {
+                    Prompt::Chat(chat_of(&text))
+                } else {
+                    Prompt::Text(text)
+                };
+                mlox_runtime::language::generate_all(
+                    self.model.as_ref(),
+                    Generation {
+                        prompt,
+                        params: Default::default(),
+                        mlflow_tokenization: false,
+                    },
+                )
+            });
+            let answers = futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .map(|s| s.map(|s| s.text))
+                .collect::<Result<Vec<_>>>()?;
+            let column: arrow_array::ArrayRef = Arc::new(arrow_array::StringArray::from(answers));
+            return Ok(ModelOutput::Tensors(vec![RuntimeTensor {
+                name: "output".into(),
+                shape: vec![n],
+                data: column,
+            }]));
+        }
         let embeddings = self.model.embed(texts).await?;
         let dim = embeddings.vectors.first().map_or(0, Vec::len);
         let flat: Vec<f32> = embeddings.vectors.into_iter().flatten().collect();
@@ -413,6 +433,37 @@ impl Predictor for LanguagePredictor {
             data: Arc::new(Float32Array::from(flat)),
         }]))
     }
+}
+
+/// A chat given as text: a JSON list of messages, `{"messages": [...]}`, or else one user
+/// message.
+fn chat_of(text: &str) -> Vec<Message> {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let list = match parsed {
+        Some(serde_json::Value::Array(items)) => Some(items),
+        Some(serde_json::Value::Object(mut o)) => match o.remove("messages") {
+            Some(serde_json::Value::Array(items)) => Some(items),
+            _ => None,
+        },
+        _ => None,
+    };
+    let messages: Option<Vec<Message>> = list.and_then(|items| {
+        items
+            .into_iter()
+            .map(|m| match m {
+                serde_json::Value::Object(o) if o.get("role").is_some_and(|r| r.is_string()) => {
+                    Some(o)
+                }
+                _ => None,
+            })
+            .collect()
+    });
+    messages.filter(|m| !m.is_empty()).unwrap_or_else(|| {
+        let mut message = Message::new();
+        message.insert("role".into(), "user".into());
+        message.insert("content".into(), text.into());
+        vec![message]
+    })
 }
 
 /// The strings of the input's first column or tensor.

@@ -115,7 +115,16 @@ pub fn plan(model: &ModelDir) -> std::result::Result<Plan, Refusal> {
     let pipeline_task = get("task").unwrap_or_default();
     let task = match (inference_task, pipeline_task) {
         (Some("llm/v1/chat"), _) => LanguageTask::Chat,
-        (Some("llm/v1/completions"), _) | (None, "text-generation") => LanguageTask::Completions,
+        (Some("llm/v1/completions"), _) => LanguageTask::Completions,
+        // Without an inference task MLflow answers with the pipeline's own output shapes,
+        // which are not reproduced here.
+        (None, "text-generation") => {
+            return Err(
+                "text-generation models logged without an llm/v1 task are served by \
+                        transformers' pipeline in Python"
+                    .into(),
+            );
+        }
         (Some("llm/v1/embeddings"), _) => LanguageTask::Embeddings,
         (other, task) => {
             return Err(format!(
