@@ -267,7 +267,9 @@ def main() -> int:
         scenarios.append(("minilm", embed_body, embed_tokens, 3))
     if "phi3-150m" in models:
         scenarios.append(("phi3-150m", chat_body, chat_tokens, 1))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # mlflow models serve runs `uvicorn` from PATH: the anchor's venv comes first.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     results = []
     for server in args.servers.split(","):
         for model, *rest in scenarios:

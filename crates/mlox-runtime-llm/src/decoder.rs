@@ -73,17 +73,24 @@ impl Proj {
         ))
     }
 
+    /// Applies the projection to `(rows, t, k)`, flattened into one `(rows·t, k)` matrix: a
+    /// batched product would take each row as its own product and read the weights once per
+    /// row, where one matrix product can read them once per step.
     fn forward(&self, xs: &Tensor) -> CResult<Tensor> {
-        match self {
-            Proj::Dense(l) => l.forward(xs),
+        let (rows, t, k) = xs.dims3()?;
+        let flat = xs.reshape((rows * t, k))?;
+        let out = match self {
+            Proj::Dense(l) => l.forward(&flat)?,
             Proj::Quantized(m, bias) => {
-                let out = m.forward(&xs.contiguous()?)?;
+                let out = m.forward(&flat.contiguous()?)?;
                 match bias {
-                    Some(b) => out.broadcast_add(b),
-                    None => Ok(out),
+                    Some(b) => out.broadcast_add(b)?,
+                    None => out,
                 }
             }
-        }
+        };
+        let n = out.dim(1)?;
+        out.reshape((rows, t, n))
     }
 }
 
@@ -106,20 +113,20 @@ struct Layer {
     down: Proj,
 }
 
-/// One sequence's keys and values so far, per layer: `(1, kv_heads, len, head_dim)`.
-#[derive(Default)]
+/// One sequence's keys and values so far, per layer: `(1, kv_heads, len, head_dim)` views of
+/// buffers that grow in steps of [`CACHE_STEP`] positions, so appending a token writes one
+/// row instead of copying the whole history.
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<candle_nn::kv_cache::KvCache>,
 }
+
+/// Positions a cache grows by at a time.
+const CACHE_STEP: usize = 256;
 
 impl KvCache {
     /// Tokens the cache holds (the position of the next one).
     pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .and_then(|(k, _)| k.dim(2).ok())
-            .unwrap_or(0)
+        self.layers.first().map_or(0, |l| l.current_seq_len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -283,7 +290,9 @@ impl Decoder {
 
     pub fn new_cache(&self) -> KvCache {
         KvCache {
-            layers: (0..self.config.num_layers).map(|_| None).collect(),
+            layers: (0..self.config.num_layers)
+                .map(|_| candle_nn::kv_cache::KvCache::new(2, CACHE_STEP))
+                .collect(),
         }
     }
 
@@ -367,29 +376,19 @@ impl Decoder {
             let k = self.rotate(&k, &starts)?;
             let mut outputs = Vec::with_capacity(rows);
             for (r, cache) in caches.iter_mut().enumerate() {
-                let k_new = k.narrow(0, r, 1)?;
-                let v_new = v.narrow(0, r, 1)?;
-                let (k_all, v_all) = match cache.layers[index].take() {
-                    Some((k_old, v_old)) => (
-                        Tensor::cat(&[&k_old, &k_new], 2)?.contiguous()?,
-                        Tensor::cat(&[&v_old, &v_new], 2)?.contiguous()?,
-                    ),
-                    None => (k_new.contiguous()?, v_new.contiguous()?),
-                };
-                cache.layers[index] = Some((k_all.clone(), v_all.clone()));
+                let k_new = k.narrow(0, r, 1)?.contiguous()?;
+                let v_new = v.narrow(0, r, 1)?.contiguous()?;
+                let (k_all, v_all) = cache.layers[index].append(&k_new, &v_new)?;
                 let total = k_all.dim(2)?;
-                // (1, kv, total, d) → (1, kv·groups, total, d): each query head reads its group's.
-                let expand = |x: &Tensor| -> CResult<Tensor> {
-                    if groups == 1 {
-                        return Ok(x.clone());
-                    }
-                    x.unsqueeze(2)?
-                        .expand((1, c.num_kv_heads, groups, total, c.head_dim))?
-                        .reshape((1, c.num_heads, total, c.head_dim))
-                };
-                let (k_all, v_all) = (expand(&k_all)?, expand(&v_all)?);
-                let q_r = q.narrow(0, r, 1)?.contiguous()?;
-                let mut scores = (q_r.matmul(&k_all.t()?.contiguous()?)? * scale)?;
+                // The query heads that share a key/value head are stacked as rows, so the
+                // shared keys and values are read as they are, never repeated per head.
+                let q_r = q.narrow(0, r, 1)?.contiguous()?.reshape((
+                    1,
+                    c.num_kv_heads,
+                    groups * t,
+                    c.head_dim,
+                ))?;
+                let mut scores = (q_r.matmul(&k_all.t()?)? * scale)?;
                 if let Some(mask) = &mask {
                     let past = total - t;
                     let mask = if past > 0 {
@@ -398,10 +397,19 @@ impl Decoder {
                     } else {
                         mask.clone()
                     };
+                    let mask = if groups > 1 {
+                        Tensor::cat(&vec![&mask; groups], 0)?
+                    } else {
+                        mask
+                    };
                     scores = scores.broadcast_add(&mask)?;
                 }
                 let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-                outputs.push(probs.matmul(&v_all)?);
+                outputs.push(
+                    probs
+                        .matmul(&v_all)?
+                        .reshape((1, c.num_heads, t, c.head_dim))?,
+                );
             }
             let attn = Tensor::cat(&outputs, 0)?.transpose(1, 2)?.reshape((
                 rows,
