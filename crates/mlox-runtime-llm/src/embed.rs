@@ -11,12 +11,12 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 
 use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use mlox_core::{Error, Result};
 use serde_json::Value;
 use tokenizers::Encoding;
 use tokio::sync::oneshot;
 
+use crate::bert::Bert;
 use crate::text::TextCodec;
 
 /// How token states become one vector (sentence-transformers' `1_Pooling/config.json`).
@@ -140,13 +140,11 @@ impl Embedder {
         max_batch_tokens: usize,
     ) -> Result<Embedder> {
         let config = crate::load::read_config(weights_dir)?;
-        let bert_config = bert_config(&config)?;
         let device = Device::Cpu;
         let tensors = crate::load::read_safetensors(weights_dir, &device)?;
-        let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &bert_config)
+        let model = Bert::load(&config, &tensors)
             .map_err(|e| Error::invalid(format!("the encoder's weights do not load: {e}")))?;
-        let max_positions = bert_config.max_position_embeddings;
+        let max_positions = model.max_positions;
         let limit = Some(max_length.unwrap_or(max_positions).min(max_positions));
         let codec = TextCodec::open(tokenizer_dir, limit)?;
         let counter = TextCodec::open(tokenizer_dir, None)?;
@@ -190,26 +188,7 @@ impl Embedder {
     }
 }
 
-/// candle's BERT config needs keys that newer `config.json` files leave out.
-fn bert_config(config: &Value) -> Result<BertConfig> {
-    let mut config = config.clone();
-    if let Some(object) = config.as_object_mut() {
-        for (key, default) in [
-            ("hidden_dropout_prob", Value::from(0.1)),
-            ("initializer_range", Value::from(0.02)),
-            ("layer_norm_eps", Value::from(1e-12)),
-            ("pad_token_id", Value::from(0)),
-            ("type_vocab_size", Value::from(2)),
-            ("hidden_act", Value::from("gelu")),
-        ] {
-            object.entry(key).or_insert(default);
-        }
-    }
-    serde_json::from_value(config)
-        .map_err(|e| Error::invalid(format!("config.json is not a BERT configuration: {e}")))
-}
-
-fn serve(model: &BertModel, head: Head, max_batch_tokens: usize, jobs: &std_mpsc::Receiver<Batch>) {
+fn serve(model: &Bert, head: Head, max_batch_tokens: usize, jobs: &std_mpsc::Receiver<Batch>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         let cost = |b: &[Batch]| {
@@ -248,11 +227,7 @@ fn serve(model: &BertModel, head: Head, max_batch_tokens: usize, jobs: &std_mpsc
 }
 
 /// Pads `encodings` to one length and runs them as one batch.
-fn encode(
-    model: &BertModel,
-    head: Head,
-    encodings: &[&Encoding],
-) -> candle_core::Result<Vec<Vec<f32>>> {
+fn encode(model: &Bert, head: Head, encodings: &[&Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
     let n = encodings.len();
     if n == 0 {
         return Ok(Vec::new());
@@ -279,11 +254,11 @@ fn encode(
         );
         mask.extend(std::iter::repeat_n(1u32, e.len()).chain(std::iter::repeat_n(0, pad)));
     }
-    let device = &model.device;
+    let device = &Device::Cpu;
     let ids = Tensor::from_vec(ids, (n, len), device)?;
     let types = Tensor::from_vec(types, (n, len), device)?;
     let mask = Tensor::from_vec(mask, (n, len), device)?;
-    let states = model.forward(&ids, &types, Some(&mask))?;
+    let states = model.forward(&ids, &types, &mask)?;
     let mut pooled = head.pooling.apply(&states, &mask)?;
     if head.normalize {
         let norm = pooled

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 
 use candle_core::Tensor;
-use candle_transformers::generation::{LogitsProcessor, Sampling};
 use mlox_core::{Error, Result};
 use mlox_runtime::language::{FinishReason, GenerationEvent, GenerationSummary};
 use tokio::sync::mpsc;
 
 use crate::decoder::{Decoder, KvCache};
+use crate::sample::{Sampler, Strategy};
 use crate::text::{Detokenizer, TextCodec};
 
 /// A generation with every parameter resolved.
@@ -25,7 +25,7 @@ pub struct Job {
     /// Tokens of the prompt text without special tokens.
     pub prompt_tokens_plain: usize,
     pub max_new_tokens: usize,
-    pub sampling: Sampling,
+    pub sampling: Strategy,
     pub seed: u64,
     pub stop: Vec<String>,
     pub keep_stop_text: bool,
@@ -69,7 +69,7 @@ struct Counters {
 struct Running {
     job: Job,
     cache: KvCache,
-    sampler: LogitsProcessor,
+    sampler: Sampler,
     generated: Vec<u32>,
     detokenizer: Detokenizer,
     next: u32,
@@ -209,7 +209,7 @@ fn rows(logits: &Tensor) -> candle_core::Result<Vec<Tensor>> {
 /// Reads the job's prompt and samples its first token; `None` when it already ended.
 fn start(decoder: &Decoder, codec: &TextCodec, eos: &HashSet<u32>, job: Job) -> Option<Running> {
     let mut cache = decoder.new_cache();
-    let sampler = LogitsProcessor::from_sampling(job.seed, job.sampling.clone());
+    let sampler = Sampler::new(job.sampling.clone(), job.seed);
     let logits = decoder
         .forward(std::slice::from_ref(&job.prompt_ids), &mut [&mut cache])
         .and_then(|l| l.get(0));
@@ -242,8 +242,11 @@ fn step(
     r: &mut Running,
     logits: &Tensor,
 ) -> bool {
-    let token = match r.sampler.sample(logits) {
-        Ok(t) => t,
+    let token = match logits
+        .to_dtype(candle_core::DType::F32)
+        .and_then(|l| l.to_vec1::<f32>())
+    {
+        Ok(row) => r.sampler.next(&row),
         Err(e) => {
             let _ = r
                 .job

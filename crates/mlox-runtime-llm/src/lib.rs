@@ -1,11 +1,12 @@
 //! The native runtime for language models logged with MLflow: causal LMs of the transformers
 //! flavor (`llm/v1/chat`, `llm/v1/completions`, `text-generation`; Llama, Mistral, Qwen2/3 and
 //! Phi-3 checkpoints) and embedding models (sentence-transformers folders and the transformers
-//! flavor's `llm/v1/embeddings`, BERT-family encoders), run on candle with the checkpoint's own
+//! flavor's `llm/v1/embeddings`, BERT-family encoders), run on candle's tensors with the checkpoint's own
 //! tokenizer and chat template. Generation is continuously batched ([`engine`]); embeddings are
 //! batched by a token budget ([`embed`]). Everything this runtime does not reproduce exactly
 //! (other architectures, PEFT adapters, unknown sentence-transformers modules, …) is left to
-//! the Python runtime with the reason.
+//! the Python runtime with the reason. Only candle's tensor library (candle-core, candle-nn) is
+//! used; the decoder, the BERT encoder and the sampler are this crate's own.
 //!
 //! This crate implements `mlox_runtime`'s [`NativeBackend`] and [`LanguageModel`]; the wire
 //! formats (MLflow's LLM JSON, OpenAI's API) belong to the transport.
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use arrow_array::Float32Array;
 use async_trait::async_trait;
 use candle_core::{DType, Device};
-use candle_transformers::generation::Sampling;
 use mlox_core::{Error, Result};
 use mlox_mlmodel::mlmodel::PYFUNC_FLAVOR;
 use mlox_runtime::language::{
@@ -28,11 +28,13 @@ use mlox_runtime::{
 };
 use tokio::sync::mpsc;
 
+pub mod bert;
 pub mod config;
 pub mod decoder;
 pub mod embed;
 pub mod engine;
 pub mod load;
+pub mod sample;
 pub mod text;
 
 use crate::config::DecoderConfig;
@@ -40,6 +42,7 @@ use crate::decoder::{Decoder, Quantization, Weights};
 use crate::embed::Embedder;
 use crate::engine::{Engine, Job, Limits};
 use crate::load::{Defaults, Plan};
+use crate::sample::Strategy;
 use crate::text::{Message, TextCodec};
 
 /// The backend that offers transformers and sentence-transformers models to this runtime.
@@ -275,22 +278,14 @@ impl Generator {
         let do_sample = p.do_sample.or(d.do_sample).unwrap_or(true) && temperature > 0.0;
         let top_k = p.top_k.or(d.top_k).unwrap_or(50);
         let top_p = p.top_p.or(d.top_p).unwrap_or(1.0);
-        let sampling = match (do_sample, top_k > 0, top_p < 1.0) {
-            (false, _, _) => Sampling::ArgMax,
-            (true, true, true) => Sampling::TopKThenTopP {
-                k: top_k,
-                p: top_p,
+        let sampling = if do_sample {
+            Strategy::Sample {
                 temperature,
-            },
-            (true, true, false) => Sampling::TopK {
-                k: top_k,
-                temperature,
-            },
-            (true, false, true) => Sampling::TopP {
-                p: top_p,
-                temperature,
-            },
-            (true, false, false) => Sampling::All { temperature },
+                top_k,
+                top_p,
+            }
+        } else {
+            Strategy::Greedy
         };
         Ok(Job {
             prompt_ids,
@@ -303,6 +298,15 @@ impl Generator {
             ignore_eos: p.ignore_eos,
             events,
         })
+    }
+}
+
+/// Runs CPU work (templates, tokenizers) without holding up other tasks of a multi-threaded
+/// runtime; a single-threaded runtime has no other worker to hand them to, so it runs inline.
+fn off_the_reactor<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -330,7 +334,7 @@ impl LanguageModel for Generator {
     ) -> Result<mpsc::UnboundedReceiver<Result<GenerationEvent>>> {
         let (events, receiver) = mpsc::unbounded_channel();
         // Templates and tokenizers are CPU work; keep them off the async workers.
-        let job = tokio::task::block_in_place(|| self.job(&generation, events))?;
+        let job = off_the_reactor(|| self.job(&generation, events))?;
         self.engine.submit(job)?;
         Ok(receiver)
     }
@@ -373,7 +377,7 @@ impl LanguageModel for Encoder {
     }
 
     async fn embed(&self, inputs: Vec<String>) -> Result<Embeddings> {
-        let prompt_tokens = tokio::task::block_in_place(|| self.embedder.count_tokens(&inputs))?;
+        let prompt_tokens = off_the_reactor(|| self.embedder.count_tokens(&inputs))?;
         let vectors = self.embedder.embed(&inputs).await?;
         Ok(Embeddings {
             vectors,
