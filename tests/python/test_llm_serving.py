@@ -394,3 +394,20 @@ def test_generation_over_the_v2_protocol(servers):
     assert r.status_code == 200, r.text
     chat = s.client.chat.completions.create(model="tiny-qwen2-chat", messages=messages)
     assert r.json()["outputs"][0]["data"] == [chat.choices[0].message.content]
+
+
+def test_generation_counters_are_exported(servers):
+    s = servers["tiny-phi3-chat"]
+
+    def generated() -> int:
+        text = requests.get(f"{s.base}/metrics", timeout=10).text
+        line = next(l for l in text.splitlines() if l.startswith("model_generated_tokens_total{"))
+        assert 'model="tiny-phi3-chat"' in line
+        return int(float(line.rsplit(" ", 1)[1]))
+
+    before = generated()
+    s.client.completions.create(model="tiny-phi3-chat", prompt="hello", max_tokens=7,
+                                temperature=0, extra_body={"ignore_eos": True})
+    assert generated() - before == 7
+    text = requests.get(f"{s.base}/metrics", timeout=10).text
+    assert 'model_generations_running{model_name="tiny-phi3-chat"' in text

@@ -58,8 +58,11 @@ impl Dataplane {
 
     /// The Prometheus text for `GET /metrics`.
     pub fn metrics_text(&self) -> String {
-        self.metrics
-            .render(&self.repository.index(), &self.repository.batch_stats())
+        self.metrics.render(
+            &self.repository.index(),
+            &self.repository.batch_stats(),
+            &self.repository.generation_stats(),
+        )
     }
 
     fn deployer(&self) -> Result<&Arc<Deployer>> {

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use mlox_runtime::BatchStats;
+use mlox_runtime::language::GenerationStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -113,14 +114,20 @@ impl Metrics {
         );
     }
 
-    /// Everything in the text exposition format, with the readiness of every model in `index`
-    /// and the counters of those that batch.
-    pub fn render(&self, index: &[RepositoryEntry], batching: &[BatchSeries]) -> String {
+    /// Everything in the text exposition format, with the readiness of every model in `index`,
+    /// the counters of those that batch and of those that generate text.
+    pub fn render(
+        &self,
+        index: &[RepositoryEntry],
+        batching: &[BatchSeries],
+        generating: &[GenerationSeries],
+    ) -> String {
         let mut registry = Registry::default();
         self.register(&mut registry);
         registry.register_collector(Box::new(RepositoryState {
             index: index.to_vec(),
             batching: batching.to_vec(),
+            generating: generating.to_vec(),
         }));
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -132,20 +139,43 @@ impl Metrics {
 /// One batching model's counters: name, version, stats.
 pub type BatchSeries = (String, Option<String>, BatchStats);
 
+/// One generating (language) model's counters: name, version, stats.
+pub type GenerationSeries = (String, Option<String>, GenerationStats);
+
 /// The repository as one scrape sees it.
 #[derive(Debug)]
 struct RepositoryState {
     index: Vec<RepositoryEntry>,
     batching: Vec<BatchSeries>,
+    generating: Vec<GenerationSeries>,
 }
 
-/// A batching metric's name (counters without `_total`), type, help text and how to read it.
-type BatchMetric = (
-    &'static str,
-    MetricType,
-    &'static str,
-    fn(&BatchStats) -> u64,
-);
+/// A per-model metric's name (counters without `_total`), type, help text and how to read it.
+type ModelMetric<T> = (&'static str, MetricType, &'static str, fn(&T) -> u64);
+
+/// Writes each metric of `metrics` with one sample per model of `series`.
+fn encode_per_model<T>(
+    encoder: &mut DescriptorEncoder,
+    metrics: &[ModelMetric<T>],
+    series: &[(String, Option<String>, T)],
+) -> Result<(), std::fmt::Error> {
+    if series.is_empty() {
+        return Ok(());
+    }
+    for (name, metric_type, help, value) in metrics {
+        let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
+        for (model, version, stats) in series {
+            let labels = ModelLabels::new(model, version.as_deref());
+            let sample = family.encode_family(&labels)?;
+            let value = value(stats);
+            match metric_type {
+                MetricType::Counter => ConstCounter::new(value).encode(sample)?,
+                _ => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(sample)?,
+            }
+        }
+    }
+    Ok(())
+}
 
 impl Collector for RepositoryState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -160,10 +190,7 @@ impl Collector for RepositoryState {
             let value = i64::from(entry.state == ModelState::Ready);
             ConstGauge::new(value).encode(ready.encode_family(&labels)?)?;
         }
-        if self.batching.is_empty() {
-            return Ok(());
-        }
-        let batch_metrics: [BatchMetric; 3] = [
+        let batch_metrics: [ModelMetric<BatchStats>; 3] = [
             (
                 "model_batches",
                 MetricType::Counter,
@@ -183,21 +210,28 @@ impl Collector for RepositoryState {
                 |b| b.queued as u64,
             ),
         ];
-        for (name, metric_type, help, value) in batch_metrics {
-            let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
-            for (model, version, stats) in &self.batching {
-                let labels = ModelLabels::new(model, version.as_deref());
-                let series = family.encode_family(&labels)?;
-                let value = value(stats);
-                match metric_type {
-                    MetricType::Counter => ConstCounter::new(value).encode(series)?,
-                    _ => {
-                        ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(series)?
-                    }
-                }
-            }
-        }
-        Ok(())
+        encode_per_model(&mut encoder, &batch_metrics, &self.batching)?;
+        let generation_metrics: [ModelMetric<GenerationStats>; 3] = [
+            (
+                "model_generations_running",
+                MetricType::Gauge,
+                "Generations in the continuous batch now.",
+                |g| g.running as u64,
+            ),
+            (
+                "model_generations_waiting",
+                MetricType::Gauge,
+                "Generations waiting to join the batch.",
+                |g| g.waiting as u64,
+            ),
+            (
+                "model_generated_tokens",
+                MetricType::Counter,
+                "Tokens generated since the model loaded.",
+                |g| g.generated_tokens,
+            ),
+        ];
+        encode_per_model(&mut encoder, &generation_metrics, &self.generating)
     }
 }
 
@@ -232,6 +266,15 @@ mod tests {
                 entry("cancer", None, ModelState::Loading),
             ],
             &[("wine".into(), Some("2".into()), batching)],
+            &[(
+                "chat".into(),
+                None,
+                GenerationStats {
+                    running: 3,
+                    waiting: 1,
+                    generated_tokens: 77,
+                },
+            )],
         );
         let lines: Vec<&str> = text.lines().collect();
         for expected in [
@@ -252,6 +295,9 @@ mod tests {
             r#"model_batched_requests_total{model_name="wine",model_version="2",model="wine",version="2"} 10"#,
             r#"model_batch_queue_depth{model_name="wine",model_version="2",model="wine",version="2"} 2"#,
             "# TYPE model_batch_queue_depth gauge",
+            r#"model_generations_running{model_name="chat",model_version="",model="chat",version=""} 3"#,
+            r#"model_generations_waiting{model_name="chat",model_version="",model="chat",version=""} 1"#,
+            r#"model_generated_tokens_total{model_name="chat",model_version="",model="chat",version=""} 77"#,
         ] {
             assert!(lines.contains(&expected), "missing {expected}\n{text}");
         }
@@ -261,7 +307,7 @@ mod tests {
     fn every_sample_line_is_a_name_labels_and_a_number() {
         let m = Metrics::default();
         m.observe("a \"quoted\"\\name\n", None, Duration::from_millis(1), true);
-        let text = m.render(&[], &[]);
+        let text = m.render(&[], &[], &[]);
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");

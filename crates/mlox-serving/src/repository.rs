@@ -247,6 +247,29 @@ impl ModelRepository {
             .collect()
     }
 
+    /// The generation counters of every loaded language model that generates text.
+    pub fn generation_stats(
+        &self,
+    ) -> Vec<(
+        String,
+        Option<String>,
+        mlox_runtime::language::GenerationStats,
+    )> {
+        self.read()
+            .iter()
+            .filter_map(|s| {
+                let stats = s
+                    .model
+                    .as_ref()?
+                    .model
+                    .language
+                    .as_ref()?
+                    .generation_stats()?;
+                Some((s.name.clone(), s.version.clone(), stats))
+            })
+            .collect()
+    }
+
     pub fn index(&self) -> Vec<RepositoryEntry> {
         self.read()
             .iter()
