@@ -258,7 +258,12 @@ impl Generator {
         let p = &generation.params;
         let d = &self.defaults;
         // transformers' text-generation pipeline: 256 new tokens, sampling at temperature 0.7.
-        let max_new_tokens = p.max_new_tokens.or(d.max_new_tokens).unwrap_or(256);
+        let mut max_new_tokens = p.max_new_tokens.or(d.max_new_tokens).unwrap_or(256);
+        // A default the request did not ask for stops at the end of the context instead of
+        // refusing the request (what vLLM does); an explicit max_tokens is checked as given.
+        if p.max_new_tokens.is_none() && prompt_ids.len() < self.max_positions {
+            max_new_tokens = max_new_tokens.min(self.max_positions - prompt_ids.len());
+        }
         if max_new_tokens == 0 {
             return Err(Error::invalid("max_tokens must be at least 1"));
         }

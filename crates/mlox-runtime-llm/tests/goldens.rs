@@ -397,3 +397,48 @@ fn q8_0_weights_keep_logits_close() {
         }
     }
 }
+
+/// Without max_tokens, a long prompt gets what is left of the context; with an explicit
+/// max_tokens beyond it, the request is refused with the numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_length_stops_at_the_context_and_an_explicit_one_is_checked() {
+    let model = load("tiny-llama-completions");
+    let codec = mlox_runtime_llm::text::TextCodec::open(
+        &fixtures().join("models/tiny-llama-completions/components/tokenizer"),
+        None,
+    )
+    .unwrap();
+    // A prompt 245–255 tokens long: the context (256) leaves fewer than the logged 16 new ones.
+    let mut long = String::new();
+    while codec.encode(&long, true).unwrap().len() < 245 {
+        long.push_str("hello ");
+    }
+    assert!(codec.encode(&long, true).unwrap().len() < 256);
+    let generation = |max_new_tokens| Generation {
+        prompt: Prompt::Text(long.clone()),
+        params: SamplingParams {
+            max_new_tokens,
+            ignore_eos: true,
+            do_sample: Some(false),
+            ..SamplingParams::default()
+        },
+        mlflow_tokenization: false,
+    };
+    let summary = generate_all(model.as_ref(), generation(None))
+        .await
+        .unwrap();
+    assert_eq!(summary.prompt_tokens + summary.completion_tokens, 256);
+    assert!(
+        summary.completion_tokens < 16,
+        "{}",
+        summary.completion_tokens
+    );
+    let err = generate_all(model.as_ref(), generation(Some(100)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("maximum context length"),
+        "{}",
+        err.message
+    );
+}
