@@ -25,11 +25,8 @@ pub fn rfc3339_to_ms(s: &str) -> Option<i64> {
     Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0).round() as i64)
 }
 
-/// Epoch milliseconds as a proto3-JSON timestamp (`"2026-11-22T03:49:52.021Z"`).
-pub fn ms_to_rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    // Civil date from days since the epoch (proleptic Gregorian).
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
+pub fn civil_date(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -38,7 +35,14 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Epoch milliseconds as a proto3-JSON timestamp (`"2026-11-22T03:49:52.021Z"`).
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_date(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         in_day / 3_600_000,

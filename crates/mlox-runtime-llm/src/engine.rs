@@ -110,10 +110,6 @@ impl Engine {
         })
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     pub fn stats(&self) -> mlox_runtime::language::GenerationStats {
         mlox_runtime::language::GenerationStats {
             running: self.counters.running.load(Ordering::Relaxed),

@@ -106,7 +106,6 @@ impl NativeBackend for Llm {
                 (Arc::new(generator), description)
             }
             Plan::Encoder {
-                task: _,
                 weights,
                 tokenizer,
                 max_length,
@@ -171,26 +170,6 @@ impl Generator {
         defaults: Defaults,
         source_name: String,
     ) -> Result<Generator> {
-        Self::load_with(
-            task,
-            weights_dir,
-            tokenizer_dir,
-            config,
-            defaults,
-            source_name,
-            Limits::default(),
-        )
-    }
-
-    pub fn load_with(
-        task: LanguageTask,
-        weights_dir: &Path,
-        tokenizer_dir: &Path,
-        config: DecoderConfig,
-        defaults: Defaults,
-        source_name: String,
-        limits: Limits,
-    ) -> Result<Generator> {
         let device = Device::Cpu;
         let tensors = load::read_safetensors(weights_dir, &device)?;
         // bf16/f16 checkpoints run as f32 on CPU: candle's CPU kernels are fastest and exact there.
@@ -210,7 +189,7 @@ impl Generator {
         }
         eos.sort_unstable();
         eos.dedup();
-        let engine = Engine::start(decoder, codec.clone(), eos, limits);
+        let engine = Engine::start(decoder, codec.clone(), eos, Limits::default());
         Ok(Generator {
             task,
             engine,
@@ -228,13 +207,10 @@ impl Generator {
     /// (the template wrote them), unless MLflow's tokenization is asked for.
     fn prompt_ids(&self, generation: &Generation) -> Result<(Vec<u32>, usize)> {
         let (text, add_special) = match &generation.prompt {
-            Prompt::Chat(messages) => {
-                let messages: Vec<Message> = messages.clone();
-                (
-                    self.codec.render_chat(&messages)?,
-                    generation.mlflow_tokenization,
-                )
-            }
+            Prompt::Chat(messages) => (
+                self.codec.render_chat(messages)?,
+                generation.mlflow_tokenization,
+            ),
             Prompt::Text(text) => (text.clone(), true),
         };
         let ids = self.codec.encode(&text, add_special)?;

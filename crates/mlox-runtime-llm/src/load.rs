@@ -26,9 +26,6 @@ pub enum Plan {
     },
     /// An encoder whose vectors are embeddings.
     Encoder {
-        /// `Some`: MLflow's `llm/v1/embeddings` task (unwrapped JSON with usage); `None`: the
-        /// plain pyfunc signature (`{"predictions": [[…]]}`).
-        task: Option<LanguageTask>,
         weights: PathBuf,
         tokenizer: PathBuf,
         max_length: Option<usize>,
@@ -155,7 +152,6 @@ pub fn plan(model: &ModelDir) -> std::result::Result<Plan, Refusal> {
     let source_name = get("source_model_name").unwrap_or_default().to_owned();
     if task == LanguageTask::Embeddings {
         return Ok(Plan::Encoder {
-            task: Some(task),
             weights,
             tokenizer,
             max_length: None,
@@ -186,19 +182,18 @@ fn plan_sentence_transformer(
     let root = model
         .file(data)
         .ok_or_else(|| format!("the pyfunc data {data:?} leaves the model directory"))?;
-    let task = match pyfunc
+    // Without a task MLflow answers vectors; with llm/v1/embeddings, its embeddings object (the
+    // transport reads which from MLmodel). Other tasks are not reproduced.
+    if let Some(other) = pyfunc
         .and_then(|f| f.get("config"))
         .and_then(|c| c.get("task"))
         .and_then(Value::as_str)
+        .filter(|t| *t != "llm/v1/embeddings")
     {
-        Some("llm/v1/embeddings") => Some(LanguageTask::Embeddings),
-        None => None,
-        Some(other) => {
-            return Err(format!(
-                "sentence-transformers task {other:?} has no native runtime"
-            ));
-        }
-    };
+        return Err(format!(
+            "sentence-transformers task {other:?} has no native runtime"
+        ));
+    }
     let modules = read_json(&root.join("modules.json")).map_err(|e| e.to_string())?;
     let modules = modules.as_array().cloned().unwrap_or_default();
     let mut transformer = None;
@@ -267,7 +262,6 @@ fn plan_sentence_transformer(
         .map(|v| v as usize)
         .or(tokenizer_limit);
     Ok(Plan::Encoder {
-        task,
         tokenizer: weights.clone(),
         weights,
         max_length,

@@ -218,24 +218,26 @@ impl Dataplane {
         let model = self.scoring_target(model)?;
         let started = Instant::now();
         let answer = async {
+            // A language model answers MLflow's LLM forms itself; the body is read once here
+            // and, for any other form, again by the tabular parser below.
             if let (Some(language), ScoringFormat::Json) = (&model.model.language, format)
-                && let Ok(value) = serde_json::from_slice::<Value>(body)
-                && crate::language::is_unified_llm_input(&value)
-            {
-                return crate::language::mlflow_invocation(language.as_ref(), value)
-                    .await
-                    .map(Scoring::Unwrapped);
-            }
-            if let (Some(language), ScoringFormat::Json) = (&model.model.language, format)
-                && crate::language::logged_as_embeddings_task(&model.model.mlmodel)
                 && let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(body)
-                && let Some(inputs) = object.remove("inputs")
             {
-                let value =
-                    crate::language::mlflow_inputs_embeddings(language.as_ref(), inputs).await?;
-                return Ok(Scoring::Predictions(scoring::Predictions::Raw(
-                    scoring::RawJson(value),
-                )));
+                if crate::language::is_unified_llm_input(&object) {
+                    return crate::language::mlflow_invocation(language.as_ref(), object)
+                        .await
+                        .map(Scoring::Unwrapped);
+                }
+                if crate::language::logged_as_embeddings_task(&model.model.mlmodel)
+                    && let Some(inputs) = object.remove("inputs")
+                {
+                    let value =
+                        crate::language::mlflow_inputs_embeddings(language.as_ref(), inputs)
+                            .await?;
+                    return Ok(Scoring::Predictions(scoring::Predictions::Raw(
+                        scoring::RawJson(value),
+                    )));
+                }
             }
             let predict = scoring::parse(&model.schema, body, format)?;
             let output = model.model.predictor.predict(predict).await?;

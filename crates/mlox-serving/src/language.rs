@@ -24,12 +24,15 @@ pub fn now_seconds() -> u64 {
 
 /// Whether a JSON body is MLflow's unified LLM input (a top-level `messages`, `prompt` or
 /// `input`), which is answered unwrapped.
-pub fn is_unified_llm_input(body: &Value) -> bool {
-    body.as_object().is_some_and(|o| {
-        ["messages", "prompt", "input"]
-            .iter()
-            .any(|k| o.contains_key(*k))
-    })
+pub fn is_unified_llm_input(body: &Map<String, Value>) -> bool {
+    ["messages", "prompt", "input"]
+        .iter()
+        .any(|k| body.contains_key(*k))
+}
+
+fn object_of(body: &Value) -> Result<&Map<String, Value>> {
+    body.as_object()
+        .ok_or_else(|| Error::invalid("the request body must be a JSON object"))
 }
 
 fn messages_of(value: &Value) -> Result<Vec<Map<String, Value>>> {
@@ -210,10 +213,10 @@ struct MlflowEmbeddings {
 /// logged with an `llm/v1/*` task: the other top-level fields are generation parameters,
 /// `max_tokens` is `max_new_tokens`, a stop text stays in the answer, and the answer is a list
 /// with one completion object (not wrapped in `predictions`).
-pub async fn mlflow_invocation(model: &dyn LanguageModel, body: Value) -> Result<Box<RawValue>> {
-    let Value::Object(mut body) = body else {
-        return Err(Error::bad_request("the request body must be a JSON object"));
-    };
+pub async fn mlflow_invocation(
+    model: &dyn LanguageModel,
+    mut body: Map<String, Value>,
+) -> Result<Box<RawValue>> {
     let task = model.task();
     if task == LanguageTask::Embeddings {
         let input = body
@@ -430,9 +433,7 @@ fn model_field(body: &Map<String, Value>) -> Result<Option<String>> {
 }
 
 pub fn parse_chat(body: &Value) -> Result<OpenAiGeneration> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| Error::invalid("the request body must be a JSON object"))?;
+    let body = object_of(body)?;
     refuse_unsupported(
         body,
         &[
@@ -463,9 +464,7 @@ pub fn parse_chat(body: &Value) -> Result<OpenAiGeneration> {
 }
 
 pub fn parse_completion(body: &Value) -> Result<OpenAiGeneration> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| Error::invalid("the request body must be a JSON object"))?;
+    let body = object_of(body)?;
     refuse_unsupported(
         body,
         &[
@@ -740,9 +739,7 @@ pub struct OpenAiEmbedding {
 }
 
 pub fn parse_embedding(body: &Value) -> Result<OpenAiEmbedding> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| Error::invalid("the request body must be a JSON object"))?;
+    let body = object_of(body)?;
     let input = body
         .get("input")
         .cloned()
@@ -816,11 +813,11 @@ mod tests {
 
     #[test]
     fn unified_llm_input_is_recognised_by_its_keys() {
-        assert!(is_unified_llm_input(&json!({"messages": []})));
-        assert!(is_unified_llm_input(&json!({"prompt": "x"})));
-        assert!(is_unified_llm_input(&json!({"input": ["x"]})));
-        assert!(!is_unified_llm_input(&json!({"inputs": ["x"]})));
-        assert!(!is_unified_llm_input(&json!(["messages"])));
+        let unified = |v: Value| is_unified_llm_input(v.as_object().unwrap());
+        assert!(unified(json!({"messages": []})));
+        assert!(unified(json!({"prompt": "x"})));
+        assert!(unified(json!({"input": ["x"]})));
+        assert!(!unified(json!({"inputs": ["x"]})));
     }
 
     #[test]
