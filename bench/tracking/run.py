@@ -239,7 +239,53 @@ def cargo_build(packages: list[str]) -> bool:
     return subprocess.run(argv, cwd=REPO).returncode == 0
 
 
+# `<server>-auth` runs that server with its basic-auth app; the load comes from a plain
+# (non-admin) user, so every request pays sign-in and the permission check.
+AUTH_SUFFIX = "-auth"
+BENCH_ADMIN_PASSWORD = "bench-admin-password"
+BENCH_USER = ("bench-user", "bench-user-password")
+
+
+def split_auth(name: str) -> tuple[str, bool]:
+    if name.endswith(AUTH_SUFFIX):
+        return name[: -len(AUTH_SUFFIX)], True
+    return name, False
+
+
+def auth_environment(workdir: Path, base: str) -> dict[str, str]:
+    """The environment that turns a server's basic-auth app on, with its own admin password.
+    MLflow keeps users in a SQLite file of its own; mlox in the tracking database."""
+    ini = workdir / "basic_auth.ini"
+    lines = ["[mlflow]", "default_permission = READ", "admin_username = admin"]
+    if base == "mlflow":
+        lines.append(f"database_uri = sqlite:///{workdir / 'basic_auth.db'}")
+    ini.write_text("\n".join(lines) + "\n")
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": BENCH_ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "bench-secret-key"}
+
+
+def create_bench_user(url: str) -> None:
+    import base64
+    from urllib.parse import urlparse
+
+    target = urlparse(url)
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+    token = base64.b64encode(f"admin:{BENCH_ADMIN_PASSWORD}".encode()).decode()
+    body = json.dumps({"username": BENCH_USER[0], "password": BENCH_USER[1]})
+    conn.request("POST", "/api/2.0/mlflow/users/create", body=body,
+                 headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
+    response = conn.getresponse()
+    text = response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"creating the bench user failed: {response.status} {text[:300]!r}")
+
+
 def server_command(name: str, args) -> tuple[list[str], list[str]]:
+    name, auth = split_auth(name)
+    if auth:
+        base, extra = server_command(name, args)
+        return base, extra + ["--app-name", "basic-auth"]
     if name == "mlox":
         cmd = os.environ.get("MLOX_CMD")
         base = shlex.split(cmd) if cmd else [str(REPO / "target" / "release" / "mlox"), "server"]
@@ -254,7 +300,7 @@ def server_command(name: str, args) -> tuple[list[str], list[str]]:
             base = [str(venv / "bin" / "mlflow"), "server"]
         extra = ["--serve-artifacts"] + shlex.split(os.environ.get("MLFLOW_EXTRA_ARGS", ""))
         return base, extra
-    raise SystemExit(f"unknown server {name!r} (known: mlox, mlflow)")
+    raise SystemExit(f"unknown server {name!r} (known: mlox, mlflow, and either with -auth)")
 
 
 def store_uri(name: str, args, workdir: Path) -> str:
@@ -272,6 +318,10 @@ def bench_one(name: str, args, loadgen: Path, root_tmp: Path) -> dict:
     cmd, extra = server_command(name, args)
     replicas = args.replicas if name == "mlox" else 1
     server = Server(name, cmd, extra, store_uri(name, args, workdir), workdir, replicas)
+    base, auth = split_auth(name)
+    saved_env = dict(os.environ)
+    if auth:
+        os.environ.update(auth_environment(workdir, base))
     result: dict = {"name": name, "command": cmd + extra, "replicas": replicas,
                     "backend": args.backend}
     try:
@@ -282,12 +332,17 @@ def bench_one(name: str, args, loadgen: Path, root_tmp: Path) -> dict:
             result["error"] = f"did not start: {e}"
             return result
         log(f"[{name}] healthy after {result['startup_s']:.3f}s on {','.join(server.urls)}")
+        urls = server.urls
+        if auth:
+            create_bench_user(urls[0])
+            user, password = BENCH_USER
+            urls = [u.replace("http://", f"http://{user}:{password}@", 1) for u in urls]
         roots = [p.pid for p in server.procs]
         time.sleep(args.settle)
         result["memory_idle"] = tree_memory(roots)
         sampler = MemorySampler(roots)
         sampler.start()
-        argv = [str(loadgen), "--label", name, "--url", ",".join(server.urls),
+        argv = [str(loadgen), "--label", name, "--url", ",".join(urls),
                 "--scenarios", ",".join(args.scenarios),
                 "--concurrency", str(args.concurrency),
                 "--duration-secs", str(args.duration), "--warmup-secs", str(args.warmup),
@@ -313,6 +368,8 @@ def bench_one(name: str, args, loadgen: Path, root_tmp: Path) -> dict:
         return result
     finally:
         server.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def fmt_rate(v):
@@ -455,7 +512,7 @@ def main() -> int:
     if not args.no_build:
         if not cargo_build(["mlox-bench"]):
             return 1
-        if "mlox" in servers and not os.environ.get("MLOX_CMD") and not cargo_build(["mlox-cli"]):
+        if any(split_auth(s)[0] == "mlox" for s in servers) and not os.environ.get("MLOX_CMD") and not cargo_build(["mlox-cli"]):
             log("building mlox failed; its column will be empty")
     loadgen = REPO / "target" / "release" / "mlox-bench"
     if not loadgen.exists():

@@ -13,11 +13,13 @@ use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Where one server listens, parsed once from `http://host:port[/prefix]`.
+/// Where one server listens, parsed once from `http://[user:password@]host:port[/prefix]`;
+/// credentials in the URL are sent as HTTP basic auth with every request.
 #[derive(Debug, Clone)]
 pub struct Target {
     authority: String,
     prefix: String,
+    authorization: Option<String>,
 }
 
 impl Target {
@@ -29,14 +31,18 @@ impl Target {
         let authority = uri
             .authority()
             .ok_or_else(|| anyhow!("url {url:?} has no host"))?;
-        let authority = if authority.port().is_some() {
-            authority.to_string()
-        } else {
-            format!("{}:80", authority.host())
+        let authorization = authority
+            .as_str()
+            .rsplit_once('@')
+            .map(|(userinfo, _)| format!("Basic {}", base64(userinfo.as_bytes())));
+        let host_port = match authority.port_u16() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => format!("{}:80", authority.host()),
         };
         Ok(Self {
-            authority,
+            authority: host_port,
             prefix: uri.path().trim_end_matches('/').to_owned(),
+            authorization,
         })
     }
 }
@@ -72,6 +78,28 @@ impl Reply {
         }
         self.json()
     }
+}
+
+/// Standard base64 with padding, for the one header that needs it.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The first few hundred bytes of a body, for error messages.
@@ -126,6 +154,9 @@ impl Conn {
             .uri(uri)
             .header(header::HOST, self.target.authority.as_str())
             .header(header::USER_AGENT, "mlox-bench");
+        if let Some(authorization) = &self.target.authorization {
+            builder = builder.header(header::AUTHORIZATION, authorization.as_str());
+        }
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
@@ -156,5 +187,21 @@ mod tests {
         assert_eq!(t.authority, "localhost:80");
         assert_eq!(t.prefix, "/mlflow");
         assert!(Target::parse("https://x:1").is_err());
+        assert_eq!(t.authorization, None);
+    }
+
+    #[test]
+    fn credentials_in_the_url_become_basic_auth() {
+        let t = Target::parse("http://alice:open%20sesame@127.0.0.1:5000").unwrap();
+        assert_eq!(t.authority, "127.0.0.1:5000");
+        // RFC 7617's example pair, percent-encoding kept as written in the URL.
+        assert_eq!(
+            t.authorization.as_deref(),
+            Some("Basic YWxpY2U6b3BlbiUyMHNlc2FtZQ==")
+        );
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
     }
 }

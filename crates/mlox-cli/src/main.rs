@@ -136,6 +136,11 @@ struct ServerArgs {
     /// left untouched.
     #[arg(long, value_name = "DIR", env = "PROMETHEUS_MULTIPROC_DIR")]
     expose_prometheus: Option<PathBuf>,
+    /// `basic-auth` turns on users, permissions and tokens, as MLflow's basic-auth app
+    /// (configured by the ini file MLFLOW_AUTH_CONFIG_PATH names and
+    /// MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD).
+    #[arg(long, value_name = "NAME")]
+    app_name: Option<String>,
 }
 
 #[derive(Args)]
@@ -183,6 +188,15 @@ async fn run_server(
     metrics: Option<Arc<mlox_tracking::metrics::TrackingMetrics>>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let auth_config = match args.app_name.as_deref() {
+        None => None,
+        Some("basic-auth") => Some(
+            mlox_auth::AuthConfig::from_environment().map_err(|e| anyhow::anyhow!(e.message))?,
+        ),
+        Some(other) => anyhow::bail!(
+            "unknown --app-name '{other}': mlox has one app, basic-auth (users, permissions and tokens)"
+        ),
+    };
     // The port first: "address in use" must fail fast and leave no database behind.
     let addr: SocketAddr = serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -215,6 +229,14 @@ async fn run_server(
         hint_at_mlflow_database().await;
     }
     let closing = store.clone();
+    let auth = match auth_config {
+        Some(config) => Some(
+            mlox_auth::Auth::start(config, store.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?,
+        ),
+        None => None,
+    };
     let webhooks = mlox_webhooks::DispatcherConfig {
         allow_private_addresses: args.webhooks_allow_private_addresses
             || env_flag("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS"),
@@ -261,6 +283,9 @@ async fn run_server(
     if !mlox_web::ui_built() {
         tracing::warn!("this binary was built without the web UI; `/` explains how to build it");
     }
+    if let Some(auth) = &auth {
+        app = mlox_auth::protect(app, auth.clone());
+    }
     if let Some(metrics) = &metrics {
         app = app
             .route(
@@ -286,6 +311,7 @@ async fn run_server(
         artifacts = %destination,
         serve_artifacts,
         prometheus = metrics.is_some(),
+        auth = auth.is_some(),
         startup_ms = started.elapsed().as_millis() as u64,
         "mlox server listening"
     );

@@ -11,6 +11,7 @@
 //! reverse.
 
 pub mod assessments;
+pub mod auth;
 pub mod correlation;
 pub mod entities;
 pub mod error;

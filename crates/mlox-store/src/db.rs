@@ -481,7 +481,7 @@ pub fn redact_uri(uri: &str) -> String {
 }
 
 /// Splits a migration file into statements; the files keep semicolons out of string literals.
-fn split_statements(sql: &str) -> Vec<String> {
+pub(crate) fn split_statements(sql: &str) -> Vec<String> {
     let without_comments: String = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))

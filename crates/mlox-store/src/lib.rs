@@ -10,6 +10,7 @@
 //! One implementation instead of a trait with a copy per database: the SQL is written once in
 //! the dialect both engines accept, and the few real differences live in [`Dialect`].
 
+pub mod auth;
 mod db;
 mod evaluation_datasets;
 mod experiments;

@@ -3637,3 +3637,94 @@ async fn removing_an_experiment_for_good_unlinks_its_evaluation_datasets() {
         "linked"
     );
 }
+
+// ------------------------------------------------------------------------------- auth
+
+#[tokio::test]
+async fn auth_tables_live_beside_the_tracking_schema_without_changing_its_version() {
+    let (_dir, store) = store().await;
+    let before = store.schema_version().await.unwrap();
+    let auth = mlox_store::auth::AuthStore::in_tracking_store(&store)
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), before);
+    // Opening again finds the tables in place.
+    mlox_store::auth::AuthStore::in_tracking_store(&store)
+        .await
+        .unwrap();
+    let alice = auth.create_user("alice", "hash-a", false).await.unwrap();
+    let again = auth
+        .create_user("alice", "hash-b", false)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code, Code::ResourceAlreadyExists);
+    assert_eq!(
+        auth.user("alice").await.unwrap().unwrap().password_hash,
+        "hash-a"
+    );
+    assert_eq!(alice.username, "alice");
+}
+
+#[tokio::test]
+async fn a_direct_grant_replaces_the_previous_one_and_dies_with_its_user() {
+    let (_dir, store) = store().await;
+    let auth = mlox_store::auth::AuthStore::in_tracking_store(&store)
+        .await
+        .unwrap();
+    let bob = auth.create_user("bob", "h", false).await.unwrap();
+    auth.grant_direct(bob.id, "default", "experiment", "7", "READ")
+        .await
+        .unwrap();
+    auth.grant_direct(bob.id, "default", "experiment", "7", "EDIT")
+        .await
+        .unwrap();
+    let grants = auth.grants(bob.id, "default").await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].permission, mlox_core::auth::Permission::Edit);
+    assert!(grants.iter().all(|g| g.pattern == "7"));
+    // Personal roles are not listed among the roles an administrator manages.
+    assert!(auth.list_roles(None).await.unwrap().is_empty());
+    assert!(
+        auth.revoke_direct(bob.id, "default", "experiment", "7")
+            .await
+            .unwrap()
+    );
+    assert!(auth.grants(bob.id, "default").await.unwrap().is_empty());
+
+    auth.grant_direct(bob.id, "default", "registered_model", "m", "MANAGE")
+        .await
+        .unwrap();
+    auth.create_token(bob.id, "ci", "digest", None)
+        .await
+        .unwrap();
+    auth.delete_user("bob").await.unwrap();
+    assert!(auth.token("digest").await.unwrap().is_none());
+    let again = auth.create_user("bob", "h", false).await.unwrap();
+    assert!(auth.grants(again.id, "default").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn resources_name_their_experiment_for_permission_checks() {
+    use mlox_store::auth::OwnedBy;
+    let (_dir, store) = store().await;
+    let experiment = store.create_experiment("owned", None, &[]).await.unwrap();
+    let run = run_in(&store, &experiment).await;
+    assert_eq!(
+        store
+            .owning_experiment(OwnedBy::Run, &run.info.run_uuid)
+            .await
+            .unwrap(),
+        Some(experiment.clone())
+    );
+    assert_eq!(
+        store
+            .owning_experiment(OwnedBy::ExperimentName, "owned")
+            .await
+            .unwrap(),
+        Some(experiment)
+    );
+    assert_eq!(
+        store.owning_experiment(OwnedBy::Run, "nope").await.unwrap(),
+        None
+    );
+}

@@ -1,0 +1,638 @@
+//! The layer every request of a protected server passes: sign-in, the route's rule from
+//! `mlox_core::auth`, the resource the request names (read from its path, query or body), the
+//! caller's permission on it, and the few things that happen around a handler: the caller
+//! recorded as a new run's author, MANAGE for whoever creates an experiment or a model, grants
+//! that follow a model's rename or deletion, and searches cut down to what the caller may read.
+
+use crate::{Auth, Caller};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use mlox_core::auth::{Access, Listing, Permission, ResourceType, Rule, Target, User, rule_for};
+use mlox_core::{Code, Error, Result};
+use mlox_store::auth::OwnedBy;
+use mlox_tracking::error::error_response;
+use mlox_tracking::request::{MAX_JSON_BODY, query_to_json};
+use serde_json::Value;
+use std::sync::Arc;
+
+const UNAUTHENTICATED: &str = "You are not authenticated. Please see \
+    https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to \
+    authenticate.";
+
+/// The 401 MLflow answers, with the challenge browsers show a sign-in prompt for.
+pub(crate) fn challenge() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::WWW_AUTHENTICATE, "Basic realm=\"mlflow\""),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        UNAUTHENTICATED,
+    )
+        .into_response()
+}
+
+pub(crate) fn denied() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Permission denied",
+    )
+        .into_response()
+}
+
+fn locked(retry_after: u64) -> Response {
+    let mut response = error_response(&Error::new(
+        Code::RequestLimitExceeded,
+        format!("Too many failed sign-ins for this user; try again in {retry_after} seconds."),
+    ));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+enum SignIn {
+    User(User),
+    /// No credentials, or wrong ones.
+    Refused,
+    Locked(u64),
+}
+
+async fn sign_in(auth: &Auth, headers: &HeaderMap) -> Result<SignIn> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(SignIn::Refused);
+    };
+    let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let credential = credential.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Some((username, password)) = base64::engine::general_purpose::STANDARD
+            .decode(credential)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|text| {
+                text.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+            })
+        else {
+            return Ok(SignIn::Refused);
+        };
+        return sign_in_with_password(auth, &username, &password).await;
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(match auth.token_user(credential).await? {
+            Some(user) => SignIn::User(user),
+            None => SignIn::Refused,
+        });
+    }
+    Ok(SignIn::Refused)
+}
+
+async fn sign_in_with_password(auth: &Auth, username: &str, password: &str) -> Result<SignIn> {
+    if let crate::credentials::Gate::Locked(seconds) = auth.credentials.gate(username) {
+        return Ok(SignIn::Locked(seconds));
+    }
+    if let Some(user) = auth.credentials.remembered(username, password) {
+        return Ok(SignIn::User(user));
+    }
+    let stored = auth.users.user(username).await?;
+    // An unknown username costs the same argon2 run as a wrong password, so timing does not
+    // tell which usernames exist.
+    let hash = stored
+        .as_ref()
+        .map(|s| s.password_hash.clone())
+        .unwrap_or_else(|| auth.decoy_hash.clone());
+    let candidate = password.to_string();
+    let verified =
+        tokio::task::spawn_blocking(move || crate::credentials::verify_password(&candidate, &hash))
+            .await
+            .unwrap_or(false);
+    match stored {
+        Some(stored) if verified => {
+            auth.credentials.record_success(username);
+            auth.credentials
+                .remember(username, password, stored.user.clone());
+            Ok(SignIn::User(stored.user))
+        }
+        _ => {
+            auth.credentials.record_failure(username);
+            Ok(SignIn::Refused)
+        }
+    }
+}
+
+/// The layer itself.
+pub(crate) async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let rule = rule_for(req.method().as_str(), &path);
+    if rule == Some(Rule::Public) {
+        return next.run(req).await;
+    }
+    let user = match sign_in(&auth, req.headers()).await {
+        Ok(SignIn::User(user)) => user,
+        Ok(SignIn::Refused) => return challenge(),
+        Ok(SignIn::Locked(seconds)) => return locked(seconds),
+        Err(err) => return error_response(&err),
+    };
+    match authorize(&auth, &user, rule, &path, req, next).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    }
+}
+
+/// What the request says, read once: the query always, the JSON body when a rule needs it.
+struct Parts {
+    query: Value,
+    body: Option<Value>,
+}
+
+impl Parts {
+    fn strings(&self, field: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for source in [Some(&self.query), self.body.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            match source.get(field) {
+                Some(Value::String(s)) => found.push(s.clone()),
+                Some(Value::Number(n)) => found.push(n.to_string()),
+                Some(Value::Array(items)) => found.extend(items.iter().filter_map(scalar)),
+                _ => {}
+            }
+        }
+        found
+    }
+
+    fn first(&self, fields: &[&str]) -> Option<String> {
+        fields
+            .iter()
+            .find_map(|field| self.strings(field).into_iter().next())
+    }
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Every value of `field` anywhere in the document (a trace names its experiment deep inside
+/// `trace.trace_info.trace_location`); a rule checks all of them, so no nesting hides one.
+fn values_anywhere(value: &Value, field: &str, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == field
+                    && let Some(v) = scalar(child)
+                {
+                    found.push(v);
+                }
+                values_anywhere(child, field, found);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| values_anywhere(v, field, found)),
+        _ => {}
+    }
+}
+
+fn needs_body(rule: Option<Rule>, path: &str) -> bool {
+    let touches_ids = matches!(
+        rule,
+        Some(Rule::Resource(
+            _,
+            Target::Experiment(_)
+                | Target::ExperimentName(_)
+                | Target::Run
+                | Target::RegisteredModel(_)
+                | Target::Trace
+        )) | Some(Rule::Filtered(
+            Listing::RunsInExperiments | Listing::TracesInExperiments
+        ))
+    );
+    // The UI's upload carries the file as its body and the run in its query.
+    (touches_ids && !path.ends_with("/upload-artifact"))
+        || path.ends_with("/registered-models/create")
+}
+
+async fn read_body(req: Request) -> Result<(Request, Option<Value>)> {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+        .await
+        .map_err(|_| {
+            Error::new(
+                Code::PayloadTooLarge,
+                format!("The request body is over {MAX_JSON_BODY} bytes."),
+            )
+        })?;
+    // A body that is not JSON is the handler's to refuse, in its own words.
+    let value = serde_json::from_slice::<Value>(&bytes).ok();
+    Ok((Request::from_parts(parts, Body::from(bytes)), value))
+}
+
+async fn authorize(
+    auth: &Auth,
+    user: &User,
+    rule: Option<Rule>,
+    path: &str,
+    mut req: Request,
+    next: Next,
+) -> Result<Response> {
+    req.extensions_mut().insert(Caller(user.clone()));
+    let method = req.method().as_str().to_string();
+    let query = query_to_json(req.uri().query().unwrap_or(""));
+    let mut body = None;
+    if method != "GET" && method != "HEAD" && needs_body(rule, path) {
+        let (rebuilt, value) = read_body(req).await?;
+        req = rebuilt;
+        body = value;
+    }
+    let parts = Parts { query, body };
+    let route = api_route(path);
+
+    if let Some(Rule::Resource(access, target)) = rule
+        && !user.is_admin
+        && !allowed(auth, user, access, target, path, &parts).await?
+    {
+        return Ok(denied());
+    }
+    match rule {
+        None if !user.is_admin => return Ok(denied()),
+        Some(Rule::Admin) if !user.is_admin => return Ok(denied()),
+        Some(Rule::Filtered(listing)) if !user.is_admin => match listing {
+            Listing::RunsInExperiments | Listing::TracesInExperiments => {
+                match narrow_experiments(auth, user, listing, &method, &parts).await? {
+                    Narrowed::Unchanged => {}
+                    Narrowed::Nothing => {
+                        return Ok(axum::Json(serde_json::json!({})).into_response());
+                    }
+                    Narrowed::Denied => return Ok(denied()),
+                    Narrowed::Rewritten(body) => {
+                        req = with_json_body(req, &body);
+                    }
+                }
+            }
+            _ => {
+                if filter_needed(auth, user, listing).await? {
+                    let response = next.run(req).await;
+                    return filter_listing(auth, user, listing, response).await;
+                }
+            }
+        },
+        _ => {}
+    }
+
+    if method == "POST" && route == Some("runs/create") {
+        req = record_author(req, &parts, user);
+    }
+    let response = next.run(req).await;
+    if response.status().is_success() {
+        after_success(auth, user, &method, route, &parts, response).await
+    } else {
+        Ok(response)
+    }
+}
+
+/// The route inside the API prefixes (`runs/create`), if the path is an API path.
+fn api_route(path: &str) -> Option<&str> {
+    [
+        "/api/2.0/mlflow/",
+        "/ajax-api/2.0/mlflow/",
+        "/api/3.0/mlflow/",
+        "/ajax-api/3.0/mlflow/",
+    ]
+    .iter()
+    .find_map(|prefix| path.strip_prefix(prefix))
+}
+
+fn missing(field: &str) -> Error {
+    Error::invalid(format!("Missing value for required parameter '{field}'."))
+}
+
+/// The path segment after `marker/` (`logged-models/{id}`, `traces/{id}`).
+fn segment_after<'p>(path: &'p str, marker: &str) -> Option<&'p str> {
+    let rest = &path[path.find(marker)? + marker.len()..];
+    rest.split('/').next().filter(|s| !s.is_empty())
+}
+
+async fn allowed(
+    auth: &Auth,
+    user: &User,
+    access: Access,
+    target: Target,
+    path: &str,
+    parts: &Parts,
+) -> Result<bool> {
+    let experiments: Vec<String> = match target {
+        Target::Experiment(field) => {
+            let mut found = parts.strings(field);
+            if let Some(body) = &parts.body {
+                values_anywhere(body, field, &mut found);
+            }
+            if found.is_empty() {
+                return Err(missing(field));
+            }
+            found
+        }
+        Target::ExperimentName(field) => {
+            let name = parts.first(&[field]).ok_or_else(|| missing(field))?;
+            match auth
+                .owning_experiment(OwnedBy::ExperimentName, &name)
+                .await?
+            {
+                Some(id) => vec![id],
+                // No such experiment: the handler answers its 404.
+                None => return Ok(true),
+            }
+        }
+        Target::Run => {
+            let run = parts
+                .first(&["run_id", "run_uuid"])
+                .ok_or_else(|| missing("run_id"))?;
+            match auth.owning_experiment(OwnedBy::Run, &run).await? {
+                Some(id) => vec![id],
+                None => return Ok(true),
+            }
+        }
+        Target::Runs => {
+            let runs = parts.strings("run_ids");
+            let mut experiments = Vec::new();
+            for run in runs {
+                if let Some(id) = auth.owning_experiment(OwnedBy::Run, &run).await? {
+                    experiments.push(id);
+                }
+            }
+            experiments
+        }
+        Target::RegisteredModel(field) => {
+            let name = parts.first(&[field]).ok_or_else(|| missing(field))?;
+            let permission = auth
+                .permission(user, ResourceType::RegisteredModel, &name)
+                .await?;
+            return Ok(permission.allows(access));
+        }
+        Target::LoggedModel => {
+            let Some(model) = segment_after(path, "logged-models/") else {
+                return Ok(false);
+            };
+            match auth.owning_experiment(OwnedBy::LoggedModel, model).await? {
+                Some(id) => vec![id],
+                None => return Ok(true),
+            }
+        }
+        Target::Trace => {
+            let from_path = segment_after(path, "/traces/").map(str::to_string);
+            let trace = from_path
+                .or_else(|| parts.first(&["trace_id", "request_id"]))
+                .ok_or_else(|| missing("trace_id"))?;
+            match auth.owning_experiment(OwnedBy::Trace, &trace).await? {
+                Some(id) => vec![id],
+                None => return Ok(true),
+            }
+        }
+        Target::ArtifactPath => match artifact_experiment(path, parts) {
+            Some(id) => vec![id],
+            // Outside every experiment's directory: administrators only.
+            None => return Ok(false),
+        },
+    };
+    for experiment in experiments {
+        let permission = auth
+            .permission(user, ResourceType::Experiment, &experiment)
+            .await?;
+        if !permission.allows(access) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The experiment a proxied artifact path lies under: its first segment, as experiment
+/// artifact locations are `mlflow-artifacts:/<experiment id>`.
+fn artifact_experiment(path: &str, parts: &Parts) -> Option<String> {
+    let rest = path.strip_prefix("/api/2.0/mlflow-artifacts/")?;
+    let relative = if let Some(after) = rest.strip_prefix("artifacts/") {
+        after.to_string()
+    } else if let Some(after) = rest.strip_prefix("mpu/") {
+        after.split_once('/').map(|(_, p)| p.to_string())?
+    } else {
+        // Listing: the directory is in `path`.
+        parts.first(&["path"])?
+    };
+    let first = relative.trim_start_matches('/').split('/').next()?;
+    (!first.is_empty() && first.bytes().all(|b| b.is_ascii_digit())).then(|| first.to_string())
+}
+
+enum Narrowed {
+    Unchanged,
+    Nothing,
+    Denied,
+    Rewritten(Value),
+}
+
+/// Run and trace searches name their experiments up front; the unreadable ones are taken out
+/// of a run search before it runs (as MLflow does), and refuse a trace search.
+async fn narrow_experiments(
+    auth: &Auth,
+    user: &User,
+    listing: Listing,
+    method: &str,
+    parts: &Parts,
+) -> Result<Narrowed> {
+    let mut named = parts.strings("experiment_ids");
+    if let Some(body) = &parts.body
+        && let Some(locations) = body.get("locations")
+    {
+        values_anywhere(locations, "experiment_id", &mut named);
+    }
+    let mut readable = Vec::new();
+    for id in &named {
+        if auth
+            .permission(user, ResourceType::Experiment, id)
+            .await?
+            .allows(Access::Read)
+        {
+            readable.push(id.clone());
+        }
+    }
+    if readable.len() == named.len() {
+        return Ok(Narrowed::Unchanged);
+    }
+    if listing == Listing::TracesInExperiments || method == "GET" {
+        return Ok(Narrowed::Denied);
+    }
+    if readable.is_empty() {
+        return Ok(Narrowed::Nothing);
+    }
+    let mut body = parts.body.clone().unwrap_or_else(|| serde_json::json!({}));
+    body["experiment_ids"] = Value::from(readable);
+    Ok(Narrowed::Rewritten(body))
+}
+
+fn with_json_body(req: Request, body: &Value) -> Request {
+    let (mut parts, _) = req.into_parts();
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Request::from_parts(parts, Body::from(bytes))
+}
+
+/// The signed-in user is a new run's author, whatever the client wrote.
+fn record_author(req: Request, parts: &Parts, user: &User) -> Request {
+    let Some(Value::Object(mut body)) = parts.body.clone() else {
+        return req;
+    };
+    body.insert("user_id".to_string(), Value::from(user.username.clone()));
+    let mut tags: Vec<Value> = match body.remove("tags") {
+        Some(Value::Array(tags)) => tags
+            .into_iter()
+            .filter(|t| t.get("key").and_then(Value::as_str) != Some("mlflow.user"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    tags.push(serde_json::json!({"key": "mlflow.user", "value": user.username}));
+    body.insert("tags".to_string(), Value::from(tags));
+    with_json_body(req, &Value::Object(body))
+}
+
+/// Whether a listing can hold something this user may not read: only when the default
+/// permission does not allow reading, or a grant denies.
+async fn filter_needed(auth: &Auth, user: &User, listing: Listing) -> Result<bool> {
+    if !auth.config.default_permission.allows(Access::Read) {
+        return Ok(true);
+    }
+    let resource_type = listing_type(listing);
+    let grants = auth.grants_of(user.id).await?;
+    Ok(grants
+        .iter()
+        .any(|g| g.permission == Permission::Deny && g.resource_type == resource_type))
+}
+
+fn listing_type(listing: Listing) -> ResourceType {
+    match listing {
+        Listing::RegisteredModels | Listing::ModelVersions => ResourceType::RegisteredModel,
+        _ => ResourceType::Experiment,
+    }
+}
+
+/// Drops the rows of a search answer the caller may not read. The page can come out shorter
+/// than asked for; its page token still continues after the last row searched, so paging
+/// neither skips nor repeats a readable row.
+async fn filter_listing(
+    auth: &Auth,
+    user: &User,
+    listing: Listing,
+    response: Response,
+) -> Result<Response> {
+    if !response.status().is_success() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Error::internal(format!("cannot read a search answer: {e}")))?;
+    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    };
+    let (list, key): (&str, &[&str]) = match listing {
+        Listing::Experiments => ("experiments", &["experiment_id"]),
+        Listing::RegisteredModels => ("registered_models", &["name"]),
+        Listing::ModelVersions => ("model_versions", &["name"]),
+        Listing::LoggedModels => ("models", &["info", "experiment_id"]),
+        Listing::RunsInExperiments | Listing::TracesInExperiments => {
+            return Ok(Response::from_parts(parts, Body::from(bytes)));
+        }
+    };
+    let resource_type = listing_type(listing);
+    if let Some(Value::Array(rows)) = answer.get_mut(list) {
+        let mut kept = Vec::with_capacity(rows.len());
+        for row in rows.drain(..) {
+            let id = key
+                .iter()
+                .try_fold(&row, |node, k| node.get(*k))
+                .and_then(scalar);
+            let readable = match id {
+                Some(id) => auth
+                    .permission(user, resource_type, &id)
+                    .await?
+                    .allows(Access::Read),
+                None => false,
+            };
+            if readable {
+                kept.push(row);
+            }
+        }
+        *rows = kept;
+    }
+    let bytes = serde_json::to_vec(&answer).unwrap_or_default();
+    let mut parts = parts;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// What follows a successful write: creators manage what they created; a model's grants
+/// follow its rename and go with its deletion.
+async fn after_success(
+    auth: &Auth,
+    user: &User,
+    method: &str,
+    route: Option<&str>,
+    parts: &Parts,
+    response: Response,
+) -> Result<Response> {
+    let workspace = mlox_core::auth::DEFAULT_WORKSPACE;
+    match (method, route) {
+        ("POST", Some("experiments/create")) => {
+            let (head, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+                .await
+                .map_err(|e| Error::internal(format!("cannot read an answer: {e}")))?;
+            if let Some(id) = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("experiment_id").and_then(scalar))
+            {
+                auth.users
+                    .grant_direct(user.id, workspace, "experiment", &id, "MANAGE")
+                    .await?;
+                auth.grants_changed();
+            }
+            Ok(Response::from_parts(head, Body::from(bytes)))
+        }
+        ("POST", Some("registered-models/create")) => {
+            if let Some(name) = parts.first(&["name"]) {
+                auth.users
+                    .grant_direct(user.id, workspace, "registered_model", &name, "MANAGE")
+                    .await?;
+                auth.grants_changed();
+            }
+            Ok(response)
+        }
+        ("POST", Some("registered-models/rename")) => {
+            if let (Some(old), Some(new)) = (parts.first(&["name"]), parts.first(&["new_name"])) {
+                auth.users
+                    .rename_resource_grants("registered_model", &old, &new)
+                    .await?;
+                auth.grants_changed();
+            }
+            Ok(response)
+        }
+        ("DELETE", Some("registered-models/delete")) => {
+            if let Some(name) = parts.first(&["name"]) {
+                auth.users
+                    .delete_resource_grants("registered_model", &name)
+                    .await?;
+                auth.grants_changed();
+            }
+            Ok(response)
+        }
+        _ => Ok(response),
+    }
+}

@@ -1,0 +1,460 @@
+"""`mlox server --app-name basic-auth`: users, grants, roles and tokens, driven by the official
+MLflow client (`MLFLOW_TRACKING_USERNAME`/`PASSWORD`, `MLFLOW_TRACKING_TOKEN`), its
+`AuthServiceClient` and raw requests, on SQLite and on PostgreSQL.
+
+Each backend gets one server of its own for the module (the session server runs without auth);
+users are made fresh per test, so tests do not see each other's grants."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
+
+from conftest import PgDatabase, _free_port, launch_mlox, mlox_binary
+
+pytestmark = [pytest.mark.mlox_only, pytest.mark.standalone]
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def _launch_auth_server(tmp_path, backend_uri: str, ini: str | None = None, log_name="auth.log"):
+    env_before = dict(os.environ)
+    os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    os.environ.pop("MLFLOW_AUTH_ADMIN_USERNAME", None)
+    if ini is not None:
+        path = tmp_path / f"{log_name}.ini"
+        path.write_text(ini)
+        os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(path)
+    else:
+        os.environ.pop("MLFLOW_AUTH_CONFIG_PATH", None)
+    try:
+        return launch_mlox(tmp_path, backend_uri, "--app-name", "basic-auth", log_name=log_name)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def auth_server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"auth-{request.param}")
+    database = None
+    if request.param == "postgresql":
+        database = PgDatabase()
+        uri = database.uri
+    else:
+        uri = f"sqlite:///{tmp / 'mlruns.db'}"
+    server = _launch_auth_server(tmp, uri)
+    yield server
+    server.stop()
+    if database is not None:
+        database.close()
+
+
+@pytest.fixture
+def url(auth_server) -> str:
+    return auth_server.url
+
+
+@pytest.fixture
+def as_user(monkeypatch):
+    """Makes the MLflow client (environment credentials) act as one user."""
+
+    def switch(username: str | None, password: str | None = None, token: str | None = None):
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        if username is not None:
+            monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
+            monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        if token is not None:
+            monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+
+    switch(None)
+    return switch
+
+
+def new_user(url: str, prefix: str = "user") -> tuple[str, str]:
+    username = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    password = f"pw-{uuid.uuid4().hex}"
+    r = requests.post(
+        f"{url}/api/2.0/mlflow/users/create",
+        json={"username": username, "password": password},
+        auth=(ADMIN, ADMIN_PASSWORD),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["username"] == username
+    assert r.json()["user"]["is_admin"] is False
+    return username, password
+
+
+def api(url: str, method: str, path: str, auth, **kwargs) -> requests.Response:
+    return requests.request(method, f"{url}/api/2.0/mlflow/{path}", auth=auth, **kwargs)
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def test_no_credentials_get_mlflows_challenge_and_health_stays_open(url):
+    r = requests.get(f"{url}/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="mlflow"'
+    assert r.text.startswith("You are not authenticated.")
+    assert requests.get(f"{url}/health").status_code == 200
+    wrong = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(ADMIN, "password1234"))
+    assert wrong.status_code == 401
+
+
+def test_the_client_signs_in_from_the_environment(url, as_user):
+    with pytest.raises(MlflowException, match="You are not authenticated") as err:
+        MlflowClient(url, registry_uri=url).search_experiments()
+    assert err.value.error_code == "UNAUTHENTICATED"
+    username, password = new_user(url)
+    as_user(username, password)
+    experiment_id = MlflowClient(url, registry_uri=url).create_experiment(f"signed-in-{uuid.uuid4().hex[:6]}")
+    assert MlflowClient(url, registry_uri=url).get_experiment(experiment_id).experiment_id == experiment_id
+
+
+def test_no_server_starts_without_an_administrator_password(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_AUTH")}
+    cmd = [mlox_binary(), "server", "--app-name", "basic-auth", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{tmp_path / 'a.db'}",
+           "--artifacts-destination", str(tmp_path / "artifacts")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in done.stderr + done.stdout
+    env["MLFLOW_AUTH_ADMIN_PASSWORD"] = "short"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "at least 12 characters" in done.stderr + done.stdout
+
+
+def test_repeated_failures_lock_one_username_only(url):
+    victim, password = new_user(url, "victim")
+    bystander, bystander_password = new_user(url, "bystander")
+    current = f"{url}/api/2.0/mlflow/users/current"
+    for _ in range(20):
+        assert requests.get(current, auth=(victim, "not-the-password")).status_code == 401
+    locked = requests.get(current, auth=(victim, password))
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 0
+    assert locked.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    assert requests.get(current, auth=(bystander, bystander_password)).status_code == 200
+
+
+# --------------------------------------------------------------------------- users
+
+
+def test_users_are_managed_through_the_auth_service_client(url, as_user):
+    client = get_app_client("basic-auth", url)
+    username = f"u-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(MlflowException, match="You are not authenticated"):
+        client.create_user(username, "a-good-long-password")
+    as_user(ADMIN, ADMIN_PASSWORD)
+    with pytest.raises(MlflowException, match="at least 12 characters"):
+        client.create_user(username, "short")
+    user = client.create_user(username, "a-good-long-password")
+    assert (user.username, user.is_admin) == (username, False)
+    with pytest.raises(MlflowException, match="already exists") as err:
+        client.create_user(username, "a-good-long-password")
+    assert err.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+    as_user(username, "a-good-long-password")
+    with pytest.raises(MlflowException, match="Permission denied") as err:
+        client.create_user(f"{username}-2", "a-good-long-password")
+    assert err.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException, match="Current password is required"):
+        client.update_user_password(username, "another-long-password")
+    client.update_user_password(username, "another-long-password",
+                                current_password="a-good-long-password")
+    with pytest.raises(MlflowException, match="You are not authenticated"):
+        client.get_user(username)
+    as_user(username, "another-long-password")
+    assert client.get_user(username).username == username
+
+    as_user(ADMIN, ADMIN_PASSWORD)
+    client.update_user_admin(username, True)
+    assert client.get_user(username).is_admin is True
+    client.delete_user(username)
+    with pytest.raises(MlflowException, match=f"User with username={username} not found") as err:
+        client.get_user(username)
+    assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_malformed_bodies_are_clean_400s_and_nothing_is_reflected(url):
+    admin = (ADMIN, ADMIN_PASSWORD)
+    for body in ("null", "", "[1]"):
+        r = requests.post(f"{url}/api/2.0/mlflow/users/create", data=body,
+                          headers={"Content-Type": "application/json"}, auth=admin)
+        assert r.status_code == 400, (body, r.text)
+    r = requests.post(f"{url}/api/2.0/mlflow/users/create", data="x",
+                      headers={"Content-Type": "<script>alert(1)</script>"}, auth=admin)
+    assert r.status_code < 500
+    assert "<script>" not in r.text
+    assert requests.post(f"{url}/api/2.0/mlflow/users/create",
+                         json={"username": "x", "password": "y" * 20}).status_code == 401
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def test_default_read_creator_manage_and_grants(url, as_user):
+    owner, owner_pw = new_user(url, "owner")
+    other, other_pw = new_user(url, "other")
+    as_user(owner, owner_pw)
+    client = MlflowClient(url, registry_uri=url)
+    experiment_id = client.create_experiment(f"owned-{uuid.uuid4().hex[:6]}")
+    run = client.create_run(experiment_id)
+
+    auth_client = get_app_client("basic-auth", url)
+    mine = auth_client.get_user_permission(owner, "experiment", experiment_id)
+    assert (mine.permission, mine.allowed) == ("MANAGE", True)
+
+    as_user(other, other_pw)
+    assert client.get_run(run.info.run_id).info.run_id == run.info.run_id
+    with pytest.raises(MlflowException, match="Permission denied") as err:
+        client.log_metric(run.info.run_id, "loss", 1.0)
+    assert err.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException, match="Permission denied"):
+        client.delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="Permission denied"):
+        auth_client.grant_user_permission(other, "experiment", experiment_id, "EDIT")
+
+    as_user(owner, owner_pw)
+    auth_client.grant_user_permission(other, "experiment", experiment_id, "EDIT")
+    as_user(other, other_pw)
+    client.log_metric(run.info.run_id, "loss", 1.0)
+    assert client.get_metric_history(run.info.run_id, "loss")[0].value == 1.0
+    with pytest.raises(MlflowException, match="Permission denied"):
+        client.delete_run(run.info.run_id)
+
+    as_user(owner, owner_pw)
+    auth_client.grant_user_permission(other, "experiment", experiment_id, "DENY")
+    as_user(other, other_pw)
+    with pytest.raises(MlflowException, match="Permission denied"):
+        client.get_run(run.info.run_id)
+    denied = client.search_runs([experiment_id])
+    assert list(denied) == []
+    assert experiment_id not in {e.experiment_id for e in client.search_experiments()}
+
+    as_user(owner, owner_pw)
+    auth_client.revoke_user_permission(other, "experiment", experiment_id)
+    assert auth_client.get_user_permission(other, "experiment", experiment_id).permission == "READ"
+
+
+def test_the_signed_in_user_is_the_runs_author(url):
+    author, password = new_user(url, "author")
+    r = api(url, "POST", "experiments/create", (author, password),
+            json={"name": f"authored-{uuid.uuid4().hex[:6]}"})
+    experiment_id = r.json()["experiment_id"]
+    r = api(url, "POST", "runs/create", (author, password), json={
+        "experiment_id": experiment_id, "user_id": "mallory", "start_time": 1,
+        "tags": [{"key": "mlflow.user", "value": "mallory"}, {"key": "team", "value": "a"}],
+    })
+    assert r.status_code == 200, r.text
+    run = r.json()["run"]
+    assert run["info"]["user_id"] == author
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["mlflow.user"] == author
+    assert tags["team"] == "a"
+
+
+def test_registered_models_creator_manages_and_grants_follow_renames(url, as_user):
+    owner, owner_pw = new_user(url, "modeler")
+    other, other_pw = new_user(url, "reader")
+    name = f"model-{uuid.uuid4().hex[:6]}"
+    as_user(owner, owner_pw)
+    client = MlflowClient(url, registry_uri=url)
+    client.create_registered_model(name)
+    auth_client = get_app_client("basic-auth", url)
+    auth_client.grant_user_permission(other, "registered_model", name, "EDIT")
+    as_user(other, other_pw)
+    client.set_registered_model_tag(name, "stage", "dev")
+    with pytest.raises(MlflowException, match="Permission denied"):
+        client.delete_registered_model(name)
+    as_user(owner, owner_pw)
+    client.rename_registered_model(name, f"{name}-v2")
+    assert auth_client.get_user_permission(other, "registered_model", f"{name}-v2").permission == "EDIT"
+    client.delete_registered_model(f"{name}-v2")
+    assert auth_client.get_user_permission(owner, "registered_model", f"{name}-v2").permission == "READ"
+
+
+def test_older_clients_per_resource_permission_endpoints(url):
+    owner, owner_pw = new_user(url, "legacy-owner")
+    user, user_pw = new_user(url, "legacy-user")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"legacy-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    body = {"experiment_id": experiment_id, "username": user, "permission": "READ"}
+    r = api(url, "POST", "experiments/permissions/create", (owner, owner_pw), json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["experiment_permission"]["experiment_id"] == experiment_id
+    assert r.json()["experiment_permission"]["permission"] == "READ"
+    assert api(url, "POST", "experiments/permissions/create", (user, user_pw), json=body).status_code == 403
+    r = api(url, "PATCH", "experiments/permissions/update", (owner, owner_pw),
+            json={**body, "permission": "EDIT"})
+    assert r.status_code == 200, r.text
+    r = api(url, "GET", "experiments/permissions/get", (owner, owner_pw),
+            params={"experiment_id": experiment_id, "username": user})
+    assert r.json()["experiment_permission"]["permission"] == "EDIT"
+    assert api(url, "DELETE", "experiments/permissions/delete", (owner, owner_pw), json=body).status_code == 200
+    r = api(url, "GET", "experiments/permissions/get", (owner, owner_pw),
+            params={"experiment_id": experiment_id, "username": user})
+    assert r.status_code == 404
+    assert r.json() == {
+        "error_code": "RESOURCE_DOES_NOT_EXIST",
+        "message": f"Experiment permission with experiment_id={experiment_id} and username={user} not found",
+    }
+
+    name = f"legacy-model-{uuid.uuid4().hex[:6]}"
+    assert api(url, "POST", "registered-models/create", (owner, owner_pw), json={"name": name}).status_code == 200
+    r = api(url, "POST", "registered-models/permissions/create", (owner, owner_pw),
+            json={"name": name, "username": user, "permission": "MANAGE"})
+    assert r.json()["registered_model_permission"] == {
+        "name": name, "user_id": r.json()["registered_model_permission"]["user_id"],
+        "permission": "MANAGE", "workspace": "default",
+    }
+    assert api(url, "DELETE", "registered-models/delete", (user, user_pw), json={"name": name}).status_code == 200
+
+
+def test_roles_grant_through_assignment(url, as_user):
+    user, user_pw = new_user(url, "role-user")
+    owner, owner_pw = new_user(url, "role-owner")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"roles-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    run_id = api(url, "POST", "runs/create", (owner, owner_pw),
+                 json={"experiment_id": experiment_id}).json()["run"]["info"]["run_id"]
+    as_user(ADMIN, ADMIN_PASSWORD)
+    client = get_app_client("basic-auth", url)
+    role = client.create_role(workspace="default", name=f"editors-{uuid.uuid4().hex[:6]}")
+    granted = client.add_role_permission(role.id, "experiment", experiment_id, "EDIT")
+    assert (granted.resource_type, granted.permission) == ("experiment", "EDIT")
+    with pytest.raises(MlflowException, match="Invalid resource type"):
+        client.add_role_permission(role.id, "bogus", "1", "READ")
+
+    log = {"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 1, "step": 0}
+    assert api(url, "POST", "runs/log-metric", (user, user_pw), json=log).status_code == 403
+    client.assign_role(user, role.id)
+    assert [r.id for r in client.list_user_roles(user)] == [role.id]
+    assert api(url, "POST", "runs/log-metric", (user, user_pw), json=log).status_code == 200
+    client.unassign_role(user, role.id)
+    assert api(url, "POST", "runs/log-metric", (user, user_pw), json=log).status_code == 403
+
+
+def test_webhooks_and_unlisted_routes_are_for_administrators(url):
+    user, user_pw = new_user(url, "hooks")
+    hook = {"name": "h", "url": "https://example.com/hook", "events": [
+        {"entity": "registered_model", "action": "created"}]}
+    r = requests.post(f"{url}/api/2.0/mlflow/webhooks", json=hook, auth=(user, user_pw))
+    assert (r.status_code, r.text) == (403, "Permission denied")
+    r = requests.get(f"{url}/api/2.0/mlflow/webhooks", auth=(ADMIN, ADMIN_PASSWORD))
+    assert r.status_code == 200
+
+
+def test_proxied_artifacts_need_edit_to_write_and_manage_to_delete(url):
+    owner, owner_pw = new_user(url, "art-owner")
+    editor, editor_pw = new_user(url, "art-editor")
+    reader, reader_pw = new_user(url, "art-reader")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"art-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    api(url, "POST", "experiments/permissions/create", (owner, owner_pw),
+        json={"experiment_id": experiment_id, "username": editor, "permission": "EDIT"})
+    path = f"{url}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/r/artifacts/a.txt"
+    assert requests.put(path, data=b"x", auth=(reader, reader_pw)).status_code == 403
+    assert requests.put(path, data=b"hello", auth=(editor, editor_pw)).status_code == 200
+    assert requests.get(path, auth=(reader, reader_pw)).content == b"hello"
+    assert requests.delete(path, auth=(editor, editor_pw)).status_code == 403
+    assert requests.delete(path, auth=(owner, owner_pw)).status_code == 200
+    outside = f"{url}/api/2.0/mlflow-artifacts/artifacts/not-an-experiment/a.txt"
+    assert requests.put(outside, data=b"x", auth=(owner, owner_pw)).status_code == 403
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def test_personal_access_tokens(url, as_user):
+    user, password = new_user(url, "tokens")
+    r = api(url, "POST", "users/tokens/create", (user, password),
+            json={"name": "ci", "expires_in_days": 30})
+    assert r.status_code == 200, r.text
+    token, info = r.json()["token"], r.json()["token_info"]
+    assert info["name"] == "ci" and info["expires_at"] > info["created_at"]
+
+    as_user(None, token=token)
+    client = MlflowClient(url, registry_uri=url)
+    experiment_id = client.create_experiment(f"by-token-{uuid.uuid4().hex[:6]}")
+    run = client.create_run(experiment_id)
+    assert run.info.user_id == user
+
+    listed = api(url, "GET", "users/tokens/list", (user, password)).json()["tokens"]
+    assert [t["id"] for t in listed] == [info["id"]]
+    assert token not in str(listed)
+
+    new_password = f"pw-{uuid.uuid4().hex}"
+    assert api(url, "PATCH", "users/update-password", (user, password),
+               json={"username": user, "password": new_password,
+                     "current_password": password}).status_code == 200
+    assert client.get_run(run.info.run_id).info.run_id == run.info.run_id
+
+    other, other_pw = new_user(url, "not-owner")
+    r = api(url, "DELETE", "users/tokens/delete", (other, other_pw), json={"id": info["id"]})
+    assert r.status_code == 404
+    assert api(url, "DELETE", "users/tokens/delete", (user, new_password),
+               json={"id": info["id"]}).status_code == 200
+    with pytest.raises(MlflowException, match="You are not authenticated"):
+        client.get_run(run.info.run_id)
+    bearer = requests.get(f"{url}/api/2.0/mlflow/users/current",
+                          headers={"Authorization": "Bearer mlox_not-a-token"})
+    assert bearer.status_code == 401
+
+
+# --------------------------------------------------------------------------- no read default
+
+
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("auth-private")
+    server = _launch_auth_server(
+        tmp, f"sqlite:///{tmp / 'mlruns.db'}",
+        ini="[mlflow]\ndefault_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{tmp / 'basic_auth.db'}\n",
+        log_name="private.log",
+    )
+    yield server, tmp
+    server.stop()
+
+
+def test_with_no_default_permission_searches_show_only_what_is_granted(private_server, as_user):
+    server, tmp = private_server
+    url = server.url
+    alice, alice_pw = new_user(url, "alice")
+    bob, bob_pw = new_user(url, "bob")
+    client = MlflowClient(url, registry_uri=url)
+    as_user(alice, alice_pw)
+    mine = [client.create_experiment(f"alice-{i}-{uuid.uuid4().hex[:4]}") for i in range(3)]
+    run = client.create_run(mine[0])
+    client.create_registered_model(f"alice-model-{uuid.uuid4().hex[:4]}")
+    as_user(bob, bob_pw)
+    theirs = client.create_experiment(f"bob-{uuid.uuid4().hex[:4]}")
+    visible = {e.experiment_id for e in client.search_experiments()}
+    assert theirs in visible and not visible & set(mine)
+    paged, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1, page_token=token)
+        paged.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            break
+    assert theirs in paged and not set(paged) & set(mine)
+    assert [m.name for m in client.search_registered_models()] == []
+    assert list(client.search_runs([mine[0], theirs])) == []
+    with pytest.raises(MlflowException, match="Permission denied"):
+        client.get_run(run.info.run_id)
+    # The users live in the file the ini names, not in the tracking database.
+    assert (tmp / "basic_auth.db").exists()
