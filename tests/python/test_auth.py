@@ -458,3 +458,38 @@ def test_with_no_default_permission_searches_show_only_what_is_granted(private_s
         client.get_run(run.info.run_id)
     # The users live in the file the ini names, not in the tracking database.
     assert (tmp / "basic_auth.db").exists()
+
+
+# --------------------------------------------------------------------------- GenAI routes
+
+
+def test_traces_take_their_experiments_permissions(url):
+    from test_otlp import _export, _span, _trace_hex
+
+    owner, owner_pw = new_user(url, "trace-owner")
+    reader, reader_pw = new_user(url, "trace-reader")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"traces-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    trace_hex = _trace_hex()
+    trace_id = f"tr-{trace_hex}"
+    export = _export(_span(trace_hex, "a" * 16, "root"))
+    headers = {"Content-Type": "application/x-protobuf", "x-mlflow-experiment-id": experiment_id}
+    refused = requests.post(f"{url}/v1/traces", data=export, headers=headers, auth=(reader, reader_pw))
+    assert refused.status_code == 403
+    sent = requests.post(f"{url}/v1/traces", data=export, headers=headers, auth=(owner, owner_pw))
+    assert sent.status_code == 200, sent.text
+
+    v3 = f"{url}/api/3.0/mlflow"
+    assert requests.get(f"{v3}/traces/{trace_id}", auth=(reader, reader_pw)).status_code == 200
+    got = requests.get(f"{v3}/traces/get", params={"trace_id": trace_id}, auth=(reader, reader_pw))
+    assert got.status_code == 200, got.text
+    tag = {"key": "k", "value": "v"}
+    assert requests.patch(f"{v3}/traces/{trace_id}/tags", json=tag,
+                          auth=(reader, reader_pw)).status_code == 403
+    assert requests.patch(f"{v3}/traces/{trace_id}/tags", json=tag,
+                          auth=(owner, owner_pw)).status_code == 200
+    delete = {"experiment_id": experiment_id, "request_ids": [trace_id]}
+    assert requests.post(f"{v3}/traces/delete-traces", json=delete,
+                         auth=(reader, reader_pw)).status_code == 403
+    done = requests.post(f"{v3}/traces/delete-traces", json=delete, auth=(owner, owner_pw))
+    assert done.status_code == 200 and done.json()["traces_deleted"] == 1

@@ -152,6 +152,7 @@ pub(crate) async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Nex
 struct Parts {
     query: Value,
     body: Option<Value>,
+    headers: HeaderMap,
 }
 
 impl Parts {
@@ -256,7 +257,11 @@ async fn authorize(
         req = rebuilt;
         body = value;
     }
-    let parts = Parts { query, body };
+    let parts = Parts {
+        query,
+        body,
+        headers: req.headers().clone(),
+    };
     let route = api_route(path);
 
     if let Some(Rule::Resource(access, target)) = rule
@@ -390,14 +395,31 @@ async fn allowed(
             }
         }
         Target::Trace => {
-            let from_path = segment_after(path, "/traces/").map(str::to_string);
-            let trace = from_path
-                .or_else(|| parts.first(&["trace_id", "request_id"]))
+            let trace = parts
+                .first(&["trace_id", "request_id"])
+                .or_else(|| segment_after(path, "/traces/").map(str::to_string))
                 .ok_or_else(|| missing("trace_id"))?;
             match auth.owning_experiment(OwnedBy::Trace, &trace).await? {
                 Some(id) => vec![id],
                 None => return Ok(true),
             }
+        }
+        Target::Traces => {
+            let mut experiments = Vec::new();
+            for trace in parts.strings("trace_ids") {
+                if let Some(id) = auth.owning_experiment(OwnedBy::Trace, &trace).await? {
+                    experiments.push(id);
+                }
+            }
+            experiments
+        }
+        Target::ExperimentHeader(name) => {
+            let id = parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::invalid(format!("Missing header '{name}'.")))?;
+            vec![id.trim().to_string()]
         }
         Target::ArtifactPath => match artifact_experiment(path, parts) {
             Some(id) => vec![id],

@@ -369,8 +369,12 @@ pub enum Target {
     RegisteredModel(&'static str),
     /// The logged model whose id is the path segment after `logged-models/`.
     LoggedModel,
-    /// The trace whose id is the path segment after `traces/`, or `trace_id`/`request_id`.
+    /// The trace named by `trace_id`/`request_id`, else by the path segment after `traces/`.
     Trace,
+    /// Every trace of the list in `trace_ids`.
+    Traces,
+    /// An experiment id in this request header (OpenTelemetry exports name it there).
+    ExperimentHeader(&'static str),
     /// A proxied artifact path whose first segment is the experiment id.
     ArtifactPath,
 }
@@ -425,6 +429,9 @@ pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
     }
     match path {
         "/" | "/version" => return Some(Authenticated),
+        "/v1/traces" if method == "POST" => {
+            return Some(Resource(Update, ExperimentHeader("x-mlflow-experiment-id")));
+        }
         "/get-artifact" => return Some(Resource(Read, Run)),
         "/model-versions/get-artifact" => return Some(Resource(Read, RegisteredModel("name"))),
         _ => {}
@@ -547,7 +554,11 @@ fn api_rule(method: &str, route: &str) -> Option<Rule> {
 
         ("POST", "traces") => Resource(Update, Experiment("experiment_id")),
         ("GET" | "POST", "traces/search") => Filtered(TracesInExperiments),
-        ("GET", "get-trace-artifact") => Resource(Read, Trace),
+        ("POST", "traces/calculate-filter-correlation") => Filtered(TracesInExperiments),
+        ("POST", "traces/delete-traces") => Resource(Delete, Experiment("experiment_id")),
+        ("POST", "traces/link-to-run") => Resource(Update, Run),
+        ("GET", "traces/get" | "get-trace-artifact") => Resource(Read, Trace),
+        ("GET", "traces/batchGet") => Resource(Read, Traces),
         ("GET", _) if segments.first() == Some(&"traces") && segments.len() >= 2 => {
             Resource(Read, Trace)
         }
@@ -557,6 +568,11 @@ fn api_rule(method: &str, route: &str) -> Option<Rule> {
         ("DELETE", _) if segments.first() == Some(&"traces") && segments.len() >= 3 => {
             Resource(Update, Trace)
         }
+        ("POST", "scorers/register") => Resource(Update, Experiment("experiment_id")),
+        ("GET", "scorers/list" | "scorers/versions" | "scorers/get") => {
+            Resource(Read, Experiment("experiment_id"))
+        }
+        ("DELETE", "scorers/delete") => Resource(Delete, Experiment("experiment_id")),
         // Webhooks deliver to any address the server can reach: administrators only.
         _ => return None,
     };
@@ -708,6 +724,26 @@ mod tests {
             ("POST", "/api/2.0/mlflow/users/create", Some(AuthApi)),
             ("POST", "/api/3.0/mlflow/roles/create", Some(AuthApi)),
             ("POST", "/api/2.0/mlflow/webhooks", None),
+            (
+                "POST",
+                "/api/3.0/mlflow/traces/delete-traces",
+                Some(Resource(Delete, Experiment("experiment_id"))),
+            ),
+            (
+                "GET",
+                "/api/3.0/mlflow/traces/get",
+                Some(Resource(Read, Trace)),
+            ),
+            (
+                "PATCH",
+                "/api/3.0/mlflow/traces/tr-1/tags",
+                Some(Resource(Update, Trace)),
+            ),
+            (
+                "POST",
+                "/v1/traces",
+                Some(Resource(Update, ExperimentHeader("x-mlflow-experiment-id"))),
+            ),
             ("POST", "/graphql", None),
             ("GET", "/#/experiments", Some(Authenticated)),
         ];
