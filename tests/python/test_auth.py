@@ -493,3 +493,134 @@ def test_traces_take_their_experiments_permissions(url):
                          auth=(reader, reader_pw)).status_code == 403
     done = requests.post(f"{v3}/traces/delete-traces", json=delete, auth=(owner, owner_pw))
     assert done.status_code == 200 and done.json()["traces_deleted"] == 1
+
+
+# --------------------------------------------------------------------------- serve and gateway
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"exited:\n{log.read_text()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"not ready:\n{log.read_text()}")
+
+
+def _start(args: list[str], workdir, name: str) -> subprocess.Popen:
+    log = workdir / f"{name}.log"
+    with open(log, "ab") as out:
+        return subprocess.Popen([mlox_binary(), *args], cwd=workdir, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _token(url: str, user: str, password: str) -> str:
+    r = api(url, "POST", "users/tokens/create", (user, password), json={"name": "serve"})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def test_mlox_serve_admits_users_with_use_on_the_model(auth_server, tmp_path):
+    from llm_fixtures import tiny_model
+
+    url = auth_server.url
+    allowed, allowed_pw = new_user(url, "serve-ok")
+    refused, refused_pw = new_user(url, "serve-no")
+    grant = requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=(ADMIN, ADMIN_PASSWORD),
+                          json={"username": allowed, "resource_type": "registered_model",
+                                "resource_id": "guarded", "permission": "USE"})
+    assert grant.status_code == 200, grant.text
+    token = _token(url, allowed, allowed_pw)
+
+    port, grpc_port = _free_port(), _free_port()
+    proc = _start(["serve", "-m", str(tiny_model("tiny-bert-embeddings")), "--name", "guarded",
+                   "-p", str(port), "--grpc-port", str(grpc_port), "--auth-tracking-uri", url],
+                  tmp_path, "serve")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{base}/v2/health/ready", proc, tmp_path / "serve.log")
+        body = {"model": "guarded", "input": "hello"}
+        anonymous = requests.post(f"{base}/v1/embeddings", json=body)
+        assert anonymous.status_code == 401
+        assert "error" in anonymous.json()
+        assert requests.post(f"{base}/v1/embeddings", json=body,
+                             auth=(refused, refused_pw)).status_code == 403
+        ok = requests.post(f"{base}/v1/embeddings", json=body,
+                           headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200, ok.text
+        assert len(ok.json()["data"][0]["embedding"]) > 0
+        assert requests.post(f"{base}/v1/embeddings", json=body,
+                             auth=(allowed, allowed_pw)).status_code == 200
+        v2 = {"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+        assert requests.post(f"{base}/v2/models/guarded/infer", json=v2).status_code == 401
+        assert requests.post(f"{base}/v2/models/guarded/infer", json=v2,
+                             headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert requests.get(f"{base}/metrics").status_code == 200
+
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
+        assert client.is_server_live()
+        with pytest.raises(InferenceServerException, match="(?i)unauthenticated|personal access token"):
+            client.get_model_metadata("guarded")
+        meta = client.get_model_metadata("guarded", headers={"authorization": f"Bearer {token}"})
+        assert meta.name == "guarded"
+    finally:
+        _stop(proc)
+
+
+def test_mlox_gateway_admits_users_with_use_on_the_endpoint(auth_server, tmp_path):
+    url = auth_server.url
+    allowed, allowed_pw = new_user(url, "gw-ok")
+    refused, refused_pw = new_user(url, "gw-no")
+    requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=(ADMIN, ADMIN_PASSWORD),
+                  json={"username": allowed, "resource_type": "gateway_endpoint",
+                        "resource_id": "embeddings", "permission": "USE"}).raise_for_status()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+endpoints:
+  - name: embeddings
+    endpoint_type: llm/v1/embeddings
+    model:
+      provider: mlflow-model-serving
+      name: nothing-listens-here
+      config:
+        model_server_url: http://127.0.0.1:{_free_port()}
+""")
+    port = _free_port()
+    proc = _start(["gateway", "start", "--config-path", str(config), "--port", str(port),
+                   "--auth-tracking-uri", url], tmp_path, "gateway")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{base}/health", proc, tmp_path / "gateway.log")
+        body = {"input": "hello"}
+        invoke = f"{base}/endpoints/embeddings/invocations"
+        anonymous = requests.post(invoke, json=body)
+        assert anonymous.status_code == 401 and "detail" in anonymous.json()
+        assert requests.post(invoke, json=body, auth=(refused, refused_pw)).status_code == 403
+        admitted = requests.post(invoke, json=body, auth=(allowed, allowed_pw))
+        # Past the gate, the request reaches the endpoint, whose model server is down.
+        assert admitted.status_code not in (401, 403), admitted.text
+        assert admitted.status_code >= 500
+        openai_body = {"model": "embeddings", "input": "hello"}
+        assert requests.post(f"{base}/v1/embeddings", json=openai_body,
+                             auth=(refused, refused_pw)).status_code == 403
+    finally:
+        _stop(proc)

@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod credentials;
 mod guard;
+pub mod remote;
 
 pub use config::AuthConfig;
 

@@ -35,6 +35,10 @@ pub struct StartArgs {
     /// one process with all cores.
     #[arg(long)]
     workers: Option<u32>,
+    /// Admit only callers the tracking server at this address (running with
+    /// `--app-name basic-auth`) accepts, with USE on the endpoint they call.
+    #[arg(long, env = "MLOX_AUTH_TRACKING_URI", value_name = "URL")]
+    auth_tracking_uri: Option<String>,
 }
 
 impl GatewayCommand {
@@ -69,7 +73,17 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let app = mlox_gateway::http::router(Arc::new(gateway))
+    let mut app = mlox_gateway::http::router(Arc::new(gateway));
+    if let Some(uri) = &args.auth_tracking_uri {
+        let gate =
+            mlox_auth::remote::RemoteGate::new(uri, mlox_core::auth::ResourceType::GatewayEndpoint)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        app = app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(gate),
+            mlox_auth::remote::guard_gateway,
+        ));
+    }
+    let app = app
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(
             mlox_tracking::access_log::log_request,
@@ -79,6 +93,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         config = %args.config_path.display(),
         endpoints,
         routes,
+        auth = args.auth_tracking_uri.is_some(),
         "mlox gateway listening"
     );
     axum::serve(listener, app)

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     #[cfg(feature = "llm")]
     #[arg(long, env = "MLOX_LLM_QUANTIZE", default_value = "none", value_parser = parse_quantization)]
     quantize: mlox_serving::llm::Quantization,
+    /// Admit only callers the tracking server at this address (running with
+    /// `--app-name basic-auth`) accepts, with USE on the registered model of the model's name
+    /// (V2 and gRPC; health, metrics and docs stay open).
+    #[arg(long, env = "MLOX_AUTH_TRACKING_URI", value_name = "URL")]
+    auth_tracking_uri: Option<String>,
 }
 
 #[cfg(feature = "llm")]
@@ -328,6 +333,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         "mlox serve listening; loading models"
     );
 
+    if let Some(uri) = &args.auth_tracking_uri {
+        let gate =
+            mlox_auth::remote::RemoteGate::new(uri, mlox_core::auth::ResourceType::RegisteredModel)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        dataplane.require(std::sync::Arc::new(gate));
+    }
     deployer.announce_all();
     let stop = shutdown.child_token();
     if let Some((listener, path)) = metrics {

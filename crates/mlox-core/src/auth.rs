@@ -354,6 +354,33 @@ pub fn validate_username(username: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why a gate turned a request away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials, or ones the tracking server does not accept.
+    Unauthenticated,
+    /// Signed in, without USE on the resource.
+    Denied,
+    /// The tracking server that vouches for credentials could not be asked.
+    Unavailable(String),
+}
+
+pub type GateFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<(), Refusal>> + Send + 'a>,
+>;
+
+/// Admission to a model server or a gateway: whether the bearer of an `Authorization` header
+/// value may use one resource (a served model, a gateway endpoint), or, with no resource named,
+/// is signed in at all. Implemented outside the domain (by asking the tracking server); the
+/// serving and gateway crates only call it.
+pub trait AccessGate: Send + Sync {
+    fn admit<'a>(
+        &'a self,
+        authorization: Option<&'a str>,
+        resource: Option<&'a str>,
+    ) -> GateFuture<'a>;
+}
+
 /// Where in a request the resource a rule guards is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {

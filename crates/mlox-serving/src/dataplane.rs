@@ -33,6 +33,8 @@ pub struct Dataplane {
     /// the repository API's load and unload answer 501.
     deployer: Option<Arc<Deployer>>,
     metrics: Metrics,
+    /// Who may call the models (`mlox serve --auth-tracking-uri`); unset, anyone may.
+    gate: std::sync::OnceLock<Arc<dyn mlox_core::auth::AccessGate>>,
 }
 
 impl Dataplane {
@@ -43,6 +45,7 @@ impl Dataplane {
             info,
             deployer: None,
             metrics: Metrics::default(),
+            gate: Default::default(),
         })
     }
 
@@ -53,7 +56,40 @@ impl Dataplane {
             info,
             deployer: Some(deployer),
             metrics: Metrics::default(),
+            gate: Default::default(),
         })
+    }
+
+    /// Puts every model behind `gate`: requests then need credentials it accepts.
+    pub fn require(&self, gate: Arc<dyn mlox_core::auth::AccessGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Whether a request carrying `authorization` may use `model` (or, with `None`, is
+    /// signed in); always yes without a gate.
+    pub async fn admit(
+        &self,
+        authorization: Option<&str>,
+        model: Option<&str>,
+    ) -> std::result::Result<(), mlox_core::auth::Refusal> {
+        match self.gate.get() {
+            Some(gate) => gate.admit(authorization, model).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a gate guards the models.
+    pub fn gated(&self) -> bool {
+        self.gate.get().is_some()
+    }
+
+    /// The model a request without a model in its path is for, when there is only one.
+    pub fn only_model(&self) -> Option<String> {
+        let index = self.repository.index();
+        match index.as_slice() {
+            [only] => Some(only.name.clone()),
+            _ => None,
+        }
     }
 
     /// The Prometheus text for `GET /metrics`.

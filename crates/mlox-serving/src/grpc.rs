@@ -79,6 +79,32 @@ fn status(err: Error) -> Status {
     Status::new(code, err.message)
 }
 
+impl GrpcSkin {
+    /// The gate of `mlox serve --auth-tracking-uri`, with the `authorization` metadata the
+    /// client sent: UNAUTHENTICATED or PERMISSION_DENIED when it refuses.
+    async fn admit<T>(&self, request: &Request<T>, model: Option<&str>) -> Result<(), Status> {
+        if !self.dataplane.gated() {
+            return Ok(());
+        }
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match self.dataplane.admit(authorization, model).await {
+            Ok(()) => Ok(()),
+            Err(mlox_core::auth::Refusal::Unauthenticated) => Err(Status::unauthenticated(
+                "send a personal access token (authorization: Bearer …) or basic credentials",
+            )),
+            Err(mlox_core::auth::Refusal::Denied) => Err(Status::permission_denied(
+                "using this model needs USE on it",
+            )),
+            Err(mlox_core::auth::Refusal::Unavailable(why)) => Err(Status::unavailable(format!(
+                "credentials cannot be checked now: {why}"
+            ))),
+        }
+    }
+}
+
 fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
 }
@@ -107,6 +133,7 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        self.admit(&request, Some(&request.get_ref().name)).await?;
         let r = request.into_inner();
         let ready = self
             .dataplane
@@ -131,6 +158,7 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.admit(&request, Some(&request.get_ref().name)).await?;
         let r = request.into_inner();
         let m = self
             .dataplane
@@ -160,6 +188,7 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        self.admit(&request, None).await?;
         let ready_only = request.into_inner().ready;
         let models = self
             .dataplane
@@ -179,6 +208,8 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.admit(&request, Some(&request.get_ref().model_name))
+            .await?;
         let name = request.into_inner().model_name;
         self.dataplane.load_model(&name).await.map_err(status)?;
         Ok(Response::new(pb::RepositoryModelLoadResponse {}))
@@ -188,6 +219,8 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.admit(&request, Some(&request.get_ref().model_name))
+            .await?;
         let name = request.into_inner().model_name;
         self.dataplane.unload_model(&name).map_err(status)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
@@ -197,6 +230,8 @@ impl GrpcInferenceService for GrpcSkin {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        self.admit(&request, Some(&request.get_ref().model_name))
+            .await?;
         // As over REST: without an id in the message, the caller's x-request-id names it.
         let request_id = request
             .metadata()

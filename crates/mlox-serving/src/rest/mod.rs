@@ -121,8 +121,107 @@ pub fn router(dataplane: Arc<Dataplane>, config: RestConfig) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// What a request needs from the gate: nothing (probes, metrics, docs), a signed-in caller,
+/// or USE on one model.
+enum Needs {
+    Nothing,
+    SignedIn,
+    Model(String),
+}
+
+fn needs(path: &str) -> Option<Needs> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Some(match segments.as_slice() {
+        ["v2"] | ["v2", "health", ..] | ["ping" | "health" | "version" | "metrics"] => {
+            Needs::Nothing
+        }
+        ["v2", "docs", ..] => Needs::Nothing,
+        ["v2", "models", model, ..]
+        | ["models", model, ..]
+        | ["v2", "repository", "models", model, ..] => Needs::Model((*model).to_string()),
+        // The body names the model; read below.
+        ["v1", "chat" | "completions" | "embeddings", ..] => return None,
+        _ => Needs::SignedIn,
+    })
+}
+
+/// The gate of `mlox serve --auth-tracking-uri`: 401 without accepted credentials, 403 without
+/// USE on the model, both in the V2 error shape. Ungated servers pass every request.
+async fn admit(
+    axum::extract::State(state): axum::extract::State<RestState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.dataplane.gated() {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let path = request.uri().path().to_string();
+    let (request, model) = match needs(&path) {
+        Some(Needs::Nothing) => return next.run(request).await,
+        Some(Needs::SignedIn) if path == "/invocations" => (request, state.dataplane.only_model()),
+        Some(Needs::SignedIn) => (request, None),
+        Some(Needs::Model(model)) => (request, Some(model)),
+        None => {
+            let (parts, body) = request.into_parts();
+            let bytes = match read_body(body, state.config.max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(err) => return V2Error(err).into_response(),
+            };
+            let named = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_string));
+            let model = named.or_else(|| state.dataplane.only_model());
+            (
+                axum::extract::Request::from_parts(parts, Body::from(bytes)),
+                model,
+            )
+        }
+    };
+    match state
+        .dataplane
+        .admit(authorization.as_deref(), model.as_deref())
+        .await
+    {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refused(refusal),
+    }
+}
+
+fn refused(refusal: mlox_core::auth::Refusal) -> Response {
+    use mlox_core::auth::Refusal;
+    let (status, message) = match refusal {
+        Refusal::Unauthenticated => (
+            StatusCode::UNAUTHORIZED,
+            "You are not authenticated: send a personal access token (Authorization: Bearer) or basic credentials of the tracking server.".to_string(),
+        ),
+        Refusal::Denied => (
+            StatusCode::FORBIDDEN,
+            "Permission denied: using this model needs USE on it.".to_string(),
+        ),
+        Refusal::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Credentials cannot be checked now: {why}"),
+        ),
+    };
+    let mut response =
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"mlflow\""),
+        );
+    }
+    response
 }
 
 /// Gives every request an `x-request-id` (the caller's, else a fresh UUID) and answers with
