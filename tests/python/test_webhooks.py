@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mlflow.entities.webhook import WebhookEvent, WebhookStatus
+from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from conftest import TARGET
@@ -490,3 +491,35 @@ def test_disabled_webhook_gets_nothing(client, receiver, unique_name, webhooks_t
     time.sleep(1.5)
     client.create_registered_model(unique_name("quiet-model"))
     assert receiver.wait_for("/off", 1, 3) == []
+
+
+@pytest.mark.mlox_only
+@pytest.mark.standalone
+def test_secrets_are_sealed_at_rest_with_the_kek_passphrase(receiver, tmp_path, monkeypatch):
+    import sqlite3
+
+    from conftest import launch_mlox
+
+    db = tmp_path / "sealed.db"
+    monkeypatch.setenv("MLFLOW_CRYPTO_KEK_PASSPHRASE", "first passphrase for the test")
+    server = launch_mlox(tmp_path, f"sqlite:///{db}", log_name="sealed.log")
+    try:
+        client = MlflowClient(server.url, registry_uri=server.url)
+        w = client.create_webhook(name="sealed", url=receiver.url("/sealed"),
+                                  events=["registered_model.created"], secret=SECRET)
+        stored = sqlite3.connect(db).execute(
+            "SELECT secret FROM webhooks WHERE webhook_id = ?", (w.webhook_id,)).fetchone()[0]
+        assert SECRET not in stored and stored.startswith("mlox-sealed:v1:")
+        assert client.test_webhook(w.webhook_id).success is True
+        assert_signed(receiver.wait_for("/sealed", 1, 5)[0])
+    finally:
+        server.stop()
+
+    monkeypatch.setenv("MLFLOW_CRYPTO_KEK_PASSPHRASE", "another passphrase")
+    server = launch_mlox(tmp_path, f"sqlite:///{db}", log_name="sealed-2.log")
+    try:
+        result = MlflowClient(server.url, registry_uri=server.url).test_webhook(w.webhook_id)
+        assert result.success is False
+        assert "MLFLOW_CRYPTO_KEK_PASSPHRASE" in result.error_message
+    finally:
+        server.stop()

@@ -100,6 +100,15 @@ fn parse_status(raw: Option<String>) -> Result<Option<WebhookStatus>, ApiError> 
     }
 }
 
+/// A secret as it is stored: sealed, so the database never holds it in the clear. An empty
+/// secret (which clears the stored one) stays empty.
+fn seal(secret: Option<String>) -> Result<Option<String>, ApiError> {
+    match secret {
+        Some(secret) if !secret.is_empty() => Ok(Some(mlox_webhooks::secrets().seal(&secret)?)),
+        other => Ok(other),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct CreateMsg {
     name: Option<String>,
@@ -129,7 +138,7 @@ pub async fn create_webhook(State(s): State<AppState>, Msg(m): Msg<CreateMsg>) -
             url,
             events,
             description: m.description,
-            secret: m.secret,
+            secret: seal(m.secret)?,
             status,
         })
         .await?;
@@ -196,7 +205,7 @@ pub async fn update_webhook(
         description: m.description,
         url,
         events,
-        secret: m.secret,
+        secret: seal(m.secret)?,
         status,
     };
     let webhook = s.store.update_webhook(&id, update).await?;

@@ -14,7 +14,10 @@
 
 mod payload;
 mod policy;
+pub mod secrets;
 mod send;
+
+pub use secrets::secrets;
 
 pub use payload::{
     DELIVERY_ID_HEADER, SIGNATURE_HEADER, SIGNATURE_VERSION, TIMESTAMP_HEADER, envelope,
@@ -326,9 +329,13 @@ async fn deliver(
             error: "The webhook is disabled.".into(),
         };
     }
+    let secret = match row.secret.as_deref().map(|s| secrets().open(s)).transpose() {
+        Ok(secret) => secret,
+        Err(e) => return DeliveryOutcome::Failed { error: e.message },
+    };
     let body = envelope(&row.entity, &row.action, row.created_ms, &row.payload);
     let attempt = sender
-        .post(url, &row.delivery_id, row.secret.as_deref(), body)
+        .post(url, &row.delivery_id, secret.as_deref(), body)
         .await;
     let (error, retry_after) = match attempt {
         Attempt::Response { status, .. } if (200..300).contains(&status) => {
@@ -458,8 +465,17 @@ pub async fn test_webhook(
         &data.to_string(),
     );
     let delivery_id = uuid::Uuid::new_v4().to_string();
+    let secret = match webhook
+        .secret
+        .as_deref()
+        .map(|s| secrets().open(s))
+        .transpose()
+    {
+        Ok(secret) => secret,
+        Err(e) => return failed(e.message),
+    };
     match sender
-        .post(&webhook.url, &delivery_id, webhook.secret.as_deref(), body)
+        .post(&webhook.url, &delivery_id, secret.as_deref(), body)
         .await
     {
         Attempt::Response {
