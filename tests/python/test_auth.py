@@ -624,3 +624,20 @@ endpoints:
                              auth=(refused, refused_pw)).status_code == 403
     finally:
         _stop(proc)
+
+
+def test_the_web_ui_signs_in_and_shows_the_user(auth_server, browser):
+    from playwright.sync_api import expect
+
+    username, password = new_user(auth_server.url, "ui")
+    # Without credentials the page asks for them, as MLflow's does (the browser's prompt).
+    challenge = requests.get(f"{auth_server.url}/")
+    assert challenge.status_code == 401 and "Basic" in challenge.headers["WWW-Authenticate"]
+    context = browser.new_context(http_credentials={"username": username, "password": password})
+    try:
+        page = context.new_page()
+        page.goto(f"{auth_server.url}/#/experiments")
+        expect(page.get_by_test_id("current-user")).to_have_text(username)
+        expect(page.get_by_role("heading", name="Experiments")).to_be_visible()
+    finally:
+        context.close()

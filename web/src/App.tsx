@@ -5,6 +5,7 @@ import { LoggedModelPage, ModelPage, ModelsPage, ModelVersionPage } from "./page
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
 import { idList, useLocation, type Location } from "./router";
+import { CurrentUser } from "./components/CurrentUser";
 
 function Page({ location }: { location: Location }) {
   const p = location.path;
@@ -52,6 +53,7 @@ export function App() {
             Models
           </a>
         </nav>
+        <CurrentUser />
       </header>
       <main id="main" tabIndex={-1}>
         <Page location={location} />
