@@ -641,3 +641,29 @@ def test_the_web_ui_signs_in_and_shows_the_user(auth_server, browser):
         expect(page.get_by_role("heading", name="Experiments")).to_be_visible()
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("row,method,path,body,signed_in", [
+    # CVE-2026-2651: multipart uploads into an experiment need EDIT on it.
+    ("mpu-create", "POST", "/api/2.0/mlflow-artifacts/mpu/create/{exp}/r/artifacts/big.bin",
+     {"path": "big.bin", "num_parts": 1}, 403),
+    ("mpu-abort", "POST", "/api/2.0/mlflow-artifacts/mpu/abort/{exp}/r/artifacts/big.bin",
+     {"path": "big.bin", "upload_id": "u"}, 403),
+    # CVE-2026-0545: the jobs API is not open to anyone.
+    ("jobs", "GET", "/ajax-api/3.0/mlflow/jobs/some-job", None, 403),
+    # CVE-2025-1473: there is no sign-up form to forge a post to; users are made by admins.
+    ("signup", "POST", "/api/2.0/mlflow/users/create-ui", None, 404),
+    # CVE-2023-6014: no account creation without credentials.
+    ("users-create", "POST", "/api/2.0/mlflow/users/create",
+     {"username": "x", "password": "y" * 16}, 403),
+])
+def test_cve_rows_that_need_authentication_are_refused(url, row, method, path, body, signed_in):
+    owner, owner_pw = new_user(url, "cve-owner")
+    reader, reader_pw = new_user(url, "cve-reader")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"cve-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    target = f"{url}{path.format(exp=experiment_id)}"
+    anonymous = requests.request(method, target, json=body)
+    assert anonymous.status_code == 401, (row, anonymous.text)
+    as_reader = requests.request(method, target, json=body, auth=(reader, reader_pw))
+    assert as_reader.status_code == signed_in, (row, as_reader.status_code, as_reader.text)
