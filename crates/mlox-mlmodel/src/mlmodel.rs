@@ -233,4 +233,48 @@ utc_time_created: '2026-11-22 08:00:00.000000'
         assert_eq!(env.build_dependencies, ["pip==23.2.1"]);
         assert_eq!(env.dependencies, ["-r requirements.txt"]);
     }
+
+    mod fuzz {
+        //! Any MLmodel or python_env.yaml text, however broken, reads as a model or as an
+        //! error, never a panic; documents are drawn from MLmodel's own keys, YAML's
+        //! punctuation (anchors, tags, flow collections) and fragments of a real file.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("flavors:".to_string()),
+                Just("  python_function:".to_string()),
+                Just("    loader_module: mlflow.sklearn".to_string()),
+                Just("signature:".to_string()),
+                Just("  inputs: '[{\"type\": \"double\", \"name\": \"x\"}]'".to_string()),
+                Just("  outputs: '[{\"type\": \"tensor\"}]'".to_string()),
+                Just("model_uuid: &a abc".to_string()),
+                Just("run_id: *a".to_string()),
+                Just("- !!binary aGk=".to_string()),
+                Just("{[: ]}".to_string()),
+                Just("<<: *a".to_string()),
+                "\\PC{0,20}",
+                "[ -~]{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn mlmodel_texts_never_panic(lines in prop::collection::vec(fragment(), 0..12)) {
+                let text = lines.join("\n");
+                if let Ok(model) = MlModel::from_yaml(&text) {
+                    let _ = model.parsed_signature();
+                }
+                let _ = PythonEnv::from_yaml(&text);
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+                let _ = MlModel::from_yaml(&text);
+            }
+        }
+    }
 }

@@ -514,3 +514,106 @@ fn render_response(response: InferResponse, binary: &BinaryOutputs) -> Response 
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Whatever bytes arrive, decoding an inference request answers `Ok` or a 4xx; it never
+    //! panics. Documents are drawn near the V2 shape (real keys, wrong types, lying sizes), where
+    //! decoding bugs live, rather than as uniform noise that fails at the first byte.
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[a-zA-Z0-9_ ]{0,8}".prop_map(Value::from),
+            prop_oneof![
+                Just("FP32"),
+                Just("INT64"),
+                Just("BYTES"),
+                Just("BOOL"),
+                Just("FP16"),
+                Just("UINT8"),
+                Just("bogus"),
+            ]
+            .prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::vec(("[a-z_]{1,6}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn input() -> impl Strategy<Value = Value> {
+        (
+            value(),
+            prop::collection::vec(-2i64..6, 0..4),
+            scalar(),
+            value(),
+            prop::option::of(-4i64..64),
+        )
+            .prop_map(|(name, shape, datatype, data, binary_size)| {
+                let mut input = json!({"name": name, "shape": shape, "datatype": datatype});
+                if let Some(size) = binary_size {
+                    input["parameters"] = json!({"binary_data_size": size});
+                } else {
+                    input["data"] = data;
+                }
+                input
+            })
+    }
+
+    fn document() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(input(), 0..4),
+            value(),
+            prop::option::of(value()),
+        )
+            .prop_map(|(inputs, outputs, parameters)| {
+                let mut doc = json!({"inputs": inputs, "outputs": outputs});
+                if let Some(parameters) = parameters {
+                    doc["parameters"] = parameters;
+                }
+                doc
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn near_v2_documents_never_panic(
+            doc in document(),
+            tail in prop::collection::vec(any::<u8>(), 0..64),
+            claim_length in any::<bool>(),
+            skew in -3i64..3,
+        ) {
+            let json = serde_json::to_vec(&doc).unwrap_or_default();
+            let mut headers = HeaderMap::new();
+            if claim_length {
+                let claimed = (json.len() as i64 + skew).max(0).to_string();
+                if let Ok(value) = claimed.parse() {
+                    headers.insert(HEADER_LENGTH, value);
+                }
+            }
+            let mut body = json.clone();
+            body.extend_from_slice(&tail);
+            let _ = parse_request(&headers, Bytes::from(body));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_request(&HeaderMap::new(), Bytes::from(body));
+        }
+    }
+}
