@@ -40,6 +40,8 @@ impl RemoteGate {
                 "--auth-tracking-uri must be the tracking server's http(s):// address, got '{tracking_uri}'"
             )));
         }
+        // https tracking servers need a TLS provider; ring is the one every mlox client uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
