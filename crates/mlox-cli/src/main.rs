@@ -204,6 +204,12 @@ async fn run_server(
             None => destination.clone(),
         },
     };
+    let artifact_host_policy = mlox_core::location::HostPolicy::new(
+        &[default_root.as_str(), destination.as_str()],
+        std::env::var(mlox_core::location::ALLOWED_SCHEMES_ENV)
+            .ok()
+            .as_deref(),
+    );
     let store = SqlStore::open(StoreOptions {
         uri: args.backend_store_uri.clone(),
         default_artifact_root: default_root,
@@ -230,6 +236,7 @@ async fn run_server(
     let _dispatcher = mlox_webhooks::spawn_dispatcher(store.clone(), webhooks.clone());
     let settings = ServerSettings {
         webhook_policy: webhooks.policy(),
+        artifact_host_policy,
         serve_artifacts,
         api_version: MLFLOW_API_VERSION.to_string(),
         store_type: "SqlStore".to_string(),
