@@ -240,6 +240,7 @@ def test_disabling_the_middleware_turns_every_guard_off(start, flags, env):
     assert r.status_code == 200
     assert "X-Frame-Options" not in r.headers
     assert "Access-Control-Allow-Origin" not in r.headers
+    assert "security middleware disabled" in server.log_text()
 
 
 def test_only_the_string_true_disables_the_middleware(start):

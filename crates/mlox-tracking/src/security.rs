@@ -176,7 +176,17 @@ impl SecurityConfig {
     /// The router behind this configuration's guards; the router itself when they are off.
     pub fn protect(&self, router: Router) -> Router {
         if !self.enabled {
+            tracing::warn!(
+                "security middleware disabled: no Host check, no cross-origin write guard, no \
+                 X-Frame-Options; any web page a user opens can drive this server"
+            );
             return router;
+        }
+        if self.allowed_hosts.iter().any(|h| h == "*") {
+            tracing::warn!("--allowed-hosts '*': the server is open to DNS rebinding");
+        }
+        if self.cors_allowed_origins.iter().any(|o| o == "*") {
+            tracing::warn!("--cors-allowed-origins '*': any web site may write to this server");
         }
         let policy = Arc::new(Policy::new(self));
         router.layer(axum::middleware::from_fn_with_state(policy, enforce))
