@@ -326,9 +326,11 @@ _SERVER: Server | None = None
 
 
 def launch(
-    cmd: list[str], workdir: Path, port: int, storage=None, log_name: str = "server.log", timeout: float = HEALTH_TIMEOUT_S
+    cmd: list[str], workdir: Path, port: int, storage=None, log_name: str = "server.log", timeout: float = HEALTH_TIMEOUT_S,
+    env_extra: dict[str, str | None] | None = None,
 ) -> Server:
-    """Starts a server process in its own process group and waits until it is healthy."""
+    """Starts a server process in its own process group and waits until it is healthy.
+    ``env_extra`` is applied last, over the suite's settings; a ``None`` value unsets a variable."""
     log_path = workdir / log_name
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
@@ -342,6 +344,11 @@ def launch(
     # workers then cannot read each other's secrets. A fixed test key keeps them in agreement.
     env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=")
     env.pop("MLFLOW_TRACKING_URI", None)
+    for name, value in (env_extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     with open(log_path, "ab") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
@@ -364,7 +371,8 @@ def launch(
 
 
 def launch_mlox(
-    workdir: Path, backend_uri: str, *extra: str, port: int | None = None, log_name: str = "server.log", artifacts: Path | None = None
+    workdir: Path, backend_uri: str, *extra: str, port: int | None = None, log_name: str = "server.log", artifacts: Path | None = None,
+    env_extra: dict[str, str | None] | None = None,
 ) -> Server:
     """An extra mlox server (a replica, or one to kill); artifacts under ``workdir`` unless given."""
     port = port or _free_port()
@@ -373,7 +381,7 @@ def launch_mlox(
         "--backend-store-uri", backend_uri,
         "--artifacts-destination", str(artifacts or workdir / "artifacts"), *extra,
     ]
-    return launch(cmd, workdir, port, log_name=log_name)
+    return launch(cmd, workdir, port, log_name=log_name, env_extra=env_extra)
 
 
 class PgDatabase:

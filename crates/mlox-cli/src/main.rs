@@ -91,6 +91,26 @@ struct ServerArgs {
     /// Port to listen on.
     #[arg(long, short = 'p', default_value_t = 5000, env = "MLFLOW_PORT")]
     port: u16,
+    /// `Host` header patterns the server answers, comma-separated (`*` any run of characters;
+    /// `*` alone turns the check off). Guards against DNS rebinding. Default: loopback and
+    /// private-network addresses, plus the `--host` address.
+    #[arg(long, value_name = "HOSTS", env = "MLFLOW_SERVER_ALLOWED_HOSTS")]
+    allowed_hosts: Option<String>,
+    /// Browser origins allowed to write to the API and given CORS answers, comma-separated
+    /// patterns; `*` allows any. Loopback origins are always allowed.
+    #[arg(
+        long,
+        value_name = "ORIGINS",
+        env = "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"
+    )]
+    cors_allowed_origins: Option<String>,
+    /// The `X-Frame-Options` header: SAMEORIGIN (default), DENY, or NONE to send none.
+    #[arg(long, value_name = "VALUE", env = "MLFLOW_SERVER_X_FRAME_OPTIONS")]
+    x_frame_options: Option<String>,
+    /// Turn off the host check, the cross-origin write guard and the security headers.
+    /// `MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE=true` has the same effect.
+    #[arg(long)]
+    disable_security_middleware: bool,
     /// Where runs, metrics and models are recorded: sqlite:///<path> or postgresql://…
     #[arg(
         long,
@@ -202,6 +222,18 @@ async fn run_server(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let disable_security_env = std::env::var("MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE").ok();
+    let security = mlox_tracking::security::SecurityConfig::from_flags(
+        &mlox_tracking::security::SecurityFlags {
+            allowed_hosts: args.allowed_hosts.as_deref(),
+            cors_allowed_origins: args.cors_allowed_origins.as_deref(),
+            x_frame_options: args.x_frame_options.as_deref(),
+            disable: args.disable_security_middleware,
+            disable_env: disable_security_env.as_deref(),
+            bind_host: &args.host,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let serve_artifacts = !args.no_serve_artifacts;
     let destination = &args.artifacts_destination;
     let default_root = match (&args.default_artifact_root, serve_artifacts) {
@@ -218,6 +250,12 @@ async fn run_server(
             None => destination.clone(),
         },
     };
+    let artifact_host_policy = mlox_core::location::HostPolicy::new(
+        &[default_root.as_str(), destination.as_str()],
+        std::env::var(mlox_core::location::ALLOWED_SCHEMES_ENV)
+            .ok()
+            .as_deref(),
+    );
     let store = SqlStore::open(StoreOptions {
         uri: args.backend_store_uri.clone(),
         default_artifact_root: default_root,
@@ -252,6 +290,7 @@ async fn run_server(
     let _dispatcher = mlox_webhooks::spawn_dispatcher(store.clone(), webhooks.clone());
     let settings = ServerSettings {
         webhook_policy: webhooks.policy(),
+        artifact_host_policy,
         serve_artifacts,
         api_version: MLFLOW_API_VERSION.to_string(),
         store_type: "SqlStore".to_string(),
@@ -300,7 +339,8 @@ async fn run_server(
                 mlox_tracking::metrics::record_request,
             ));
     }
-    let app = app
+    let app = security
+        .protect(app)
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(
             mlox_tracking::access_log::log_request,
@@ -310,6 +350,7 @@ async fn run_server(
         backend = %mlox_store::redact_uri(&args.backend_store_uri),
         artifacts = %destination,
         serve_artifacts,
+        security_middleware = security.enabled,
         prometheus = metrics.is_some(),
         auth = auth.is_some(),
         startup_ms = started.elapsed().as_millis() as u64,

@@ -118,6 +118,7 @@ async fn registry() -> Registry {
             api_version: "3.17.2".into(),
             store_type: "SqlStore".into(),
             webhook_policy: mlox_webhooks::UrlPolicy::default(),
+            artifact_host_policy: Default::default(),
         }),
         artifacts: mlox_tracking::ArtifactLocations::default(),
     })

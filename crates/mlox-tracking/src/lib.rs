@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod registry;
 pub mod request;
 pub mod scorers;
+pub mod security;
 pub mod state;
 pub mod traces;
 pub mod tracking;

@@ -221,11 +221,14 @@ pub async fn create_model_version(
     State(s): State<AppState>,
     Msg(m): Msg<VersionMsg>,
 ) -> JsonResult {
+    let name = required(m.name, "name")?;
+    let source = required(m.source, "source")?;
+    s.settings.artifact_host_policy.check("source", &source)?;
     let version = s
         .store
         .create_model_version(NewModelVersion {
-            name: required(m.name, "name")?,
-            source: required(m.source, "source")?,
+            name,
+            source,
             run_id: m.run_id,
             tags: m.tags,
             run_link: m.run_link,

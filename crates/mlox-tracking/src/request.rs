@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method, header};
 use mlox_core::Error;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -123,6 +123,37 @@ pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     T::deserialize(&value).map_err(|_| decode_error::<T>(&value))
 }
 
+/// POST and PUT messages must say they are JSON, as MLflow requires since CVE-2023-43472: a
+/// web page may send a cross-origin `text/plain` POST without the browser asking the server
+/// first, but not an `application/json` one, so this closes drive-by writes even where the
+/// cross-origin guard is off. Parameters after `;` (`charset=utf-8`) are allowed. PATCH and
+/// DELETE are never sent that way, and MLflow accepts them with any type.
+pub fn require_json_content_type(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if method != Method::POST && method != Method::PUT {
+        return Ok(());
+    }
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError(Error::invalid(
+            "Bad Request. Content-Type header is missing.",
+        )));
+    };
+    let media_type = content_type
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        // The message never echoes the header: a reflected type was CVE-2023-6568's XSS.
+        Err(ApiError(Error::invalid(
+            "Bad Request. Content-Type must be one of ['application/json'].",
+        )))
+    }
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
     type Rejection = ApiError;
 
@@ -131,6 +162,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
             let value = query_to_json(req.uri().query().unwrap_or(""));
             return decode_value(value).map(Msg);
         }
+        require_json_content_type(req.method(), req.headers())?;
         let query = req.uri().query().unwrap_or("").to_string();
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             ApiError(Error::new(
@@ -249,6 +281,53 @@ mod tests {
             message_of(json!({"name": "x", "metrics": [{"value": 1.0}]}))
                 .starts_with("Missing value for required parameter 'metrics[0].key'.")
         );
+    }
+
+    #[test]
+    fn posts_and_puts_must_be_json() {
+        let table: [(Method, Option<&str>, Option<&str>); 10] = [
+            (Method::POST, Some("application/json"), None),
+            (Method::POST, Some("application/json; charset=utf-8"), None),
+            (Method::PUT, Some("Application/JSON"), None),
+            (
+                Method::POST,
+                Some("text/plain"),
+                Some("Bad Request. Content-Type must be one of ['application/json']."),
+            ),
+            (
+                Method::POST,
+                Some("<script>alert(1)</script>"),
+                Some("Bad Request. Content-Type must be one of ['application/json']."),
+            ),
+            (
+                Method::PUT,
+                Some("application/x-www-form-urlencoded"),
+                Some("Bad Request. Content-Type must be one of ['application/json']."),
+            ),
+            (
+                Method::POST,
+                None,
+                Some("Bad Request. Content-Type header is missing."),
+            ),
+            (Method::PATCH, Some("text/plain"), None),
+            (Method::DELETE, None, None),
+            (Method::GET, Some("text/plain"), None),
+        ];
+        for (method, content_type, refusal) in table {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type {
+                headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            }
+            let answer = require_json_content_type(&method, &headers);
+            match refusal {
+                None => assert!(answer.is_ok(), "{method} {content_type:?}"),
+                Some(message) => {
+                    let err = answer.unwrap_err().0;
+                    assert_eq!(err.code, mlox_core::Code::InvalidParameterValue);
+                    assert_eq!(err.message, message, "{method} {content_type:?}");
+                }
+            }
+        }
     }
 
     #[test]

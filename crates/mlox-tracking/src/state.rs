@@ -17,6 +17,8 @@ pub struct ServerSettings {
     pub store_type: String,
     /// What webhook URLs may target (`--webhooks-allow-private-addresses`, http allowance).
     pub webhook_policy: mlox_webhooks::UrlPolicy,
+    /// Which hosts a model version's source or an experiment's artifact location may name.
+    pub artifact_host_policy: mlox_core::location::HostPolicy,
 }
 
 #[derive(Clone)]

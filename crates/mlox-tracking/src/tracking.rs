@@ -85,7 +85,12 @@ pub async fn create_experiment(
 ) -> JsonResult {
     let name = required_str(m.name, "name")?;
     let artifact_location = match m.artifact_location.filter(|l| !l.is_empty()) {
-        Some(location) => Some(crate::state::resolve_artifact_location(&location)?),
+        Some(location) => {
+            s.settings
+                .artifact_host_policy
+                .check("artifact_location", &location)?;
+            Some(crate::state::resolve_artifact_location(&location)?)
+        }
         None => None,
     };
     let id = s

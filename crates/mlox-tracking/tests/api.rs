@@ -46,6 +46,7 @@ async fn api() -> Api {
             api_version: "3.5.0".into(),
             store_type: "SqlStore".into(),
             webhook_policy: mlox_webhooks::UrlPolicy::default(),
+            artifact_host_policy: Default::default(),
         }),
         artifacts: mlox_tracking::ArtifactLocations::default(),
     };

@@ -53,6 +53,7 @@ async fn fixture_with(serve_artifacts: bool) -> Fixture {
             api_version: "3.17.2".into(),
             store_type: "SqlStore".into(),
             webhook_policy: mlox_webhooks::UrlPolicy::default(),
+            artifact_host_policy: Default::default(),
         }),
         artifacts: ArtifactLocations::new(proxy),
     });

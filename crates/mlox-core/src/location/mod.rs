@@ -20,11 +20,13 @@
 //! Model version sources may use any scheme MLflow accepts, so the registry's rules read them
 //! with the looser [`UriParts`] split instead.
 
+mod host_policy;
 mod path;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use host_policy::{ALLOWED_SCHEMES_ENV, HostPolicy};
 pub use path::{ArtifactPath, INVALID_PATH_MESSAGE};
 
 /// A parsed storage location or model reference.

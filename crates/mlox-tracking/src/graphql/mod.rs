@@ -50,6 +50,13 @@ pub async fn graphql(
             operation_name: text("operationName"),
         }
     } else {
+        // A JSON array is a batch: one request that runs many queries, each within the limits
+        // below, which is how MLflow's GraphQL endpoint was exhausted (CVE-2025-0453).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError(Error::invalid(
+                "Batched GraphQL requests are not supported; send one query per request.",
+            )));
+        }
         serde_json::from_slice(&body)
             .map_err(|e| ApiError(Error::invalid(format!("Invalid GraphQL request body: {e}"))))?
     };
