@@ -444,15 +444,27 @@ def test_with_no_default_permission_searches_show_only_what_is_granted(private_s
     theirs = client.create_experiment(f"bob-{uuid.uuid4().hex[:4]}")
     visible = {e.experiment_id for e in client.search_experiments()}
     assert theirs in visible and not visible & set(mine)
-    paged, token = [], None
+    more = [client.create_experiment(f"bob-{i}-{uuid.uuid4().hex[:4]}") for i in range(2)]
+    visible = [e.experiment_id for e in client.search_experiments()]
+    # Pages are filled as MLflow fills them: never short while more readable rows follow.
+    pages, token = [], None
     while True:
         page = client.search_experiments(max_results=1, page_token=token)
-        paged.extend(e.experiment_id for e in page)
+        pages.append([e.experiment_id for e in page])
         token = page.token
         if not token:
             break
-    assert theirs in paged and not set(paged) & set(mine)
+    assert all(len(p) == 1 for p in pages[:-1]), pages
+    assert [e for p in pages for e in p] == visible
+    assert {theirs, *more} <= set(visible) and not set(visible) & set(mine)
     assert [m.name for m in client.search_registered_models()] == []
+    models = [f"bob-model-{i}-{uuid.uuid4().hex[:4]}" for i in range(2)]
+    for name in models:
+        client.create_registered_model(name)
+    first = client.search_registered_models(max_results=1)
+    assert len(first) == 1 and first.token
+    second = client.search_registered_models(max_results=1, page_token=first.token)
+    assert {first[0].name, second[0].name} == set(models)
     assert list(client.search_runs([mine[0], theirs])) == []
     with pytest.raises(MlflowException, match="Permission denied"):
         client.get_run(run.info.run_id)

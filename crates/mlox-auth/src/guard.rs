@@ -288,8 +288,7 @@ async fn authorize(
             }
             _ => {
                 if filter_needed(auth, user, listing).await? {
-                    let response = next.run(req).await;
-                    return filter_listing(auth, user, listing, response).await;
+                    return fill_listing(auth, user, listing, req, next).await;
                 }
             }
         },
@@ -545,38 +544,103 @@ fn listing_type(listing: Listing) -> ResourceType {
     }
 }
 
-/// Drops the rows of a search answer the caller may not read. The page can come out shorter
-/// than asked for; its page token still continues after the last row searched, so paging
-/// neither skips nor repeats a readable row.
-async fn filter_listing(
+/// The list a search answers with, and where each row names the resource it is about.
+fn listing_rows(listing: Listing) -> Option<(&'static str, &'static [&'static str])> {
+    match listing {
+        Listing::Experiments => Some(("experiments", &["experiment_id"])),
+        Listing::RegisteredModels => Some(("registered_models", &["name"])),
+        Listing::ModelVersions => Some(("model_versions", &["name"])),
+        Listing::LoggedModels => Some(("models", &["info", "experiment_id"])),
+        Listing::RunsInExperiments | Listing::TracesInExperiments => None,
+    }
+}
+
+/// Pages searched for one answer at most; a caller who may read almost nothing of a large
+/// store gets a short page with a token to continue rather than a search of everything.
+const MAX_SEARCH_ROUNDS: usize = 50;
+
+/// A search answer holding only rows the caller may read, filled up to `max_results` as
+/// MLflow fills it: the search runs again from where the last page stopped until the page is
+/// full or the results end. The page token names the row after the last one looked at, so
+/// paging neither skips nor repeats a readable row.
+async fn fill_listing(
     auth: &Auth,
     user: &User,
     listing: Listing,
-    response: Response,
+    req: Request,
+    next: Next,
 ) -> Result<Response> {
-    if !response.status().is_success() {
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
+    let Some((list, key)) = listing_rows(listing) else {
+        return Ok(next.run(req).await);
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
         .await
-        .map_err(|e| Error::internal(format!("cannot read a search answer: {e}")))?;
-    let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
-        return Ok(Response::from_parts(parts, Body::from(bytes)));
+        .map_err(|_| Error::new(Code::PayloadTooLarge, "The request body is too large."))?;
+    let is_get = parts.method == axum::http::Method::GET;
+    let message = if is_get {
+        query_to_json(parts.uri.query().unwrap_or(""))
+    } else if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     };
-    let (list, key): (&str, &[&str]) = match listing {
-        Listing::Experiments => ("experiments", &["experiment_id"]),
-        Listing::RegisteredModels => ("registered_models", &["name"]),
-        Listing::ModelVersions => ("model_versions", &["name"]),
-        Listing::LoggedModels => ("models", &["info", "experiment_id"]),
-        Listing::RunsInExperiments | Listing::TracesInExperiments => {
-            return Ok(Response::from_parts(parts, Body::from(bytes)));
-        }
+    let Value::Object(mut message) = message else {
+        // Not a message the search reads: it answers its own 400.
+        return Ok(next
+            .run(Request::from_parts(parts, Body::from(bytes)))
+            .await);
     };
+    let mut offset = match message.get("page_token").and_then(scalar) {
+        Some(token) => match mlox_core::page_token::decode(Some(&token)) {
+            Ok(offset) => offset,
+            Err(_) => {
+                return Ok(next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await);
+            }
+        },
+        None => 0,
+    };
+    let mut wanted: Option<usize> = message
+        .get("max_results")
+        .and_then(scalar)
+        .and_then(|m| m.parse().ok());
     let resource_type = listing_type(listing);
-    if let Some(Value::Array(rows)) = answer.get_mut(list) {
-        let mut kept = Vec::with_capacity(rows.len());
-        for row in rows.drain(..) {
+    let mut kept: Vec<Value> = Vec::new();
+    let mut next_offset: Option<u64> = None;
+    let mut last: Option<(axum::http::response::Parts, serde_json::Map<String, Value>)> = None;
+    for round in 0..MAX_SEARCH_ROUNDS {
+        if offset > 0 {
+            message.insert(
+                "page_token".to_string(),
+                Value::from(mlox_core::page_token::encode(offset)),
+            );
+        } else {
+            message.remove("page_token");
+        }
+        let request = rebuilt_search(&parts, &message, is_get);
+        let response = next.clone().run(request).await;
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+        let (head, body) = response.into_parts();
+        let answer_bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| Error::internal(format!("cannot read a search answer: {e}")))?;
+        let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(&answer_bytes) else {
+            return Ok(Response::from_parts(head, Body::from(answer_bytes)));
+        };
+        let rows = match answer.remove(list) {
+            Some(Value::Array(rows)) => rows,
+            _ => Vec::new(),
+        };
+        let more_pages = answer.get("next_page_token").is_some();
+        let wanted = *wanted.get_or_insert(if more_pages { rows.len() } else { usize::MAX });
+        let page_len = rows.len();
+        last = Some((head, answer));
+        let mut full = false;
+        for (index, row) in rows.into_iter().enumerate() {
             let id = key
                 .iter()
                 .try_fold(&row, |node, k| node.get(*k))
@@ -591,13 +655,85 @@ async fn filter_listing(
             if readable {
                 kept.push(row);
             }
+            if kept.len() >= wanted {
+                let consumed = (index + 1) as u64;
+                next_offset =
+                    (consumed < page_len as u64 || more_pages).then_some(offset + consumed);
+                full = true;
+                break;
+            }
         }
-        *rows = kept;
+        if full || !more_pages || page_len == 0 {
+            break;
+        }
+        offset += page_len as u64;
+        if round + 1 == MAX_SEARCH_ROUNDS {
+            next_offset = Some(offset);
+        }
     }
+    let Some((mut head, mut answer)) = last else {
+        return Err(Error::internal("a search answered nothing"));
+    };
+    answer.insert(list.to_string(), Value::from(kept));
+    match next_offset {
+        Some(offset) => {
+            answer.insert(
+                "next_page_token".to_string(),
+                Value::from(mlox_core::page_token::encode(offset)),
+            );
+        }
+        None => {
+            answer.remove("next_page_token");
+        }
+    }
+    head.headers.remove(header::CONTENT_LENGTH);
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();
-    let mut parts = parts;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Ok(Response::from_parts(parts, Body::from(bytes)))
+    Ok(Response::from_parts(head, Body::from(bytes)))
+}
+
+/// The search request again, with the message's current page token.
+fn rebuilt_search(
+    parts: &axum::http::request::Parts,
+    message: &serde_json::Map<String, Value>,
+    is_get: bool,
+) -> Request {
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = parts.method.clone();
+    *request.headers_mut() = parts.headers.clone();
+    request.headers_mut().remove(header::CONTENT_LENGTH);
+    if is_get {
+        let mut query = String::new();
+        for (name, value) in message {
+            let values = match value {
+                Value::Array(items) => items.iter().filter_map(scalar).collect(),
+                other => scalar(other).into_iter().collect::<Vec<_>>(),
+            };
+            for value in values {
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str(&encode_component(name));
+                query.push('=');
+                query.push_str(&encode_component(&value));
+            }
+        }
+        let path = parts.uri.path();
+        let uri = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        *request.uri_mut() = uri.parse().unwrap_or_else(|_| parts.uri.clone());
+    } else {
+        *request.uri_mut() = parts.uri.clone();
+        *request.body_mut() =
+            Body::from(serde_json::to_vec(&Value::Object(message.clone())).unwrap_or_default());
+    }
+    request
+}
+
+fn encode_component(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// What follows a successful write: creators manage what they created; a model's grants
