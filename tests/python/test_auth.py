@@ -638,14 +638,63 @@ endpoints:
         _stop(proc)
 
 
+def test_the_login_page_signs_a_browser_in_and_out(auth_server, browser):
+    from playwright.sync_api import expect
+
+    username, password = new_user(auth_server.url, "web")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{auth_server.url}/")
+        expect(page).to_have_url(f"{auth_server.url}/login?next=%2F")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill("not-the-password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_test_id("current-user")).to_have_text(username)
+        cookie = next(c for c in context.cookies() if c["name"] == "mlox_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        # The session ended on the server too: the old cookie opens nothing.
+        stale = requests.get(f"{auth_server.url}/api/2.0/mlflow/users/current",
+                             cookies={"mlox_session": cookie["value"]})
+        assert stale.status_code == 401
+    finally:
+        context.close()
+
+
+def test_sessions_for_scripts_and_no_open_redirect(url):
+    username, password = new_user(url, "session")
+    session = requests.Session()
+    r = session.post(f"{url}/login", json={"username": username, "password": password})
+    assert r.status_code == 200 and r.json()["user"]["username"] == username
+    me = session.get(f"{url}/api/2.0/mlflow/users/current")
+    assert me.status_code == 200 and me.json()["session"] is True
+    # Sessions are not listed among, nor mistaken for, personal access tokens.
+    assert session.get(f"{url}/api/2.0/mlflow/users/tokens/list").json()["tokens"] == []
+    r = requests.post(f"{url}/login", allow_redirects=False,
+                      data={"username": username, "password": password, "next": "//evil.example/"})
+    assert r.status_code == 303 and r.headers["Location"] == "/"
+    wrong = requests.post(f"{url}/login", json={"username": username, "password": "nope-nope-nope"})
+    assert wrong.status_code == 401
+
+
 def test_the_web_ui_signs_in_and_shows_the_user(auth_server, browser):
     from playwright.sync_api import expect
 
     username, password = new_user(auth_server.url, "ui")
-    # Without credentials the page asks for them, as MLflow's does (the browser's prompt).
+    # A client that is not a browser still gets MLflow's challenge.
     challenge = requests.get(f"{auth_server.url}/")
     assert challenge.status_code == 401 and "Basic" in challenge.headers["WWW-Authenticate"]
-    context = browser.new_context(http_credentials={"username": username, "password": password})
+    # Basic credentials sent up front (as a signing-in proxy sends them) open the UI directly.
+    import base64
+
+    basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+    context = browser.new_context(extra_http_headers={"Authorization": f"Basic {basic}"})
     try:
         page = context.new_page()
         page.goto(f"{auth_server.url}/#/experiments")

@@ -208,8 +208,12 @@ async fn get_user(
     ok(json!({ "user": user }))
 }
 
-async fn current_user(Extension(Caller(caller)): Extension<Caller>) -> Reply {
-    ok(json!({ "user": caller, "is_basic_auth": true }))
+async fn current_user(
+    Extension(Caller(caller)): Extension<Caller>,
+    via: Option<Extension<crate::ViaSession>>,
+) -> Reply {
+    let session = via.is_some_and(|Extension(crate::ViaSession(session))| session);
+    ok(json!({ "user": caller, "is_basic_auth": true, "session": session }))
 }
 
 async fn list_users(
@@ -1027,6 +1031,11 @@ async fn create_token(
     Msg(body): Msg<NewToken>,
 ) -> Reply {
     let name = required(&body.name, "name")?;
+    if name == mlox_core::auth::SESSION_TOKEN_NAME {
+        return Err(ApiError(Error::invalid(format!(
+            "The token name '{name}' is reserved for sign-in sessions."
+        ))));
+    }
     if name.len() > 256 {
         return Err(ApiError(Error::invalid(
             "A token name is at most 256 characters.",

@@ -64,13 +64,28 @@ enum SignIn {
     Locked(u64),
 }
 
-async fn sign_in(auth: &Auth, headers: &HeaderMap) -> Result<SignIn> {
+/// How a signed-in request proved who it is; the UI offers signing out only for sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViaSession(pub bool);
+
+async fn sign_in(auth: &Auth, headers: &HeaderMap) -> Result<(SignIn, ViaSession)> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Ok(SignIn::Refused);
+        let Some(secret) = crate::session::session_secret(headers) else {
+            return Ok((SignIn::Refused, ViaSession(false)));
+        };
+        let signed_in = match auth.token_user(secret).await? {
+            Some(user) => SignIn::User(user),
+            None => SignIn::Refused,
+        };
+        return Ok((signed_in, ViaSession(true)));
     };
+    Ok((sign_in_with_header(auth, value).await?, ViaSession(false)))
+}
+
+async fn sign_in_with_header(auth: &Auth, value: &str) -> Result<SignIn> {
     let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value, ""));
     let credential = credential.trim();
     if scheme.eq_ignore_ascii_case("basic") {
@@ -94,6 +109,20 @@ async fn sign_in(auth: &Auth, headers: &HeaderMap) -> Result<SignIn> {
         });
     }
     Ok(SignIn::Refused)
+}
+
+/// The user these credentials belong to, if they are right (and the username not locked).
+pub(crate) async fn check_password(
+    auth: &Auth,
+    username: &str,
+    password: &str,
+) -> Result<Option<User>> {
+    Ok(
+        match sign_in_with_password(auth, username, password).await? {
+            SignIn::User(user) => Some(user),
+            SignIn::Refused | SignIn::Locked(_) => None,
+        },
+    )
 }
 
 async fn sign_in_with_password(auth: &Auth, username: &str, password: &str) -> Result<SignIn> {
@@ -129,6 +158,30 @@ async fn sign_in_with_password(auth: &Auth, username: &str, password: &str) -> R
     }
 }
 
+/// A browser opening the UI: it gets the login page instead of the basic-auth prompt.
+fn wants_page(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET
+        && matches!(req.uri().path(), "/" | "/index.html")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn redirect_to_login(uri: &axum::http::Uri) -> Response {
+    let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = format!(
+        "login?next={}",
+        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 /// The layer itself.
 pub(crate) async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -136,12 +189,17 @@ pub(crate) async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Nex
     if rule == Some(Rule::Public) {
         return next.run(req).await;
     }
-    let user = match sign_in(&auth, req.headers()).await {
-        Ok(SignIn::User(user)) => user,
-        Ok(SignIn::Refused) => return challenge(),
-        Ok(SignIn::Locked(seconds)) => return locked(seconds),
+    let (user, via) = match sign_in(&auth, req.headers()).await {
+        Ok((SignIn::User(user), via)) => (user, via),
+        Ok((SignIn::Refused, _)) if wants_page(&req) => {
+            return redirect_to_login(req.uri());
+        }
+        Ok((SignIn::Refused, _)) => return challenge(),
+        Ok((SignIn::Locked(seconds), _)) => return locked(seconds),
         Err(err) => return error_response(&err),
     };
+    let mut req = req;
+    req.extensions_mut().insert(via);
     match authorize(&auth, &user, rule, &path, req, next).await {
         Ok(response) => response,
         Err(err) => error_response(&err),

@@ -12,6 +12,9 @@ pub mod config;
 pub mod credentials;
 mod guard;
 pub mod remote;
+pub mod session;
+
+pub use guard::ViaSession;
 
 pub use config::AuthConfig;
 
@@ -214,5 +217,6 @@ pub(crate) async fn hash_blocking(password: String) -> Result<String> {
 pub fn protect(tracking: Router, auth: Arc<Auth>) -> Router {
     tracking
         .merge(api::router(auth.clone()))
+        .merge(session::router(auth.clone()))
         .layer(axum::middleware::from_fn_with_state(auth, guard::guard))
 }

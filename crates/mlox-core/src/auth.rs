@@ -321,6 +321,10 @@ pub struct RoleAssignment {
     pub role_id: i64,
 }
 
+/// The name the web UI's sign-in sessions carry: they are tokens held in a cookie, kept apart
+/// from the personal access tokens a user lists.
+pub const SESSION_TOKEN_NAME: &str = "__web_session__";
+
 /// A personal access token as listed: never its secret.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenInfo {
@@ -455,7 +459,8 @@ pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
         return artifact_rule(method, rest);
     }
     match path {
-        "/" | "/version" => return Some(Authenticated),
+        "/" | "/version" | "/logout" => return Some(Authenticated),
+        "/login" => return Some(Public),
         "/v1/traces" if method == "POST" => {
             return Some(Resource(Update, ExperimentHeader("x-mlflow-experiment-id")));
         }
@@ -773,6 +778,8 @@ mod tests {
             ),
             ("POST", "/graphql", None),
             ("GET", "/#/experiments", Some(Authenticated)),
+            ("POST", "/login", Some(Public)),
+            ("POST", "/logout", Some(Authenticated)),
         ];
         for (method, path, expected) in cases {
             assert_eq!(rule_for(method, path), expected, "{method} {path}");

@@ -737,7 +737,10 @@ impl AuthStore {
     pub async fn list_tokens(&self, user_id: i64) -> Result<Vec<TokenInfo>> {
         let mut sql =
             self.sql("SELECT id, name, created_at, expires_at FROM auth_tokens WHERE user_id = ");
-        sql.bind_i64(user_id).push(" ORDER BY created_at, id");
+        sql.bind_i64(user_id)
+            .push(" AND name <> ")
+            .bind_str(mlox_core::auth::SESSION_TOKEN_NAME)
+            .push(" ORDER BY created_at, id");
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         Ok(rows.iter().map(|r| token_info(r, "id")).collect())
     }
@@ -752,6 +755,14 @@ impl AuthStore {
             .await
             .map_err(db_err)?;
         Ok(row.map(|r| get_i64(&r, "user_id")))
+    }
+
+    /// Ends the token (a sign-in session) with this digest, if it exists.
+    pub async fn delete_token_by_digest(&self, token_hash: &str) -> Result<()> {
+        let mut sql = self.sql("DELETE FROM auth_tokens WHERE token_hash = ");
+        sql.bind_str(token_hash);
+        sql.query().execute(&self.write).await.map_err(db_err)?;
+        Ok(())
     }
 
     pub async fn delete_token(&self, token_id: &str) -> Result<()> {

@@ -3,26 +3,40 @@ import { get } from "../api";
 
 interface SignedIn {
   user: { id: number; username: string; is_admin: boolean };
+  /** Signed in through the login page (a session cookie), which signing out can end. */
+  session?: boolean;
 }
 
 /** Who the browser is signed in as, on a server running with `--app-name basic-auth`; nothing
  * on a server without auth, which has no `users/current` route. */
 export function CurrentUser() {
-  const [user, setUser] = useState<SignedIn["user"] | null>(null);
+  const [signedIn, setSignedIn] = useState<SignedIn | null>(null);
   useEffect(() => {
     let live = true;
     get<SignedIn>("users/current")
-      .then((answer) => live && setUser(answer.user))
-      .catch(() => live && setUser(null));
+      .then((answer) => live && setSignedIn(answer))
+      .catch(() => live && setSignedIn(null));
     return () => {
       live = false;
     };
   }, []);
-  if (!user) return null;
+  if (!signedIn) return null;
+  const { user, session } = signedIn;
+  const signOut = async () => {
+    await fetch("logout", { method: "POST" });
+    window.location.href = "login";
+  };
   return (
-    <span className="current-user" data-testid="current-user" title="Signed in">
-      {user.username}
+    <span className="current-user" data-testid="current-user-box">
+      <span data-testid="current-user" title="Signed in">
+        {user.username}
+      </span>
       {user.is_admin ? <span className="badge">admin</span> : null}
+      {session ? (
+        <button type="button" className="link-button" onClick={signOut}>
+          Sign out
+        </button>
+      ) : null}
     </span>
   );
 }
