@@ -728,3 +728,34 @@ def test_cve_rows_that_need_authentication_are_refused(url, row, method, path, b
     assert anonymous.status_code == 401, (row, anonymous.text)
     as_reader = requests.request(method, target, json=body, auth=(reader, reader_pw))
     assert as_reader.status_code == signed_in, (row, as_reader.status_code, as_reader.text)
+
+
+def test_tokens_are_made_and_revoked_from_the_web_ui(auth_server, browser):
+    from playwright.sync_api import expect
+
+    url = auth_server.url
+    username, password = new_user(url, "ui-tokens")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/login?next=%2F%23%2Ftokens")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Access tokens")).to_be_visible()
+        page.get_by_label("Name").fill("notebook")
+        page.get_by_role("button", name="Create token").click()
+        secret = page.get_by_test_id("new-token").inner_text()
+        me = requests.get(f"{url}/api/2.0/mlflow/users/current",
+                          headers={"Authorization": f"Bearer {secret}"})
+        assert me.status_code == 200 and me.json()["user"]["username"] == username
+        row = page.locator("tr[data-token='notebook']")
+        expect(row).to_be_visible()
+        assert secret not in page.locator("table").inner_text()
+        row.get_by_role("button", name="Revoke").click()
+        expect(row).to_have_count(0)
+        gone = requests.get(f"{url}/api/2.0/mlflow/users/current",
+                            headers={"Authorization": f"Bearer {secret}"})
+        assert gone.status_code == 401
+    finally:
+        context.close()

@@ -28,9 +28,9 @@ export function CurrentUser() {
   };
   return (
     <span className="current-user" data-testid="current-user-box">
-      <span data-testid="current-user" title="Signed in">
+      <a data-testid="current-user" title="Signed in: your access tokens" href="#/tokens">
         {user.username}
-      </span>
+      </a>
       {user.is_admin ? <span className="badge">admin</span> : null}
       {session ? (
         <button type="button" className="link-button" onClick={signOut}>
