@@ -759,3 +759,19 @@ def test_tokens_are_made_and_revoked_from_the_web_ui(auth_server, browser):
         assert gone.status_code == 401
     finally:
         context.close()
+
+
+def test_prompt_grants_apply_to_the_prompt_of_that_name(url):
+    owner, owner_pw = new_user(url, "prompt-owner")
+    writer, writer_pw = new_user(url, "prompt-writer")
+    name = f"greeting-{uuid.uuid4().hex[:6]}"
+    created = api(url, "POST", "registered-models/create", (owner, owner_pw), json={
+        "name": name, "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
+    assert created.status_code == 200, created.text
+    tag = {"name": name, "key": "stage", "value": "draft"}
+    assert api(url, "POST", "registered-models/set-tag", (writer, writer_pw), json=tag).status_code == 403
+    granted = requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=(owner, owner_pw),
+                            json={"username": writer, "resource_type": "prompt",
+                                  "resource_id": name, "permission": "EDIT"})
+    assert granted.status_code == 200, granted.text
+    assert api(url, "POST", "registered-models/set-tag", (writer, writer_pw), json=tag).status_code == 200

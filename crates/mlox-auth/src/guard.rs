@@ -590,9 +590,12 @@ async fn filter_needed(auth: &Auth, user: &User, listing: Listing) -> Result<boo
     }
     let resource_type = listing_type(listing);
     let grants = auth.grants_of(user.id).await?;
-    Ok(grants
-        .iter()
-        .any(|g| g.permission == Permission::Deny && g.resource_type == resource_type))
+    Ok(grants.iter().any(|g| {
+        g.permission == Permission::Deny
+            && (g.resource_type == resource_type
+                || (resource_type == ResourceType::RegisteredModel
+                    && g.resource_type == ResourceType::Prompt))
+    }))
 }
 
 fn listing_type(listing: Listing) -> ResourceType {

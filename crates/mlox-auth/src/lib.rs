@@ -178,10 +178,27 @@ impl Auth {
             return Ok(Permission::Manage);
         }
         let grants = self.grants_of(user.id).await?;
-        Ok(
+        // Prompts are registered models (tagged as prompts) in one namespace of names, so a
+        // grant on the prompt and one on the registered model of a name are about one thing.
+        let folded = if matches!(
+            resource_type,
+            ResourceType::RegisteredModel | ResourceType::Prompt
+        ) {
+            let as_models: Vec<Grant> = grants
+                .iter()
+                .map(|g| Grant {
+                    resource_type: match g.resource_type {
+                        ResourceType::Prompt => ResourceType::RegisteredModel,
+                        other => other,
+                    },
+                    ..g.clone()
+                })
+                .collect();
+            fold_grants(as_models.iter(), ResourceType::RegisteredModel, key)
+        } else {
             fold_grants(grants.iter(), resource_type, key)
-                .unwrap_or(self.config.default_permission),
-        )
+        };
+        Ok(folded.unwrap_or(self.config.default_permission))
     }
 
     /// The experiment a run, logged model or trace belongs to (`None`: no such resource).
