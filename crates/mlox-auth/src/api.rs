@@ -87,12 +87,7 @@ pub fn router(auth: Arc<Auth>) -> Router {
             delete(delete_model_permission),
         );
     let mut app: Router<Arc<Auth>> = Router::new();
-    for prefix in [
-        "/api/2.0/mlflow",
-        "/ajax-api/2.0/mlflow",
-        "/api/3.0/mlflow",
-        "/ajax-api/3.0/mlflow",
-    ] {
+    for prefix in mlox_core::wire::API_PREFIXES {
         app = app.nest(prefix, routes.clone());
     }
     app.with_state(auth)

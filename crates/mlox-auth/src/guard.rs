@@ -320,7 +320,7 @@ async fn authorize(
         body,
         headers: req.headers().clone(),
     };
-    let route = api_route(path);
+    let route = mlox_core::wire::api_route(path);
 
     if let Some(Rule::Resource(access, target)) = rule
         && !user.is_admin
@@ -362,18 +362,6 @@ async fn authorize(
     } else {
         Ok(response)
     }
-}
-
-/// The route inside the API prefixes (`runs/create`), if the path is an API path.
-fn api_route(path: &str) -> Option<&str> {
-    [
-        "/api/2.0/mlflow/",
-        "/ajax-api/2.0/mlflow/",
-        "/api/3.0/mlflow/",
-        "/ajax-api/3.0/mlflow/",
-    ]
-    .iter()
-    .find_map(|prefix| path.strip_prefix(prefix))
 }
 
 fn missing(field: &str) -> Error {

@@ -439,13 +439,6 @@ pub enum Rule {
     AuthApi,
 }
 
-const API_PREFIXES: [&str; 4] = [
-    "/api/2.0/mlflow/",
-    "/ajax-api/2.0/mlflow/",
-    "/api/3.0/mlflow/",
-    "/ajax-api/3.0/mlflow/",
-];
-
 /// The rule for a request, or `None` when no rule names the route: then only administrators
 /// may call it.
 pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
@@ -468,10 +461,7 @@ pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
         "/model-versions/get-artifact" => return Some(Resource(Read, RegisteredModel("name"))),
         _ => {}
     }
-    let Some(route) = API_PREFIXES
-        .iter()
-        .find_map(|prefix| path.strip_prefix(prefix))
-    else {
+    let Some(route) = crate::wire::api_route(path) else {
         // The web UI's pages and assets: signing in is enough to load them.
         return (method == "GET" && !path.starts_with("/api/") && !path.starts_with("/ajax-api/"))
             .then_some(Authenticated);

@@ -1,6 +1,22 @@
 //! Serde helpers for the proto3-JSON dialect MLflow speaks: 64-bit integers may arrive as
 //! numbers or strings, and doubles carry `NaN`/`Infinity`/`-Infinity` as strings because JSON
-//! has no literal for them.
+//! has no literal for them. Also the prefixes its REST API is served under.
+
+/// Every prefix MLflow's REST API is served under: the client's `/api/` and the web UI's
+/// `/ajax-api/`, each for the 2.0 and 3.0 routes.
+pub const API_PREFIXES: [&str; 4] = [
+    "/api/2.0/mlflow",
+    "/ajax-api/2.0/mlflow",
+    "/api/3.0/mlflow",
+    "/ajax-api/3.0/mlflow",
+];
+
+/// The route of an API path inside its prefix (`runs/create`), or `None` outside the API.
+pub fn api_route(path: &str) -> Option<&str> {
+    API_PREFIXES
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix)?.strip_prefix('/'))
+}
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serializer};
@@ -113,6 +129,17 @@ pub fn de_opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn api_routes_are_found_under_every_prefix_only() {
+        use super::api_route;
+        assert_eq!(
+            api_route("/ajax-api/3.0/mlflow/runs/create"),
+            Some("runs/create")
+        );
+        assert_eq!(api_route("/api/2.0/mlflow-artifacts/artifacts/x"), None);
+        assert_eq!(api_route("/runs/create"), None);
+    }
+
     use super::*;
     use serde::Serialize;
 

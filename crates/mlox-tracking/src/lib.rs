@@ -165,12 +165,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes());
 
     let mut app: Router<AppState> = Router::new();
-    for prefix in [
-        "/api/2.0/mlflow",
-        "/ajax-api/2.0/mlflow",
-        "/api/3.0/mlflow",
-        "/ajax-api/3.0/mlflow",
-    ] {
+    for prefix in mlox_core::wire::API_PREFIXES {
         app = app.nest(prefix, api.clone());
     }
     app.route("/health", get(health))
