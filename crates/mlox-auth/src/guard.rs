@@ -210,7 +210,8 @@ pub(crate) async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Nex
 struct Parts {
     query: Value,
     body: Option<Value>,
-    headers: HeaderMap,
+    /// The one header a rule reads (OpenTelemetry's experiment header), when the rule reads it.
+    experiment_header: Option<String>,
 }
 
 impl Parts {
@@ -315,10 +316,18 @@ async fn authorize(
         req = rebuilt;
         body = value;
     }
+    let experiment_header = match rule {
+        Some(Rule::Resource(_, Target::ExperimentHeader(name))) => req
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string()),
+        _ => None,
+    };
     let parts = Parts {
         query,
         body,
-        headers: req.headers().clone(),
+        experiment_header,
     };
     let route = mlox_core::wire::api_route(path);
 
@@ -330,7 +339,6 @@ async fn authorize(
     }
     match rule {
         None if !user.is_admin => return Ok(denied()),
-        Some(Rule::Admin) if !user.is_admin => return Ok(denied()),
         Some(Rule::Filtered(listing)) if !user.is_admin => match listing {
             Listing::RunsInExperiments | Listing::TracesInExperiments => {
                 match narrow_experiments(auth, user, listing, &method, &parts).await? {
@@ -460,11 +468,10 @@ async fn allowed(
         }
         Target::ExperimentHeader(name) => {
             let id = parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+                .experiment_header
+                .clone()
                 .ok_or_else(|| Error::invalid(format!("Missing header '{name}'.")))?;
-            vec![id.trim().to_string()]
+            vec![id]
         }
         Target::ArtifactPath => match artifact_experiment(path, parts) {
             Some(id) => vec![id],
@@ -578,12 +585,9 @@ async fn filter_needed(auth: &Auth, user: &User, listing: Listing) -> Result<boo
     }
     let resource_type = listing_type(listing);
     let grants = auth.grants_of(user.id).await?;
-    Ok(grants.iter().any(|g| {
-        g.permission == Permission::Deny
-            && (g.resource_type == resource_type
-                || (resource_type == ResourceType::RegisteredModel
-                    && g.resource_type == ResourceType::Prompt))
-    }))
+    Ok(grants
+        .iter()
+        .any(|g| g.permission == Permission::Deny && g.resource_type == resource_type))
 }
 
 fn listing_type(listing: Listing) -> ResourceType {

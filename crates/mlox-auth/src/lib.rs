@@ -108,6 +108,8 @@ impl Auth {
     }
 
     /// The user's grants in the default workspace, reused for a few seconds.
+    /// Prompt grants are folded as the registered-model grants they are about (see
+    /// `checked_type`).
     pub async fn grants_of(&self, user_id: i64) -> Result<Arc<Vec<Grant>>> {
         if let Ok(cache) = self.grants.lock()
             && let Some((at, grants)) = cache.get(&user_id)
@@ -115,7 +117,11 @@ impl Auth {
         {
             return Ok(grants.clone());
         }
-        let grants = Arc::new(self.users.grants(user_id, DEFAULT_WORKSPACE).await?);
+        let mut grants = self.users.grants(user_id, DEFAULT_WORKSPACE).await?;
+        for grant in &mut grants {
+            grant.resource_type = checked_type(grant.resource_type);
+        }
+        let grants = Arc::new(grants);
         if let Ok(mut cache) = self.grants.lock() {
             cache.insert(user_id, (Instant::now(), grants.clone()));
         }
@@ -178,27 +184,8 @@ impl Auth {
             return Ok(Permission::Manage);
         }
         let grants = self.grants_of(user.id).await?;
-        // Prompts are registered models (tagged as prompts) in one namespace of names, so a
-        // grant on the prompt and one on the registered model of a name are about one thing.
-        let folded = if matches!(
-            resource_type,
-            ResourceType::RegisteredModel | ResourceType::Prompt
-        ) {
-            let as_models: Vec<Grant> = grants
-                .iter()
-                .map(|g| Grant {
-                    resource_type: match g.resource_type {
-                        ResourceType::Prompt => ResourceType::RegisteredModel,
-                        other => other,
-                    },
-                    ..g.clone()
-                })
-                .collect();
-            fold_grants(as_models.iter(), ResourceType::RegisteredModel, key)
-        } else {
-            fold_grants(grants.iter(), resource_type, key)
-        };
-        Ok(folded.unwrap_or(self.config.default_permission))
+        Ok(fold_grants(grants.iter(), checked_type(resource_type), key)
+            .unwrap_or(self.config.default_permission))
     }
 
     /// The experiment a run, logged model or trace belongs to (`None`: no such resource).
@@ -221,6 +208,16 @@ impl Auth {
             owners.insert(key, experiment.clone());
         }
         Ok(found)
+    }
+}
+
+/// The type a grant or a check is folded under. Prompts are registered models (tagged as
+/// prompts) in one namespace of names, so a grant on the prompt and one on the registered model
+/// of a name are about one thing.
+pub(crate) fn checked_type(resource_type: ResourceType) -> ResourceType {
+    match resource_type {
+        ResourceType::Prompt => ResourceType::RegisteredModel,
+        other => other,
     }
 }
 

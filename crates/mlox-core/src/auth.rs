@@ -430,7 +430,6 @@ pub enum Rule {
     Public,
     /// Any signed-in user (creating an experiment or a model, the UI page).
     Authenticated,
-    Admin,
     /// `Access` on the resource the request names.
     Resource(Access, Target),
     /// Any signed-in user; the answer is filtered.

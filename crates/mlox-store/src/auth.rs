@@ -243,7 +243,8 @@ impl AuthStore {
         sql.bind_str(password_hash)
             .push(" WHERE username = ")
             .bind_str(username);
-        self.expect_one(sql, username).await
+        self.expect_rows(sql, || format!("User with username={username} not found"))
+            .await
     }
 
     pub async fn set_admin(&self, username: &str, is_admin: bool) -> Result<()> {
@@ -251,15 +252,15 @@ impl AuthStore {
         sql.bind_i64(is_admin as i64)
             .push(" WHERE username = ")
             .bind_str(username);
-        self.expect_one(sql, username).await
+        self.expect_rows(sql, || format!("User with username={username} not found"))
+            .await
     }
 
-    async fn expect_one(&self, sql: Sql, username: &str) -> Result<()> {
+    /// Runs a write that must touch a row; touching none is `missing()`'s 404.
+    async fn expect_rows(&self, sql: Sql, missing: impl FnOnce() -> String) -> Result<()> {
         let done = sql.query().execute(&self.write).await.map_err(db_err)?;
         if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "User with username={username} not found"
-            )));
+            return Err(Error::not_found(missing()));
         }
         Ok(())
     }
@@ -502,13 +503,10 @@ impl AuthStore {
         sql.bind_i64(user_id)
             .push(" AND role_id = ")
             .bind_i64(role_id);
-        let done = sql.query().execute(&self.write).await.map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "User {user_id} does not have role {role_id}."
-            )));
-        }
-        Ok(())
+        self.expect_rows(sql, || {
+            format!("User {user_id} does not have role {role_id}.")
+        })
+        .await
     }
 
     /// The user's roles, personal role included, with their grants.
