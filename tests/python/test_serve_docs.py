@@ -65,6 +65,10 @@ def test_a_model_is_tried_from_its_docs_page_in_a_browser(docs_server, browser):
         infer = page.locator(".opblock-post").filter(has_text="/v2/models/{model_name}/infer").first
         infer.locator(".opblock-summary").click()
         # The page is for one model: its name is the only value the path parameter takes.
+        # Swagger UI renders the parameter after the click; wait for it before asking which
+        # kind of field it is, or a slow render is taken for "no select".
+        infer.locator("tr[data-param-name='model_name'] select, "
+                      "tr[data-param-name='model_name'] input").first.wait_for()
         name = infer.locator("tr[data-param-name='model_name'] select")
         if name.count():
             name.select_option("lin")
