@@ -710,6 +710,12 @@ def test_the_web_ui_signs_in_and_shows_the_user(auth_server, browser):
      {"path": "big.bin", "num_parts": 1}, 403),
     ("mpu-abort", "POST", "/api/2.0/mlflow-artifacts/mpu/abort/{exp}/r/artifacts/big.bin",
      {"path": "big.bin", "upload_id": "u"}, 403),
+    ("mpu-complete", "POST", "/api/2.0/mlflow-artifacts/mpu/complete/{exp}/r/artifacts/big.bin",
+     {"path": "big.bin", "upload_id": "u", "parts": []}, 403),
+    # CVE-2026-3198: gateway secrets, endpoints and model definitions are not listed to any
+    # user; the tracking server keeps none, and the routes are for administrators.
+    ("gateway-secrets", "GET", "/api/3.0/mlflow/gateway/secrets/list", None, 403),
+    ("gateway-endpoints", "GET", "/ajax-api/3.0/mlflow/gateway/endpoints/list", None, 403),
     # CVE-2026-0545: the jobs API is not open to anyone.
     ("jobs", "GET", "/ajax-api/3.0/mlflow/jobs/some-job", None, 403),
     # CVE-2025-1473: there is no sign-up form to forge a post to; users are made by admins.
@@ -730,6 +736,13 @@ def test_cve_rows_that_need_authentication_are_refused(url, row, method, path, b
     assert as_reader.status_code == signed_in, (row, as_reader.status_code, as_reader.text)
 
 
+def _sign_in(page, url: str, username: str, password: str, next_hash: str):
+    page.goto(f"{url}/login?next=%2F%23{next_hash.replace('/', '%2F')}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def test_tokens_are_made_and_revoked_from_the_web_ui(auth_server, browser):
     from playwright.sync_api import expect
 
@@ -738,10 +751,7 @@ def test_tokens_are_made_and_revoked_from_the_web_ui(auth_server, browser):
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(f"{url}/login?next=%2F%23%2Ftokens")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
+        _sign_in(page, url, username, password, "/tokens")
         expect(page.get_by_role("heading", name="Access tokens")).to_be_visible()
         page.get_by_label("Name").fill("notebook")
         page.get_by_role("button", name="Create token").click()
@@ -757,6 +767,93 @@ def test_tokens_are_made_and_revoked_from_the_web_ui(auth_server, browser):
         gone = requests.get(f"{url}/api/2.0/mlflow/users/current",
                             headers={"Authorization": f"Bearer {secret}"})
         assert gone.status_code == 401
+    finally:
+        context.close()
+
+
+def test_administrators_manage_users_and_grants_from_the_web_ui(auth_server, browser):
+    from playwright.sync_api import expect
+
+    url = auth_server.url
+    owner, owner_pw = new_user(url, "ui-owner")
+    experiment_id = api(url, "POST", "experiments/create", (owner, owner_pw),
+                        json={"name": f"ui-grants-{uuid.uuid4().hex[:6]}"}).json()["experiment_id"]
+    newcomer = f"ui-new-{uuid.uuid4().hex[:6]}"
+    newcomer_pw = f"pw-{uuid.uuid4().hex}"
+    tag = {"experiment_id": experiment_id, "key": "reviewed", "value": "yes"}
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        reset_pw = f"reset-{uuid.uuid4().hex}"
+        page.on("dialog", lambda dialog: dialog.accept(reset_pw) if dialog.type == "prompt" else dialog.accept())
+        _sign_in(page, url, ADMIN, ADMIN_PASSWORD, "/admin/users")
+        expect(page.get_by_role("heading", name="Users")).to_be_visible()
+        page.get_by_label("Username").fill(newcomer)
+        page.get_by_label("Password").fill("too-short")
+        page.get_by_role("button", name="Create user").click()
+        # The browser's own check keeps a short password from being sent at all.
+        assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": newcomer},
+                            auth=(ADMIN, ADMIN_PASSWORD)).status_code == 404
+        page.get_by_label("Password").fill(newcomer_pw)
+        page.get_by_role("button", name="Create user").click()
+        expect(page.get_by_role("status")).to_have_text(f"User {newcomer} created.")
+        row = page.locator(f"tr[data-user='{newcomer}']")
+        expect(row).to_be_visible()
+        assert api(url, "POST", "experiments/set-experiment-tag", (newcomer, newcomer_pw),
+                   json=tag).status_code == 403
+
+        row.get_by_role("link", name=newcomer).click()
+        expect(page.get_by_role("heading", name=f"Permissions of {newcomer}")).to_be_visible()
+        page.get_by_label("Resource type", exact=True).select_option("experiment")
+        page.get_by_label("Resource", exact=True).fill(experiment_id)
+        page.get_by_label("Permission", exact=True).select_option("EDIT")
+        page.get_by_role("button", name="Grant").click()
+        grant = page.locator(f"tr[data-grant='experiment:{experiment_id}']")
+        expect(grant).to_contain_text("EDIT")
+        expect(grant).to_contain_text("direct")
+        assert api(url, "POST", "experiments/set-experiment-tag", (newcomer, newcomer_pw),
+                   json=tag).status_code == 200
+        grant.get_by_role("button", name="Revoke").click()
+        expect(grant).to_have_count(0)
+        assert api(url, "POST", "experiments/set-experiment-tag", (newcomer, newcomer_pw),
+                   json=tag).status_code == 403
+
+        page.get_by_role("link", name="Users").first.click()
+        row = page.locator(f"tr[data-user='{newcomer}']")
+        row.get_by_role("button", name="Make administrator").click()
+        expect(row.get_by_role("button", name="Remove administrator")).to_be_visible()
+        expect(row).to_contain_text("administrator")
+        me = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(newcomer, newcomer_pw))
+        assert me.json()["user"]["is_admin"] is True
+        row.get_by_role("button", name="Remove administrator").click()
+        expect(row.get_by_role("button", name="Make administrator")).to_be_visible()
+        me = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(newcomer, newcomer_pw))
+        assert me.json()["user"]["is_admin"] is False
+        row.get_by_role("button", name="Reset password").click()
+        expect(page.get_by_role("status")).to_have_text(f"Password of {newcomer} changed.")
+        assert requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(newcomer, newcomer_pw)).status_code == 401
+        newcomer_pw = reset_pw
+        assert requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(newcomer, newcomer_pw)).status_code == 200
+        row.get_by_role("button", name="Delete").click()
+        expect(row).to_have_count(0)
+        gone = requests.get(f"{url}/api/2.0/mlflow/users/current", auth=(newcomer, newcomer_pw))
+        assert gone.status_code == 401
+    finally:
+        context.close()
+
+
+def test_the_admin_pages_are_refused_to_other_users(auth_server, browser):
+    from playwright.sync_api import expect
+
+    url = auth_server.url
+    username, password = new_user(url, "ui-plain")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        _sign_in(page, url, username, password, "/admin/users")
+        expect(page.get_by_role("alert")).to_contain_text("Permission denied")
+        expect(page.get_by_test_id("current-user-box").get_by_role("link", name="Users")).to_have_count(0)
+        expect(page.locator("table[aria-label='Users']")).to_have_count(0)
     finally:
         context.close()
 

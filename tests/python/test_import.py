@@ -246,3 +246,66 @@ def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
         _point_client_at(server.url)
         if database is not None:
             _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+MLFLOW_FERNET_KEY = "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g="
+
+
+def test_webhooks_keep_their_secrets_across_the_import(server, tmp_path):
+    """MLflow encrypts webhook secrets with its Fernet key; the import opens them with that key
+    and seals them with mlox's, so deliveries from mlox carry the signature receivers already
+    verify. Without the key, a webhook with a secret is left out and reported."""
+    from test_webhooks import Receiver, assert_signed
+
+    source_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    receiver = Receiver()
+    port = _free_port()
+    src = launch(
+        [_mlflow_executable(), "server", "--backend-store-uri", source_uri,
+         "--host", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        tmp_path, port, log_name="mlflow.log", timeout=180,
+        env_extra={"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": MLFLOW_FERNET_KEY},
+    )
+    try:
+        client = MlflowClient(src.url, src.url)
+        signed = client.create_webhook(name="signed", url=receiver.url("/signed"),
+                                       events=["registered_model.created"], secret="whsec-from-mlflow")
+        plain = client.create_webhook(name="plain", url=receiver.url("/plain"),
+                                      events=["model_version.created"])
+    finally:
+        src.stop()
+    try:
+        without_key = subprocess.run(
+            [mlox_binary(), "import", "--from", source_uri, "--to", f"sqlite:///{tmp_path / 'nokey.db'}"],
+            capture_output=True, text=True, timeout=300,
+            env={k: v for k, v in os.environ.items() if k != "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"},
+        )
+        assert without_key.returncode == 0, without_key.stderr
+        assert "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" in without_key.stderr
+
+        mlox_db = tmp_path / "mlox.db"
+        done = subprocess.run(
+            [mlox_binary(), "import", "--from", source_uri, "--to", f"sqlite:///{mlox_db}"],
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": MLFLOW_FERNET_KEY,
+                 "MLFLOW_CRYPTO_KEK_PASSPHRASE": "passphrase of the mlox installation"},
+        )
+        assert done.returncode == 0, done.stderr
+        import sqlite3
+
+        stored = dict(sqlite3.connect(mlox_db).execute("SELECT webhook_id, secret FROM webhooks"))
+        assert stored[plain.webhook_id] is None
+        assert stored[signed.webhook_id].startswith("mlox-sealed:v1:")
+        assert "whsec-from-mlflow" not in stored[signed.webhook_id]
+
+        dst = launch_mlox(tmp_path, f"sqlite:///{mlox_db}", log_name="mlox.log",
+                          env_extra={"MLFLOW_CRYPTO_KEK_PASSPHRASE": "passphrase of the mlox installation"})
+        try:
+            client = MlflowClient(dst.url, dst.url)
+            assert {w.name for w in client.list_webhooks()} == {"signed", "plain"}
+            client.create_registered_model(f"after-import-{uuid.uuid4().hex[:6]}")
+            assert_signed(receiver.wait_for("/signed", 1, 10)[0], secret="whsec-from-mlflow")
+        finally:
+            dst.stop()
+    finally:
+        receiver.close()

@@ -559,6 +559,44 @@ def cve_2026_2614_prompt_tag_source_bypass(w):
     return [_refused(_create_version(w, source, tags=tags)) for source in ("/etc", "file:///etc/passwd", "../../etc")]
 
 
+def cve_2025_52967_gateway_proxy_ssrf(w):
+    """MLflow's UI proxied requests to a gateway path the caller named. mlox has no such proxy,
+    so nothing is fetched: a listener standing in for the metadata service sees no request."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    target = f"http://127.0.0.1:{listener.server_address[1]}/latest/meta-data/"
+    try:
+        answers = [
+            requests.get(w.url + f"{AJAX}/gateway-proxy", params={"gateway_path": target}, timeout=30),
+            requests.get(w.url + f"{AJAX}/gateway-proxy", params={"gateway_path": "http://169.254.169.254/"}, timeout=30),
+            requests.post(w.url + f"{AJAX}/gateway-proxy", json={"gateway_path": target}, timeout=30),
+        ]
+    finally:
+        listener.shutdown()
+        listener.server_close()
+    for answer in answers:
+        assert answer.status_code in (400, 404), answer.text
+        assert answer.json()["error_code"] in ("ENDPOINT_NOT_FOUND", "INVALID_PARAMETER_VALUE")
+    assert seen == []
+    return answers
+
+
 CVE_ROWS = {
     "1-CVE-2023-1177": cve_2023_1177_model_source_lfi,
     "2-CVE-2023-1176": cve_2023_1176_absolute_source_is_no_existence_oracle,
@@ -574,6 +612,7 @@ CVE_ROWS = {
     "15-CVE-2024-3573": cve_2024_3573_local_source_spellings,
     "20-CVE-2024-8859": cve_2024_8859_dbfs_traversal,
     "21-CVE-2025-0453": cve_2025_0453_graphql_batching_and_aliases,
+    "24-CVE-2025-52967": cve_2025_52967_gateway_proxy_ssrf,
     "25-CVE-2025-14279": cve_2025_14279_dns_rebinding,
     "26-CVE-2026-2393": cve_2026_2393_webhook_ssrf,
     "27-CVE-2026-2614": cve_2026_2614_prompt_tag_source_bypass,

@@ -560,3 +560,59 @@ def test_a_reload_that_fails_keeps_the_serving_version_and_says_why(tmp_path):
         assert requests.get(f"{server.base}/v2/health/ready").status_code == 200
     finally:
         server.stop()
+
+
+def _record_loader_pid(marker: str) -> str:
+    from pathlib import Path as _Path
+
+    _Path(marker).write_text(str(os.getpid()))
+    return marker
+
+
+class _RunsOnLoad:
+    """Unpickling this calls a function, as the model files of CVE-2024-37052…37060 do."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (_record_loader_pid, (self.marker,))
+
+
+class Tampered(mlflow.pyfunc.PythonModel):
+    def __init__(self, marker: str):
+        self.payload = _RunsOnLoad(marker)
+
+    def predict(self, context, model_input):
+        return [1] * len(model_input)
+
+
+@pytest.mark.standalone
+def test_cve_2024_37052_a_pickled_model_never_runs_code_in_the_server(tmp_path):
+    """A pickle runs code when loaded: mlox loads pickled models only in its Python workers,
+    never in the serving process, and MLflow's MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false
+    refuses them outright."""
+    marker = tmp_path / "loaded-by.pid"
+    server = _serve_saved(Tampered(str(marker)), tmp_path)
+    try:
+        loader = int(marker.read_text())
+        assert loader != server.proc.pid
+        assert loader in server.worker_pids()
+        r = requests.post(f"{server.base}/invocations", json={"dataframe_split": {"columns": ["x"], "data": [[1.0]]}})
+        assert r.status_code == 200 and r.json() == {"predictions": [1]}, r.text
+    finally:
+        server.stop()
+
+    marker.unlink()
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    port = _free_port()
+    env = {**serve_env(refusing), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    server = ServeProcess(["-m", str(tmp_path / "model"), "-p", str(port)], refusing, port, env)
+    try:
+        # Its only model refused, the server says why and exits, as on any model that cannot load.
+        assert server.proc.wait(timeout=LOAD_TIMEOUT_S) != 0
+        assert "Deserializing model using pickle is disallowed" in server.plain_log()
+        assert not marker.exists()
+    finally:
+        server.stop()

@@ -356,6 +356,40 @@ def test_artifact_browser_previews_each_kind_safely(page, filled):
     page.get_by_role("table", name="Table reports/scores.csv").wait_for()
 
 
+XSS = '<img src=x onerror="window.__xss=(window.__xss||0)+1">'
+
+
+def test_cve_2024_27132_markup_in_logged_strings_renders_inert(page, server_url):
+    """Run names, params, tags, dataset names and model descriptions are the user's text:
+    shown as text, never interpreted as markup (MLflow's recipe-card and dataset XSS)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    client = MlflowClient(server_url, registry_uri=server_url)
+    exp_id = client.create_experiment(f"xss-{os.urandom(3).hex()} {XSS}")
+    run = client.create_run(exp_id, run_name=f"run {XSS}")
+    run_id = run.info.run_id
+    client.log_param(run_id, "payload", XSS)
+    client.set_tag(run_id, "note", XSS)
+    dataset = Dataset(name=f"data {XSS}", digest="d1", source_type="local", source=XSS)
+    client.log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
+    client.set_terminated(run_id)
+    model = f"xss-model-{os.urandom(3).hex()}"
+    client.create_registered_model(model, description=XSS)
+
+    page.goto(f"/#/experiments/{exp_id}")
+    expect(page.get_by_text(f"run {XSS}")).to_be_visible()
+    page.goto(f"/#/experiments/{exp_id}/runs/{run_id}")
+    expect_text(page.get_by_role("table", name="Parameters"), XSS)
+    expect(page.get_by_text(f"data {XSS}").first).to_be_visible()
+    page.goto(f"/#/models/{model}")
+    expect(page.get_by_text(XSS).first).to_be_visible()
+    page.goto("/#/experiments")
+    expect(page.get_by_text(f"{XSS}").first).to_be_visible()
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0
+
+
 def test_registry_pages_link_versions_runs_and_logged_models(page, filled):
     name = filled["model_name"]
     page.goto("/#/models")

@@ -5,6 +5,7 @@ import { LoggedModelPage, ModelPage, ModelsPage, ModelVersionPage } from "./page
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
 import { TokensPage } from "./pages/TokensPage";
+import { UserPermissionsPage, UsersPage } from "./pages/AdminPages";
 import { idList, useLocation, type Location } from "./router";
 import { CurrentUser } from "./components/CurrentUser";
 
@@ -22,6 +23,8 @@ function Page({ location }: { location: Location }) {
   if (p[0] === "compare-runs") return <ComparePage />;
   if (p[0] === "metric" && p.length >= 2) return <MetricPage metricKey={p.slice(1).join("/")} />;
   if (p[0] === "tokens" && p.length === 1) return <TokensPage />;
+  if (p[0] === "admin" && p[1] === "users" && p.length === 2) return <UsersPage />;
+  if (p[0] === "admin" && p[1] === "users" && p.length === 3) return <UserPermissionsPage key={p[2]} username={p[2]} />;
   if (p[0] === "models" && p.length === 1) return <ModelsPage />;
   if (p[0] === "models" && p.length === 2) return <ModelPage name={p[1]} />;
   if (p[0] === "models" && p[2] === "versions" && p.length === 4) return <ModelVersionPage name={p[1]} version={p[3]} />;

@@ -183,6 +183,7 @@ async fn run_import(args: ImportArgs) -> anyhow::Result<()> {
         to: args.to,
         batch_size: args.batch_size,
         progress: true,
+        webhook_secret_key: std::env::var("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY").ok(),
     })
     .await?;
     let (read, written) = report

@@ -29,17 +29,23 @@
 //! The source is only read (SQLite sources are opened read-only); stop the MLflow server first
 //! so that the copy is consistent.
 //!
-//! Not imported: traces and webhooks (their counts are reported), and MLflow features mlox does
-//! not have (scorers, evaluation datasets, gateway endpoints, jobs, …). A source using MLflow
+//! Webhooks keep their ids, events and status. MLflow stores their signing secrets encrypted
+//! with the Fernet key in `MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`; given that key, each secret is
+//! opened and sealed again with mlox's (`MLFLOW_CRYPTO_KEK_PASSPHRASE`), so receivers keep
+//! verifying signatures unchanged. A webhook whose secret cannot be opened is left out and
+//! counted, never written without its secret.
+//!
+//! Not imported: traces (their count is reported), and MLflow features mlox does not have (scorers, evaluation datasets, gateway endpoints, jobs, …). A source using MLflow
 //! workspaces other than `default` is refused.
 
+mod fernet;
 mod plan;
 mod revisions;
 mod source;
 
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use mlox_store::{ImportKind, ImportValue, SqlStore, StoreOptions};
+use mlox_store::{ImportKind, ImportTable, ImportValue, SqlStore, StoreOptions};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::io::IsTerminal;
@@ -61,6 +67,9 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Show a progress bar and a summary line per table on stderr (the bar only on a terminal).
     pub progress: bool,
+    /// The Fernet key the MLflow server encrypted webhook secrets with
+    /// (`MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY`).
+    pub webhook_secret_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +102,8 @@ pub enum ImportError {
     },
     #[error("mlox store: {0}")]
     Target(String),
+    #[error("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY: {0}")]
+    WebhookKey(fernet::FernetError),
 }
 
 impl From<mlox_core::Error> for ImportError {
@@ -174,6 +185,7 @@ pub async fn import(options: &ImportOptions) -> Result<ImportReport, ImportError
     };
     tracing::info!(from = %options.from, to = %options.to, revision = %source.revision, "importing an MLflow database");
     let batch_size = options.batch_size.max(1);
+    let mut webhook_secrets = WebhookSecrets::new(options.webhook_secret_key.as_deref())?;
     for plan in plan::plans(&source) {
         let started = Instant::now();
         if !source.has_table(plan.source_table) {
@@ -201,7 +213,12 @@ pub async fn import(options: &ImportOptions) -> Result<ImportReport, ImportError
         let mut batch = Vec::with_capacity(batch_size.min(total as usize + 1));
         let (mut read, mut written) = (0u64, 0u64);
         while let Some(row) = rows.try_next().await.map_err(read_err)? {
-            batch.push(convert(&row, &columns).map_err(read_err)?);
+            let mut values = convert(&row, &columns).map_err(read_err)?;
+            // A webhook left out is reported under "not imported", not as a row read.
+            if plan.target == ImportTable::Webhooks && !webhook_secrets.reseal(&mut values) {
+                continue;
+            }
+            batch.push(values);
             if batch.len() >= batch_size {
                 let n = batch.len() as u64;
                 written += target
@@ -225,6 +242,19 @@ pub async fn import(options: &ImportOptions) -> Result<ImportReport, ImportError
             eprintln!("{table}");
         }
         report.tables.push(table);
+    }
+    if webhook_secrets.left_out > 0 {
+        let why = if webhook_secrets.key.is_some() {
+            "webhooks whose secret does not open with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY \
+             were left out: set it to the key the MLflow server used"
+        } else {
+            "webhooks with a secret were left out: set MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY to \
+             the key the MLflow server used, and import again"
+        };
+        tracing::warn!(rows = webhook_secrets.left_out, "{why}");
+        report
+            .not_imported
+            .push(("webhooks", webhook_secrets.left_out, why));
     }
     for (table, filter, why) in plan::NOT_IMPORTED {
         if !source.has_table(table) {
@@ -281,4 +311,81 @@ fn convert(row: &AnyRow, columns: &[(&str, ImportKind)]) -> Result<Vec<ImportVal
             })
         })
         .collect()
+}
+
+/// Opens MLflow's webhook secrets and seals them with mlox's key, counting those it cannot.
+struct WebhookSecrets {
+    key: Option<fernet::FernetKey>,
+    left_out: u64,
+}
+
+/// Where the secret sits in a webhooks row (see `ImportTable::Webhooks`).
+const WEBHOOK_SECRET_COLUMN: usize = 5;
+
+impl WebhookSecrets {
+    fn new(key: Option<&str>) -> Result<Self, ImportError> {
+        let key = key
+            .filter(|k| !k.trim().is_empty())
+            .map(fernet::FernetKey::parse)
+            .transpose()
+            .map_err(ImportError::WebhookKey)?;
+        Ok(WebhookSecrets { key, left_out: 0 })
+    }
+
+    /// Replaces the row's Fernet token with an mlox-sealed secret; false leaves the row out.
+    fn reseal(&mut self, row: &mut [ImportValue]) -> bool {
+        let Some(ImportValue::OptText(secret)) = row.get_mut(WEBHOOK_SECRET_COLUMN) else {
+            return false;
+        };
+        let Some(token) = secret.as_deref().filter(|t| !t.is_empty()) else {
+            *secret = None;
+            return true;
+        };
+        let opened = self
+            .key
+            .as_ref()
+            .and_then(|key| key.open(token).ok())
+            .and_then(|plain| String::from_utf8(plain).ok());
+        let sealed = opened.and_then(|plain| mlox_webhooks::secrets().seal(&plain).ok());
+        match sealed {
+            Some(sealed) => {
+                *secret = Some(sealed);
+                true
+            }
+            None => {
+                self.left_out += 1;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(secret: Option<&str>) -> Vec<ImportValue> {
+        let mut values = vec![ImportValue::Text(String::new()); WEBHOOK_SECRET_COLUMN];
+        values.push(ImportValue::OptText(secret.map(str::to_string)));
+        values
+    }
+
+    #[test]
+    fn webhooks_without_a_secret_pass_and_secrets_without_the_key_are_left_out() {
+        let mut secrets = WebhookSecrets::new(None).unwrap();
+        let mut plain = row(Some(""));
+        assert!(secrets.reseal(&mut plain));
+        assert_eq!(plain[WEBHOOK_SECRET_COLUMN], ImportValue::OptText(None));
+        assert!(!secrets.reseal(&mut row(Some("gAAAAAB-token"))));
+        assert_eq!(secrets.left_out, 1);
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_fernet_key_stops_the_import_before_it_starts() {
+        assert!(matches!(
+            WebhookSecrets::new(Some("not-a-key")),
+            Err(ImportError::WebhookKey(fernet::FernetError::BadKey))
+        ));
+        assert!(WebhookSecrets::new(Some("  ")).unwrap().key.is_none());
+    }
 }

@@ -3,7 +3,7 @@
 //! allows but mlox does not, booleans as integers, enum integers as mlox's names). Every cast
 //! is spelled so SQLite and PostgreSQL sources answer with the same value kinds.
 
-use crate::source::Source;
+use crate::source::{Engine, Source};
 use mlox_core::entities::LoggedModelStatus;
 use mlox_store::ImportTable;
 
@@ -334,20 +334,54 @@ pub(crate) fn plans(src: &Source) -> Vec<TablePlan> {
             &["name".into(), "alias".into(), int("version")],
             "",
         ),
+        webhooks(src),
     ]
+}
+
+/// Live webhooks with their subscribed events folded into mlox's one column; the secret is
+/// still MLflow's Fernet token here and is sealed again before it is written.
+fn webhooks(src: &Source) -> TablePlan {
+    let event = "e.entity || '.' || e.action";
+    let fold = match src.engine {
+        Engine::Sqlite => format!("group_concat({event}, ',')"),
+        Engine::Postgres => format!("string_agg({event}, ',')"),
+    };
+    let events = if src.has_table("webhook_events") {
+        format!(
+            "COALESCE((SELECT {fold} FROM webhook_events e \
+             WHERE e.webhook_id = webhooks.webhook_id), '')"
+        )
+    } else {
+        "''".into()
+    };
+    let live = if src.has_column("webhooks", "deleted_timestamp") {
+        " WHERE deleted_timestamp IS NULL"
+    } else {
+        ""
+    };
+    plan(
+        "webhooks",
+        ImportTable::Webhooks,
+        "webhooks",
+        &[
+            "webhook_id".into(),
+            "name".into(),
+            "description".into(),
+            "url".into(),
+            events,
+            "secret".into(),
+            "COALESCE(status, 'ACTIVE')".into(),
+            int("creation_timestamp"),
+            int("COALESCE(last_updated_timestamp, creation_timestamp)"),
+        ],
+        live,
+    )
 }
 
 /// MLflow tables holding data mlox does not take over, with why; reported with their row
 /// counts so nothing is left behind unnoticed.
-pub(crate) const NOT_IMPORTED: &[(&str, &str, &str)] = &[
-    (
-        "trace_info",
-        "",
-        "traces and their assessments are not imported",
-    ),
-    (
-        "webhooks",
-        " WHERE deleted_timestamp IS NULL",
-        "webhooks are not imported (MLflow encrypts their secrets); re-create them in mlox",
-    ),
-];
+pub(crate) const NOT_IMPORTED: &[(&str, &str, &str)] = &[(
+    "trace_info",
+    "",
+    "traces and their assessments are not imported",
+)];

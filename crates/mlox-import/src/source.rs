@@ -55,6 +55,7 @@ pub(crate) fn sqlx_url(url: &str) -> Result<(Engine, String), ImportError> {
 /// An open MLflow database and the tables and columns it has.
 pub(crate) struct Source {
     pub pool: AnyPool,
+    pub engine: Engine,
     pub revision: String,
     columns: HashMap<String, HashSet<String>>,
 }
@@ -114,6 +115,7 @@ impl Source {
             .unwrap_or_default();
         let source = Source {
             pool,
+            engine,
             revision,
             columns,
         };

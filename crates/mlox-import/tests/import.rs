@@ -12,6 +12,12 @@ use sqlx::{Row, SqlSafeStr};
 use std::path::{Path, PathBuf};
 
 const MLFLOW_DDL: &str = include_str!("fixtures/mlflow-3.17.2-sqlite.sql");
+/// `MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY` of the MLflow server the fixture pretends to be, and
+/// secrets its `cryptography.fernet` wrote: "whsec-imported" under it, another under a key
+/// that is lost.
+const FERNET_KEY: &str = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+const SECRET_UNDER_KEY: &str = "gAAAAABrFrKzzRwC45Wur7rTVG8kVIDxhf9xS1IRNe7qFIIwYpWgAQQ6euLs15wGXXWma3PLyPg8-XzmR3Qn_lWYMaWegnAOig==";
+const SECRET_UNDER_OTHER_KEY: &str = "gAAAAABrFrKzEV-U8N3TK-7DhSPDGYS6hvdvI7V1kVP9WxaGHEmq0m9VMwhwPnRyx44o4A0_r_VkAKnH2jO2LYUlbGYcEswWtw==";
 const R1: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const R2: &str = "11111111111111111111111111111111";
 const R3: &str = "22222222222222222222222222222222";
@@ -44,7 +50,9 @@ async fn exec(pool: &SqlitePool, statements: &[&str]) {
 /// A small MLflow installation: experiments (one deleted, ids with a gap), runs (one deleted),
 /// params, tags, a metric history with a NaN point, a dataset input, a logged model with its
 /// params/tags/metrics and run links, a registered model with a live, a deleted and a staged
-/// version, tags and an alias, plus a trace and a webhook that are not imported.
+/// version, tags and an alias, plus a trace (not imported) and webhooks: one plain, one with a
+/// secret under the fixture's Fernet key, one deleted and one whose secret was encrypted with
+/// another key (left out).
 async fn fill(pool: &SqlitePool) {
     exec(pool, &[
         "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES \
@@ -89,6 +97,11 @@ async fn fill(pool: &SqlitePool) {
         "INSERT INTO registered_model_aliases (alias, version, name) VALUES ('champion', 1, 'clf'), ('challenger', 3, 'clf')",
         "INSERT INTO trace_info (request_id, experiment_id, timestamp_ms, execution_time_ms, status) VALUES ('tr-1', 1, 100, 5, 'OK')",
         "INSERT INTO webhooks (webhook_id, name, url, status, creation_timestamp) VALUES ('wh-1', 'hook', 'https://example.com/hook', 'ACTIVE', 100)",
+        &format!("INSERT INTO webhooks (webhook_id, name, description, url, status, secret, creation_timestamp, last_updated_timestamp) VALUES \
+         ('wh-2', 'signed', 'with a secret', 'https://example.com/signed', 'DISABLED', '{SECRET_UNDER_KEY}', 200, 250)"),
+        "INSERT INTO webhooks (webhook_id, name, url, status, creation_timestamp, deleted_timestamp) VALUES ('wh-3', 'gone', 'https://example.com/gone', 'ACTIVE', 300, 400)",
+        &format!("INSERT INTO webhooks (webhook_id, name, url, status, secret, creation_timestamp) VALUES ('wh-4', 'other-key', 'https://example.com/other', 'ACTIVE', '{SECRET_UNDER_OTHER_KEY}', 500)"),
+        "INSERT INTO webhook_events (webhook_id, entity, action) VALUES ('wh-1', 'registered_model', 'created'), ('wh-1', 'model_version', 'created'), ('wh-2', 'model_version_alias', 'created')",
     ])
     .await;
 }
@@ -124,6 +137,7 @@ fn options(from: &Path, to: &str) -> ImportOptions {
         // Small batches so that several transactions per table are exercised.
         batch_size: 2,
         progress: false,
+        webhook_secret_key: Some(FERNET_KEY.into()),
     }
 }
 
@@ -172,6 +186,7 @@ const TABLE_ROWS: &[(&str, i64)] = &[
     ("model_versions", 3),
     ("model_version_tags", 2),
     ("registered_model_aliases", 2),
+    ("webhooks", 2),
 ];
 
 fn assert_report(report: &ImportReport, written: impl Fn(i64) -> i64) {
@@ -188,7 +203,7 @@ fn assert_report(report: &ImportReport, written: impl Fn(i64) -> i64) {
         .iter()
         .map(|(t, n, _)| (*t, *n))
         .collect();
-    assert_eq!(skipped, vec![("trace_info", 1), ("webhooks", 1)]);
+    assert_eq!(skipped, vec![("webhooks", 1), ("trace_info", 1)]);
 }
 
 #[tokio::test]
@@ -393,6 +408,26 @@ async fn carried_over_and_idempotent(mlflow: &Path, target: &str, raw: &str) {
     assert!(store.get_model_version("clf", "2").await.is_err());
     let clf = store.get_registered_model("clf").await.unwrap();
     assert_eq!(clf.description.as_deref(), Some("wine classifier"));
+
+    // Webhooks keep ids, events and status; the secret is sealed with mlox's key and opens
+    // to what MLflow signed with, so receivers keep verifying.
+    let plain = store.get_webhook("wh-1").await.unwrap();
+    let keys: Vec<String> = plain.events.iter().map(|e| e.key()).collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&"registered_model.created".to_string()));
+    assert!(keys.contains(&"model_version.created".to_string()));
+    assert_eq!((plain.secret, plain.last_updated_timestamp), (None, 100));
+    let signed = store.get_webhook("wh-2").await.unwrap();
+    assert_eq!(signed.status, mlox_core::webhooks::WebhookStatus::Disabled);
+    assert_eq!(signed.description.as_deref(), Some("with a secret"));
+    let sealed = signed.secret.unwrap();
+    assert!(!sealed.contains(SECRET_UNDER_KEY) && !sealed.contains("whsec-imported"));
+    assert_eq!(
+        mlox_webhooks::secrets().open(&sealed).unwrap(),
+        "whsec-imported"
+    );
+    assert!(store.get_webhook("wh-3").await.is_err());
+    assert!(store.get_webhook("wh-4").await.is_err());
 
     // New ids continue above the imported ones, deleted versions included.
     assert_eq!(

@@ -83,6 +83,7 @@ pub enum ImportTable {
     ModelVersions,
     ModelVersionTags,
     RegisteredModelAliases,
+    Webhooks,
 }
 
 use ImportKind::{Int, OptInt, OptText, Real, Text};
@@ -112,6 +113,7 @@ impl ImportTable {
             ImportTable::ModelVersions => "model_versions",
             ImportTable::ModelVersionTags => "model_version_tags",
             ImportTable::RegisteredModelAliases => "registered_model_aliases",
+            ImportTable::Webhooks => "webhooks",
         }
     }
 
@@ -244,6 +246,19 @@ impl ImportTable {
             ImportTable::RegisteredModelAliases => {
                 vec![("name", Text), ("alias", Text), ("version", Int)]
             }
+            // `events` as mlox keeps them ("entity.action", comma-separated); `secret` already
+            // sealed with this installation's key.
+            ImportTable::Webhooks => vec![
+                ("webhook_id", Text),
+                ("name", Text),
+                ("description", OptText),
+                ("url", Text),
+                ("events", Text),
+                ("secret", OptText),
+                ("status", Text),
+                ("creation_timestamp", Int),
+                ("last_updated_timestamp", Int),
+            ],
         }
     }
 

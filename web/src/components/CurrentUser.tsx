@@ -31,7 +31,12 @@ export function CurrentUser() {
       <a data-testid="current-user" title="Signed in: your access tokens" href="#/tokens">
         {user.username}
       </a>
-      {user.is_admin ? <span className="badge">admin</span> : null}
+      {user.is_admin ? (
+        <>
+          <span className="badge">admin</span>
+          <a href="#/admin/users">Users</a>
+        </>
+      ) : null}
       {session ? (
         <button type="button" className="link-button" onClick={signOut}>
           Sign out

@@ -20,6 +20,23 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
   return { ...state, reload };
 }
 
+/** Runs one change and reports its failure in the page instead of losing it. */
+export function useAction(after: () => void) {
+  const [failure, setFailure] = useState<Error | null>(null);
+  const run = async (change: () => Promise<unknown>) => {
+    setFailure(null);
+    try {
+      await change();
+      after();
+      return true;
+    } catch (e) {
+      setFailure(e as Error);
+      return false;
+    }
+  };
+  return { failure, run };
+}
+
 export function ErrorBanner({ error }: { error?: Error | null }) {
   if (!error) return null;
   const code = error instanceof ApiError && error.code ? `${error.code}: ` : "";
@@ -36,6 +53,36 @@ export function Spinner({ label = "Loading…" }: { label?: string }) {
     <div className="spinner" role="status">
       {label}
     </div>
+  );
+}
+
+/** A page's table of what it loaded: nothing but a spinner until the first answer (nothing at
+ * all if that answer was an error, which the page's banner shows), then the header and rows. */
+export function LoadedTable({
+  label,
+  loading,
+  loaded,
+  headers,
+  children,
+}: {
+  label: string;
+  loading: boolean;
+  loaded: boolean;
+  headers: string[];
+  children: ReactNode;
+}) {
+  if (!loaded) return loading ? <Spinner /> : null;
+  return (
+    <table className="grid" aria-label={label}>
+      <thead>
+        <tr>
+          {headers.map((h, i) => (
+            <th key={i}>{h}</th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
   );
 }
 

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { del, get, post } from "../api";
-import { ErrorBanner, Spinner, useAsync } from "../components/common";
+import { ErrorBanner, LoadedTable, useAction, useAsync } from "../components/common";
 import { formatTime } from "../format";
 
 interface TokenInfo {
@@ -17,32 +17,20 @@ export function TokensPage() {
   const [name, setName] = useState("");
   const [days, setDays] = useState("90");
   const [created, setCreated] = useState<{ name: string; token: string } | null>(null);
-  const [failure, setFailure] = useState<Error | null>(null);
+  const { failure, run } = useAction(reload);
 
   const create = async (event: React.FormEvent) => {
     event.preventDefault();
-    setFailure(null);
-    try {
+    await run(async () => {
       const answer = await post<{ token: string; token_info: TokenInfo }>("users/tokens/create", {
         name,
         expires_in_days: days ? Number(days) : undefined,
       });
       setCreated({ name: answer.token_info.name, token: answer.token });
       setName("");
-      reload();
-    } catch (e) {
-      setFailure(e as Error);
-    }
+    });
   };
-  const revoke = async (id: string) => {
-    setFailure(null);
-    try {
-      await del("users/tokens/delete", { id });
-      reload();
-    } catch (e) {
-      setFailure(e as Error);
-    }
-  };
+  const revoke = (id: string) => run(() => del("users/tokens/delete", { id }));
 
   return (
     <div className="page">
@@ -67,34 +55,20 @@ export function TokensPage() {
         </div>
       ) : null}
       <ErrorBanner error={failure ?? error} />
-      {loading && !data ? (
-        <Spinner />
-      ) : (
-        <table className="grid" aria-label="Tokens">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Created</th>
-              <th>Expires</th>
-              <th />
+      <LoadedTable label="Tokens" loading={loading} loaded={!!data} headers={["Name", "Created", "Expires", ""]}>
+          {(data?.tokens ?? []).map((t) => (
+            <tr key={t.id} data-token={t.name}>
+              <td>{t.name}</td>
+              <td>{formatTime(t.created_at)}</td>
+              <td>{t.expires_at ? formatTime(t.expires_at) : "never"}</td>
+              <td>
+                <button type="button" className="link-button danger" onClick={() => revoke(t.id)}>
+                  Revoke
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {(data?.tokens ?? []).map((t) => (
-              <tr key={t.id} data-token={t.name}>
-                <td>{t.name}</td>
-                <td>{formatTime(t.created_at)}</td>
-                <td>{t.expires_at ? formatTime(t.expires_at) : "never"}</td>
-                <td>
-                  <button type="button" className="link-button danger" onClick={() => revoke(t.id)}>
-                    Revoke
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+          ))}
+      </LoadedTable>
     </div>
   );
 }
