@@ -55,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         command: gateway::DeploymentsCommand,
     },
+    /// The whole platform in one command: tracking server and web UI, model servers, the
+    /// gateway and notebooks, as `mlox.yaml` in DIR describes them (defaults when absent).
+    Up(UpArgs),
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -161,6 +164,44 @@ struct ServerArgs {
     /// MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD).
     #[arg(long, value_name = "NAME")]
     app_name: Option<String>,
+}
+
+/// A part started by `mlox up` stops as it would on SIGTERM once `mlox up` is gone (killed
+/// without the chance to stop its parts), instead of running on unsupervised.
+fn leave_with_supervisor() {
+    let Some(supervisor) = std::env::var(mlox_up::SUPERVISOR_PID_VAR)
+        .ok()
+        .and_then(|pid| pid.parse::<i32>().ok())
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let parent = rustix::process::getppid().map(|pid| pid.as_raw_pid());
+            if parent != Some(supervisor) {
+                tracing::warn!("mlox up is gone; stopping");
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::TERM,
+                );
+                return;
+            }
+        }
+    });
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// The platform's directory: its `mlox.yaml`, default database, artifacts and notebooks.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Print the effective configuration (defaults filled in, paths absolute) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Seconds a part may take to answer before `mlox up` reports it as still starting.
+    #[arg(long, default_value_t = 120)]
+    ready_timeout: u64,
 }
 
 #[derive(Args)]
@@ -420,6 +461,7 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     logging::init(metrics.clone());
+    leave_with_supervisor();
     match cli.command {
         Command::Server(args) => run_server(args, metrics).await,
         Command::Serve(args) => {
@@ -432,6 +474,15 @@ async fn main() -> anyhow::Result<()> {
             serve::run(args, shutdown).await
         }
         Command::Import(args) => run_import(args).await,
+        Command::Up(args) => {
+            mlox_up::run(mlox_up::UpOptions {
+                dir: args.dir,
+                print_config: args.print_config,
+                mlox: std::env::current_exe()?,
+                ready_timeout: std::time::Duration::from_secs(args.ready_timeout),
+            })
+            .await
+        }
         Command::Gc(args) => gc::run(args).await,
         Command::Gateway { command } => gateway::run(command.into_args()).await,
         Command::Deployments { command } => gateway::run(command.into_args()).await,

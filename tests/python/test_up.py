@@ -1,0 +1,253 @@
+"""`mlox up`: seed 000's platform (tracking and web UI, a model server, the gateway and
+notebooks) from one command and one `mlox.yaml`, with auth on.
+
+The notebook part is JupyterLab: the seed's own notebook code runs in one of its kernels,
+through the Jupyter server's REST and kernel websocket API, as a browser tab would run it,
+with no `set_tracking_uri` and no credentials typed: the platform gave the kernel both. Then
+the registered model is served by the platform's model server, a killed part comes back, and
+Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import _free_port, mlox_binary
+
+pytestmark = [pytest.mark.mlox_only, pytest.mark.standalone, pytest.mark.timeout(600)]
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "admin-password-for-the-platform"
+
+# Seed 000's notebook cell, as written but for two lines: no `mlflow.set_tracking_uri(...)`,
+# since under `mlox up` the kernel already knows where the tracking server is and who is signed
+# in; and `run.info.run_id` for `run.info.run_uuid`, which the MLflow 3 client no longer has
+# (the seed was written for MLflow 2; the 3.17.2 client fails on it against any server).
+SEED_000_CELL = '''
+import mlflow
+
+#  создем класс модели на основе базового класса для моделей Python, совместимых с MLflow
+class MyModel(mlflow.pyfunc.PythonModel):
+# Метод predict в данном контексте является интерфейсом модели
+    def predict(self, context, model_input):
+        return self.my_custom_function(model_input)
+# Здесь описывается код, который выполняет модель, то есть алгоритм ее работы. Им и пользуется предикт.
+    def my_custom_function(self, model_input):
+        res = f"This is your input: {model_input}"
+        return res
+# Создаем экземпляр модели
+my_model = MyModel()
+
+# Путь по которому будет доступна модель и название директории.
+model_path = "path_test_model1"
+# Имя модели для регистрации
+reg_model_name = "name_test_model1"
+# начинает новый запуск MLflow с именем "test_model_run" и присваивает его переменной run.
+with mlflow.start_run(run_name="test_model_run") as run:
+    model_path = f"{model_path}-{run.info.run_id}"
+# Сохраняетм модель my_model в указанный путь model_path с использованием MLflow.
+    mlflow.pyfunc.save_model(path=model_path, python_model=my_model)
+# Регистрируем модель в MLflow под указанным именем reg_model_name и сохраняем ее артефакты по указанному пути model_path.
+    mlflow.pyfunc.log_model(artifact_path=model_path, python_model=my_model, registered_model_name=reg_model_name)
+print("RUN", run.info.run_id)
+'''
+
+SEED_000_LOAD_CELL = '''
+model_uri = f"models:/{reg_model_name}/1"
+# Скачиваем модель
+loaded_model = mlflow.pyfunc.load_model(model_uri)
+# Передает ей через predict входные данные и сохраняем ее рез-тат в result
+result = loaded_model.predict(100)
+print(result)
+'''
+
+
+class Platform:
+    def __init__(self, directory: Path, env: dict[str, str]):
+        self.dir = directory
+        self.log = directory / "up.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [mlox_binary(), "up", str(directory), "--ready-timeout", "20"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_started(self, timeout: float = 180) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        state = self.dir / ".mlox" / "up.json"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mlox up exited with {self.proc.returncode}:\n{self.text()[-5000:]}")
+            if state.exists() and "Ctrl-C stops every part." in self.text():
+                return {p["name"]: p["address"] for p in json.loads(state.read_text())["parts"]}
+            time.sleep(0.25)
+        pytest.fail(f"mlox up did not start in {timeout} s:\n{self.text()[-5000:]}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                return self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(timeout=10)
+
+
+def _processes_naming(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if "pgrep" not in line]
+
+
+async def _execute(base: str, token: str, kernel_id: str, code: str) -> str:
+    """Runs one cell in a kernel of the running JupyterLab; returns what it printed."""
+    from tornado.websocket import websocket_connect
+
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels?token={token}"
+    conn = await websocket_connect(ws_url)
+    msg_id = uuid.uuid4().hex
+    conn.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": True,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    printed = []
+    try:
+        while True:
+            raw = await asyncio.wait_for(conn.read_message(), timeout=300)
+            if raw is None:
+                raise AssertionError("the kernel's websocket closed")
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream":
+                printed.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                assert msg["content"]["status"] == "ok", msg["content"]
+                return "".join(printed)
+    finally:
+        conn.close()
+
+
+def _gateway_config(path: Path, serving_port: int) -> None:
+    path.write_text(f"""
+endpoints:
+  - name: seed-model
+    endpoint_type: llm/v1/completions
+    model:
+      provider: mlflow-model-serving
+      name: name_test_model1
+      config:
+        model_server_url: http://127.0.0.1:{serving_port}
+""")
+
+
+def test_the_platform_runs_the_seeds_notebook_serves_its_model_and_stops_cleanly(tmp_path):
+    tracking, serving, grpc, gateway, notebooks = (_free_port() for _ in range(5))
+    _gateway_config(tmp_path / "gateway.yaml", serving)
+    (tmp_path / "mlox.yaml").write_text(f"""
+tracking:
+  port: {tracking}
+  auth: true
+serving:
+  - name: seed-model
+    port: {serving}
+    grpc_port: {grpc}
+    model_uri: models:/name_test_model1/1
+gateway:
+  config_path: gateway.yaml
+  port: {gateway}
+notebooks:
+  port: {notebooks}
+  python: {sys.executable}
+""")
+    printed = subprocess.run([mlox_binary(), "up", str(tmp_path), "--print-config"],
+                             capture_output=True, text=True, timeout=30)
+    assert printed.returncode == 0, printed.stderr
+    assert f"sqlite:///{tmp_path}/mlruns.db" in printed.stdout
+    assert f"{tmp_path}/gateway.yaml" in printed.stdout
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_AUTH"))}
+    env.update({"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLOX_PYTHON": sys.executable,
+                "MLOX_CACHE_DIR": str(tmp_path / "cache")})
+    platform = Platform(tmp_path, env)
+    try:
+        addresses = platform.wait_started()
+        assert set(addresses) == {"tracking", "seed-model", "gateway", "notebooks"}
+        url = addresses["tracking"]
+        assert requests.get(f"{url}/health").status_code == 200
+        assert requests.get(f"{url}/api/2.0/mlflow/experiments/search").status_code == 401
+        assert requests.get(f"http://127.0.0.1:{gateway}/health").status_code == 200
+        listed = requests.get(f"http://127.0.0.1:{gateway}/api/2.0/endpoints/", auth=(ADMIN, ADMIN_PASSWORD))
+        assert listed.status_code == 200 and listed.json()["endpoints"][0]["name"] == "seed-model"
+
+        lab = addresses["notebooks"]
+        base, token = lab.split("/lab?token=")
+        assert requests.get(f"{base}/api/status", params={"token": token}).status_code == 200
+        kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={})
+        assert kernel.status_code == 201, kernel.text
+        kernel_id = kernel.json()["id"]
+        output = asyncio.run(_execute(base, token, kernel_id, SEED_000_CELL))
+        run_id = output.split("RUN ")[1].split()[0]
+        assert "This is your input: 100" in asyncio.run(_execute(base, token, kernel_id, SEED_000_LOAD_CELL))
+
+        run = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
+                           auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]
+        assert run["info"]["user_id"] == ADMIN
+        assert run["info"]["run_name"] == "test_model_run"
+
+        # The model server was waiting for the model the notebook registered; it serves it now,
+        # to signed-in callers only.
+        invocations = f"http://127.0.0.1:{serving}/invocations"
+        deadline = time.monotonic() + 120
+        answer = None
+        while time.monotonic() < deadline:
+            try:
+                answer = requests.post(invocations, json={"inputs": [100]}, auth=(ADMIN, ADMIN_PASSWORD), timeout=30)
+                if answer.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        assert answer is not None and answer.status_code == 200, platform.text()[-4000:]
+        assert "This is your input" in answer.text
+        assert requests.post(invocations, json={"inputs": [100]}).status_code == 401
+
+        # A part that dies is started again.
+        [gateway_process] = _processes_naming(f"gateway start --config-path {tmp_path}/gateway.yaml")
+        os.kill(int(gateway_process.split()[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "gateway" not in [
+            line.split("|")[0].strip() for line in platform.text().splitlines() if "restarting in" in line
+        ]:
+            time.sleep(0.2)
+        back = None
+        while time.monotonic() < deadline:
+            try:
+                back = requests.get(f"http://127.0.0.1:{gateway}/health", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.3)
+        assert back is not None and back.status_code == 200, platform.text()[-3000:]
+    finally:
+        code = platform.stop()
+    assert code == 0, platform.text()[-3000:]
+    assert "mlox up: stopped" in platform.text()
+    assert _processes_naming(str(tmp_path)) == []
