@@ -113,10 +113,11 @@ def _processes_naming(marker: str) -> list[str]:
 
 async def _execute(base: str, token: str, kernel_id: str, code: str) -> str:
     """Runs one cell in a kernel of the running JupyterLab; returns what it printed."""
+    from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels?token={token}"
-    conn = await websocket_connect(ws_url)
+    ws_url = base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    conn = await websocket_connect(HTTPRequest(ws_url, headers={"Authorization": f"token {token}"}))
     msg_id = uuid.uuid4().hex
     conn.write_message(json.dumps({
         "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
@@ -250,4 +251,76 @@ notebooks:
         code = platform.stop()
     assert code == 0, platform.text()[-3000:]
     assert "mlox up: stopped" in platform.text()
+    assert _processes_naming(str(tmp_path)) == []
+
+
+def test_the_hub_signs_mlox_users_in_and_their_notebooks_log_as_them(tmp_path):
+    """JupyterHub with mlox's authenticator: a user signs in with their mlox password, their
+    notebook server starts signed in to the tracking server as them, and a run started in it
+    is theirs. A wrong password gets no hub session."""
+    tracking, hub, hub_api, proxy_api = (_free_port() for _ in range(4))
+    (tmp_path / "mlox.yaml").write_text(f"""
+tracking:
+  port: {tracking}
+  auth: true
+notebooks:
+  kind: hub
+  port: {hub}
+  hub_api_port: {hub_api}
+  proxy_api_port: {proxy_api}
+  python: {sys.executable}
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_AUTH", "JUPYTERHUB"))}
+    env["MLFLOW_AUTH_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    platform = Platform(tmp_path, env)
+    try:
+        addresses = platform.wait_started()
+        url = addresses["tracking"]
+        base = addresses["notebooks"].rstrip("/").removesuffix("/hub")
+        alice_pw = f"pw-{uuid.uuid4().hex}"
+        made = requests.post(f"{url}/api/2.0/mlflow/users/create", auth=(ADMIN, ADMIN_PASSWORD),
+                             json={"username": "alice", "password": alice_pw})
+        assert made.status_code == 200, made.text
+
+        def sign_in(password: str) -> requests.Session:
+            session = requests.Session()
+            session.get(f"{base}/hub/login")
+            session.post(f"{base}/hub/login", data={"username": "alice", "password": password,
+                                                    "_xsrf": session.cookies.get("_xsrf", "")})
+            return session
+
+        refused = sign_in("not-her-password")
+        assert refused.get(f"{base}/hub/api/user", headers={"X-XSRFToken": refused.cookies.get("_xsrf", "")}).status_code in (401, 403)
+
+        session = sign_in(alice_pw)
+        xsrf = {"X-XSRFToken": session.cookies.get("_xsrf", "")}
+        me = session.get(f"{base}/hub/api/user", headers=xsrf)
+        assert me.status_code == 200 and me.json()["name"] == "alice", me.text
+        started = session.post(f"{base}/hub/api/users/alice/server", headers=xsrf)
+        assert started.status_code in (201, 202), started.text
+        token = session.post(f"{base}/hub/api/users/alice/tokens", headers=xsrf, json={"note": "test"}).json()["token"]
+        user_base = f"{base}/user/alice"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = requests.get(f"{user_base}/api/status", headers={"Authorization": f"token {token}"})
+            if status.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert status.status_code == 200, platform.text()[-4000:]
+        kernel = requests.post(f"{user_base}/api/kernels", headers={"Authorization": f"token {token}"}, json={})
+        assert kernel.status_code == 201, kernel.text
+        cell = ('import mlflow\nmlflow.set_experiment("hub-notebooks")\n'
+                'with mlflow.start_run() as run:\n    mlflow.log_param("who", "notebook")\n'
+                'print("RUN", run.info.run_id)\n')
+        output = asyncio.run(_execute(user_base, token, kernel.json()["id"], cell))
+        run_id = output.split("RUN ")[1].split()[0]
+        run = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
+                           auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]
+        assert run["info"]["user_id"] == "alice"
+        # The notebook server holds a token of alice's, never the administrator's.
+        tokens = requests.get(f"{url}/api/2.0/mlflow/users/tokens/list", auth=("alice", alice_pw)).json()["tokens"]
+        assert [t["name"] for t in tokens] == ["jupyterhub"]
+    finally:
+        code = platform.stop()
+    assert code == 0, platform.text()[-3000:]
     assert _processes_naming(str(tmp_path)) == []

@@ -83,6 +83,8 @@ pub enum NotebookKind {
     /// JupyterLab for one user.
     #[default]
     Lab,
+    /// JupyterHub: every mlox user signs in and gets a notebook server signed in as them.
+    Hub,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,8 +95,15 @@ pub struct NotebooksConfig {
     /// A Python that has JupyterLab; unless given, `mlox up` makes a venv for it under
     /// `<dir>/.mlox/notebooks` the first time.
     pub python: Option<String>,
-    /// Where notebooks are kept: `<dir>/notebooks` unless given.
+    /// Where notebooks are kept (one directory per user for the hub): `<dir>/notebooks`
+    /// unless given.
     pub root_dir: Option<String>,
+    /// The hub's internal API port (hub only): the port after `port` unless given.
+    pub hub_api_port: Option<u16>,
+    /// The hub proxy's API port (hub only): two after `port` unless given.
+    pub proxy_api_port: Option<u16>,
+    /// `configurable-http-proxy` (hub only); unless given, installed with npm the first time.
+    pub proxy: Option<String>,
 }
 
 impl Default for NotebooksConfig {
@@ -104,7 +113,20 @@ impl Default for NotebooksConfig {
             port: 8888,
             python: None,
             root_dir: None,
+            hub_api_port: None,
+            proxy_api_port: None,
+            proxy: None,
         }
+    }
+}
+
+impl NotebooksConfig {
+    pub fn hub_api_port(&self) -> u16 {
+        self.hub_api_port.unwrap_or(self.port.wrapping_add(1))
+    }
+
+    pub fn proxy_api_port(&self) -> u16 {
+        self.proxy_api_port.unwrap_or(self.port.wrapping_add(2))
     }
 }
 
@@ -154,6 +176,15 @@ impl PlatformConfig {
         }
         if let Some(notebooks) = &self.notebooks {
             ports.push(("notebooks", notebooks.port));
+            if notebooks.kind == NotebookKind::Hub {
+                if !self.tracking.auth {
+                    anyhow::bail!(
+                        "notebooks.kind hub signs users in with mlox's users: set tracking.auth: true"
+                    );
+                }
+                ports.push(("hub API", notebooks.hub_api_port()));
+                ports.push(("hub proxy API", notebooks.proxy_api_port()));
+            }
         }
         let mut seen = HashSet::new();
         for (part, port) in ports {
@@ -200,6 +231,20 @@ impl PlatformConfig {
                 Some(root) => absolute(&root),
                 None => dir.join("notebooks").display().to_string(),
             });
+            if notebooks.kind == NotebookKind::Hub {
+                notebooks.hub_api_port = Some(notebooks.hub_api_port());
+                notebooks.proxy_api_port = Some(notebooks.proxy_api_port());
+            }
+            // A bare command name is looked up on PATH; a path is taken from `dir`.
+            let program = |p: &str| {
+                if p.contains('/') {
+                    absolute(p)
+                } else {
+                    p.to_string()
+                }
+            };
+            notebooks.python = notebooks.python.as_deref().map(program);
+            notebooks.proxy = notebooks.proxy.as_deref().map(program);
         }
         self
     }
@@ -285,6 +330,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(twice.to_string().contains("named 'm'"), "{twice}");
+        let open_hub = PlatformConfig::parse("notebooks:\n  kind: hub\n").unwrap_err();
+        assert!(open_hub.to_string().contains("tracking.auth"), "{open_hub}");
+        let hub_clash = PlatformConfig::parse(
+            "tracking: {auth: true, port: 8889}\nnotebooks: {kind: hub, port: 8888}\n",
+        )
+        .unwrap_err();
+        assert!(hub_clash.to_string().contains("port 8889"), "{hub_clash}");
     }
 
     #[test]

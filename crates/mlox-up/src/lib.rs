@@ -12,7 +12,7 @@ mod supervisor;
 
 pub use supervisor::SUPERVISOR_PID_VAR;
 
-use crate::config::{PlatformConfig, ServingConfig};
+use crate::config::{NotebookKind, PlatformConfig, ServingConfig};
 use crate::supervisor::{PartSpec, Supervisor, console};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -150,15 +150,24 @@ async fn start_platform(
     if let Some(notebooks) = &config.notebooks {
         let python = match &notebooks.python {
             Some(python) => PathBuf::from(python),
-            None => notebooks::managed_python(dir).await?,
+            None => notebooks::managed_python(dir, notebooks.kind).await?,
         };
-        parts.push(notebooks::lab_part(
-            notebooks,
-            &tracking.host,
-            &local_host,
-            python,
-            &client_env,
-        ));
+        parts.push(match notebooks.kind {
+            NotebookKind::Lab => {
+                notebooks::lab_part(notebooks, &tracking.host, &local_host, python, &client_env)
+            }
+            NotebookKind::Hub => {
+                notebooks::hub_part(
+                    notebooks,
+                    dir,
+                    &tracking.host,
+                    &local_host,
+                    python,
+                    &tracking_url,
+                )
+                .await?
+            }
+        });
     }
     for part in &parts[1..] {
         supervisor.start(part.clone());
