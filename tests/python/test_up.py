@@ -147,6 +147,15 @@ async def _execute(base: str, token: str, kernel_id: str, code: str) -> str:
         conn.close()
 
 
+def _run_cell(base: str, token: str, kernel_id: str, code: str) -> str:
+    """`_execute` on a thread of its own: Playwright's sync API keeps an event loop running on
+    the test's thread, where `asyncio.run` may not start another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _execute(base, token, kernel_id, code)).result()
+
+
 def _gateway_config(path: Path, serving_port: int) -> None:
     path.write_text(f"""
 endpoints:
@@ -195,6 +204,9 @@ notebooks:
         url = addresses["tracking"]
         assert requests.get(f"{url}/health").status_code == 200
         assert requests.get(f"{url}/api/2.0/mlflow/experiments/search").status_code == 401
+        # The web UI links to the notebooks, on whatever host the browser uses.
+        links = requests.get(f"{url}/platform-links.json", auth=(ADMIN, ADMIN_PASSWORD)).json()["links"]
+        assert links == [{"name": "Notebooks", "url": f":{notebooks}/lab"}]
         assert requests.get(f"http://127.0.0.1:{gateway}/health").status_code == 200
         listed = requests.get(f"http://127.0.0.1:{gateway}/api/2.0/endpoints/", auth=(ADMIN, ADMIN_PASSWORD))
         assert listed.status_code == 200 and listed.json()["endpoints"][0]["name"] == "seed-model"
@@ -205,9 +217,9 @@ notebooks:
         kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={})
         assert kernel.status_code == 201, kernel.text
         kernel_id = kernel.json()["id"]
-        output = asyncio.run(_execute(base, token, kernel_id, SEED_000_CELL))
+        output = _run_cell(base, token, kernel_id, SEED_000_CELL)
         run_id = output.split("RUN ")[1].split()[0]
-        assert "This is your input: 100" in asyncio.run(_execute(base, token, kernel_id, SEED_000_LOAD_CELL))
+        assert "This is your input: 100" in _run_cell(base, token, kernel_id, SEED_000_LOAD_CELL)
 
         run = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
                            auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]
@@ -254,7 +266,7 @@ notebooks:
     assert _processes_naming(str(tmp_path)) == []
 
 
-def test_the_hub_signs_mlox_users_in_and_their_notebooks_log_as_them(tmp_path):
+def test_the_hub_signs_mlox_users_in_and_their_notebooks_log_as_them(tmp_path, browser):
     """JupyterHub with mlox's authenticator: a user signs in with their mlox password, their
     notebook server starts signed in to the tracking server as them, and a run started in it
     is theirs. A wrong password gets no hub session."""
@@ -277,6 +289,20 @@ notebooks:
         addresses = platform.wait_started()
         url = addresses["tracking"]
         base = addresses["notebooks"].rstrip("/").removesuffix("/hub")
+        # The web UI's top bar links to the hub, on the host the browser uses.
+        import base64
+
+        basic = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
+        context = browser.new_context(extra_http_headers={"Authorization": f"Basic {basic}"})
+        try:
+            page = context.new_page()
+            page.goto(f"{url}/#/experiments")
+            link = page.get_by_test_id("platform-link")
+            link.wait_for()
+            assert link.inner_text() == "Notebooks"
+            assert link.get_attribute("href") == f"http://127.0.0.1:{hub}/hub/"
+        finally:
+            context.close()
         alice_pw = f"pw-{uuid.uuid4().hex}"
         made = requests.post(f"{url}/api/2.0/mlflow/users/create", auth=(ADMIN, ADMIN_PASSWORD),
                              json={"username": "alice", "password": alice_pw})
@@ -312,7 +338,7 @@ notebooks:
         cell = ('import mlflow\nmlflow.set_experiment("hub-notebooks")\n'
                 'with mlflow.start_run() as run:\n    mlflow.log_param("who", "notebook")\n'
                 'print("RUN", run.info.run_id)\n')
-        output = asyncio.run(_execute(user_base, token, kernel.json()["id"], cell))
+        output = _run_cell(user_base, token, kernel.json()["id"], cell)
         run_id = output.split("RUN ")[1].split()[0]
         run = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
                            auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]

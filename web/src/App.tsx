@@ -8,6 +8,7 @@ import { TokensPage } from "./pages/TokensPage";
 import { UserPermissionsPage, UsersPage } from "./pages/AdminPages";
 import { idList, useLocation, type Location } from "./router";
 import { CurrentUser } from "./components/CurrentUser";
+import { PlatformLinks } from "./components/PlatformLinks";
 
 function Page({ location }: { location: Location }) {
   const p = location.path;
@@ -57,6 +58,7 @@ export function App() {
           <a href="#/models" aria-current={section === "models" ? "page" : undefined}>
             Models
           </a>
+          <PlatformLinks />
         </nav>
         <CurrentUser />
       </header>

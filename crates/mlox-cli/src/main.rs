@@ -159,6 +159,11 @@ struct ServerArgs {
     /// left untouched.
     #[arg(long, value_name = "DIR", env = "PROMETHEUS_MULTIPROC_DIR")]
     expose_prometheus: Option<PathBuf>,
+    /// A link to another part of the platform in the web UI's top bar, `NAME=URL` (an http(s)
+    /// URL, or `:port/path` on the host the browser uses); repeatable. `mlox up` names the
+    /// notebooks this way.
+    #[arg(long = "platform-link", value_name = "NAME=URL", env = "MLOX_PLATFORM_LINKS", value_delimiter = ',', value_parser = mlox_web::PlatformLink::parse)]
+    platform_links: Vec<mlox_web::PlatformLink>,
     /// `basic-auth` turns on users, permissions and tokens, as MLflow's basic-auth app
     /// (configured by the ini file MLFLOW_AUTH_CONFIG_PATH names and
     /// MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD).
@@ -361,6 +366,7 @@ async fn run_server(
     // The UI router has no fallback (merging two panics), so the tracking router's JSON 404
     // still answers every path outside `/`, `/index.html` and `/static-files/*`.
     app = app.merge(mlox_web::router());
+    app = app.merge(mlox_web::platform_links_router(args.platform_links.clone()));
     if !mlox_web::ui_built() {
         tracing::warn!("this binary was built without the web UI; `/` explains how to build it");
     }

@@ -214,6 +214,18 @@ fn tracking_part(config: &PlatformConfig, mlox: &Path, url: &str) -> PartSpec {
     if tracking.auth {
         args.extend(["--app-name".into(), "basic-auth".into()]);
     }
+    // The web UI links to the notebooks on whatever host the browser reaches it by; the lab's
+    // token is not in the link, since everyone who can open the UI would get it.
+    if let Some(notebooks) = &config.notebooks {
+        let path = match notebooks.kind {
+            NotebookKind::Lab => "/lab",
+            NotebookKind::Hub => "/hub/",
+        };
+        args.extend([
+            "--platform-link".into(),
+            format!("Notebooks=:{}{path}", notebooks.port),
+        ]);
+    }
     args.extend(tracking.args.iter().cloned());
     PartSpec {
         name: "tracking".into(),

@@ -4,7 +4,8 @@
 //! routes and no fallback, so its router merges into the tracking router, whose fallback keeps
 //! answering unknown paths. When npm was missing or the UI failed to build, `/` serves a page
 //! that says so and how to build it; the API is unaffected. It also carries Swagger UI's files,
-//! which the model server's `/v2/docs` page loads ([`swagger_ui_router`]).
+//! which the model server's `/v2/docs` page loads ([`swagger_ui_router`]), and the links to the
+//! platform's other parts that the UI shows in its top bar ([`platform_links_router`]).
 
 use axum::Router;
 use axum::body::Body;
@@ -52,6 +53,68 @@ pub fn router() -> Router {
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/static-files/{*path}", get(static_file))
+}
+
+/// A link to another part of the platform (the notebooks, say), shown in the UI's top bar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformLink {
+    pub name: String,
+    pub url: String,
+}
+
+impl PlatformLink {
+    /// `NAME=URL`: the URL absolute (`http(s)://…`) or `:port/path`, a port of whatever host
+    /// the browser reaches the server by.
+    pub fn parse(text: &str) -> Result<PlatformLink, String> {
+        let (name, url) = text
+            .split_once('=')
+            .map(|(n, u)| (n.trim(), u.trim()))
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| format!("'{text}' is not NAME=URL"))?;
+        let port_relative = url
+            .strip_prefix(':')
+            .map(|rest| rest.split('/').next().unwrap_or(""))
+            .is_some_and(|port| port.parse::<u16>().is_ok_and(|p| p > 0));
+        let absolute = ["http://", "https://"]
+            .iter()
+            .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+        if !(port_relative || absolute) {
+            return Err(format!(
+                "the link '{name}' goes to '{url}': give an http(s) URL or :port/path"
+            ));
+        }
+        Ok(PlatformLink {
+            name: name.to_string(),
+            url: url.to_string(),
+        })
+    }
+}
+
+/// `/platform-links.json`: `{"links": [{"name", "url"}]}`, an empty list when there are none,
+/// so the UI never meets a 404.
+pub fn platform_links_router(links: Vec<PlatformLink>) -> Router {
+    let body = serde_json::json!({
+        "links": links
+            .iter()
+            .map(|l| serde_json::json!({"name": l.name, "url": l.url}))
+            .collect::<Vec<_>>(),
+    })
+    .to_string();
+    Router::new().route(
+        "/platform-links.json",
+        get(move || {
+            let body = body.clone();
+            async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::CACHE_CONTROL, REVALIDATE),
+                    ],
+                    body,
+                )
+            }
+        }),
+    )
 }
 
 /// Swagger UI's files (`swagger-ui-bundle.js`, `swagger-ui.css`, its licence), each at

@@ -252,3 +252,51 @@ async fn swagger_ui_files_are_served_revalidated_and_only_from_their_directory()
         assert_eq!(answer(outside).await.0, StatusCode::NOT_FOUND, "{outside}");
     }
 }
+
+#[test]
+fn platform_links_are_name_equals_an_http_url_or_a_port() {
+    assert_eq!(
+        PlatformLink::parse("Notebooks=:8888/hub/"),
+        Ok(PlatformLink {
+            name: "Notebooks".into(),
+            url: ":8888/hub/".into()
+        })
+    );
+    assert!(PlatformLink::parse("Docs = https://docs.example.com/mlox").is_ok());
+    for bad in [
+        "Notebooks",
+        "=http://x",
+        "Notebooks=",
+        "Notebooks=javascript:alert(1)",
+        "Notebooks=//evil.example",
+        "Notebooks=:0/x",
+        "Notebooks=:http",
+        "Notebooks=http://",
+    ] {
+        assert!(PlatformLink::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn platform_links_are_served_as_json_and_empty_without_any() {
+    let answer = |links: Vec<PlatformLink>| async move {
+        let response = platform_links_router(links)
+            .oneshot(
+                Request::get("/platform-links.json")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    assert_eq!(answer(vec![]).await, r#"{"links":[]}"#);
+    let link = PlatformLink::parse("Notebooks=:8888/lab").unwrap();
+    assert_eq!(
+        answer(vec![link]).await,
+        r#"{"links":[{"name":"Notebooks","url":":8888/lab"}]}"#
+    );
+}
