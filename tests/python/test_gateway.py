@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -507,3 +508,55 @@ def test_a_bad_config_is_refused_with_field_and_line(tmp_path):
     assert done.returncode != 0
     assert "line 4, endpoints[0].model.provider" in done.stderr
     assert "not implemented in mlox yet" in done.stderr
+
+
+def test_calls_are_recorded_as_traces_in_the_tracking_server(model_servers, openai_stub, server_url, tmp_path):
+    """`--trace-experiment`: every call to an endpoint becomes a trace in that experiment of the
+    tracking server, made on first use, found with the MLflow client's own trace search."""
+    from mlflow import MlflowClient
+
+    experiment = f"gateway-traces-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "config.yaml"
+    config.write_text(gateway_config(model_servers, openai_stub.base))
+    port = _free_port()
+    server = launch(
+        [mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--trace-experiment", experiment, "--tracking-uri", server_url],
+        tmp_path, port, log_name="gateway.log", env_extra={"STUB_OPENAI_KEY": STUB_KEY},
+    )
+    try:
+        from mlflow.deployments import get_deploy_client
+
+        client = get_deploy_client(server.url)
+        client.predict(endpoint="fillmask", inputs={"prompt": "traced prompt"})
+        client.predict(endpoint="chat", inputs={"messages": [{"role": "user", "content": "traced chat"}]})
+        bad = requests.post(f"{server.url}/gateway/fillmask/invocations", json={"prompt": 7})
+        assert bad.status_code == 422
+        assert requests.post(f"{server.url}/gateway/nope/invocations", json={"prompt": "x"}).status_code == 404
+    finally:
+        server.stop()
+
+    tracking = MlflowClient(server_url)
+    deadline = time.monotonic() + 30
+    traces = []
+    while time.monotonic() < deadline:
+        found = tracking.get_experiment_by_name(experiment)
+        if found is not None:
+            traces = tracking.search_traces(locations=[found.experiment_id])
+            if len(traces) >= 3:
+                break
+        time.sleep(0.5)
+    by_name = {}
+    for trace in traces:
+        [span] = trace.data.spans
+        by_name.setdefault(span.name, []).append((trace, span))
+    assert sorted((name, len(v)) for name, v in by_name.items()) == [("chat", 1), ("fillmask", 2)]
+    (chat_trace, chat_span), = by_name["chat"]
+    assert chat_span.span_type == "CHAT_MODEL" and chat_trace.info.state == "OK"
+    assert chat_span.inputs["messages"][0]["content"] == "traced chat"
+    assert chat_span.outputs["choices"][0]["message"]["content"] == "stub says: traced chat"
+    states = sorted((t.info.state, s.span_type) for t, s in by_name["fillmask"])
+    assert states == [("ERROR", "LLM"), ("OK", "LLM")]
+    ok_span = next(s for t, s in by_name["fillmask"] if t.info.state == "OK")
+    assert ok_span.inputs["prompt"] == "traced prompt"
+    assert ok_span.outputs["choices"][0]["text"] == "served: " + "traced prompt"[::-1]

@@ -39,6 +39,14 @@ pub struct StartArgs {
     /// `--app-name basic-auth`) accepts, with USE on the endpoint they call.
     #[arg(long, env = "MLOX_AUTH_TRACKING_URI", value_name = "URL")]
     auth_tracking_uri: Option<String>,
+    /// Record every call as a trace in this experiment of the tracking server
+    /// (`--tracking-uri`, else MLFLOW_TRACKING_URI), made if missing; it signs in with
+    /// MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+    #[arg(long, env = "MLOX_GATEWAY_TRACE_EXPERIMENT", value_name = "NAME")]
+    trace_experiment: Option<String>,
+    /// The tracking server traces are recorded to.
+    #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
+    tracking_uri: Option<String>,
 }
 
 impl GatewayCommand {
@@ -68,7 +76,22 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
             })?;
     let endpoints = config.endpoints.len();
     let routes = config.routes.len();
-    let gateway = mlox_gateway::Gateway::new(config).map_err(|e| anyhow::anyhow!(e))?;
+    let mut gateway = mlox_gateway::Gateway::new(config).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(experiment) = &args.trace_experiment {
+        let tracking_uri = args.tracking_uri.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--trace-experiment needs a tracking server: give --tracking-uri or set \
+                 MLFLOW_TRACKING_URI"
+            )
+        })?;
+        let recorder = mlox_gateway::traces::TraceRecorder::new(
+            tracking_uri,
+            experiment,
+            tracking_credentials(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        gateway = gateway.with_traces(recorder);
+    }
     let addr = crate::serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -94,6 +117,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         endpoints,
         routes,
         auth = args.auth_tracking_uri.is_some(),
+        traces = args.trace_experiment.as_deref().unwrap_or("off"),
         "mlox gateway listening"
     );
     axum::serve(listener, app)
@@ -101,4 +125,20 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         .await?;
     tracing::info!("mlox gateway stopped");
     Ok(())
+}
+
+/// The tracking server's credentials, as the MLflow client reads them from the environment.
+fn tracking_credentials() -> mlox_gateway::traces::TrackingCredentials {
+    use mlox_gateway::traces::TrackingCredentials;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(token) = var("MLFLOW_TRACKING_TOKEN") {
+        return TrackingCredentials::Token(token);
+    }
+    match (
+        var("MLFLOW_TRACKING_USERNAME"),
+        var("MLFLOW_TRACKING_PASSWORD"),
+    ) {
+        (Some(username), Some(password)) => TrackingCredentials::Basic { username, password },
+        _ => TrackingCredentials::None,
+    }
 }

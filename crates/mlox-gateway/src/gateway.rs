@@ -12,6 +12,7 @@ use crate::error::GatewayError;
 use crate::limit::RateLimiter;
 use crate::provider::{self, ServedAnswer};
 use crate::sse::{self, SseStream};
+use crate::traces::{GatewayCall, TraceRecorder};
 use crate::upstream::Upstream;
 
 pub struct Gateway {
@@ -19,6 +20,7 @@ pub struct Gateway {
     routes: Vec<Route>,
     by_name: HashMap<String, Target>,
     upstream: Upstream,
+    traces: Option<std::sync::Arc<TraceRecorder>>,
 }
 
 struct Endpoint {
@@ -86,6 +88,7 @@ impl Gateway {
             routes,
             by_name,
             upstream,
+            traces: None,
         })
     }
 
@@ -143,12 +146,47 @@ impl Gateway {
         }
     }
 
-    /// One call to an endpoint or route with a request body in MLflow's / OpenAI's shape.
+    /// Records every call as a trace in a tracking server.
+    pub fn with_traces(mut self, recorder: TraceRecorder) -> Self {
+        self.traces = Some(std::sync::Arc::new(recorder));
+        self
+    }
+
+    /// One call to an endpoint or route with a request body in MLflow's / OpenAI's shape,
+    /// recorded as a trace when a recorder is set.
     pub async fn invoke(
         &self,
         name: &str,
         body: Map<String, Value>,
     ) -> Result<Answer, GatewayError> {
+        // Calls to names the gateway does not serve are not traced: nothing ran.
+        let (Some(recorder), Some(kind)) = (&self.traces, self.kind_of(name)) else {
+            return self.dispatch(name, body).await;
+        };
+        let started = SystemTime::now();
+        let inputs = Value::Object(body.clone());
+        let result = self.dispatch(name, body).await;
+        let (outputs, error) = match &result {
+            Ok(Answer::Json(bytes)) => (serde_json::from_slice(bytes).unwrap_or(Value::Null), None),
+            // A stream's chunks go to the caller as they come; the trace says it streamed.
+            Ok(Answer::Stream(_)) => (serde_json::json!({"stream": true}), None),
+            Err(e) => (Value::Null, Some(e.to_string())),
+        };
+        let call = GatewayCall {
+            endpoint: name.to_string(),
+            kind: Some(kind),
+            inputs,
+            outputs,
+            started,
+            ended: SystemTime::now(),
+            error,
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move { recorder.record(call).await });
+        result
+    }
+
+    async fn dispatch(&self, name: &str, body: Map<String, Value>) -> Result<Answer, GatewayError> {
         let Some(endpoint) = self.pick(name) else {
             return Err(GatewayError::NotFound(format!(
                 "The endpoint '{name}' is not present or active on the server."

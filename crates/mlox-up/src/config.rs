@@ -71,10 +71,17 @@ pub struct GatewayConfig {
     pub config_path: String,
     #[serde(default = "default_gateway_port")]
     pub port: u16,
+    /// The experiment every call is recorded in as a trace; `null` records none.
+    #[serde(default = "default_trace_experiment")]
+    pub trace_experiment: Option<String>,
 }
 
 fn default_gateway_port() -> u16 {
     5001
+}
+
+fn default_trace_experiment() -> Option<String> {
+    Some("gateway".into())
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

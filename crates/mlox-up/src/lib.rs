@@ -136,6 +136,9 @@ async fn start_platform(
         if tracking.auth {
             args.extend(["--auth-tracking-uri".into(), tracking_url.clone()]);
         }
+        if let Some(experiment) = &gateway.trace_experiment {
+            args.extend(["--trace-experiment".into(), experiment.clone()]);
+        }
         let url = format!("http://{local_host}:{}", gateway.port);
         parts.push(PartSpec {
             name: "gateway".into(),
