@@ -72,6 +72,19 @@ print(result)
 '''
 
 
+# The test's own cell: a text model like seed 004's served LLMs, for the gateway to answer with.
+TEXT_MODEL_CELL = '''
+class TextModel(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
+        return [f"served: {str(t)[::-1]}" for t in texts]
+
+with mlflow.start_run(run_name="text-model"):
+    mlflow.pyfunc.log_model(name="text", python_model=TextModel(), registered_model_name="text_model")
+print("REGISTERED")
+'''
+
+
 class Platform:
     def __init__(self, directory: Path, env: dict[str, str]):
         self.dir = directory
@@ -159,19 +172,21 @@ def _run_cell(base: str, token: str, kernel_id: str, code: str) -> str:
 def _gateway_config(path: Path, serving_port: int) -> None:
     path.write_text(f"""
 endpoints:
-  - name: seed-model
+  - name: completions
     endpoint_type: llm/v1/completions
     model:
       provider: mlflow-model-serving
-      name: name_test_model1
+      name: text_model
       config:
         model_server_url: http://127.0.0.1:{serving_port}
+        # The model server admits callers by token; the gateway signs in with the platform's.
+        mlox_model_server_token: $MLFLOW_TRACKING_TOKEN
 """)
 
 
 def test_the_platform_runs_the_seeds_notebook_serves_its_model_and_stops_cleanly(tmp_path):
-    tracking, serving, grpc, gateway, notebooks = (_free_port() for _ in range(5))
-    _gateway_config(tmp_path / "gateway.yaml", serving)
+    tracking, serving, grpc, gateway, notebooks, text_serving = (_free_port() for _ in range(6))
+    _gateway_config(tmp_path / "gateway.yaml", text_serving)
     (tmp_path / "mlox.yaml").write_text(f"""
 tracking:
   port: {tracking}
@@ -181,6 +196,9 @@ serving:
     port: {serving}
     grpc_port: {grpc}
     model_uri: models:/name_test_model1/1
+  - name: text-model
+    port: {text_serving}
+    model_uri: models:/text_model/1
 gateway:
   config_path: gateway.yaml
   port: {gateway}
@@ -200,7 +218,7 @@ notebooks:
     platform = Platform(tmp_path, env)
     try:
         addresses = platform.wait_started()
-        assert set(addresses) == {"tracking", "seed-model", "gateway", "notebooks"}
+        assert set(addresses) == {"tracking", "seed-model", "text-model", "gateway", "notebooks"}
         url = addresses["tracking"]
         assert requests.get(f"{url}/health").status_code == 200
         assert requests.get(f"{url}/api/2.0/mlflow/experiments/search").status_code == 401
@@ -209,7 +227,7 @@ notebooks:
         assert links == [{"name": "Notebooks", "url": f":{notebooks}/lab"}]
         assert requests.get(f"http://127.0.0.1:{gateway}/health").status_code == 200
         listed = requests.get(f"http://127.0.0.1:{gateway}/api/2.0/endpoints/", auth=(ADMIN, ADMIN_PASSWORD))
-        assert listed.status_code == 200 and listed.json()["endpoints"][0]["name"] == "seed-model"
+        assert listed.status_code == 200 and listed.json()["endpoints"][0]["name"] == "completions"
 
         lab = addresses["notebooks"]
         base, token = lab.split("/lab?token=")
@@ -220,6 +238,7 @@ notebooks:
         output = _run_cell(base, token, kernel_id, SEED_000_CELL)
         run_id = output.split("RUN ")[1].split()[0]
         assert "This is your input: 100" in _run_cell(base, token, kernel_id, SEED_000_LOAD_CELL)
+        assert "REGISTERED" in _run_cell(base, token, kernel_id, TEXT_MODEL_CELL)
 
         run = requests.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": run_id},
                            auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]
@@ -242,6 +261,30 @@ notebooks:
         assert answer is not None and answer.status_code == 200, platform.text()[-4000:]
         assert "This is your input" in answer.text
         assert requests.post(invocations, json={"inputs": [100]}).status_code == 401
+
+        # The gateway answers an endpoint backed by the platform's model server, and records the
+        # call as a trace in the tracking server.
+        completions = f"http://127.0.0.1:{gateway}/gateway/completions/invocations"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            answer = requests.post(completions, json={"prompt": "hello"}, auth=(ADMIN, ADMIN_PASSWORD), timeout=30)
+            if answer.status_code == 200:
+                break
+            time.sleep(1)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["text"] == "served: olleh"
+        experiment = requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "gateway"},
+                                  auth=(ADMIN, ADMIN_PASSWORD))
+        assert experiment.status_code == 200, experiment.text
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN, ADMIN_PASSWORD
+        try:
+            from mlflow import MlflowClient
+
+            traced = MlflowClient(url).search_traces(locations=[experiment.json()["experiment"]["experiment_id"]])
+        finally:
+            del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+        ok = [t for t in traced if t.info.state == "OK" and t.data.spans[0].name == "completions"]
+        assert ok and ok[0].data.spans[0].outputs["choices"][0]["text"] == "served: olleh"
 
         # A part that dies is started again.
         [gateway_process] = _processes_naming(f"gateway start --config-path {tmp_path}/gateway.yaml")

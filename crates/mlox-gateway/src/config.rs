@@ -1,5 +1,6 @@
 //! The gateway's `config.yaml`: MLflow 3.17's schema, read and checked the way MLflow checks it,
-//! plus the few keys mlox adds (`retries`, `timeout`, `mlox_chat_messages`).
+//! plus the few keys mlox adds (`retries`, `timeout`, `mlox_chat_messages`,
+//! `mlox_model_server_token`).
 //!
 //! Reading happens in two steps. The YAML is first decoded into loose `Raw*` structs that keep
 //! source positions ([`serde_saphyr::Spanned`]) and accept anything MLflow would ignore; then
@@ -86,6 +87,10 @@ pub enum ProviderConfig {
         /// OpenAI-style chat messages, so chat requests are sent whole instead of MLflow's
         /// single-message `inputs`.
         chat_messages: bool,
+        /// mlox extension (`config.mlox_model_server_token`, resolved like API keys): sent as
+        /// `Authorization: Bearer` to a model server that admits callers by token
+        /// (`mlox serve --auth-tracking-uri`).
+        token: Option<String>,
     },
     /// `openai` and the providers that speak OpenAI's API at another base URL.
     OpenAiCompatible {
@@ -103,10 +108,12 @@ impl fmt::Debug for ProviderConfig {
             ProviderConfig::ModelServing {
                 model_server_url,
                 chat_messages,
+                token,
             } => f
                 .debug_struct("ModelServing")
                 .field("model_server_url", model_server_url)
                 .field("chat_messages", chat_messages)
+                .field("token", &token.as_ref().map(|_| "…"))
                 .finish(),
             ProviderConfig::OpenAiCompatible {
                 provider, api_base, ..
@@ -583,9 +590,20 @@ fn provider(
                     ));
                 }
             };
+            let token = string_key(config, "mlox_model_server_token", &config_field)?
+                .map(|value| {
+                    resolve_secret(
+                        &value,
+                        env,
+                        line_of(config),
+                        &format!("{config_field}.mlox_model_server_token"),
+                    )
+                })
+                .transpose()?;
             return Ok(ProviderConfig::ModelServing {
                 model_server_url: url.trim_end_matches('/').to_string(),
                 chat_messages,
+                token,
             });
         }
         "openai" => OpenAiFamily::OpenAi,

@@ -144,6 +144,7 @@ pub fn build_request(
         ProviderConfig::ModelServing {
             model_server_url,
             chat_messages,
+            token,
         } => {
             if stream {
                 body.remove("stream");
@@ -185,7 +186,7 @@ pub fn build_request(
             UpstreamRequest {
                 url: format!("{model_server_url}/invocations"),
                 body: payload,
-                bearer: None,
+                bearer: token.clone(),
                 organization: None,
                 stream: false,
             }

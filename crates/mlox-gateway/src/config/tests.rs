@@ -62,7 +62,8 @@ fn seed_004_config_reads() {
         e.provider,
         ProviderConfig::ModelServing {
             model_server_url: "http://127.0.0.1:9010".into(),
-            chat_messages: false
+            chat_messages: false,
+            token: None,
         }
     );
     assert_eq!(e.retries, RetryPolicy::default());
@@ -140,6 +141,27 @@ fn mlox_extensions() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_model_servers_token_resolves_like_a_key_and_stays_out_of_debug_output() {
+    let mut with_token = env();
+    with_token
+        .vars
+        .insert("MLFLOW_TRACKING_TOKEN".into(), "mlox_secret".into());
+    let text = "endpoints:\n  - name: c\n    endpoint_type: llm/v1/completions\n    model:\n      provider: mlflow-model-serving\n      config: {model_server_url: 'http://h:1', mlox_model_server_token: $MLFLOW_TRACKING_TOKEN}\n";
+    let config = parse(text, &with_token).expect("valid");
+    let provider = &config.endpoints[0].provider;
+    assert!(matches!(
+        provider,
+        ProviderConfig::ModelServing { token: Some(t), .. } if t == "mlox_secret"
+    ));
+    assert!(!format!("{provider:?}").contains("mlox_secret"));
+    let unset = parse(text, &env()).unwrap_err();
+    assert!(
+        unset.to_string().contains("mlox_model_server_token"),
+        "{unset}"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ fn serving(chat_messages: bool) -> ProviderConfig {
     ProviderConfig::ModelServing {
         model_server_url: "http://h:1".into(),
         chat_messages,
+        token: None,
     }
 }
 
