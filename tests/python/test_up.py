@@ -393,3 +393,29 @@ notebooks:
         code = platform.stop()
     assert code == 0, platform.text()[-3000:]
     assert _processes_naming(str(tmp_path)) == []
+
+
+@pytest.mark.heavy
+def test_notebooks_without_a_python_get_a_venv_of_their_own_once(tmp_path):
+    """Without `notebooks.python`, the first `mlox up` makes a venv under `.mlox/notebooks` and
+    installs JupyterLab and the MLflow client into it from the package index; the next start
+    reuses it."""
+    tracking, lab = _free_port(), _free_port()
+    (tmp_path / "mlox.yaml").write_text(f"tracking: {{port: {tracking}}}\nnotebooks: {{port: {lab}}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_AUTH"))}
+    env["MLOX_NOTEBOOKS_BASE_PYTHON"] = sys.executable
+    for attempt in ("first", "second"):
+        platform = Platform(tmp_path, env)
+        try:
+            addresses = platform.wait_started(timeout=900)
+            base, token = addresses["notebooks"].split("/lab?token=")
+            assert requests.get(f"{base}/api/status", params={"token": token}).status_code == 200
+        finally:
+            assert platform.stop() == 0, platform.text()[-3000:]
+        installing = "installing jupyterlab" in platform.text().lower()
+        assert installing == (attempt == "first"), platform.text()[-3000:]
+        platform.log.rename(tmp_path / f"up-{attempt}.log")
+    python = tmp_path / ".mlox" / "notebooks" / "bin" / "python"
+    versions = subprocess.run([str(python), "-c", "import mlflow, jupyterlab; print(mlflow.__version__)"],
+                              capture_output=True, text=True, timeout=120)
+    assert versions.stdout.strip() == "3.17.2", versions.stderr
