@@ -96,7 +96,8 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let mut app = mlox_gateway::http::router(Arc::new(gateway));
+    let gateway = Arc::new(gateway);
+    let mut app = mlox_gateway::http::router(gateway.clone());
     if let Some(uri) = &args.auth_tracking_uri {
         let gate =
             mlox_auth::remote::RemoteGate::new(uri, mlox_core::auth::ResourceType::GatewayEndpoint)
@@ -123,22 +124,21 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
+    gateway
+        .flush_traces(std::time::Duration::from_secs(10))
+        .await;
     tracing::info!("mlox gateway stopped");
     Ok(())
 }
 
-/// The tracking server's credentials, as the MLflow client reads them from the environment.
+/// The tracking server's credentials, read from the environment as the model fetcher reads
+/// them (MLflow's variables).
 fn tracking_credentials() -> mlox_gateway::traces::TrackingCredentials {
     use mlox_gateway::traces::TrackingCredentials;
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let Some(token) = var("MLFLOW_TRACKING_TOKEN") {
-        return TrackingCredentials::Token(token);
-    }
-    match (
-        var("MLFLOW_TRACKING_USERNAME"),
-        var("MLFLOW_TRACKING_PASSWORD"),
-    ) {
-        (Some(username), Some(password)) => TrackingCredentials::Basic { username, password },
-        _ => TrackingCredentials::None,
+    let config = mlox_fetch::FetchConfig::from_env(|name| std::env::var(name).ok());
+    match (config.token, config.basic_auth) {
+        (Some(token), _) => TrackingCredentials::Token(token),
+        (None, Some((username, password))) => TrackingCredentials::Basic { username, password },
+        (None, None) => TrackingCredentials::None,
     }
 }

@@ -181,9 +181,15 @@ impl Gateway {
             ended: SystemTime::now(),
             error,
         };
-        let recorder = recorder.clone();
-        tokio::spawn(async move { recorder.record(call).await });
+        recorder.record(call);
         result
+    }
+
+    /// Waits for the traces of calls already answered to be sent (see `TraceRecorder::flush`).
+    pub async fn flush_traces(&self, timeout: std::time::Duration) {
+        if let Some(recorder) = &self.traces {
+            recorder.flush(timeout).await;
+        }
     }
 
     async fn dispatch(&self, name: &str, body: Map<String, Value>) -> Result<Answer, GatewayError> {

@@ -5,8 +5,9 @@
 //! answer, on a task of its own: a slow or absent tracking server never delays or fails a call.
 
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::config::EndpointType;
 
@@ -24,6 +25,9 @@ pub struct TraceRecorder {
     experiment_name: String,
     experiment_id: OnceCell<String>,
     credentials: TrackingCredentials,
+    /// Traces being sent, so that a stopping gateway can wait for them.
+    sending: AtomicUsize,
+    sent: Notify,
 }
 
 /// One finished call.
@@ -54,11 +58,9 @@ impl TraceRecorder {
             experiment_name: experiment_name.to_string(),
             experiment_id: OnceCell::new(),
             credentials,
+            sending: AtomicUsize::new(0),
+            sent: Notify::new(),
         })
-    }
-
-    pub fn experiment_name(&self) -> &str {
-        &self.experiment_name
     }
 
     fn signed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -123,11 +125,32 @@ impl TraceRecorder {
             .cloned()
     }
 
-    /// Sends the call's trace; failures are logged, never returned.
-    pub async fn record(&self, call: GatewayCall) {
-        if let Err(e) = self.send(&call).await {
-            tracing::warn!(endpoint = %call.endpoint, "the call's trace was not recorded: {e}");
-        }
+    /// Sends the call's trace on a task of its own; failures are logged, never returned.
+    pub fn record(self: &std::sync::Arc<Self>, call: GatewayCall) {
+        self.sending.fetch_add(1, Ordering::SeqCst);
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.send(&call).await {
+                tracing::warn!(endpoint = %call.endpoint, "the call's trace was not recorded: {e}");
+            }
+            recorder.sending.fetch_sub(1, Ordering::SeqCst);
+            recorder.sent.notify_waiters();
+        });
+    }
+
+    /// Waits until every trace recorded so far is sent (or `timeout` passes): a gateway that
+    /// stops does not drop the traces of its last calls.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        let all_sent = async {
+            loop {
+                let sent = self.sent.notified();
+                if self.sending.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                sent.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, all_sent).await;
     }
 
     async fn send(&self, call: &GatewayCall) -> Result<(), String> {

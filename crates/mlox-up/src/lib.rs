@@ -28,6 +28,9 @@ pub struct UpOptions {
     pub ready_timeout: Duration,
 }
 
+/// The name of the administrator's access token `mlox up` hands its parts.
+const PLATFORM_TOKEN_NAME: &str = "mlox-up";
+
 /// Where `mlox up` writes the parts and their addresses for tools (and tests) to read.
 pub const STATE_FILE: &str = ".mlox/up.json";
 
@@ -157,7 +160,7 @@ async fn start_platform(
         };
         parts.push(match notebooks.kind {
             NotebookKind::Lab => {
-                notebooks::lab_part(notebooks, &tracking.host, &local_host, python, &client_env)
+                notebooks::lab_part(notebooks, &tracking.host, &local_host, python, &client_env)?
             }
             NotebookKind::Hub => {
                 notebooks::hub_part(
@@ -296,10 +299,28 @@ async fn platform_token(http: &reqwest::Client, tracking_url: &str) -> anyhow::R
              unless it is 'admin') so that mlox up can sign its parts in"
         )
     })?;
-    let answer = http
-        .post(format!("{tracking_url}/api/2.0/mlflow/users/tokens/create"))
+    let tokens = format!("{tracking_url}/api/2.0/mlflow/users/tokens");
+    // The token of the previous start is replaced, so restarts do not pile tokens up.
+    let listed: serde_json::Value = http
+        .get(format!("{tokens}/list"))
         .basic_auth(&username, Some(&password))
-        .json(&json!({"name": "mlox-up", "expires_in_days": 30}))
+        .send()
+        .await?
+        .json()
+        .await
+        .unwrap_or_default();
+    let previous = listed["tokens"].as_array().into_iter().flatten();
+    for token in previous.filter(|t| t["name"] == PLATFORM_TOKEN_NAME) {
+        http.delete(format!("{tokens}/delete"))
+            .basic_auth(&username, Some(&password))
+            .json(&json!({"id": token["id"]}))
+            .send()
+            .await?;
+    }
+    let answer = http
+        .post(format!("{tokens}/create"))
+        .basic_auth(&username, Some(&password))
+        .json(&json!({"name": PLATFORM_TOKEN_NAME, "expires_in_days": 30}))
         .send()
         .await?;
     let status = answer.status();

@@ -25,11 +25,11 @@ pub(crate) fn lab_part(
     local_host: &str,
     python: PathBuf,
     client_env: &[(String, String)],
-) -> PartSpec {
+) -> anyhow::Result<PartSpec> {
     // One token per run of the platform, in the address printed for the person who started it.
     let token = uuid::Uuid::new_v4().simple().to_string();
     let root = config.root_dir.clone().unwrap_or_else(|| ".".into());
-    let _ = std::fs::create_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
     let url = format!("http://{local_host}:{}", config.port);
     let mut args = vec![
         "-m".into(),
@@ -45,7 +45,7 @@ pub(crate) fn lab_part(
     if rustix::process::geteuid().is_root() {
         args.push("--allow-root".into());
     }
-    PartSpec {
+    Ok(PartSpec {
         name: "notebooks".into(),
         program: python,
         args,
@@ -53,7 +53,7 @@ pub(crate) fn lab_part(
         ready_url: format!("{url}/api/status?token={token}"),
         address: format!("{url}/lab?token={token}"),
         what: "JupyterLab; kernels log to the tracking server".into(),
-    }
+    })
 }
 
 /// `<dir>/.mlox/notebooks/bin/python`, made (and JupyterLab, for the hub JupyterHub too,
