@@ -244,6 +244,9 @@ notebooks:
                            auth=(ADMIN, ADMIN_PASSWORD)).json()["run"]
         assert run["info"]["user_id"] == ADMIN
         assert run["info"]["run_name"] == "test_model_run"
+        # The notebook's relative paths are in the notebook directory, not where `mlox up` ran.
+        assert (tmp_path / "notebooks" / f"path_test_model1-{run_id}" / "MLmodel").is_file()
+        assert not (Path.cwd() / f"path_test_model1-{run_id}").exists()
 
         # The model server was waiting for the model the notebook registered; it serves it now,
         # to signed-in callers only.

@@ -151,6 +151,7 @@ async fn start_platform(
             ready_url: format!("{url}/health"),
             address: url,
             what: "LLM gateway: MLflow's deployments API and OpenAI's /v1".into(),
+            working_dir: None,
         });
     }
     if let Some(notebooks) = &config.notebooks {
@@ -241,6 +242,7 @@ fn tracking_part(config: &PlatformConfig, mlox: &Path, url: &str) -> PartSpec {
         ready_url: format!("{url}/health"),
         address: url.to_string(),
         what: "web UI, tracking server, model registry, artifacts".into(),
+        working_dir: None,
     }
 }
 
@@ -285,6 +287,7 @@ fn serving_part(
             (Some(uri), None) => format!("serves {uri} (V2 REST, /invocations)"),
             (None, _) => "model repository (V2, /invocations)".into(),
         },
+        working_dir: None,
     }
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn lab_part(
         ready_url: format!("{url}/api/status?token={token}"),
         address: format!("{url}/lab?token={token}"),
         what: "JupyterLab; kernels log to the tracking server".into(),
+        working_dir: Some(root.into()),
     })
 }
 
@@ -202,6 +203,7 @@ pub(crate) async fn hub_part(
         ready_url: format!("{url}/hub/health"),
         address: format!("{url}/hub/"),
         what: "JupyterHub: sign in as an mlox user; notebooks log as that user".into(),
+        working_dir: Some(root.into()),
     })
 }
 

@@ -25,6 +25,9 @@ pub struct PartSpec {
     /// What a person opens, shown in the table of addresses.
     pub address: String,
     pub what: String,
+    /// Where the part runs; `None` keeps `mlox up`'s own directory. Notebook servers start their
+    /// kernels here, and a notebook's relative paths must land in the notebook directory.
+    pub working_dir: Option<PathBuf>,
 }
 
 /// Set in every part's environment: an mlox part exits when this process is gone, even if it
@@ -141,7 +144,8 @@ async fn supervise(spec: PartSpec, mut stop: watch::Receiver<bool>, width: usize
 }
 
 fn spawn(spec: &PartSpec, width: usize) -> std::io::Result<Child> {
-    let mut child = Command::new(&spec.program)
+    let mut command = Command::new(&spec.program);
+    command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(SUPERVISOR_PID_VAR, std::process::id().to_string())
@@ -149,8 +153,11 @@ fn spawn(spec: &PartSpec, width: usize) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn()?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(forward(spec.name.clone(), width, out));
     }
