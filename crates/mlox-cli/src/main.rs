@@ -354,11 +354,15 @@ async fn run_server(
     } else {
         None
     };
+    let stored_gateway = mlox_tracking::gateway::invocation_routes(store.clone())
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("preparing the gateway's endpoints")?;
     let mut app = mlox_tracking::router(AppState {
         store,
         settings: Arc::new(settings),
         artifacts: mlox_tracking::ArtifactLocations::new(proxy.clone()),
     });
+    app = app.merge(stored_gateway);
     app = app.merge(match proxy {
         Some(repo) => mlox_tracking::artifacts::router(repo),
         None => mlox_tracking::artifacts::disabled_router(),

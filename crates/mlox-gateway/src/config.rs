@@ -151,6 +151,24 @@ pub enum OpenAiFamily {
 }
 
 impl OpenAiFamily {
+    pub const ALL: [OpenAiFamily; 8] = [
+        OpenAiFamily::OpenAi,
+        OpenAiFamily::Groq,
+        OpenAiFamily::DeepSeek,
+        OpenAiFamily::Xai,
+        OpenAiFamily::OpenRouter,
+        OpenAiFamily::TogetherAi,
+        OpenAiFamily::Mistral,
+        OpenAiFamily::Ollama,
+    ];
+
+    /// The family a provider name (as normalized by MLflow) belongs to.
+    pub fn from_name(normalized: &str) -> Option<OpenAiFamily> {
+        OpenAiFamily::ALL
+            .into_iter()
+            .find(|family| family.name() == normalized)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             OpenAiFamily::OpenAi => "openai",
@@ -164,7 +182,7 @@ impl OpenAiFamily {
         }
     }
 
-    fn default_api_base(self) -> &'static str {
+    pub fn default_api_base(self) -> &'static str {
         match self {
             OpenAiFamily::OpenAi => "https://api.openai.com/v1",
             OpenAiFamily::Groq => "https://api.groq.com/openai/v1",
@@ -224,6 +242,22 @@ const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 16] = [
     "portkey",
     "sap-ai-core",
 ];
+
+/// Why a provider name cannot be used: not yet built, or not an MLflow provider at all.
+pub fn unsupported_provider(name: &str) -> String {
+    let supported = SUPPORTED_PROVIDERS.join(", ");
+    let normalized = normalize_provider(name);
+    if MLFLOW_PROVIDERS_NOT_BUILT
+        .iter()
+        .any(|p| normalize_provider(p) == normalized)
+    {
+        format!(
+            "the MLflow provider '{name}' is not implemented in mlox yet; supported providers: {supported}"
+        )
+    } else {
+        format!("the provider '{name}' is not supported; supported providers: {supported}")
+    }
+}
 
 /// `limit: {calls, renewal_period}`, as MLflow echoes it back (`key` is accepted and unused).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -557,7 +591,7 @@ fn endpoint(
 }
 
 /// MLflow matches provider names case-insensitively with `-` and `_` alike.
-fn normalize_provider(name: &str) -> String {
+pub fn normalize_provider(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
@@ -606,32 +640,16 @@ fn provider(
                 token,
             });
         }
-        "openai" => OpenAiFamily::OpenAi,
-        "groq" => OpenAiFamily::Groq,
-        "deepseek" => OpenAiFamily::DeepSeek,
-        "xai" => OpenAiFamily::Xai,
-        "openrouter" => OpenAiFamily::OpenRouter,
-        "togetherai" => OpenAiFamily::TogetherAi,
-        "mistral" => OpenAiFamily::Mistral,
-        "ollama" => OpenAiFamily::Ollama,
-        other => {
-            let supported = SUPPORTED_PROVIDERS.join(", ");
-            let message = if MLFLOW_PROVIDERS_NOT_BUILT
-                .iter()
-                .any(|p| normalize_provider(p) == other)
-            {
-                format!(
-                    "the MLflow provider '{}' is not implemented in mlox yet; supported providers: {supported}",
-                    name.value
-                )
-            } else {
-                format!(
-                    "the provider '{}' is not supported; supported providers: {supported}",
-                    name.value
-                )
-            };
-            return Err(err(line_of(name), provider_field, message));
-        }
+        other => match OpenAiFamily::from_name(other) {
+            Some(family) => family,
+            None => {
+                return Err(err(
+                    line_of(name),
+                    provider_field,
+                    unsupported_provider(&name.value),
+                ));
+            }
+        },
     };
     let (key_name, base_name) = family.keys();
     if family == OpenAiFamily::OpenAi {

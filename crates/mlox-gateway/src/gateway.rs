@@ -166,22 +166,7 @@ impl Gateway {
         let started = SystemTime::now();
         let inputs = Value::Object(body.clone());
         let result = self.dispatch(name, body).await;
-        let (outputs, error) = match &result {
-            Ok(Answer::Json(bytes)) => (serde_json::from_slice(bytes).unwrap_or(Value::Null), None),
-            // A stream's chunks go to the caller as they come; the trace says it streamed.
-            Ok(Answer::Stream(_)) => (serde_json::json!({"stream": true}), None),
-            Err(e) => (Value::Null, Some(e.to_string())),
-        };
-        let call = GatewayCall {
-            endpoint: name.to_string(),
-            kind: Some(kind),
-            inputs,
-            outputs,
-            started,
-            ended: SystemTime::now(),
-            error,
-        };
-        recorder.record(call);
+        recorder.record(GatewayCall::finished(name, kind, inputs, started, &result));
         result
     }
 
@@ -199,9 +184,7 @@ impl Gateway {
             )));
         };
         let config = &endpoint.config;
-        let kind = config.endpoint_type;
-        provider::validate_request(kind, &body)?;
-        provider::check_model_serving_chat(config, kind, &body)?;
+        check_request(config, &body)?;
         if let (Some(limiter), Some(limit)) = (&endpoint.limiter, &config.limit)
             && let Err(exceeded) = limiter.acquire()
         {
@@ -210,45 +193,73 @@ impl Gateway {
                 retry_after: exceeded.retry_after,
             });
         }
-        let stream = provider::wants_stream(kind, &body);
-        let request = provider::build_request(config, kind, body, stream);
-        if request.stream {
-            let response = self
-                .upstream
-                .open_stream(&request, &config.retries, config.timeout)
-                .await?;
-            return Ok(Answer::Stream(sse::relay(response, config.timeout)));
-        }
-        let bytes = self
-            .upstream
-            .call(&request, &config.retries, config.timeout)
-            .await?;
-        let upstream: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            GatewayError::BadGateway(format!("the upstream's answer is not JSON: {e}"))
-        })?;
-        if matches!(
-            config.provider,
-            crate::config::ProviderConfig::OpenAiCompatible { .. }
-        ) {
-            // Passed on as it came: the upstream already speaks OpenAI's shape.
-            return Ok(Answer::Json(bytes));
-        }
-        let answer = provider::read_model_serving_answer(kind, &upstream)?;
-        let created = now_seconds();
-        let model = config.model_name.as_deref();
-        if stream {
-            let ServedAnswer::Texts(texts) = &answer else {
-                return Err(GatewayError::BadGateway(
-                    "embeddings cannot be streamed".into(),
-                ));
-            };
-            let chunk = provider::model_serving_chunk(kind, model, texts, created);
-            return Ok(Answer::Stream(sse::from_chunks(vec![chunk])));
-        }
-        Ok(Answer::Json(Bytes::from(provider::model_serving_answer(
-            kind, model, &answer, created,
-        ))))
+        send(&self.upstream, config, body).await
     }
+}
+
+/// The request checks MLflow's schemas make for this endpoint's type and provider.
+pub fn check_request(
+    config: &EndpointConfig,
+    body: &Map<String, Value>,
+) -> Result<(), GatewayError> {
+    provider::validate_request(config.endpoint_type, body)?;
+    provider::check_model_serving_chat(config, config.endpoint_type, body)
+}
+
+/// A checked call to one endpoint (see [`send`]).
+pub async fn call_endpoint(
+    upstream: &Upstream,
+    config: &EndpointConfig,
+    body: Map<String, Value>,
+) -> Result<Answer, GatewayError> {
+    check_request(config, &body)?;
+    send(upstream, config, body).await
+}
+
+/// One call of a checked request to one configured upstream: the request in the provider's
+/// shape, the answer in MLflow's / OpenAI's. Shared by the file-configured gateway and the
+/// endpoints kept in the tracking database.
+async fn send(
+    upstream: &Upstream,
+    config: &EndpointConfig,
+    body: Map<String, Value>,
+) -> Result<Answer, GatewayError> {
+    let kind = config.endpoint_type;
+    let stream = provider::wants_stream(kind, &body);
+    let request = provider::build_request(config, kind, body, stream);
+    if request.stream {
+        let response = upstream
+            .open_stream(&request, &config.retries, config.timeout)
+            .await?;
+        return Ok(Answer::Stream(sse::relay(response, config.timeout)));
+    }
+    let bytes = upstream
+        .call(&request, &config.retries, config.timeout)
+        .await?;
+    let upstream: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::BadGateway(format!("the upstream's answer is not JSON: {e}")))?;
+    if matches!(
+        config.provider,
+        crate::config::ProviderConfig::OpenAiCompatible { .. }
+    ) {
+        // Passed on as it came: the upstream already speaks OpenAI's shape.
+        return Ok(Answer::Json(bytes));
+    }
+    let answer = provider::read_model_serving_answer(kind, &upstream)?;
+    let created = now_seconds();
+    let model = config.model_name.as_deref();
+    if stream {
+        let ServedAnswer::Texts(texts) = &answer else {
+            return Err(GatewayError::BadGateway(
+                "embeddings cannot be streamed".into(),
+            ));
+        };
+        let chunk = provider::model_serving_chunk(kind, model, texts, created);
+        return Ok(Answer::Stream(sse::from_chunks(vec![chunk])));
+    }
+    Ok(Answer::Json(Bytes::from(provider::model_serving_answer(
+        kind, model, &answer, created,
+    ))))
 }
 
 fn now_seconds() -> i64 {

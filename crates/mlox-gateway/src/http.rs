@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 use crate::config::{EndpointConfig, EndpointType, Limit, RouteConfig};
 use crate::error::GatewayError;
 use crate::gateway::{Answer, Gateway};
+use crate::stored::{EndpointSource, LoadedEndpoint};
+use crate::traces::GatewayCall;
+use crate::upstream::Upstream;
 
 /// Largest request body read, in bytes: chat histories and embedding batches fit; anything
 /// bigger is refused before it is buffered.
@@ -47,6 +50,133 @@ pub fn router(gateway: SharedGateway) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(gateway)
+}
+
+/// The invocation routes of the endpoints kept in the tracking database, as MLflow's tracking
+/// server serves them under `/gateway/`: `{name}/mlflow/invocations` (chat or embeddings by the
+/// body's shape), OpenAI's `mlflow/v1/chat/completions` (the endpoint in `model`) and
+/// `mlflow/v1/models`. Errors are FastAPI's `{"detail": …}`, as MLflow answers there.
+pub fn stored_router<S: EndpointSource>(source: Arc<S>, upstream: Upstream) -> Router {
+    Router::new()
+        .route(
+            "/gateway/{name}/mlflow/invocations",
+            post(stored_invocations::<S>),
+        )
+        .route(
+            "/gateway/mlflow/v1/chat/completions",
+            post(stored_chat::<S>),
+        )
+        .route("/gateway/mlflow/v1/models", get(stored_models::<S>))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(StoredState { source, upstream })
+}
+
+struct StoredState<S> {
+    source: Arc<S>,
+    upstream: Upstream,
+}
+
+impl<S> Clone for StoredState<S> {
+    fn clone(&self) -> Self {
+        StoredState {
+            source: self.source.clone(),
+            upstream: self.upstream.clone(),
+        }
+    }
+}
+
+async fn stored_invocations<S: EndpointSource>(
+    State(state): State<StoredState<S>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_object(body) {
+        Ok(body) => body,
+        Err(e) => return mlflow_error(&e),
+    };
+    let kind = if body.contains_key("messages") {
+        EndpointType::Chat
+    } else if body.contains_key("input") {
+        EndpointType::Embeddings
+    } else {
+        return mlflow_error(&GatewayError::BadRequest(
+            "Invalid request: payload format must be either chat or embeddings".into(),
+        ));
+    };
+    stored_call(&state, &name, kind, body).await
+}
+
+async fn stored_chat<S: EndpointSource>(
+    State(state): State<StoredState<S>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut body = match read_object(body) {
+        Ok(body) => body,
+        Err(e) => return mlflow_error(&e),
+    };
+    let name = match body.remove("model") {
+        Some(Value::String(name)) if !name.is_empty() => name,
+        _ => {
+            return mlflow_error(&GatewayError::BadRequest(
+                "Missing required 'model' parameter in request body".into(),
+            ));
+        }
+    };
+    stored_call(&state, &name, EndpointType::Chat, body).await
+}
+
+async fn stored_call<S: EndpointSource>(
+    state: &StoredState<S>,
+    name: &str,
+    kind: EndpointType,
+    body: Map<String, Value>,
+) -> Response {
+    let LoadedEndpoint {
+        endpoint,
+        usage_experiment_id,
+    } = match state.source.endpoint(name).await {
+        Ok(loaded) => loaded,
+        Err(e) => return mlflow_error(&e),
+    };
+    let started = std::time::SystemTime::now();
+    let inputs = usage_experiment_id
+        .as_ref()
+        .map(|_| Value::Object(body.clone()));
+    let allow_private = state.source.allow_private_destinations();
+    let result = endpoint
+        .invoke(&state.upstream, kind, body, allow_private)
+        .await;
+    if let (Some(experiment_id), Some(inputs)) = (&usage_experiment_id, inputs) {
+        let call = GatewayCall::finished(name, kind, inputs, started, &result);
+        state.source.record(experiment_id, call);
+    }
+    match result {
+        Ok(answer) => answer_response(answer),
+        Err(e) => mlflow_error(&e),
+    }
+}
+
+async fn stored_models<S: EndpointSource>(State(state): State<StoredState<S>>) -> Response {
+    let mut names = match state.source.endpoint_names().await {
+        Ok(names) => names,
+        Err(e) => return mlflow_error(&e),
+    };
+    names.sort();
+    let data: Vec<Value> = names
+        .iter()
+        .map(|(name, created_ms)| {
+            serde_json::json!({
+                "id": name,
+                "object": "model",
+                "created": created_ms / 1000,
+                "owned_by": "mlflow",
+            })
+        })
+        .collect();
+    json_value(
+        StatusCode::OK,
+        &serde_json::json!({"object": "list", "data": data}),
+    )
 }
 
 // ------------------------------------------------------------------------------- MLflow's API

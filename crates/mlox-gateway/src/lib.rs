@@ -3,7 +3,8 @@
 //! schema and its checks (`config`), the providers' request and answer mappings (`provider`),
 //! traffic-split routing and the dispatch of one call (`gateway`), upstream calls with
 //! retries and timeouts (`upstream`, `retry`), per-endpoint rate limits (`limit`) and
-//! server-sent events (`sse`), and recording each call as a trace in a tracking server
+//! server-sent events (`sse`), the endpoints kept in the tracking database and their
+//! fallbacks (`stored`), and recording each call as a trace in a tracking server
 //! (`traces`). Only `http` knows axum: it is the skin that serves MLflow's
 //! routes and OpenAI's `/v1` routes over one [`Gateway`]. Starting a server from the command
 //! line is mlox-cli's job.
@@ -16,6 +17,7 @@ pub mod limit;
 pub mod provider;
 pub mod retry;
 pub mod sse;
+pub mod stored;
 pub mod traces;
 pub mod upstream;
 

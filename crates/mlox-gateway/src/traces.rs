@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, OnceCell};
 
 use crate::config::EndpointType;
+use crate::error::GatewayError;
+use crate::gateway::Answer;
 
 /// How the recorder signs in to the tracking server.
 #[derive(Clone, Debug)]
@@ -39,6 +41,33 @@ pub struct GatewayCall {
     pub started: SystemTime,
     pub ended: SystemTime,
     pub error: Option<String>,
+}
+
+impl GatewayCall {
+    /// A call that just ended with `result`.
+    pub fn finished(
+        endpoint: &str,
+        kind: EndpointType,
+        inputs: Value,
+        started: SystemTime,
+        result: &Result<Answer, GatewayError>,
+    ) -> GatewayCall {
+        let (outputs, error) = match result {
+            Ok(Answer::Json(bytes)) => (serde_json::from_slice(bytes).unwrap_or(Value::Null), None),
+            // A stream's chunks go to the caller as they come; the trace says it streamed.
+            Ok(Answer::Stream(_)) => (serde_json::json!({"stream": true}), None),
+            Err(e) => (Value::Null, Some(e.to_string())),
+        };
+        GatewayCall {
+            endpoint: endpoint.to_string(),
+            kind: Some(kind),
+            inputs,
+            outputs,
+            started,
+            ended: SystemTime::now(),
+            error,
+        }
+    }
 }
 
 impl TraceRecorder {

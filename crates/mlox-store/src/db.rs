@@ -61,10 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evaluation_datasets",
         include_str!("../migrations/0005_evaluation_datasets.sql"),
     ),
+    (6, "gateway", include_str!("../migrations/0006_gateway.sql")),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
@@ -773,6 +774,22 @@ impl Script {
         }
         Ok(())
     }
+}
+
+/// Runs a statement that must change at least one row; `missing` is the error when none matched.
+pub(crate) async fn execute_one<'c, E>(
+    sql: Sql,
+    executor: E,
+    missing: impl FnOnce() -> Error,
+) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let done = sql.query().execute(executor).await.map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(missing());
+    }
+    Ok(())
 }
 
 pub(crate) fn get_str(row: &AnyRow, col: &str) -> String {

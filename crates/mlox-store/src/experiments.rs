@@ -204,7 +204,7 @@ impl SqlStore {
             .remove(0))
     }
 
-    pub(crate) async fn active_experiment(&self, experiment_id: &str) -> Result<Experiment> {
+    pub async fn active_experiment(&self, experiment_id: &str) -> Result<Experiment> {
         let exp = self.get_experiment(experiment_id).await?;
         if exp.lifecycle_stage != LifecycleStage::Active.as_str() {
             return Err(Error::invalid(format!(

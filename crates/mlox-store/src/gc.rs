@@ -272,9 +272,9 @@ impl SqlStore {
         .await
     }
 
-    /// Removes a deleted experiment with its tags, datasets, traces and the links evaluation
-    /// datasets have to it (the datasets themselves stay); its runs and logged models are
-    /// removed first, one by one.
+    /// Removes a deleted experiment with its tags, datasets, traces, scorers and the links
+    /// evaluation datasets and gateway endpoints have to it (the datasets and endpoints
+    /// themselves stay); its runs and logged models are removed first, one by one.
     pub async fn hard_delete_experiment(&self, experiment_id: &str) -> Result<bool> {
         self.hard_delete(
             "DELETE FROM experiments WHERE experiment_id = ",
@@ -293,6 +293,10 @@ impl SqlStore {
                  (SELECT trace_id FROM traces WHERE experiment_id = ",
                 "DELETE FROM spans WHERE experiment_id = ",
                 "DELETE FROM issues WHERE experiment_id = ",
+                "DELETE FROM gateway_endpoint_bindings WHERE resource_type = 'scorer' AND \
+                 resource_id IN (SELECT scorer_id FROM scorers WHERE experiment_id = ",
+                "DELETE FROM online_scoring_configs WHERE experiment_id = ",
+                "UPDATE gateway_endpoints SET experiment_id = NULL WHERE experiment_id = ",
                 "DELETE FROM scorer_versions WHERE scorer_id IN \
                  (SELECT scorer_id FROM scorers WHERE experiment_id = ",
                 "DELETE FROM scorers WHERE experiment_id = ",

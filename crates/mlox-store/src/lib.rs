@@ -14,6 +14,7 @@ pub mod auth;
 mod db;
 mod evaluation_datasets;
 mod experiments;
+pub mod gateway;
 mod gc;
 mod import;
 pub mod issues;
@@ -25,6 +26,7 @@ mod runs;
 pub mod scorers;
 mod search;
 mod spans;
+pub mod trace_metrics;
 pub mod traces;
 mod webhooks;
 

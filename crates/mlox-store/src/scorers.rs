@@ -1,6 +1,7 @@
 //! Scorers of an experiment and their versions (MLflow 3's `/scorers` API).
 
 use crate::db::{Dialect, SqlStore, db_err, get_i64, get_str, now_ms};
+use mlox_core::gateway::{GATEWAY_MODEL_PREFIX, scorer_gateway_ref, with_scorer_gateway_ref};
 use mlox_core::ids::parse_experiment_id;
 use mlox_core::scorers::{ScorerVersion, check_name, check_serialized};
 use mlox_core::{Error, Result};
@@ -37,6 +38,19 @@ impl SqlStore {
         check_name(name)?;
         check_serialized(serialized)?;
         let experiment = self.active_experiment(experiment_id).await?;
+        // A judge served by the gateway is stored by endpoint id, so renaming the endpoint
+        // keeps the scorer; it is shown by name.
+        let parsed: Option<serde_json::Value> = serde_json::from_str(serialized).ok();
+        let endpoint = match parsed.as_ref().and_then(scorer_gateway_ref) {
+            Some(endpoint_name) => Some(self.gateway_endpoint_id(&endpoint_name).await?),
+            None => None,
+        };
+        let stored = match (&parsed, &endpoint) {
+            (Some(parsed), Some(endpoint_id)) => {
+                with_scorer_gateway_ref(parsed, endpoint_id).to_string()
+            }
+            _ => serialized.to_string(),
+        };
         let experiment_number = parse_experiment_id(&experiment.experiment_id)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let mut sql =
@@ -71,7 +85,7 @@ impl SqlStore {
             experiment_id: experiment_number,
             scorer_name: name.to_string(),
             scorer_version: latest + 1,
-            serialized_scorer: serialized.to_string(),
+            serialized_scorer: stored,
             creation_time: now_ms(),
             scorer_id,
         };
@@ -89,7 +103,38 @@ impl SqlStore {
             .push(")");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        Ok(version)
+        if let Some(endpoint_id) = &endpoint {
+            self.bind_scorer(endpoint_id, &version.scorer_id, name)
+                .await?;
+        }
+        Ok(ScorerVersion {
+            serialized_scorer: serialized.to_string(),
+            ..version
+        })
+    }
+
+    /// Scorers as they were registered: gateway endpoints named, not numbered.
+    async fn with_endpoint_names(
+        &self,
+        mut versions: Vec<ScorerVersion>,
+    ) -> Result<Vec<ScorerVersion>> {
+        if !versions
+            .iter()
+            .any(|v| v.serialized_scorer.contains(GATEWAY_MODEL_PREFIX))
+        {
+            return Ok(versions);
+        }
+        let names = self.gateway_endpoint_names().await?;
+        for version in &mut versions {
+            let Ok(parsed) = serde_json::from_str::<serde_json::Value>(&version.serialized_scorer)
+            else {
+                continue;
+            };
+            if let Some(name) = scorer_gateway_ref(&parsed).and_then(|id| names.get(&id)) {
+                version.serialized_scorer = with_scorer_gateway_ref(&parsed, name).to_string();
+            }
+        }
+        Ok(versions)
     }
 
     /// The latest version of every scorer of an experiment, by name.
@@ -105,7 +150,8 @@ impl SqlStore {
                  WHERE w.scorer_id = s.scorer_id) ORDER BY s.scorer_name",
             );
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        Ok(rows.iter().map(version_of).collect())
+        self.with_endpoint_names(rows.iter().map(version_of).collect())
+            .await
     }
 
     /// Every version of one scorer, oldest first.
@@ -160,7 +206,24 @@ impl SqlStore {
         sql.bind_str(&existing.scorer_id).push(
             " AND NOT EXISTS (SELECT 1 FROM scorer_versions v WHERE v.scorer_id = scorers.scorer_id)",
         );
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        let gone = sql
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected()
+            > 0;
+        if gone {
+            // What pointed at the scorer goes with it.
+            for cleanup in [
+                "DELETE FROM gateway_endpoint_bindings WHERE resource_type = 'scorer' AND resource_id = ",
+                "DELETE FROM online_scoring_configs WHERE scorer_id = ",
+            ] {
+                let mut sql = self.sql(cleanup);
+                sql.bind_str(&existing.scorer_id);
+                sql.query().execute(&mut *tx).await.map_err(db_err)?;
+            }
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(())
     }
@@ -184,6 +247,7 @@ impl SqlStore {
         }
         sql.push(" ORDER BY v.scorer_version");
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        Ok(rows.iter().map(version_of).collect())
+        self.with_endpoint_names(rows.iter().map(version_of).collect())
+            .await
     }
 }

@@ -2133,47 +2133,7 @@ async fn a_database_at_an_older_schema_is_refused_until_upgraded() {
     drop(open_at(dir.path()).await.unwrap());
     // Roll the record back as if the database came from an mlox that knew only migration 1.
     let pool = raw(dir.path()).await;
-    sqlx::query("DELETE FROM mlox_schema WHERE version >= 2")
-        .execute(&pool)
-        .await
-        .unwrap();
-    for table in [
-        "webhook_outbox",
-        "webhooks",
-        "registered_model_aliases",
-        "model_version_tags",
-        "model_versions",
-        "registered_model_tags",
-        "registered_models",
-        "trace_metadata",
-        "trace_run_links",
-        "spans",
-        "issues",
-        "scorer_versions",
-        "scorers",
-        "evaluation_datasets",
-        "evaluation_dataset_tags",
-        "evaluation_dataset_records",
-        "evaluation_dataset_experiments",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    for statement in [
-        "DROP INDEX trace_tags_by_key",
-        "ALTER TABLE traces DROP COLUMN execution_time_ms",
-        "ALTER TABLE traces DROP COLUMN client_request_id",
-        "ALTER TABLE assessments DROP COLUMN kind",
-        "ALTER TABLE assessments DROP COLUMN name",
-        "ALTER TABLE assessments DROP COLUMN is_valid",
-        "ALTER TABLE assessments DROP COLUMN value_json",
-        "ALTER TABLE assessments DROP COLUMN numeric_value",
-        "ALTER TABLE assessments DROP COLUMN created_us",
-    ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
+    undo_migrations_after(&pool, 1).await;
     pool.close().await;
 
     let e = err(open_at(dir.path()).await);
@@ -3154,30 +3114,7 @@ async fn upgrading_to_trace_search_copies_existing_traces_fields_out() {
     drop(store);
     // Back to schema 2, with the trace row as schema 2 kept it.
     let pool = raw(dir.path()).await;
-    for statement in [
-        "DROP TABLE trace_metadata",
-        "DROP TABLE trace_run_links",
-        "DROP INDEX trace_tags_by_key",
-        "ALTER TABLE traces DROP COLUMN execution_time_ms",
-        "ALTER TABLE traces DROP COLUMN client_request_id",
-        "ALTER TABLE assessments DROP COLUMN kind",
-        "ALTER TABLE assessments DROP COLUMN name",
-        "ALTER TABLE assessments DROP COLUMN is_valid",
-        "ALTER TABLE assessments DROP COLUMN value_json",
-        "ALTER TABLE assessments DROP COLUMN numeric_value",
-        "ALTER TABLE assessments DROP COLUMN created_us",
-        "DROP TABLE spans",
-        "DROP TABLE issues",
-        "DROP TABLE scorer_versions",
-        "DROP TABLE scorers",
-        "DROP TABLE evaluation_datasets",
-        "DROP TABLE evaluation_dataset_tags",
-        "DROP TABLE evaluation_dataset_records",
-        "DROP TABLE evaluation_dataset_experiments",
-        "DELETE FROM mlox_schema WHERE version >= 3",
-    ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
+    undo_migrations_after(&pool, 2).await;
     pool.close().await;
     let store = SqlStore::open_and_upgrade(StoreOptions {
         uri: format!("sqlite:///{}/t.db", dir.path().display()),
@@ -3726,5 +3663,251 @@ async fn resources_name_their_experiment_for_permission_checks() {
     assert_eq!(
         store.owning_experiment(OwnedBy::Run, "nope").await.unwrap(),
         None
+    );
+}
+
+/// Takes a database back to schema `version`, as an mlox that knew only the migrations up to it
+/// left it: what each later migration added, dropped newest first.
+async fn undo_migrations_after(pool: &sqlx::AnyPool, version: i64) {
+    let undo: [(i64, &[&str]); 5] = [
+        (
+            6,
+            &[
+                "DROP TABLE gateway_secrets",
+                "DROP TABLE gateway_model_definitions",
+                "DROP TABLE gateway_endpoints",
+                "DROP TABLE gateway_endpoint_models",
+                "DROP TABLE gateway_endpoint_bindings",
+                "DROP TABLE gateway_endpoint_tags",
+                "DROP TABLE online_scoring_configs",
+            ],
+        ),
+        (
+            5,
+            &[
+                "DROP TABLE evaluation_datasets",
+                "DROP TABLE evaluation_dataset_tags",
+                "DROP TABLE evaluation_dataset_records",
+                "DROP TABLE evaluation_dataset_experiments",
+            ],
+        ),
+        (
+            4,
+            &[
+                "DROP TABLE spans",
+                "DROP TABLE issues",
+                "DROP TABLE scorer_versions",
+                "DROP TABLE scorers",
+                "ALTER TABLE assessments DROP COLUMN created_us",
+            ],
+        ),
+        (
+            3,
+            &[
+                "DROP TABLE trace_metadata",
+                "DROP TABLE trace_run_links",
+                "DROP INDEX trace_tags_by_key",
+                "ALTER TABLE traces DROP COLUMN execution_time_ms",
+                "ALTER TABLE traces DROP COLUMN client_request_id",
+                "ALTER TABLE assessments DROP COLUMN kind",
+                "ALTER TABLE assessments DROP COLUMN name",
+                "ALTER TABLE assessments DROP COLUMN is_valid",
+                "ALTER TABLE assessments DROP COLUMN value_json",
+                "ALTER TABLE assessments DROP COLUMN numeric_value",
+            ],
+        ),
+        (
+            2,
+            &[
+                "DROP TABLE webhook_outbox",
+                "DROP TABLE webhooks",
+                "DROP TABLE registered_model_aliases",
+                "DROP TABLE model_version_tags",
+                "DROP TABLE model_versions",
+                "DROP TABLE registered_model_tags",
+                "DROP TABLE registered_models",
+            ],
+        ),
+    ];
+    for (migration, statements) in undo {
+        if migration > version {
+            for statement in statements {
+                sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM mlox_schema WHERE version > {version}"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+// ------------------------------------------------------------------------------- AI gateway
+
+fn gateway_secret(name: &str) -> mlox_store::gateway::NewSecret {
+    mlox_store::gateway::NewSecret {
+        name: name.into(),
+        sealed_value: "sealed-by-the-caller".into(),
+        masked_values: [("api_key".to_string(), "sk-...1234".to_string())].into(),
+        provider: Some("openai".into()),
+        auth_config: Default::default(),
+        created_by: None,
+    }
+}
+
+fn primary(definition_id: &str) -> mlox_core::gateway::ModelConfig {
+    mlox_core::gateway::ModelConfig {
+        model_definition_id: definition_id.into(),
+        linkage_type: mlox_core::gateway::LinkageType::Primary,
+        weight: 1.0,
+        fallback_order: None,
+    }
+}
+
+/// A secret, a model definition on it, and an endpoint using the definition.
+async fn gateway_endpoint(
+    s: &SqlStore,
+    name: &str,
+    usage_tracking: bool,
+) -> (
+    mlox_core::gateway::GatewaySecretInfo,
+    mlox_core::gateway::GatewayModelDefinition,
+    mlox_core::gateway::GatewayEndpoint,
+) {
+    let secret = s.create_gateway_secret(gateway_secret("k")).await.unwrap();
+    let definition = s
+        .create_gateway_model_definition("gpt", &secret.secret_id, "openai", "gpt-4", None)
+        .await
+        .unwrap();
+    let endpoint = s
+        .create_gateway_endpoint(mlox_store::gateway::NewEndpoint {
+            name: name.into(),
+            model_configs: vec![primary(&definition.model_definition_id)],
+            created_by: None,
+            routing_strategy: None,
+            fallback_config: None,
+            experiment_id: None,
+            usage_tracking,
+        })
+        .await
+        .unwrap();
+    (secret, definition, endpoint)
+}
+
+#[tokio::test]
+async fn gateway_definitions_outlive_their_secret_but_not_while_an_endpoint_uses_them() {
+    let (dir, s) = store().await;
+    let (secret, definition, endpoint) = gateway_endpoint(&s, "chat", false).await;
+    assert_eq!(
+        code(s.create_gateway_secret(gateway_secret("k")).await),
+        Code::ResourceAlreadyExists
+    );
+    s.set_gateway_endpoint_tag(&endpoint.endpoint_id, "team", "a")
+        .await
+        .unwrap();
+    s.create_gateway_binding(&endpoint.endpoint_id, "scorer", "sc-1", None, None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        code(
+            s.delete_gateway_model_definition(&definition.model_definition_id)
+                .await
+        ),
+        Code::InvalidState
+    );
+    s.delete_gateway_secret(&secret.secret_id).await.unwrap();
+    let orphan = s
+        .get_gateway_model_definition(&definition.model_definition_id)
+        .await
+        .unwrap();
+    assert_eq!((orphan.secret_id, orphan.secret_name), (None, None));
+
+    s.delete_gateway_endpoint(&endpoint.endpoint_id)
+        .await
+        .unwrap();
+    let pool = raw(dir.path()).await;
+    for table in [
+        "gateway_endpoint_models",
+        "gateway_endpoint_tags",
+        "gateway_endpoint_bindings",
+    ] {
+        assert_eq!(
+            count(&pool, &format!("SELECT COUNT(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
+    }
+    s.delete_gateway_model_definition(&definition.model_definition_id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_scorer_judged_through_the_gateway_is_stored_by_endpoint_id_and_shown_by_name() {
+    let (_dir, s) = store().await;
+    let (_, _, endpoint) = gateway_endpoint(&s, "judge", true).await;
+    let usage = s
+        .get_experiment(endpoint.experiment_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(usage.name, "gateway/judge");
+
+    let experiment = s.create_experiment("scoring", None, &[]).await.unwrap();
+    let judge = r#"{"instructions_judge_pydantic_data": {"model": "gateway:/judge"}}"#;
+    let version = s.register_scorer(&experiment, "q", judge).await.unwrap();
+    assert_eq!(version.serialized_scorer, judge);
+    let [binding] = s
+        .list_gateway_bindings(Some(&endpoint.endpoint_id), None, None)
+        .await
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        (
+            binding.resource_id.as_str(),
+            binding.display_name.as_deref()
+        ),
+        (version.scorer_id.as_str(), Some("q"))
+    );
+
+    s.update_gateway_endpoint(
+        &endpoint.endpoint_id,
+        mlox_store::gateway::EndpointUpdate {
+            name: Some("judge-2".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let shown = s.get_scorer(&experiment, "q", None).await.unwrap();
+    assert!(
+        shown.serialized_scorer.contains("gateway:/judge-2"),
+        "{}",
+        shown.serialized_scorer
+    );
+
+    s.delete_scorer(&experiment, "q", None).await.unwrap();
+    assert!(
+        s.list_gateway_bindings(Some(&endpoint.endpoint_id), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        code(
+            s.register_scorer(
+                &experiment,
+                "r",
+                r#"{"instructions_judge_pydantic_data": {"model": "gateway:/none"}}"#
+            )
+            .await
+        ),
+        Code::ResourceDoesNotExist
     );
 }

@@ -12,10 +12,12 @@ pub mod artifacts;
 pub mod browse;
 pub mod error;
 pub mod evaluation_datasets;
+pub mod gateway;
 pub mod graphql;
 pub mod issues;
 pub mod metrics;
 pub mod otlp;
+pub mod promptlab;
 pub mod registry;
 pub mod request;
 pub mod scorers;
@@ -72,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/outputs", post(log_outputs))
         .route("/runs/log-model", post(log_model_legacy))
         .route("/runs/search", post(search_runs).get(search_runs))
+        .route(
+            "/runs/create-promptlab-run",
+            post(promptlab::create_promptlab_run),
+        )
         .route("/metrics/get-history", get(get_metric_history))
         .route("/metrics/get-history-bulk", get(get_metric_history_bulk))
         .route(
@@ -140,6 +146,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(traces::delete_assessment),
         )
         .route("/traces/link-to-run", post(traces::link_traces_to_run))
+        .route("/traces/metrics", post(traces::query_trace_metrics))
         .route(
             "/traces/calculate-filter-correlation",
             post(traces::calculate_filter_correlation),
@@ -162,7 +169,8 @@ pub fn router(state: AppState) -> Router {
         .route("/server-info", get(server_info))
         .merge(registry_routes())
         .merge(evaluation_dataset_routes())
-        .merge(webhooks::routes());
+        .merge(webhooks::routes())
+        .merge(gateway::routes());
 
     let mut app: Router<AppState> = Router::new();
     for prefix in mlox_core::wire::API_PREFIXES {
@@ -279,7 +287,7 @@ async fn server_info(State(s): State<AppState>) -> Json<serde_json::Value> {
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,
-        "features_enabled": { "gateway": false },
+        "features_enabled": { "gateway": true },
     }))
 }
 

@@ -504,6 +504,16 @@ fn read_export(headers: &HeaderMap, body: &[u8]) -> Result<Vec<StoredSpan>, Erro
     } else {
         decode_protobuf(&body)?
     };
+    stored_spans(export)
+}
+
+/// The spans of an OTLP/JSON export, for exports made inside this server (the gateway's
+/// records of its calls).
+pub fn read_json_export(body: &[u8]) -> Result<Vec<StoredSpan>, Error> {
+    stored_spans(decode_json(body)?)
+}
+
+fn stored_spans(export: Export) -> Result<Vec<StoredSpan>, Error> {
     if export.spans.is_empty() {
         return Err(Error::bad_request(
             "Invalid OpenTelemetry format - no spans found",

@@ -535,3 +535,110 @@ pub async fn delete_traces(State(s): State<AppState>, Msg(m): Msg<DeleteTracesMs
     let n = s.store.delete_traces(&exp, &ids).await?;
     Ok(Json(json!({ "traces_deleted": n })))
 }
+
+#[derive(Deserialize)]
+pub struct TraceMetricsMsg {
+    #[serde(default, deserialize_with = "de_string_list")]
+    experiment_ids: Vec<String>,
+    view_type: Option<Value>,
+    metric_name: Option<String>,
+    #[serde(default)]
+    aggregations: Vec<Value>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    dimensions: Vec<String>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    filters: Vec<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    time_interval_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_time_ms: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_time_ms: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+/// Most data points one metrics query answers, as MLflow caps them.
+const MAX_METRIC_POINTS: i64 = 1000;
+
+/// `POST /api/3.0/mlflow/traces/metrics`: counts, latencies, tokens, costs and assessment
+/// values of an experiment's traces, grouped by time bucket and dimensions.
+pub async fn query_trace_metrics(
+    State(s): State<AppState>,
+    Msg(m): Msg<TraceMetricsMsg>,
+) -> ApiResult<Json<Value>> {
+    use mlox_core::trace_metrics as metrics;
+    use mlox_core::validation::missing_request_parameter;
+    if m.experiment_ids.is_empty() {
+        return Err(ApiError(missing_request_parameter("experiment_ids")));
+    }
+    let view = metrics::ViewType::parse(
+        m.view_type
+            .as_ref()
+            .ok_or_else(|| ApiError(missing_request_parameter("view_type")))?,
+    )?;
+    let metric = m
+        .metric_name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError(missing_request_parameter("metric_name")))?;
+    if m.aggregations.is_empty() {
+        return Err(ApiError(missing_request_parameter("aggregations")));
+    }
+    let mut aggregations = Vec::with_capacity(m.aggregations.len());
+    for aggregation in &m.aggregations {
+        let kind = metrics::AggregationType::parse(
+            aggregation.get("aggregation_type").unwrap_or(&Value::Null),
+        )?;
+        let percentile = aggregation.get("percentile_value").and_then(Value::as_f64);
+        aggregations.push(metrics::Aggregation::new(kind, percentile)?);
+    }
+    metrics::validate(view, &metric, &aggregations, &m.dimensions)?;
+    let interval = m.time_interval_seconds.filter(|s| *s != 0);
+    if let Some(seconds) = interval {
+        if seconds < 0 {
+            return Err(ApiError(Error::invalid(format!(
+                "time_interval_seconds must be positive, got {seconds}"
+            ))));
+        }
+        if m.start_time_ms.is_none() || m.end_time_ms.is_none() {
+            return Err(ApiError(Error::invalid(
+                "start_time_ms and end_time_ms are required if time_interval_seconds is set",
+            )));
+        }
+    }
+    let mut filters = Vec::with_capacity(m.filters.len());
+    for filter in &m.filters {
+        let parsed = metrics::parse_filter(filter)?;
+        metrics::check_filter_view(&parsed, view)?;
+        filters.push(parsed);
+    }
+    let facts = s
+        .store
+        .trace_metric_facts(&mlox_store::trace_metrics::MetricFacts {
+            experiment_ids: &m.experiment_ids,
+            view,
+            metric: &metric,
+            dimensions: &m.dimensions,
+            filters: &filters,
+            start_time_ms: m.start_time_ms,
+            end_time_ms: m.end_time_ms,
+        })
+        .await?;
+    let max_results = m
+        .max_results
+        .filter(|n| *n > 0)
+        .unwrap_or(MAX_METRIC_POINTS)
+        .min(MAX_METRIC_POINTS) as usize;
+    let points = metrics::aggregate(
+        &metrics::Query {
+            metric: &metric,
+            aggregations: &aggregations,
+            dimensions: &m.dimensions,
+            time_interval_seconds: interval,
+            max_results,
+            count_distinct: view == metrics::ViewType::Traces && metric == "session_count",
+        },
+        facts,
+    );
+    Ok(Json(json!({ "data_points": points })))
+}

@@ -1,4 +1,4 @@
-//! Webhook signing secrets at rest. A secret is sealed before it is stored, with envelope
+//! Secrets at rest: webhook signing secrets and the AI gateway's provider credentials. A secret is sealed before it is stored, with envelope
 //! encryption as MLflow keeps its gateway secrets: a fresh data key per secret encrypts it
 //! (AES-256-GCM), and the key-encryption key, derived from `MLFLOW_CRYPTO_KEK_PASSPHRASE` with
 //! PBKDF2-HMAC-SHA256 (600,000 rounds), wraps the data key. A copy of the database therefore
@@ -19,12 +19,27 @@ const PBKDF2_ROUNDS: u32 = 600_000;
 /// Folded into the key derivation, so another purpose's key never equals this one.
 const KEK_SALT: &[u8] = b"mlox-webhook-secrets-kek-v1";
 const SEALED_PREFIX: &str = "mlox-sealed:v1:";
-/// Binds each ciphertext to its purpose: a sealed webhook secret opens as nothing else.
-const AAD: &[u8] = b"mlox webhook secret";
+/// What a secret is for. Each ciphertext is bound to its purpose: a sealed webhook secret
+/// opens as nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    WebhookSecret,
+    GatewaySecret,
+}
 
-/// Seals and opens webhook secrets with the process's key-encryption key.
+impl Purpose {
+    fn aad(self) -> &'static [u8] {
+        match self {
+            Purpose::WebhookSecret => b"mlox webhook secret",
+            Purpose::GatewaySecret => b"mlox gateway secret",
+        }
+    }
+}
+
+/// Seals and opens secrets with the process's key-encryption key.
 pub struct SecretBox {
     passphrase: String,
+    development: bool,
     kek: OnceLock<[u8; 32]>,
 }
 
@@ -41,11 +56,14 @@ pub fn secrets() -> &'static SecretBox {
         Ok(passphrase) if !passphrase.is_empty() => SecretBox::new(&passphrase),
         _ => {
             tracing::warn!(
-                "{PASSPHRASE_VAR} is not set: webhook secrets are sealed with MLflow's \
-                 development passphrase. Set it to a long random value in production (the same \
-                 on every replica)."
+                "{PASSPHRASE_VAR} is not set: webhook and gateway secrets are sealed with \
+                 MLflow's development passphrase. Set it to a long random value in production \
+                 (the same on every replica)."
             );
-            SecretBox::new(DEVELOPMENT_PASSPHRASE)
+            SecretBox {
+                development: true,
+                ..SecretBox::new(DEVELOPMENT_PASSPHRASE)
+            }
         }
     })
 }
@@ -54,8 +72,24 @@ impl SecretBox {
     pub fn new(passphrase: &str) -> SecretBox {
         SecretBox {
             passphrase: passphrase.to_string(),
+            development: false,
             kek: OnceLock::new(),
         }
+    }
+
+    /// Whether no passphrase was set and MLflow's development one is in use.
+    pub fn uses_development_passphrase(&self) -> bool {
+        self.development
+    }
+
+    /// A webhook secret sealed (see [`SecretBox::seal_as`]).
+    pub fn seal(&self, secret: &str) -> Result<String> {
+        self.seal_as(Purpose::WebhookSecret, secret)
+    }
+
+    /// A stored webhook secret opened (see [`SecretBox::open_as`]).
+    pub fn open(&self, stored: &str) -> Result<String> {
+        self.open_as(Purpose::WebhookSecret, stored)
     }
 
     /// Derived on first use: 600,000 rounds are felt once, by the first webhook with a secret.
@@ -76,13 +110,13 @@ impl SecretBox {
 
     /// `mlox-sealed:v1:<wrapped data key>:<sealed secret>`, each part nonce ‖ ciphertext ‖ tag
     /// in URL-safe base64.
-    pub fn seal(&self, secret: &str) -> Result<String> {
+    pub fn seal_as(&self, purpose: Purpose, secret: &str) -> Result<String> {
         let rng = SystemRandom::new();
         let mut data_key = [0u8; 32];
         rng.fill(&mut data_key)
             .map_err(|_| Error::internal("no randomness for a data key"))?;
-        let wrapped = encrypt(self.kek(), &data_key, &rng)?;
-        let sealed = encrypt(&data_key, secret.as_bytes(), &rng)?;
+        let wrapped = encrypt(self.kek(), &data_key, purpose, &rng)?;
+        let sealed = encrypt(&data_key, secret.as_bytes(), purpose, &rng)?;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         Ok(format!(
             "{SEALED_PREFIX}{}:{}",
@@ -92,13 +126,13 @@ impl SecretBox {
     }
 
     /// The secret a stored value holds; unsealed values (stored before sealing) as they are.
-    pub fn open(&self, stored: &str) -> Result<String> {
+    pub fn open_as(&self, purpose: Purpose, stored: &str) -> Result<String> {
         let Some(rest) = stored.strip_prefix(SEALED_PREFIX) else {
             return Ok(stored.to_string());
         };
         let unreadable = || {
             Error::invalid_state(
-                "A webhook secret cannot be opened: MLFLOW_CRYPTO_KEK_PASSPHRASE differs from \
+                "A stored secret cannot be opened: MLFLOW_CRYPTO_KEK_PASSPHRASE differs from \
                  the one it was sealed with.",
             )
         };
@@ -106,9 +140,9 @@ impl SecretBox {
         let (wrapped, sealed) = rest.split_once(':').ok_or_else(unreadable)?;
         let wrapped = b64.decode(wrapped).map_err(|_| unreadable())?;
         let sealed = b64.decode(sealed).map_err(|_| unreadable())?;
-        let data_key = decrypt(self.kek(), &wrapped).ok_or_else(unreadable)?;
+        let data_key = decrypt(self.kek(), &wrapped, purpose).ok_or_else(unreadable)?;
         let key: [u8; 32] = data_key.try_into().map_err(|_| unreadable())?;
-        let secret = decrypt(&key, &sealed).ok_or_else(unreadable)?;
+        let secret = decrypt(&key, &sealed, purpose).ok_or_else(unreadable)?;
         String::from_utf8(secret).map_err(|_| unreadable())
     }
 }
@@ -119,7 +153,12 @@ fn cipher(key: &[u8; 32]) -> Result<LessSafeKey> {
         .map_err(|_| Error::internal("cannot make an AES-256-GCM key"))
 }
 
-fn encrypt(key: &[u8; 32], plaintext: &[u8], rng: &SystemRandom) -> Result<Vec<u8>> {
+fn encrypt(
+    key: &[u8; 32],
+    plaintext: &[u8],
+    purpose: Purpose,
+    rng: &SystemRandom,
+) -> Result<Vec<u8>> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce)
         .map_err(|_| Error::internal("no randomness for a nonce"))?;
@@ -127,7 +166,7 @@ fn encrypt(key: &[u8; 32], plaintext: &[u8], rng: &SystemRandom) -> Result<Vec<u
     cipher(key)?
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
+            Aad::from(purpose.aad()),
             &mut buffer,
         )
         .map_err(|_| Error::internal("encryption failed"))?;
@@ -136,7 +175,7 @@ fn encrypt(key: &[u8; 32], plaintext: &[u8], rng: &SystemRandom) -> Result<Vec<u
     Ok(out)
 }
 
-fn decrypt(key: &[u8; 32], data: &[u8]) -> Option<Vec<u8>> {
+fn decrypt(key: &[u8; 32], data: &[u8], purpose: Purpose) -> Option<Vec<u8>> {
     if data.len() < NONCE_LEN {
         return None;
     }
@@ -145,7 +184,7 @@ fn decrypt(key: &[u8; 32], data: &[u8]) -> Option<Vec<u8>> {
     let mut buffer = sealed.to_vec();
     let plain = cipher(key)
         .ok()?
-        .open_in_place(nonce, Aad::from(AAD), &mut buffer)
+        .open_in_place(nonce, Aad::from(purpose.aad()), &mut buffer)
         .ok()?;
     Some(plain.to_vec())
 }
@@ -165,6 +204,18 @@ mod tests {
         assert_ne!(sealer.seal("whsec-123").unwrap_or_default(), sealed);
         let stranger = SecretBox::new("another passphrase");
         assert!(stranger.open(&sealed).is_err());
+        // A webhook secret is not a gateway secret, even under the right passphrase.
+        assert!(sealer.open_as(Purpose::GatewaySecret, &sealed).is_err());
+        let gateway = sealer
+            .seal_as(Purpose::GatewaySecret, "sk-1")
+            .unwrap_or_default();
+        assert_eq!(
+            sealer
+                .open_as(Purpose::GatewaySecret, &gateway)
+                .ok()
+                .as_deref(),
+            Some("sk-1")
+        );
     }
 
     #[test]
