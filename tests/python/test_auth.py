@@ -506,6 +506,23 @@ def test_traces_take_their_experiments_permissions(url):
     done = requests.post(f"{v3}/traces/delete-traces", json=delete, auth=(owner, owner_pw))
     assert done.status_code == 200 and done.json()["traces_deleted"] == 1
 
+    # Trace metrics read the experiments they name; prompt-lab runs write into theirs.
+    query = {"experiment_ids": [experiment_id], "view_type": "TRACES", "metric_name": "trace_count",
+             "aggregations": [{"aggregation_type": "COUNT"}]}
+    counted = requests.post(f"{v3}/traces/metrics", json=query, auth=(reader, reader_pw))
+    assert counted.status_code == 200, counted.text
+    lab = {"experiment_id": experiment_id, "prompt_template": "t", "prompt_parameters": [{"key": "k", "value": "v"}],
+           "model_route": "chat", "model_input": "i", "mlflow_version": "3.17.2"}
+    lab_url = f"{url}/ajax-api/2.0/mlflow/runs/create-promptlab-run"
+    assert requests.post(lab_url, json=lab, auth=(reader, reader_pw)).status_code == 403
+    assert requests.post(lab_url, json=lab, auth=(owner, owner_pw)).status_code == 200
+    # The AI gateway's configuration and calls are for administrators.
+    secrets = f"{v3}/gateway/secrets/list"
+    assert requests.get(secrets, auth=(owner, owner_pw)).status_code == 403
+    assert requests.get(secrets, auth=(ADMIN, ADMIN_PASSWORD)).status_code == 200
+    assert requests.post(f"{url}/gateway/any/mlflow/invocations", json={"messages": []},
+                         auth=(owner, owner_pw)).status_code == 403
+
 
 # --------------------------------------------------------------------------- serve and gateway
 

@@ -102,3 +102,32 @@ def test_log_feedback_assessment(experiment_id):
     assert fb.assessment_id
     assessments = mlflow.get_trace(tid).info.assessments
     assert [a.name for a in assessments] == ["quality"]
+
+
+@pytest.mark.traces
+def test_traces_of_an_active_model_are_linked_to_it(tracking_uri, unique_name):
+    """``mlflow.set_active_model``: the traces made while a logged model is active carry its id,
+    and ``search_traces(model_id=...)`` finds exactly them."""
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.set_experiment(unique_name("active-model"))
+    first_name = unique_name("agent-v1")
+    first = mlflow.set_active_model(name=first_name)
+
+    @mlflow.trace
+    def agent(question):
+        return question[::-1]
+
+    agent("abc")
+    agent("de")
+    second = mlflow.set_active_model(name=unique_name("agent-v2"))
+    agent("x")
+    mlflow.flush_trace_async_logging()
+    mlflow.clear_active_model()
+
+    linked = mlflow.search_traces(model_id=first.model_id, return_type="list")
+    assert sorted(t.data.spans[0].inputs["question"] for t in linked) == ["abc", "de"]
+    assert {t.info.trace_metadata["mlflow.modelId"] for t in linked} == {first.model_id}
+    [other] = mlflow.search_traces(model_id=second.model_id, return_type="list")
+    assert other.data.spans[0].inputs["question"] == "x"
+    model = mlflow.get_logged_model(first.model_id)
+    assert (model.name, model.experiment_id) == (first_name, experiment.experiment_id)

@@ -523,3 +523,48 @@ def test_secrets_are_sealed_at_rest_with_the_kek_passphrase(receiver, tmp_path, 
         assert "MLFLOW_CRYPTO_KEK_PASSPHRASE" in result.error_message
     finally:
         server.stop()
+
+
+def test_prompt_events_are_delivered_as_prompt_events(client, receiver, unique_name, webhooks_to_clean):
+    """A prompt's registry changes arrive as MLflow's prompt events (with the template and
+    without the tags that make it a prompt), never as model events."""
+    import mlflow
+
+    path = "/prompts-" + unique_name("p")
+    events = ["prompt.created", "prompt_version.created", "prompt_tag.set", "prompt_tag.deleted",
+              "prompt_version_tag.set", "prompt_alias.created", "prompt_alias.deleted",
+              "registered_model.created", "model_version.created", "model_version_alias.created"]
+    wh = client.create_webhook(name=unique_name("hook"), url=receiver.url(path), events=events, secret=SECRET)
+    webhooks_to_clean.append(wh.webhook_id)
+    time.sleep(0 if TARGET == "mlox" else 2)
+
+    name = unique_name("greet")
+    mlflow.genai.register_prompt(name=name, template="Hello {{name}}!", commit_message="first",
+                                 tags={"team": "qa"})
+    client.set_prompt_tag(name, "owner", "ana")
+    client.delete_prompt_tag(name, "owner")
+    client.set_prompt_version_tag(name, "1", "stage", "test")
+    mlflow.genai.set_prompt_alias(name, alias="prod", version=1)
+    mlflow.genai.delete_prompt_alias(name, alias="prod")
+
+    expected = events[:7]
+    # One more: the client also tags the new prompt with the experiment it belongs to.
+    got = receiver.wait_for(path, len(expected) + 1, 30)
+    by_event = {}
+    for req in got:
+        body = assert_signed(req)
+        by_event.setdefault(f"{body['entity']}.{body['action']}", []).append(body["data"])
+    assert sorted(by_event) == sorted(expected), sorted(by_event)
+    # The client links a new prompt to the active experiment with a tag of its own.
+    tag_sets = by_event.pop("prompt_tag.set")
+    assert {"name": name, "key": "owner", "value": "ana"} in tag_sets
+    assert all(t["key"] in ("owner", "_mlflow_experiment_ids") for t in tag_sets), tag_sets
+    assert all(len(v) == 1 for v in by_event.values()), by_event
+    assert by_event["prompt.created"][0] == {"name": name, "tags": {"team": "qa"}, "description": "first"}
+    version = by_event["prompt_version.created"][0]
+    assert (version["name"], str(version["version"]), version["template"]) == (name, "1", "Hello {{name}}!")
+    assert "mlflow.prompt.is_prompt" not in version["tags"] and "mlflow.prompt.text" not in version["tags"]
+    assert by_event["prompt_tag.deleted"][0] == {"name": name, "key": "owner"}
+    assert by_event["prompt_version_tag.set"][0] == {"name": name, "version": "1", "key": "stage", "value": "test"}
+    assert by_event["prompt_alias.created"][0] == {"name": name, "alias": "prod", "version": "1"}
+    assert by_event["prompt_alias.deleted"][0] == {"name": name, "alias": "prod"}

@@ -519,6 +519,7 @@ fn api_rule(method: &str, route: &str) -> Option<Rule> {
             | "runs/log-model" | "upload-artifact",
         ) => Resource(Update, Run),
         ("POST", "runs/delete" | "runs/restore") => Resource(Delete, Run),
+        ("POST", "runs/create-promptlab-run") => Resource(Update, Experiment("experiment_id")),
         ("GET" | "POST", "runs/search") => Filtered(RunsInExperiments),
         ("GET", "metrics/get-history" | "artifacts/list") => Resource(Read, Run),
         ("GET", "metrics/get-history-bulk" | "metrics/get-history-bulk-interval") => {
@@ -575,7 +576,9 @@ fn api_rule(method: &str, route: &str) -> Option<Rule> {
 
         ("POST", "traces") => Resource(Update, Experiment("experiment_id")),
         ("GET" | "POST", "traces/search") => Filtered(TracesInExperiments),
-        ("POST", "traces/calculate-filter-correlation") => Filtered(TracesInExperiments),
+        ("POST", "traces/calculate-filter-correlation" | "traces/metrics") => {
+            Filtered(TracesInExperiments)
+        }
         ("POST", "traces/delete-traces") => Resource(Delete, Experiment("experiment_id")),
         ("POST", "traces/link-to-run") => Resource(Update, Run),
         ("GET", "traces/get" | "get-trace-artifact") => Resource(Read, Trace),
@@ -766,6 +769,20 @@ mod tests {
                 Some(Resource(Update, ExperimentHeader("x-mlflow-experiment-id"))),
             ),
             ("POST", "/graphql", None),
+            (
+                "POST",
+                "/api/3.0/mlflow/traces/metrics",
+                Some(Filtered(Listing::TracesInExperiments)),
+            ),
+            (
+                "POST",
+                "/ajax-api/2.0/mlflow/runs/create-promptlab-run",
+                Some(Resource(Update, Experiment("experiment_id"))),
+            ),
+            // The AI gateway's configuration and calls: administrators only.
+            ("POST", "/api/3.0/mlflow/gateway/secrets/create", None),
+            ("GET", "/ajax-api/2.0/mlflow/gateway-proxy", None),
+            ("POST", "/gateway/chat/mlflow/invocations", None),
             ("GET", "/#/experiments", Some(Authenticated)),
             ("POST", "/login", Some(Public)),
             ("POST", "/logout", Some(Authenticated)),

@@ -26,6 +26,22 @@ pub fn validate_model_name(name: &str) -> Result<()> {
 /// The tag that makes a registered model, or one of its versions, a prompt.
 pub const IS_PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
 
+/// The tag holding a prompt version's template.
+pub const PROMPT_TEXT_TAG: &str = "mlflow.prompt.text";
+/// The tag saying whether a prompt is text or chat.
+pub const PROMPT_TYPE_TAG: &str = "_mlflow_prompt_type";
+
+/// A prompt's or prompt version's tags as its webhook events show them: without the tags that
+/// make it a prompt, its type and its template.
+pub fn user_prompt_tags(
+    tags: &[crate::entities::KeyValue],
+) -> std::collections::BTreeMap<&str, &str> {
+    tags.iter()
+        .filter(|t| ![IS_PROMPT_TAG, PROMPT_TYPE_TAG, PROMPT_TEXT_TAG].contains(&t.key.as_str()))
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect()
+}
+
 /// The placeholder sources prompt versions are created with (the client's and the store's):
 /// a prompt's template lives in its tags, not in an artifact.
 pub const PROMPT_SOURCE_PLACEHOLDERS: [&str; 2] = ["dummy-source", "prompt-template"];

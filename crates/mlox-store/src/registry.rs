@@ -150,13 +150,23 @@ impl SqlStore {
             .iter()
             .map(|t| (t.key.as_str(), t.value.as_str()))
             .collect();
-        self.emit(
-            &mut tx,
-            "registered_model",
-            "created",
-            json!({"name": name, "tags": tag_map, "description": description}),
-        )
-        .await?;
+        if registry::is_prompt_version(tags) {
+            self.emit(
+                &mut tx,
+                "prompt",
+                "created",
+                json!({"name": name, "tags": registry::user_prompt_tags(tags), "description": description}),
+            )
+            .await?;
+        } else {
+            self.emit(
+                &mut tx,
+                "registered_model",
+                "created",
+                json!({"name": name, "tags": tag_map, "description": description}),
+            )
+            .await?;
+        }
         tx.commit().await.map_err(db_err)?;
         self.get_registered_model(name).await
     }
@@ -367,16 +377,50 @@ impl SqlStore {
         validation::validate_registry_tag(tag)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         upsert_model_tag(self.dialect, &mut tx, name, tag).await?;
+        if prompt {
+            self.emit(
+                &mut tx,
+                "prompt_tag",
+                "set",
+                json!({"name": name, "key": tag.key, "value": tag.value}),
+            )
+            .await?;
+        }
         tx.commit().await.map_err(db_err)
+    }
+
+    /// Whether a registered model is a prompt: its `mlflow.prompt.is_prompt` tag says true.
+    async fn is_prompt_model(&self, tx: &mut Tx<'_>, name: &str) -> Result<bool> {
+        let mut sql = self.sql("SELECT value FROM registered_model_tags WHERE name = ");
+        sql.bind_str(name)
+            .push(" AND key = ")
+            .bind_str(registry::IS_PROMPT_TAG);
+        let row = sql
+            .query()
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some_and(|r| get_str(&r, "value").eq_ignore_ascii_case("true")))
     }
 
     pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         self.lock_model(&mut tx, name).await?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         let mut sql = self.sql("DELETE FROM registered_model_tags WHERE name = ");
         sql.bind_str(name).push(" AND key = ").bind_str(key);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        if prompt {
+            self.emit(
+                &mut tx,
+                "prompt_tag",
+                "deleted",
+                json!({"name": name, "key": key}),
+            )
+            .await?;
+        }
         tx.commit().await.map_err(db_err)
     }
 
@@ -524,16 +568,36 @@ impl SqlStore {
                 .iter()
                 .map(|t| (t.key.as_str(), t.value.as_str()))
                 .collect();
-            self.emit(
-                &mut tx,
-                "model_version",
-                "created",
-                json!({
-                    "name": req.name, "version": version.to_string(), "source": req.source,
-                    "run_id": run_id, "tags": tag_map, "description": req.description,
-                }),
-            )
-            .await?;
+            if registry::is_prompt_version(&req.tags) {
+                let template = req
+                    .tags
+                    .iter()
+                    .rev()
+                    .find(|t| t.key == registry::PROMPT_TEXT_TAG)
+                    .map(|t| t.value.as_str());
+                self.emit(
+                    &mut tx,
+                    "prompt_version",
+                    "created",
+                    json!({
+                        "name": req.name, "version": version.to_string(), "template": template,
+                        "tags": registry::user_prompt_tags(&req.tags),
+                        "description": req.description.as_deref().filter(|d| !d.is_empty()),
+                    }),
+                )
+                .await?;
+            } else {
+                self.emit(
+                    &mut tx,
+                    "model_version",
+                    "created",
+                    json!({
+                        "name": req.name, "version": version.to_string(), "source": req.source,
+                        "run_id": run_id, "tags": tag_map, "description": req.description,
+                    }),
+                )
+                .await?;
+            }
             tx.commit().await.map_err(db_err)?;
             return self
                 .get_model_version(&req.name, &version.to_string())
@@ -732,9 +796,14 @@ impl SqlStore {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let v = self.lock_version(&mut tx, name, version).await?;
         upsert_version_tag(self.dialect, &mut tx, name, v, tag).await?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         self.emit(
             &mut tx,
-            "model_version_tag",
+            if prompt {
+                "prompt_version_tag"
+            } else {
+                "model_version_tag"
+            },
             "set",
             json!({"name": name, "version": v.to_string(), "key": tag.key, "value": tag.value}),
         )
@@ -757,9 +826,14 @@ impl SqlStore {
             .push(" AND key = ")
             .bind_str(key);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         self.emit(
             &mut tx,
-            "model_version_tag",
+            if prompt {
+                "prompt_version_tag"
+            } else {
+                "model_version_tag"
+            },
             "deleted",
             json!({"name": name, "version": v.to_string(), "key": key}),
         )
@@ -786,9 +860,14 @@ impl SqlStore {
         sql.push(") ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version");
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now_ms()).await?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         self.emit(
             &mut tx,
-            "model_version_alias",
+            if prompt {
+                "prompt_alias"
+            } else {
+                "model_version_alias"
+            },
             "created",
             json!({"name": name, "alias": alias, "version": v.to_string()}),
         )
@@ -803,9 +882,14 @@ impl SqlStore {
         sql.bind_str(name).push(" AND alias = ").bind_str(alias);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
         self.touch_model(&mut tx, name, now_ms()).await?;
+        let prompt = self.is_prompt_model(&mut tx, name).await?;
         self.emit(
             &mut tx,
-            "model_version_alias",
+            if prompt {
+                "prompt_alias"
+            } else {
+                "model_version_alias"
+            },
             "deleted",
             json!({"name": name, "alias": alias}),
         )
