@@ -75,6 +75,9 @@ pub struct EndpointConfig {
     pub retries: RetryPolicy,
     /// mlox extension `timeout` (seconds), else `MLFLOW_GATEWAY_ROUTE_TIMEOUT_SECONDS`.
     pub timeout: Duration,
+    /// mlox extension `fallbacks`: endpoints of the same type tried in order when this one
+    /// fails with what another upstream could cure (unreachable, timeout, 429, 5xx).
+    pub fallbacks: Vec<String>,
 }
 
 /// The upstream family an endpoint talks to, with its resolved settings.
@@ -358,6 +361,7 @@ struct RawEndpoint {
     limit: Option<Spanned<RawLimit>>,
     retries: Option<Spanned<RawRetries>>,
     timeout: Option<Spanned<f64>>,
+    fallbacks: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +474,10 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<GatewayConfig, Conf
         }
     }
 
+    let fallback_lines: Vec<Option<u64>> = raw_endpoints
+        .iter()
+        .map(|e| e.value.fallbacks.as_ref().and_then(line_of))
+        .collect();
     let mut endpoints = Vec::with_capacity(raw_endpoints.len());
     for (i, e) in raw_endpoints.into_iter().enumerate() {
         endpoints.push(endpoint(
@@ -484,6 +492,36 @@ fn validate(raw: RawConfig, env: &dyn Environment) -> Result<GatewayConfig, Conf
         .iter()
         .map(|e| (e.name.as_str(), e.endpoint_type))
         .collect();
+    for (i, e) in endpoints.iter().enumerate() {
+        let field = format!("endpoints[{i}].fallbacks");
+        for (j, fallback) in e.fallbacks.iter().enumerate() {
+            let line = fallback_lines.get(i).copied().flatten();
+            let Some(kind) = types.get(fallback.as_str()) else {
+                return Err(err(
+                    line,
+                    format!("{field}[{j}]"),
+                    format!("'{fallback}' is not an endpoint name; fallbacks must be endpoints"),
+                ));
+            };
+            if *fallback == e.name || e.fallbacks[..j].contains(fallback) {
+                return Err(err(
+                    line,
+                    format!("{field}[{j}]"),
+                    format!("'{fallback}' is named twice, or is the endpoint itself"),
+                ));
+            }
+            if *kind != e.endpoint_type {
+                return Err(err(
+                    line,
+                    format!("{field}[{j}]"),
+                    format!(
+                        "endpoint '{fallback}' has endpoint type '{kind}' but '{}' has '{}'",
+                        e.name, e.endpoint_type
+                    ),
+                ));
+            }
+        }
+    }
     let mut routes = Vec::with_capacity(raw_routes.len());
     for (i, r) in raw_routes.into_iter().enumerate() {
         routes.push(route(&format!("routes[{i}]"), r, &types)?);
@@ -587,6 +625,7 @@ fn endpoint(
         limit,
         retries,
         timeout,
+        fallbacks: raw.fallbacks.map(|f| f.value).unwrap_or_default(),
     })
 }
 

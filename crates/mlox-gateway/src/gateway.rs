@@ -183,6 +183,31 @@ impl Gateway {
                 "The endpoint '{name}' is not present or active on the server."
             )));
         };
+        let fallbacks = &endpoint.config.fallbacks;
+        if fallbacks.is_empty() {
+            return self.call_one(endpoint, body).await;
+        }
+        let mut result = self.call_one(endpoint, body.clone()).await;
+        for fallback in fallbacks {
+            match &result {
+                Err(e) if falls_through(e) => {}
+                _ => break,
+            }
+            let Some(Target::Endpoint(index)) = self.by_name.get(fallback).copied() else {
+                continue;
+            };
+            tracing::warn!(endpoint = %endpoint.config.name, fallback = %fallback, "endpoint failed; trying its fallback");
+            result = self.call_one(&self.endpoints[index], body.clone()).await;
+        }
+        result
+    }
+
+    /// One endpoint's call: its checks, its rate limit, its upstream.
+    async fn call_one(
+        &self,
+        endpoint: &Endpoint,
+        body: Map<String, Value>,
+    ) -> Result<Answer, GatewayError> {
         let config = &endpoint.config;
         check_request(config, &body)?;
         if let (Some(limiter), Some(limit)) = (&endpoint.limiter, &config.limit)
@@ -194,6 +219,19 @@ impl Gateway {
             });
         }
         send(&self.upstream, config, body).await
+    }
+}
+
+/// Whether a failed call is worth making to another upstream: this one was unreachable, timed
+/// out, out of its rate limit, or answered 429 or 5xx (a streamed answer never fails over: it
+/// already began).
+pub(crate) fn falls_through(error: &GatewayError) -> bool {
+    match error {
+        GatewayError::BadGateway(_)
+        | GatewayError::Timeout(_)
+        | GatewayError::RateLimited { .. } => true,
+        GatewayError::Upstream { status, .. } => *status == 429 || *status >= 500,
+        _ => false,
     }
 }
 

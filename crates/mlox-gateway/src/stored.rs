@@ -19,7 +19,7 @@ use crate::config::{
     normalize_provider, unsupported_provider,
 };
 use crate::error::GatewayError;
-use crate::gateway::{Answer, call_endpoint};
+use crate::gateway::{Answer, call_endpoint, falls_through};
 use crate::retry::RetryPolicy;
 use crate::upstream::Upstream;
 
@@ -153,6 +153,7 @@ impl StoredModel {
             // One attempt per model: falling back is how a stored endpoint retries.
             retries: RetryPolicy::disabled(),
             timeout: DEFAULT_TIMEOUT,
+            fallbacks: Vec::new(),
         })
     }
 
@@ -162,15 +163,6 @@ impl StoredModel {
             .get(API_BASE)
             .map(String::as_str)
             .filter(|b| !b.is_empty())
-    }
-}
-
-/// Whether a failed attempt is worth trying on another model.
-fn falls_through(error: &GatewayError) -> bool {
-    match error {
-        GatewayError::BadGateway(_) | GatewayError::Timeout(_) => true,
-        GatewayError::Upstream { status, .. } => *status == 429 || *status >= 500,
-        _ => false,
     }
 }
 

@@ -785,3 +785,71 @@ async fn stream_events_reach_the_client_as_they_arrive() {
     let error: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
     assert_eq!(error["error"]["code"], "upstream_timeout");
 }
+
+#[tokio::test]
+async fn fallbacks_answer_when_an_endpoint_cannot() {
+    let primary = MockUpstream::start("primary").await;
+    let backup = MockUpstream::start("backup").await;
+    let gw = serve(&format!(
+        "endpoints:\n{}{}{}",
+        openai_endpoint(
+            "chat",
+            "chat",
+            &primary,
+            "    retries: false\n    fallbacks: [backup, limited]\n    limit: {calls: 2, renewal_period: minute}\n"
+        ),
+        openai_endpoint("backup", "chat", &backup, "    retries: false\n"),
+        openai_endpoint("limited", "chat", &backup, "    retries: false\n"),
+    ))
+    .await;
+    // An upstream that is down: the first fallback answers the same request.
+    primary.fail_next(1, 503);
+    let answer = gw
+        .post("/endpoints/chat/invocations", chat_body("hi"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!((primary.calls(), backup.calls()), (1, 1));
+    let (_, _, sent) = backup.last_request().expect("the fallback was called");
+    assert_eq!(sent["model"], "up-backup");
+    // A client error is the client's: no fallback.
+    primary.fail_next(1, 400);
+    let refused = gw
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "chat", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(backup.calls(), 1);
+    // Its own rate limit used up (two calls a minute): the fallback takes the call.
+    let limited = gw.post("/endpoints/chat/invocations", chat_body("3")).await;
+    assert_eq!(limited.status, 200, "{}", limited.text);
+    assert_eq!((primary.calls(), backup.calls()), (2, 2));
+}
+
+#[test]
+fn fallbacks_must_name_other_endpoints_of_the_same_type() {
+    let base = "endpoints:
+  - name: chat
+    endpoint_type: llm/v1/chat
+    fallbacks: [FALLBACK]
+    model: {provider: openai, name: m, config: {openai_api_key: k}}
+  - name: other
+    endpoint_type: llm/v1/chat
+    model: {provider: openai, name: m, config: {openai_api_key: k}}
+  - name: embed
+    endpoint_type: llm/v1/embeddings
+    model: {provider: openai, name: m, config: {openai_api_key: k}}
+";
+    assert!(config::parse(&base.replace("FALLBACK", "other"), &NoEnv).is_ok());
+    for (fallback, message) in [
+        ("nope", "is not an endpoint name"),
+        ("chat", "is the endpoint itself"),
+        ("embed", "has endpoint type 'llm/v1/embeddings'"),
+    ] {
+        let e = config::parse(&base.replace("FALLBACK", fallback), &NoEnv).unwrap_err();
+        assert_eq!(e.field, "endpoints[0].fallbacks[0]");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains(message), "{fallback}: {e}");
+    }
+}

@@ -15,6 +15,7 @@ fn endpoint(kind: EndpointType, provider: ProviderConfig) -> EndpointConfig {
         limit: None,
         retries: RetryPolicy::default(),
         timeout: Duration::from_secs(1),
+        fallbacks: Vec::new(),
     }
 }
 
