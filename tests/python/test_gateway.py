@@ -560,3 +560,75 @@ def test_calls_are_recorded_as_traces_in_the_tracking_server(model_servers, open
     ok_span = next(s for t, s in by_name["fillmask"] if t.info.state == "OK")
     assert ok_span.inputs["prompt"] == "traced prompt"
     assert ok_span.outputs["choices"][0]["text"] == "served: " + "traced prompt"[::-1]
+
+
+def test_a_config_change_is_served_without_dropping_a_request(openai_stub, tmp_path):
+    """The config is mounted as Kubernetes mounts a ConfigMap (`config.yaml` -> `..data/…`,
+    `..data` swapped to a new directory); a change is served within seconds, a request under
+    way finishes on the config it started with, and a broken config is refused."""
+
+    def version(name: str, body: str) -> None:
+        target = tmp_path / name
+        target.mkdir()
+        (target / "config.yaml").write_text(body)
+        staged = tmp_path / "..data_tmp"
+        staged.symlink_to(name)
+        staged.rename(tmp_path / "..data")
+
+    def endpoint(name: str, provider: str = "openai") -> str:
+        return f"""endpoints:
+  - name: {name}
+    endpoint_type: llm/v1/chat
+    model:
+      provider: {provider}
+      name: gpt-stub
+      config:
+        openai_api_key: {STUB_KEY}
+        openai_api_base: {openai_stub.base}/v1
+"""
+
+    version("v1", endpoint("chat"))
+    (tmp_path / "config.yaml").symlink_to("..data/config.yaml")
+    port = _free_port()
+    server = launch([mlox_binary(), "gateway", "start", "--config-path", str(tmp_path / "config.yaml"),
+                     "--host", "127.0.0.1", "--port", str(port)], tmp_path, port, log_name="reload.log")
+    try:
+        url = server.url
+        slow = {}
+        openai_stub.delay = 3.0
+
+        def call():
+            slow["answer"] = requests.post(f"{url}/endpoints/chat/invocations", timeout=60,
+                                           json={"messages": [{"role": "user", "content": "slow"}]})
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.5)
+        version("v2", endpoint("chat-v2"))
+        deadline = time.monotonic() + 15
+        names = []
+        while time.monotonic() < deadline:
+            names = [e["name"] for e in requests.get(f"{url}/api/2.0/endpoints/").json()["endpoints"]]
+            if names == ["chat-v2"]:
+                break
+            time.sleep(0.2)
+        assert names == ["chat-v2"]
+        caller.join(30)
+        openai_stub.delay = 0.0
+        assert slow["answer"].status_code == 200, slow["answer"].text
+        assert slow["answer"].json()["choices"][0]["message"]["content"] == "stub says: slow"
+        assert requests.post(f"{url}/endpoints/chat/invocations",
+                             json={"messages": [{"role": "user", "content": "x"}]}).status_code == 404
+
+        version("v3", endpoint("broken", provider="no-such-provider"))
+        deadline = time.monotonic() + 15
+        while "change refused" not in server.log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "change refused" in server.log_path.read_text()
+        assert [e["name"] for e in requests.get(f"{url}/api/2.0/endpoints/").json()["endpoints"]] == ["chat-v2"]
+        answer = requests.post(f"{url}/endpoints/chat-v2/invocations",
+                               json={"messages": [{"role": "user", "content": "still"}]})
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "stub says: still"
+    finally:
+        openai_stub.delay = 0.0
+        server.stop()

@@ -66,38 +66,48 @@ impl DeploymentsCommand {
 }
 
 pub async fn run(args: StartArgs) -> anyhow::Result<()> {
-    let config =
-        mlox_gateway::config::load(&args.config_path, &mlox_gateway::config::ProcessEnvironment)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "invalid gateway configuration {}: {e}",
-                    args.config_path.display()
-                )
-            })?;
+    let text = std::fs::read_to_string(&args.config_path)
+        .with_context(|| format!("cannot read {}", args.config_path.display()))?;
+    let config = parse_config(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid gateway configuration {}: {e}",
+            args.config_path.display()
+        )
+    })?;
     let endpoints = config.endpoints.len();
     let routes = config.routes.len();
-    let mut gateway = mlox_gateway::Gateway::new(config).map_err(|e| anyhow::anyhow!(e))?;
-    if let Some(experiment) = &args.trace_experiment {
-        let tracking_uri = args.tracking_uri.as_deref().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--trace-experiment needs a tracking server: give --tracking-uri or set \
-                 MLFLOW_TRACKING_URI"
-            )
-        })?;
-        let recorder = mlox_gateway::traces::TraceRecorder::new(
-            tracking_uri,
-            experiment,
-            tracking_credentials(),
-        )
-        .map_err(|e| anyhow::anyhow!(e))?;
-        gateway = gateway.with_traces(recorder);
-    }
+    let recorder = match &args.trace_experiment {
+        Some(experiment) => {
+            let tracking_uri = args.tracking_uri.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--trace-experiment needs a tracking server: give --tracking-uri or set \
+                     MLFLOW_TRACKING_URI"
+                )
+            })?;
+            Some(Arc::new(
+                mlox_gateway::traces::TraceRecorder::new(
+                    tracking_uri,
+                    experiment,
+                    tracking_credentials(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?,
+            ))
+        }
+        None => None,
+    };
+    let gateway = build_gateway(config, recorder.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
     let addr = crate::serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let gateway = Arc::new(gateway);
-    let mut app = mlox_gateway::http::router(gateway.clone());
+    let live = mlox_gateway::http::LiveGateway::new(gateway);
+    tokio::spawn(watch_config(
+        args.config_path.clone(),
+        text,
+        live.clone(),
+        recorder.clone(),
+    ));
+    let mut app = mlox_gateway::http::live_router(live.clone());
     if let Some(uri) = &args.auth_tracking_uri {
         let gate =
             mlox_auth::remote::RemoteGate::new(uri, mlox_core::auth::ResourceType::GatewayEndpoint)
@@ -124,11 +134,74 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
-    gateway
-        .flush_traces(std::time::Duration::from_secs(10))
-        .await;
+    if let Some(recorder) = &recorder {
+        recorder.flush(std::time::Duration::from_secs(10)).await;
+    }
     tracing::info!("mlox gateway stopped");
     Ok(())
+}
+
+fn parse_config(
+    text: &str,
+) -> Result<mlox_gateway::GatewayConfig, mlox_gateway::config::ConfigError> {
+    mlox_gateway::config::parse(text, &mlox_gateway::config::ProcessEnvironment)
+}
+
+fn build_gateway(
+    config: mlox_gateway::GatewayConfig,
+    recorder: Option<&Arc<mlox_gateway::traces::TraceRecorder>>,
+) -> Result<mlox_gateway::Gateway, String> {
+    let gateway = mlox_gateway::Gateway::new(config)?;
+    Ok(match recorder {
+        Some(recorder) => gateway.with_shared_traces(recorder.clone()),
+        None => gateway,
+    })
+}
+
+/// How often the config file is read again for changes.
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the config when its text changes. The path is read anew each time, so an edit in
+/// place, a file replaced by rename and a Kubernetes ConfigMap's symlink swap (`..data`) are all
+/// seen. A config that does not pass the checks is refused and the running one kept; a valid
+/// one is swapped in while requests under way finish on the old one.
+async fn watch_config(
+    path: std::path::PathBuf,
+    mut served: String,
+    live: Arc<mlox_gateway::http::LiveGateway>,
+    recorder: Option<Arc<mlox_gateway::traces::TraceRecorder>>,
+) {
+    let mut refused: Option<String> = None;
+    loop {
+        tokio::time::sleep(RELOAD_POLL).await;
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if text == served || refused.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match parse_config(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let counts = (config.endpoints.len(), config.routes.len());
+                build_gateway(config, recorder.as_ref()).map(|g| (g, counts))
+            }) {
+            Ok((gateway, (endpoints, routes))) => {
+                live.replace(gateway);
+                served = text;
+                refused = None;
+                tracing::info!(config = %path.display(), endpoints, routes, "gateway config reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(
+                    config = %path.display(),
+                    error = %e,
+                    "gateway config change refused; still serving the previous config"
+                );
+                refused = Some(text);
+            }
+        }
+    }
 }
 
 /// The tracking server's credentials, read from the environment as the model fetcher reads

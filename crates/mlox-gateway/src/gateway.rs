@@ -147,8 +147,13 @@ impl Gateway {
     }
 
     /// Records every call as a trace in a tracking server.
-    pub fn with_traces(mut self, recorder: TraceRecorder) -> Self {
-        self.traces = Some(std::sync::Arc::new(recorder));
+    pub fn with_traces(self, recorder: TraceRecorder) -> Self {
+        self.with_shared_traces(std::sync::Arc::new(recorder))
+    }
+
+    /// Records every call with a recorder shared across reloads of the configuration.
+    pub fn with_shared_traces(mut self, recorder: std::sync::Arc<TraceRecorder>) -> Self {
+        self.traces = Some(recorder);
         self
     }
 

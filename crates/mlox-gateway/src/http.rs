@@ -30,9 +30,58 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// MLflow's page size for `GET /api/2.0/endpoints/`.
 pub const LIST_PAGE_SIZE: usize = 3000;
 
-type SharedGateway = Arc<Gateway>;
+/// The gateway a request is answered by: the configuration current when the request arrived.
+/// A reload swaps in a new [`Gateway`]; requests and streams already under way finish on the
+/// one they started with, which lives as long as they hold it.
+pub struct LiveGateway {
+    current: std::sync::RwLock<Arc<Gateway>>,
+}
 
-pub fn router(gateway: SharedGateway) -> Router {
+impl LiveGateway {
+    pub fn new(gateway: Gateway) -> Arc<LiveGateway> {
+        Arc::new(LiveGateway {
+            current: std::sync::RwLock::new(Arc::new(gateway)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Serves every request from now on with `gateway`.
+    pub fn replace(&self, gateway: Gateway) {
+        let gateway = Arc::new(gateway);
+        match self.current.write() {
+            Ok(mut current) => *current = gateway,
+            Err(poisoned) => *poisoned.into_inner() = gateway,
+        }
+    }
+}
+
+/// The current gateway, taken once per request.
+struct Current(Arc<Gateway>);
+
+impl axum::extract::FromRequestParts<Arc<LiveGateway>> for Current {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        live: &Arc<LiveGateway>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Current(live.current()))
+    }
+}
+
+/// MLflow's and OpenAI's routes over one fixed gateway.
+pub fn router(gateway: Gateway) -> Router {
+    live_router(LiveGateway::new(gateway))
+}
+
+/// MLflow's and OpenAI's routes over a gateway that can be reloaded.
+pub fn live_router(gateway: Arc<LiveGateway>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/api/2.0/endpoints/", get(list_endpoints))
@@ -305,7 +354,7 @@ fn decode_page_token(token: &str) -> Option<usize> {
 }
 
 async fn list_endpoints(
-    State(gateway): State<SharedGateway>,
+    Current(gateway): Current,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let token = query.ok().and_then(|Query(q)| q.page_token);
@@ -337,7 +386,7 @@ async fn list_endpoints(
     )
 }
 
-async fn get_endpoint(State(gateway): State<SharedGateway>, Path(name): Path<String>) -> Response {
+async fn get_endpoint(Current(gateway): Current, Path(name): Path<String>) -> Response {
     match gateway.endpoint(&name) {
         Some(e) => json_value(StatusCode::OK, &EndpointView::new(e)),
         None => mlflow_error(&GatewayError::NotFound(format!(
@@ -346,7 +395,7 @@ async fn get_endpoint(State(gateway): State<SharedGateway>, Path(name): Path<Str
     }
 }
 
-async fn get_route(State(gateway): State<SharedGateway>, Path(name): Path<String>) -> Response {
+async fn get_route(Current(gateway): Current, Path(name): Path<String>) -> Response {
     match gateway.route(&name) {
         Some(r) => json_value(StatusCode::OK, &RouteView::new(r)),
         None => mlflow_error(&GatewayError::NotFound(format!(
@@ -356,7 +405,7 @@ async fn get_route(State(gateway): State<SharedGateway>, Path(name): Path<String
 }
 
 async fn invoke(
-    State(gateway): State<SharedGateway>,
+    Current(gateway): Current,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -376,22 +425,19 @@ async fn invoke(
 
 // ------------------------------------------------------------------------------- OpenAI's API
 
-async fn openai_chat(
-    State(gateway): State<SharedGateway>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn openai_chat(Current(gateway): Current, body: Result<Bytes, BytesRejection>) -> Response {
     openai_invoke(&gateway, EndpointType::Chat, body).await
 }
 
 async fn openai_completions(
-    State(gateway): State<SharedGateway>,
+    Current(gateway): Current,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     openai_invoke(&gateway, EndpointType::Completions, body).await
 }
 
 async fn openai_embeddings(
-    State(gateway): State<SharedGateway>,
+    Current(gateway): Current,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     openai_invoke(&gateway, EndpointType::Embeddings, body).await
@@ -452,7 +498,7 @@ struct ModelEntry<'a> {
     owned_by: &'static str,
 }
 
-async fn openai_models(State(gateway): State<SharedGateway>) -> Response {
+async fn openai_models(Current(gateway): Current) -> Response {
     let mut data: Vec<ModelEntry> = gateway
         .endpoints()
         .map(|e| ModelEntry {

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ struct Served {
 
 async fn serve(yaml: &str) -> Served {
     let config = config::parse(yaml, &NoEnv).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
-    let gateway = Arc::new(Gateway::new(config).expect("gateway"));
+    let gateway = Gateway::new(config).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the gateway");
