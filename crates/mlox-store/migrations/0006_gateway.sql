@@ -48,6 +48,8 @@ CREATE TABLE gateway_endpoint_models (
     linkage_type TEXT NOT NULL,
     weight DOUBLE PRECISION NOT NULL,
     fallback_order BIGINT,
+    -- The mapping's place in the endpoint's list, as the models were given.
+    position BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     created_by TEXT,
     UNIQUE (endpoint_id, model_definition_id, linkage_type)

@@ -475,12 +475,13 @@ impl SqlStore {
         &self,
         endpoint_id: &str,
         config: &ModelConfig,
+        position: i64,
         now: i64,
         by: &Option<String>,
     ) -> crate::db::Sql {
         let mut sql = self.sql(
             "INSERT INTO gateway_endpoint_models (mapping_id, endpoint_id, model_definition_id, \
-             linkage_type, weight, fallback_order, created_at, created_by) VALUES (",
+             linkage_type, weight, fallback_order, position, created_at, created_by) VALUES (",
         );
         sql.bind_str(new_mapping_id())
             .push(", ")
@@ -493,6 +494,8 @@ impl SqlStore {
             .bind_f64(config.weight)
             .push(", ")
             .bind(Bind::OptI64(config.fallback_order))
+            .push(", ")
+            .bind_i64(position)
             .push(", ")
             .bind_i64(now)
             .push(", ")
@@ -556,8 +559,8 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| renamed(db_err(e), "Endpoint", &new.name))?;
-        for config in &new.model_configs {
-            self.insert_mapping(&id, config, now, &new.created_by)
+        for (position, config) in (0..).zip(&new.model_configs) {
+            self.insert_mapping(&id, config, position, now, &new.created_by)
                 .query()
                 .execute(&mut *tx)
                 .await
@@ -663,7 +666,7 @@ impl SqlStore {
              WHERE endpoint_id IN ",
         );
         sql.bind_list(in_ids())
-            .push(" ORDER BY created_at, mapping_id");
+            .push(" ORDER BY position, created_at, mapping_id");
         let mut mappings: HashMap<String, Vec<GatewayModelMapping>> = HashMap::new();
         for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
             let definition_id = get_str(&row, "model_definition_id");
@@ -788,8 +791,8 @@ impl SqlStore {
             let mut sql = self.sql("DELETE FROM gateway_endpoint_models WHERE endpoint_id = ");
             sql.bind_str(id);
             sql.query().execute(&mut *tx).await.map_err(db_err)?;
-            for config in configs {
-                self.insert_mapping(id, config, now, &update.updated_by)
+            for (position, config) in (0..).zip(configs) {
+                self.insert_mapping(id, config, position, now, &update.updated_by)
                     .query()
                     .execute(&mut *tx)
                     .await
@@ -832,7 +835,16 @@ impl SqlStore {
             .await?;
         let now = now_ms();
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let sql = self.insert_mapping(endpoint_id, config, now, &created_by);
+        let mut sql = self.sql(
+            "SELECT COALESCE(MAX(position), -1) + 1 AS next FROM gateway_endpoint_models \
+             WHERE endpoint_id = ",
+        );
+        sql.bind_str(endpoint_id);
+        let next = get_i64(
+            &sql.query().fetch_one(&mut *tx).await.map_err(db_err)?,
+            "next",
+        );
+        let sql = self.insert_mapping(endpoint_id, config, next, now, &created_by);
         sql.query().execute(&mut *tx).await.map_err(|e| {
             let e = db_err(e);
             if e.code == Code::ResourceAlreadyExists {

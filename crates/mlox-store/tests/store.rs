@@ -3911,3 +3911,50 @@ async fn a_scorer_judged_through_the_gateway_is_stored_by_endpoint_id_and_shown_
         Code::ResourceDoesNotExist
     );
 }
+
+#[tokio::test]
+async fn an_endpoints_models_keep_the_order_they_were_given_in() {
+    let (_dir, s) = store().await;
+    let (secret, first, endpoint) = gateway_endpoint(&s, "ordered", false).await;
+    let mut ids = vec![first.model_definition_id.clone()];
+    for name in ["b", "c", "d"] {
+        let d = s
+            .create_gateway_model_definition(name, &secret.secret_id, "openai", name, None)
+            .await
+            .unwrap();
+        ids.push(d.model_definition_id);
+    }
+    // All written in one millisecond: the order is the list's, not the clock's or the ids'.
+    let configs: Vec<_> = ids.iter().rev().map(|id| primary(id)).collect();
+    let updated = s
+        .update_gateway_endpoint(
+            &endpoint.endpoint_id,
+            mlox_store::gateway::EndpointUpdate {
+                model_configs: Some(configs),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let order: Vec<&str> = updated
+        .model_mappings
+        .iter()
+        .map(|m| m.model_definition_id.as_str())
+        .collect();
+    let expected: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(order, expected);
+    s.detach_gateway_model(&endpoint.endpoint_id, &ids[3])
+        .await
+        .unwrap();
+    s.attach_gateway_model(&endpoint.endpoint_id, &primary(&ids[3]), None)
+        .await
+        .unwrap();
+    let again = s
+        .get_gateway_endpoint(Some(&endpoint.endpoint_id), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.model_mappings.last().unwrap().model_definition_id,
+        ids[3]
+    );
+}
