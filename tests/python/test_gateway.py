@@ -629,6 +629,11 @@ def test_a_config_change_is_served_without_dropping_a_request(openai_stub, tmp_p
         answer = requests.post(f"{url}/endpoints/chat-v2/invocations",
                                json={"messages": [{"role": "user", "content": "still"}]})
         assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "stub says: still"
+        # The calls' metrics outlive the reloads.
+        metrics = requests.get(f"{url}/metrics").text
+        assert 'mlox_gateway_calls_total{endpoint="chat",status="200"} 1' in metrics, metrics
+        assert 'mlox_gateway_calls_total{endpoint="chat-v2",status="200"} 1' in metrics, metrics
+        assert 'mlox_gateway_tokens_total{endpoint="chat-v2",kind="completion"} 2' in metrics, metrics
     finally:
         openai_stub.delay = 0.0
         server.stop()

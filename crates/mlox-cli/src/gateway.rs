@@ -95,17 +95,20 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let gateway = build_gateway(config, recorder.as_ref()).map_err(|e| anyhow::anyhow!(e))?;
+    let metrics = Arc::new(mlox_gateway::metrics::GatewayMetrics::default());
+    let parts = Shared { recorder, metrics };
+    let gateway = build_gateway(config, &parts).map_err(|e| anyhow::anyhow!(e))?;
     let addr = crate::serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let live = mlox_gateway::http::LiveGateway::new(gateway);
+    let recorder = parts.recorder.clone();
     tokio::spawn(watch_config(
         args.config_path.clone(),
         text,
         live.clone(),
-        recorder.clone(),
+        parts,
     ));
     let mut app = mlox_gateway::http::live_router(live.clone());
     if let Some(uri) = &args.auth_tracking_uri {
@@ -147,12 +150,18 @@ fn parse_config(
     mlox_gateway::config::parse(text, &mlox_gateway::config::ProcessEnvironment)
 }
 
+/// What every gateway the process builds shares, across reloads of the config.
+struct Shared {
+    recorder: Option<Arc<mlox_gateway::traces::TraceRecorder>>,
+    metrics: Arc<mlox_gateway::metrics::GatewayMetrics>,
+}
+
 fn build_gateway(
     config: mlox_gateway::GatewayConfig,
-    recorder: Option<&Arc<mlox_gateway::traces::TraceRecorder>>,
+    shared: &Shared,
 ) -> Result<mlox_gateway::Gateway, String> {
-    let gateway = mlox_gateway::Gateway::new(config)?;
-    Ok(match recorder {
+    let gateway = mlox_gateway::Gateway::new(config)?.with_metrics(shared.metrics.clone());
+    Ok(match &shared.recorder {
         Some(recorder) => gateway.with_shared_traces(recorder.clone()),
         None => gateway,
     })
@@ -169,7 +178,7 @@ async fn watch_config(
     path: std::path::PathBuf,
     mut served: String,
     live: Arc<mlox_gateway::http::LiveGateway>,
-    recorder: Option<Arc<mlox_gateway::traces::TraceRecorder>>,
+    shared: Shared,
 ) {
     let mut refused: Option<String> = None;
     loop {
@@ -184,7 +193,7 @@ async fn watch_config(
             .map_err(|e| e.to_string())
             .and_then(|config| {
                 let counts = (config.endpoints.len(), config.routes.len());
-                build_gateway(config, recorder.as_ref()).map(|g| (g, counts))
+                build_gateway(config, &shared).map(|g| (g, counts))
             }) {
             Ok((gateway, (endpoints, routes))) => {
                 live.replace(gateway);

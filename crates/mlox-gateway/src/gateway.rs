@@ -21,6 +21,7 @@ pub struct Gateway {
     by_name: HashMap<String, Target>,
     upstream: Upstream,
     traces: Option<std::sync::Arc<TraceRecorder>>,
+    metrics: Option<std::sync::Arc<crate::metrics::GatewayMetrics>>,
 }
 
 struct Endpoint {
@@ -89,6 +90,7 @@ impl Gateway {
             by_name,
             upstream,
             traces: None,
+            metrics: None,
         })
     }
 
@@ -151,6 +153,16 @@ impl Gateway {
         self.with_shared_traces(std::sync::Arc::new(recorder))
     }
 
+    /// Counts every call in `metrics`, shared across reloads of the configuration.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::GatewayMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn metrics(&self) -> Option<&crate::metrics::GatewayMetrics> {
+        self.metrics.as_deref()
+    }
+
     /// Records every call with a recorder shared across reloads of the configuration.
     pub fn with_shared_traces(mut self, recorder: std::sync::Arc<TraceRecorder>) -> Self {
         self.traces = Some(recorder);
@@ -164,14 +176,26 @@ impl Gateway {
         name: &str,
         body: Map<String, Value>,
     ) -> Result<Answer, GatewayError> {
+        let timer = std::time::Instant::now();
         // Calls to names the gateway does not serve are not traced: nothing ran.
-        let (Some(recorder), Some(kind)) = (&self.traces, self.kind_of(name)) else {
-            return self.dispatch(name, body).await;
+        let result = match (&self.traces, self.kind_of(name)) {
+            (Some(recorder), Some(kind)) => {
+                let started = SystemTime::now();
+                let inputs = Value::Object(body.clone());
+                let result = self.dispatch(name, body).await;
+                recorder.record(GatewayCall::finished(name, kind, inputs, started, &result));
+                result
+            }
+            _ => self.dispatch(name, body).await,
         };
-        let started = SystemTime::now();
-        let inputs = Value::Object(body.clone());
-        let result = self.dispatch(name, body).await;
-        recorder.record(GatewayCall::finished(name, kind, inputs, started, &result));
+        if let Some(metrics) = &self.metrics {
+            let (status, answer) = match &result {
+                Ok(Answer::Json(bytes)) => (200, Some(bytes.as_ref())),
+                Ok(Answer::Stream(_)) => (200, None),
+                Err(e) => (e.status(), None),
+            };
+            metrics.record_body(name, status, timer.elapsed(), answer);
+        }
         result
     }
 

@@ -84,6 +84,7 @@ pub fn router(gateway: Gateway) -> Router {
 pub fn live_router(gateway: Arc<LiveGateway>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/2.0/endpoints/", get(list_endpoints))
         .route("/api/2.0/endpoints", get(list_endpoints))
         .route("/api/2.0/endpoints/{name}", get(get_endpoint))
@@ -401,6 +402,21 @@ async fn get_route(Current(gateway): Current, Path(name): Path<String>) -> Respo
         None => mlflow_error(&GatewayError::NotFound(format!(
             "The route '{name}' is not present or active on the server. Please verify the route name."
         ))),
+    }
+}
+
+/// Prometheus metrics of the calls (an mlox extension), when the gateway keeps them.
+async fn metrics(Current(gateway): Current) -> Response {
+    match gateway.metrics() {
+        Some(metrics) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics.render(),
+        )
+            .into_response(),
+        None => not_found().await,
     }
 }
 

@@ -2,10 +2,10 @@
 //! unchanged `config.yaml`, with OpenAI's API beside MLflow's. This crate owns the config
 //! schema and its checks (`config`), the providers' request and answer mappings (`provider`),
 //! traffic-split routing and the dispatch of one call (`gateway`), upstream calls with
-//! retries and timeouts (`upstream`, `retry`), per-endpoint rate limits (`limit`) and
-//! server-sent events (`sse`), the endpoints kept in the tracking database and their
-//! fallbacks (`stored`), and recording each call as a trace in a tracking server
-//! (`traces`). Only `http` knows axum: it is the skin that serves MLflow's
+//! retries and timeouts (`upstream`, `retry`), per-endpoint rate limits (`limit`),
+//! Prometheus metrics of the calls (`metrics`) and server-sent events (`sse`), the endpoints
+//! kept in the tracking database and their fallbacks (`stored`), and recording each call as a
+//! trace in a tracking server (`traces`). Only `http` knows axum: it is the skin that serves MLflow's
 //! routes and OpenAI's `/v1` routes over one [`Gateway`]. Starting a server from the command
 //! line is mlox-cli's job.
 
@@ -14,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod limit;
+pub mod metrics;
 pub mod provider;
 pub mod retry;
 pub mod sse;

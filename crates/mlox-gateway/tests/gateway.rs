@@ -29,7 +29,11 @@ struct Served {
 
 async fn serve(yaml: &str) -> Served {
     let config = config::parse(yaml, &NoEnv).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
-    let gateway = Gateway::new(config).expect("gateway");
+    let gateway = Gateway::new(config)
+        .expect("gateway")
+        .with_metrics(std::sync::Arc::new(
+            mlox_gateway::metrics::GatewayMetrics::default(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind the gateway");
@@ -851,4 +855,51 @@ fn fallbacks_must_name_other_endpoints_of_the_same_type() {
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.message.contains(message), "{fallback}: {e}");
     }
+}
+
+#[tokio::test]
+async fn calls_are_counted_in_prometheus_metrics() {
+    let up = MockUpstream::start("up").await;
+    let gw = serve(&format!(
+        "endpoints:\n{}",
+        openai_endpoint("chat", "chat", &up, "    retries: false\n")
+    ))
+    .await;
+    assert_eq!(
+        gw.post("/endpoints/chat/invocations", chat_body("a"))
+            .await
+            .status,
+        200
+    );
+    up.fail_next(1, 503);
+    assert_eq!(
+        gw.post(
+            "/v1/chat/completions",
+            json!({"model": "chat", "messages": [{"role": "user", "content": "b"}]})
+        )
+        .await
+        .status,
+        503
+    );
+    let metrics = gw.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.content_type.starts_with("text/plain"),
+        "{}",
+        metrics.content_type
+    );
+    for line in [
+        r#"mlox_gateway_calls_total{endpoint="chat",status="200"} 1"#,
+        r#"mlox_gateway_calls_total{endpoint="chat",status="503"} 1"#,
+        r#"mlox_gateway_call_duration_seconds_count{endpoint="chat"} 2"#,
+    ] {
+        assert!(metrics.text.contains(line), "{line}\n{}", metrics.text);
+    }
+    assert!(
+        metrics
+            .text
+            .contains("mlox_gateway_tokens_total{endpoint=\"chat\",kind=\"prompt\"}"),
+        "{}",
+        metrics.text
+    );
 }
