@@ -112,8 +112,8 @@ fn definition_of(row: &AnyRow) -> GatewayModelDefinition {
     GatewayModelDefinition {
         model_definition_id: get_str(row, "model_definition_id"),
         name: get_str(row, "name"),
-        // A definition whose secret was deleted keeps neither id nor name of it.
-        secret_id: get_opt_str(row, "secret_name").and(get_opt_str(row, "secret_id")),
+        // Deleting a secret clears it from its definitions: neither id nor name is left.
+        secret_id: get_opt_str(row, "secret_id"),
         secret_name: get_opt_str(row, "secret_name"),
         provider: get_str(row, "provider"),
         model_name: get_str(row, "model_name"),
@@ -429,17 +429,32 @@ impl SqlStore {
     // ---- endpoints ----
 
     async fn check_definitions_exist(&self, configs: &[ModelConfig]) -> Result<()> {
-        let mut missing = Vec::new();
-        for config in configs {
-            if self
-                .get_gateway_model_definition(&config.model_definition_id)
-                .await
-                .is_err()
-                && !missing.contains(&config.model_definition_id)
-            {
-                missing.push(config.model_definition_id.clone());
-            }
+        if configs.is_empty() {
+            return Ok(());
         }
+        let mut sql = self.sql(
+            "SELECT model_definition_id FROM gateway_model_definitions WHERE model_definition_id IN ",
+        );
+        sql.bind_list(
+            configs
+                .iter()
+                .map(|c| Bind::Str(c.model_definition_id.clone())),
+        );
+        let found: Vec<String> = sql
+            .query()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|row| get_str(row, "model_definition_id"))
+            .collect();
+        let mut missing: Vec<&str> = configs
+            .iter()
+            .map(|c| c.model_definition_id.as_str())
+            .filter(|id| !found.iter().any(|f| f == id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if missing.is_empty() {
             Ok(())
         } else {

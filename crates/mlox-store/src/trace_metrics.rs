@@ -55,9 +55,15 @@ impl SqlStore {
                   AND s.key = 'mlflow.trace.session') AS session \
                  FROM traces t WHERE t.experiment_id IN "
             }
-            ViewType::Spans => {
+            // A span's document is read only when the metric or a dimension is inside it.
+            ViewType::Spans if needs_span_content(query) => {
                 "SELECT t.request_time_ms AS ts, s.name, s.span_type, s.status, \
                  s.start_time_unix_nano, s.end_time_unix_nano, s.content \
+                 FROM spans s JOIN traces t ON t.trace_id = s.trace_id WHERE t.experiment_id IN "
+            }
+            ViewType::Spans => {
+                "SELECT t.request_time_ms AS ts, s.name, s.span_type, s.status, \
+                 s.start_time_unix_nano, s.end_time_unix_nano, NULL AS content \
                  FROM spans s JOIN traces t ON t.trace_id = s.trace_id WHERE t.experiment_id IN "
             }
             ViewType::Assessments => {
@@ -101,6 +107,15 @@ impl SqlStore {
             })
             .collect())
     }
+}
+
+/// Costs, models and providers are attributes inside a span's stored document.
+fn needs_span_content(query: &MetricFacts) -> bool {
+    query.metric.ends_with("_cost")
+        || query
+            .dimensions
+            .iter()
+            .any(|d| d == "span_model_name" || d == "span_model_provider")
 }
 
 fn push_filter(sql: &mut Sql, filter: &MetricFilter) {
@@ -152,16 +167,13 @@ fn push_filter(sql: &mut Sql, filter: &MetricFilter) {
 }
 
 fn trace_fact(row: &AnyRow, query: &MetricFacts) -> Fact {
-    let usage: Option<Value> =
-        get_opt_str(row, "token_usage").and_then(|text| serde_json::from_str(&text).ok());
     let value = match query.metric {
         "trace_count" => Some(1.0),
         "session_count" => None,
         "latency" => get_opt_i64(row, "execution_time_ms").map(|ms| ms as f64),
-        tokens => usage
-            .as_ref()
-            .and_then(|u| u.get(tokens))
-            .and_then(Value::as_f64),
+        tokens => get_opt_str(row, "token_usage")
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|usage| usage.get(tokens).and_then(Value::as_f64)),
     };
     let dimensions = query
         .dimensions
@@ -181,7 +193,9 @@ fn trace_fact(row: &AnyRow, query: &MetricFacts) -> Fact {
 }
 
 fn span_fact(row: &AnyRow, query: &MetricFacts) -> Fact {
-    let content: Value = serde_json::from_str(&get_str(row, "content")).unwrap_or_default();
+    let content: Value = get_opt_str(row, "content")
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
     let start = get_i64(row, "start_time_unix_nano");
     let value = match query.metric {
         "span_count" => Some(1.0),
