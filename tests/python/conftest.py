@@ -343,6 +343,9 @@ def launch(
     # MLflow encrypts webhook secrets with a per-process key unless one is given; its several
     # workers then cannot read each other's secrets. A fixed test key keeps them in agreement.
     env.setdefault("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "bWxveC10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmZ2g=")
+    # No test reaches the internet for MLflow's model catalog; tests that price calls give
+    # their own catalog file.
+    env["MLFLOW_MODEL_CATALOG_URI"] = ""
     env.pop("MLFLOW_TRACKING_URI", None)
     for name, value in (env_extra or {}).items():
         if value is None:

@@ -118,18 +118,23 @@ class OpenAIStub:
                 if self.path == "/v1/chat/completions":
                     text = "stub says: " + str(body["messages"][-1]["content"])
                     if body.get("stream"):
-                        return self._stream(
-                            [
-                                {
-                                    "id": "chatcmpl-1",
-                                    "object": "chat.completion.chunk",
-                                    "created": 1,
-                                    "model": model,
-                                    "choices": [{"index": 0, "delta": {"content": w + " "}, "finish_reason": None}],
-                                }
-                                for w in text.split(" ")
-                            ]
-                        )
+                        chunks = [
+                            {
+                                "id": "chatcmpl-1",
+                                "object": "chat.completion.chunk",
+                                "created": 1,
+                                "model": model,
+                                "choices": [{"index": 0, "delta": {"content": w + " "}, "finish_reason": None}],
+                            }
+                            for w in text.split(" ")
+                        ]
+                        # As OpenAI does: the tokens used, in a last chunk without choices, when asked.
+                        if (body.get("stream_options") or {}).get("include_usage"):
+                            chunks.append({
+                                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                                "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+                            })
+                        return self._stream(chunks)
                     return self._json(
                         200,
                         {

@@ -308,6 +308,8 @@ async fn authorize(
     next: Next,
 ) -> Result<Response> {
     req.extensions_mut().insert(Caller(user.clone()));
+    // For handlers outside this crate (the gateway's budgets count calls by user).
+    req.extensions_mut().insert(user.clone());
     let method = req.method().as_str().to_string();
     let query = query_to_json(req.uri().query().unwrap_or(""));
     let mut body = None;

@@ -12,6 +12,7 @@
 
 pub mod assessments;
 pub mod auth;
+pub mod budget;
 pub mod correlation;
 pub mod entities;
 pub mod error;

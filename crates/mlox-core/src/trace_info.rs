@@ -14,15 +14,19 @@ pub fn rfc3339_to_ms(s: &str) -> Option<i64> {
         t.next()?.parse::<i64>().ok()?,
     );
     let sec: f64 = t.next()?.parse().ok()?;
-    // Days from civil date (proleptic Gregorian), valid for all years we will meet.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
+    let days = days_from_civil(y, m, day);
+    Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0).round() as i64)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_date`]).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(((days * 86400 + h * 3600 + min * 60) as f64 * 1000.0 + sec * 1000.0).round() as i64)
+    era * 146_097 + doe - 719_468
 }
 
 /// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.

@@ -177,6 +177,7 @@ impl Gateway {
         body: Map<String, Value>,
     ) -> Result<Answer, GatewayError> {
         let timer = std::time::Instant::now();
+        let pass_usage_chunk = sse::client_wants_usage(&body);
         // Calls to names the gateway does not serve are not traced: nothing ran.
         let result = match (&self.traces, self.kind_of(name)) {
             (Some(recorder), Some(kind)) => {
@@ -196,7 +197,15 @@ impl Gateway {
             };
             metrics.record_body(name, status, timer.elapsed(), answer);
         }
-        result
+        match result {
+            // Upstreams are asked for a usage chunk; a client that did not ask gets none.
+            Ok(Answer::Stream(stream)) => Ok(Answer::Stream(sse::tap_usage(
+                stream,
+                pass_usage_chunk,
+                |_| {},
+            ))),
+            other => other,
+        }
     }
 
     /// Waits for the traces of calls already answered to be sent (see `TraceRecorder::flush`).

@@ -16,10 +16,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{EndpointConfig, EndpointType, Limit, RouteConfig};
+use crate::catalog::{ModelCatalog, Usage, usage_of};
+use crate::config::{EndpointConfig, EndpointType, Limit, RouteConfig, normalize_provider};
 use crate::error::GatewayError;
 use crate::gateway::{Answer, Gateway};
-use crate::stored::{EndpointSource, LoadedEndpoint};
+use crate::sse;
+use crate::stored::{Answered, CallScope, EndpointSource, LoadedEndpoint};
 use crate::traces::GatewayCall;
 use crate::upstream::Upstream;
 
@@ -105,8 +107,13 @@ pub fn live_router(gateway: Arc<LiveGateway>) -> Router {
 /// The invocation routes of the endpoints kept in the tracking database, as MLflow's tracking
 /// server serves them under `/gateway/`: `{name}/mlflow/invocations` (chat or embeddings by the
 /// body's shape), OpenAI's `mlflow/v1/chat/completions` (the endpoint in `model`) and
-/// `mlflow/v1/models`. Errors are FastAPI's `{"detail": …}`, as MLflow answers there.
-pub fn stored_router<S: EndpointSource>(source: Arc<S>, upstream: Upstream) -> Router {
+/// `mlflow/v1/models`. Errors are FastAPI's `{"detail": …}`, as MLflow answers there. Calls are
+/// priced from `catalog` and counted against the source's budgets.
+pub fn stored_router<S: EndpointSource>(
+    source: Arc<S>,
+    upstream: Upstream,
+    catalog: Arc<ModelCatalog>,
+) -> Router {
     Router::new()
         .route(
             "/gateway/{name}/mlflow/invocations",
@@ -118,12 +125,17 @@ pub fn stored_router<S: EndpointSource>(source: Arc<S>, upstream: Upstream) -> R
         )
         .route("/gateway/mlflow/v1/models", get(stored_models::<S>))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(StoredState { source, upstream })
+        .with_state(StoredState {
+            source,
+            upstream,
+            catalog,
+        })
 }
 
 struct StoredState<S> {
     source: Arc<S>,
     upstream: Upstream,
+    catalog: Arc<ModelCatalog>,
 }
 
 impl<S> Clone for StoredState<S> {
@@ -131,53 +143,60 @@ impl<S> Clone for StoredState<S> {
         StoredState {
             source: self.source.clone(),
             upstream: self.upstream.clone(),
+            catalog: self.catalog.clone(),
         }
     }
 }
 
+/// The signed-in caller, when the server signs callers in.
+type SignedIn = Option<axum::Extension<mlox_core::auth::User>>;
+
 async fn stored_invocations<S: EndpointSource>(
     State(state): State<StoredState<S>>,
     Path(name): Path<String>,
+    user: SignedIn,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match read_object(body) {
         Ok(body) => body,
-        Err(e) => return mlflow_error(&e),
+        Err(e) => return detail_error(&e),
     };
     let kind = if body.contains_key("messages") {
         EndpointType::Chat
     } else if body.contains_key("input") {
         EndpointType::Embeddings
     } else {
-        return mlflow_error(&GatewayError::BadRequest(
+        return detail_error(&GatewayError::BadRequest(
             "Invalid request: payload format must be either chat or embeddings".into(),
         ));
     };
-    stored_call(&state, &name, kind, body).await
+    stored_call(&state, &name, user, kind, body).await
 }
 
 async fn stored_chat<S: EndpointSource>(
     State(state): State<StoredState<S>>,
+    user: SignedIn,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut body = match read_object(body) {
         Ok(body) => body,
-        Err(e) => return mlflow_error(&e),
+        Err(e) => return detail_error(&e),
     };
     let name = match body.remove("model") {
         Some(Value::String(name)) if !name.is_empty() => name,
         _ => {
-            return mlflow_error(&GatewayError::BadRequest(
+            return detail_error(&GatewayError::BadRequest(
                 "Missing required 'model' parameter in request body".into(),
             ));
         }
     };
-    stored_call(&state, &name, EndpointType::Chat, body).await
+    stored_call(&state, &name, user, EndpointType::Chat, body).await
 }
 
 async fn stored_call<S: EndpointSource>(
     state: &StoredState<S>,
     name: &str,
+    user: SignedIn,
     kind: EndpointType,
     body: Map<String, Value>,
 ) -> Response {
@@ -186,30 +205,120 @@ async fn stored_call<S: EndpointSource>(
         usage_experiment_id,
     } = match state.source.endpoint(name).await {
         Ok(loaded) => loaded,
-        Err(e) => return mlflow_error(&e),
+        Err(e) => return detail_error(&e),
+    };
+    let scope = CallScope {
+        endpoint_id: endpoint.id.clone(),
+        username: user.map(|u| u.0.username),
     };
     let started = std::time::SystemTime::now();
+    if let Err(e) = state.source.admit(&scope).await {
+        if let Some(experiment_id) = &usage_experiment_id {
+            let call =
+                GatewayCall::finished(name, kind, Value::Object(body), started, &Err(e.clone()));
+            state.source.record(experiment_id, call);
+        }
+        return detail_error(&e);
+    }
     let inputs = usage_experiment_id
         .as_ref()
         .map(|_| Value::Object(body.clone()));
+    let pass_usage_chunk = sse::client_wants_usage(&body);
     let allow_private = state.source.allow_private_destinations();
     let result = endpoint
         .invoke(&state.upstream, kind, body, allow_private)
         .await;
-    if let (Some(experiment_id), Some(inputs)) = (&usage_experiment_id, inputs) {
-        let call = GatewayCall::finished(name, kind, inputs, started, &result);
-        state.source.record(experiment_id, call);
+    let (result, answered_by) = match result {
+        Ok(Answered { answer, model }) => (
+            Ok(answer),
+            Some((model.provider.clone(), model.model_name.clone())),
+        ),
+        Err(e) => (Err(e), None),
+    };
+    let mut trace = match (usage_experiment_id, inputs) {
+        (Some(experiment_id), Some(inputs)) => Some((
+            experiment_id,
+            GatewayCall::finished(name, kind, inputs, started, &result),
+        )),
+        _ => None,
+    };
+    let Some((provider, model)) = answered_by else {
+        if let Some((experiment_id, call)) = trace {
+            state.source.record(&experiment_id, call);
+        }
+        return match result {
+            Ok(answer) => answer_response(answer),
+            Err(e) => detail_error(&e),
+        };
+    };
+    if let Some((_, call)) = &mut trace {
+        call.details.provider = Some(provider.clone());
+        call.details.model = Some(model.clone());
     }
+    let settle = Settlement {
+        source: state.source.clone(),
+        catalog: state.catalog.clone(),
+        scope,
+        provider,
+        model,
+        trace,
+    };
     match result {
-        Ok(answer) => answer_response(answer),
-        Err(e) => mlflow_error(&e),
+        Ok(Answer::Json(bytes)) => {
+            let usage = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| usage_of(&v));
+            tokio::spawn(settle.run(usage));
+            answer_response(Answer::Json(bytes))
+        }
+        Ok(Answer::Stream(stream)) => {
+            let tapped = sse::tap_usage(stream, pass_usage_chunk, move |usage| {
+                tokio::spawn(settle.run(usage));
+            });
+            answer_response(Answer::Stream(tapped))
+        }
+        Err(e) => detail_error(&e),
+    }
+}
+
+/// What is left to do once a stored endpoint's call is answered: price it, charge its
+/// budgets and record its trace. Runs on a task of its own, never delaying the answer.
+struct Settlement<S> {
+    source: Arc<S>,
+    catalog: Arc<ModelCatalog>,
+    scope: CallScope,
+    provider: String,
+    model: String,
+    trace: Option<(String, GatewayCall)>,
+}
+
+impl<S: EndpointSource> Settlement<S> {
+    async fn run(self, usage: Option<Usage>) {
+        let cost = match usage {
+            Some(usage) => self
+                .catalog
+                .price(&normalize_provider(&self.provider), &self.model)
+                .await
+                .map(|price| price.cost(usage)),
+            None => None,
+        };
+        if let Some(cost) = cost
+            && cost.total() > 0.0
+        {
+            self.source.charge(self.scope, cost.total());
+        }
+        if let Some((experiment_id, mut call)) = self.trace {
+            call.details.usage = usage;
+            call.details.cost = cost;
+            self.source.record(&experiment_id, call);
+        }
     }
 }
 
 async fn stored_models<S: EndpointSource>(State(state): State<StoredState<S>>) -> Response {
     let mut names = match state.source.endpoint_names().await {
         Ok(names) => names,
-        Err(e) => return mlflow_error(&e),
+        Err(e) => return detail_error(&e),
     };
     names.sort();
     let data: Vec<Value> = names
@@ -624,6 +733,20 @@ fn mlflow_error(error: &GatewayError) -> Response {
     };
     with_retry_after(
         json_response(status_of(error), body.to_string().into_bytes()),
+        error.retry_after(),
+    )
+}
+
+/// FastAPI's `{"detail": …}`, as the tracking server's gateway answers every failure, a
+/// budget's refusal included.
+fn detail_error(error: &GatewayError) -> Response {
+    with_retry_after(
+        json_response(
+            status_of(error),
+            serde_json::json!({ "detail": error.to_string() })
+                .to_string()
+                .into_bytes(),
+        ),
         error.retry_after(),
     )
 }

@@ -3,12 +3,14 @@
 //! schema and its checks (`config`), the providers' request and answer mappings (`provider`),
 //! traffic-split routing and the dispatch of one call (`gateway`), upstream calls with
 //! retries and timeouts (`upstream`, `retry`), per-endpoint rate limits (`limit`),
-//! Prometheus metrics of the calls (`metrics`) and server-sent events (`sse`), the endpoints
+//! Prometheus metrics of the calls (`metrics`), server-sent events (`sse`), what a call cost
+//! from MLflow's model catalog (`catalog`), the endpoints
 //! kept in the tracking database and their fallbacks (`stored`), and recording each call as a
 //! trace in a tracking server (`traces`). Only `http` knows axum: it is the skin that serves MLflow's
 //! routes and OpenAI's `/v1` routes over one [`Gateway`]. Starting a server from the command
 //! line is mlox-cli's job.
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod gateway;

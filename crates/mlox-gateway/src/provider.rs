@@ -210,6 +210,15 @@ pub fn build_request(
                 EndpointType::Chat => "chat/completions",
                 EndpointType::Embeddings => "embeddings",
             };
+            if stream {
+                // As MLflow's gateway does: the final chunk then reports the tokens used.
+                let options = body
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(options) = options {
+                    options.entry("include_usage").or_insert(Value::Bool(true));
+                }
+            }
             // Ollama's placeholder key is not a credential.
             let bearer = api_key
                 .clone()

@@ -3,12 +3,16 @@
 //! an error event in OpenAI's shape, since the status line has already been sent.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource as _;
+use futures::Stream;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use crate::catalog::{Usage, usage_of};
 use crate::error::GatewayError;
 
 pub type SseStream = BoxStream<'static, Result<Bytes, Infallible>>;
@@ -93,9 +97,145 @@ pub fn relay(response: reqwest::Response, idle: Duration) -> SseStream {
     .boxed()
 }
 
+/// Whether a chat request asked for the usage chunk itself (`stream_options.include_usage`);
+/// the gateway asks upstreams for it always, and keeps it from clients that did not.
+pub fn client_wants_usage(body: &serde_json::Map<String, serde_json::Value>) -> bool {
+    body.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+}
+
+/// Passes `stream` on, noting the last `usage` its events carry (OpenAI sends it in a final
+/// chunk without choices when asked with `stream_options.include_usage`), and hands it to
+/// `on_end` once the stream ends or is dropped (a client that goes away still pays for what
+/// it got). Unless `pass_usage_chunk`, that usage-only chunk is kept from the client, which
+/// did not ask for it.
+pub fn tap_usage(
+    stream: SseStream,
+    pass_usage_chunk: bool,
+    on_end: impl FnOnce(Option<Usage>) + Send + 'static,
+) -> SseStream {
+    UsageTap {
+        inner: stream,
+        usage: None,
+        pass_usage_chunk,
+        on_end: Some(Box::new(on_end)),
+    }
+    .boxed()
+}
+
+type UsageCallback = Box<dyn FnOnce(Option<Usage>) + Send>;
+
+struct UsageTap {
+    inner: SseStream,
+    usage: Option<Usage>,
+    pass_usage_chunk: bool,
+    on_end: Option<UsageCallback>,
+}
+
+impl UsageTap {
+    /// Notes the event's usage; returns whether the event is only that (no choices).
+    fn note(&mut self, event: &[u8]) -> bool {
+        // Our streams carry whole events per item; their data lines joined are the JSON.
+        let Ok(text) = std::str::from_utf8(event) else {
+            return false;
+        };
+        if !text.contains("usage") {
+            return false;
+        }
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) else {
+            return false;
+        };
+        let Some(usage) = usage_of(&value) else {
+            return false;
+        };
+        self.usage = Some(usage);
+        value
+            .get("choices")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty)
+    }
+
+    fn finish(&mut self) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(self.usage);
+        }
+    }
+}
+
+impl Stream for UsageTap {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let polled = self.inner.poll_next_unpin(cx);
+            match &polled {
+                Poll::Ready(Some(Ok(event))) => {
+                    let event = event.clone();
+                    if self.note(&event) && !self.pass_usage_chunk {
+                        continue;
+                    }
+                }
+                Poll::Ready(None) => self.finish(),
+                _ => {}
+            }
+            return polled;
+        }
+    }
+}
+
+impl Drop for UsageTap {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_last_usage_of_a_stream_is_reported_once_it_ends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let chunks = vec![
+            br#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#.to_vec(),
+            br#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#.to_vec(),
+        ];
+        for pass_usage_chunk in [true, false] {
+            let tx = tx.clone();
+            let tapped = tap_usage(
+                from_chunks(chunks.clone()),
+                pass_usage_chunk,
+                move |usage| {
+                    tx.send(usage).unwrap();
+                },
+            );
+            let passed: Vec<Bytes> = tapped.map(|e| e.unwrap()).collect().await;
+            // The usage-only chunk reaches only clients that asked for it.
+            assert_eq!(passed.len(), if pass_usage_chunk { 3 } else { 2 });
+            assert_eq!(&passed[passed.len() - 1][..], DONE);
+            let usage = rx.recv().unwrap().unwrap();
+            assert_eq!((usage.input_tokens, usage.output_tokens), (7, 3));
+            assert!(rx.try_recv().is_err(), "reported once");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_early_reports_what_it_saw() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut tapped = tap_usage(from_chunks(vec![b"{}".to_vec()]), true, move |usage| {
+            tx.send(usage).unwrap();
+        });
+        let _ = tapped.next().await;
+        drop(tapped);
+        assert_eq!(rx.recv().unwrap(), None);
+    }
 
     #[test]
     fn data_events_keep_every_line_in_a_data_field() {

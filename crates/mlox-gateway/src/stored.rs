@@ -49,6 +49,7 @@ impl std::fmt::Debug for StoredModel {
 
 #[derive(Clone, Debug)]
 pub struct StoredEndpoint {
+    pub id: String,
     pub name: String,
     /// `REQUEST_BASED_TRAFFIC_SPLIT`: primaries drawn by weight; otherwise the first primary.
     pub traffic_split: bool,
@@ -73,8 +74,30 @@ pub trait EndpointSource: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Vec<(String, i64)>, GatewayError>> + Send;
     /// Records one finished call into the endpoint's usage experiment; must not block.
     fn record(&self, experiment_id: &str, call: crate::traces::GatewayCall);
+    /// Refuses a call that a budget forbids (`GatewayError::RateLimited` until the window
+    /// ends), before any upstream is called.
+    fn admit(
+        &self,
+        call: &CallScope,
+    ) -> impl std::future::Future<Output = Result<(), GatewayError>> + Send;
+    /// Adds what a finished call cost (USD) to the budgets that count it; must not block.
+    fn charge(&self, call: CallScope, cost_usd: f64);
     /// `MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS`: user-chosen base URLs may be private.
     fn allow_private_destinations(&self) -> bool;
+}
+
+/// Whose call it is, as budgets count calls.
+#[derive(Clone, Debug, Default)]
+pub struct CallScope {
+    pub endpoint_id: String,
+    /// The signed-in caller; `None` when the server has no sign-in.
+    pub username: Option<String>,
+}
+
+/// A call's answer and the model that gave it.
+pub struct Answered<'a> {
+    pub answer: Answer,
+    pub model: &'a StoredModel,
 }
 
 /// An endpoint as one call needs it.
@@ -208,7 +231,7 @@ impl StoredEndpoint {
         kind: EndpointType,
         body: Map<String, Value>,
         allow_private_destinations: bool,
-    ) -> Result<Answer, GatewayError> {
+    ) -> Result<Answered<'_>, GatewayError> {
         let attempts = self.attempts()?;
         let mut last = None;
         for model in attempts {
@@ -219,7 +242,7 @@ impl StoredEndpoint {
                 check_public_destination(destination).await?;
             }
             match call_endpoint(upstream, &config, body.clone()).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok(Answered { answer, model }),
                 Err(e) if falls_through(&e) => {
                     tracing::warn!(endpoint = %self.name, model = %model.model_name, error = %e, "gateway model failed; trying the next");
                     last = Some(e);
@@ -284,6 +307,7 @@ mod tests {
 
     fn endpoint(models: Vec<StoredModel>, falls_back: bool, max: Option<usize>) -> StoredEndpoint {
         StoredEndpoint {
+            id: "e-1".into(),
             name: "e".into(),
             traffic_split: false,
             falls_back,

@@ -41,6 +41,17 @@ pub struct GatewayCall {
     pub started: SystemTime,
     pub ended: SystemTime,
     pub error: Option<String>,
+    /// Which model answered and what it used, when known.
+    pub details: CallDetails,
+}
+
+/// What the answer of a call said about its model and tokens, and what that cost.
+#[derive(Clone, Debug, Default)]
+pub struct CallDetails {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub usage: Option<crate::catalog::Usage>,
+    pub cost: Option<crate::catalog::Cost>,
 }
 
 impl GatewayCall {
@@ -66,6 +77,7 @@ impl GatewayCall {
             started,
             ended: SystemTime::now(),
             error,
+            details: CallDetails::default(),
         }
     }
 }
@@ -241,6 +253,26 @@ pub fn otlp_export(call: &GatewayCall) -> Value {
         attributes.push(attribute("mlflow.spanOutputs", &call.outputs));
     }
     attributes.push(attribute("mlflow.gateway.endpoint", &json!(call.endpoint)));
+    let details = &call.details;
+    if let Some(model) = &details.model {
+        attributes.push(attribute("mlflow.llm.model", &json!(model)));
+    }
+    if let Some(provider) = &details.provider {
+        attributes.push(attribute("mlflow.llm.provider", &json!(provider)));
+    }
+    if let Some(usage) = details.usage {
+        attributes.push(attribute(
+            "mlflow.chat.tokenUsage",
+            &json!({
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+            }),
+        ));
+    }
+    if let Some(cost) = details.cost {
+        attributes.push(attribute("mlflow.llm.cost", &cost.to_json()));
+    }
     let status = match &call.error {
         None => json!({"code": 1}),
         Some(message) => json!({"code": 2, "message": message}),
@@ -282,6 +314,19 @@ mod tests {
             started,
             ended: started + std::time::Duration::from_millis(250),
             error: None,
+            details: CallDetails {
+                provider: Some("openai".into()),
+                model: Some("gpt-test".into()),
+                usage: Some(crate::catalog::Usage {
+                    input_tokens: 3,
+                    output_tokens: 2,
+                    cached_input_tokens: 0,
+                }),
+                cost: Some(crate::catalog::Cost {
+                    input_cost: 0.25,
+                    output_cost: 0.5,
+                }),
+            },
         };
         let export = otlp_export(&call);
         let span = &export["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
@@ -307,6 +352,15 @@ mod tests {
             "mlflow.spanInputs",
             r#"{"messages":[{"content":"hi","role":"user"}]}"#
         )));
+        assert!(attrs.contains(&("mlflow.llm.model", "\"gpt-test\"")));
+        assert!(attrs.contains(&(
+            "mlflow.chat.tokenUsage",
+            r#"{"input_tokens":3,"output_tokens":2,"total_tokens":5}"#
+        )));
+        assert!(attrs.contains(&(
+            "mlflow.llm.cost",
+            r#"{"input_cost":0.25,"output_cost":0.5,"total_cost":0.75}"#
+        )));
     }
 
     #[test]
@@ -320,6 +374,7 @@ mod tests {
             started: now,
             ended: now,
             error: Some("upstream timed out".into()),
+            details: CallDetails::default(),
         };
         let span = &otlp_export(&call)["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(

@@ -62,10 +62,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0005_evaluation_datasets.sql"),
     ),
     (6, "gateway", include_str!("../migrations/0006_gateway.sql")),
+    (
+        7,
+        "gateway_budgets",
+        include_str!("../migrations/0007_gateway_budgets.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err

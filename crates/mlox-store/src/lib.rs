@@ -11,6 +11,7 @@
 //! the dialect both engines accept, and the few real differences live in [`Dialect`].
 
 pub mod auth;
+pub mod budgets;
 mod db;
 mod evaluation_datasets;
 mod experiments;

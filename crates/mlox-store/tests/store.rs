@@ -3958,3 +3958,207 @@ async fn an_endpoints_models_keep_the_order_they_were_given_in() {
         ids[3]
     );
 }
+
+// ------------------------------------------------------------------------- gateway budgets
+
+fn budget(
+    scope: mlox_core::budget::TargetScope,
+    target: Option<&str>,
+    action: mlox_core::budget::BudgetAction,
+    amount: f64,
+) -> mlox_store::budgets::NewBudgetPolicy {
+    mlox_store::budgets::NewBudgetPolicy {
+        budget_unit: mlox_core::budget::BudgetUnit::Usd,
+        budget_amount: amount,
+        duration: mlox_core::budget::BudgetDuration {
+            unit: mlox_core::budget::DurationUnit::Hours,
+            value: 1,
+        },
+        target_scope: scope,
+        target_value: target.map(str::to_string),
+        budget_action: action,
+        created_by: Some("admin".into()),
+    }
+}
+
+#[tokio::test]
+async fn budget_spend_is_summed_per_scope_and_window_and_alerts_once_per_window() {
+    use mlox_core::budget::{BudgetAction, CallScope, TargetScope};
+    let (_dir, s) = store().await;
+    let (_, _, endpoint) = gateway_endpoint(&s, "chat", false).await;
+    let ep = endpoint.endpoint_id.as_str();
+    assert_eq!(
+        code(
+            s.create_budget_policy(budget(
+                TargetScope::Endpoint,
+                Some("e-missing"),
+                BudgetAction::Reject,
+                1.0
+            ))
+            .await
+        ),
+        Code::ResourceDoesNotExist
+    );
+    let global = s
+        .create_budget_policy(budget(TargetScope::Global, None, BudgetAction::Alert, 1.0))
+        .await
+        .unwrap();
+    let per_endpoint = s
+        .create_budget_policy(budget(
+            TargetScope::Endpoint,
+            Some(ep),
+            BudgetAction::Reject,
+            0.5,
+        ))
+        .await
+        .unwrap();
+    let per_user = s
+        .create_budget_policy(budget(
+            TargetScope::User,
+            Some("alice"),
+            BudgetAction::Alert,
+            0.25,
+        ))
+        .await
+        .unwrap();
+    s.create_webhook(mlox_core::webhooks::NewWebhook {
+        name: "budgets".into(),
+        url: "https://example.com/hook".into(),
+        events: vec![mlox_core::webhooks::WebhookEvent::new("budget_policy", "exceeded").unwrap()],
+        description: None,
+        secret: None,
+        status: None,
+    })
+    .await
+    .unwrap();
+
+    let hour = 3_600_000;
+    let t = 1_000 * hour + 5 * 60_000;
+    let alice = CallScope {
+        endpoint_id: Some(ep),
+        username: Some("alice"),
+    };
+    let bob_elsewhere = CallScope {
+        endpoint_id: Some("e-other"),
+        username: Some("bob"),
+    };
+    s.record_gateway_spend(alice, 0.2, t).await.unwrap();
+    s.record_gateway_spend(alice, 0.1, t + 1).await.unwrap(); // same minute: one row, summed
+    s.record_gateway_spend(bob_elsewhere, 0.4, t + 2 * 60_000)
+        .await
+        .unwrap();
+    s.record_gateway_spend(alice, 9.0, t + hour).await.unwrap(); // the next window
+
+    let window = |p: &mlox_core::budget::BudgetPolicy| p.window_at(t);
+    let spend = |p| {
+        let s = &s;
+        async move { s.budget_spend(p, window(p)).await.unwrap() }
+    };
+    assert!((spend(&global).await - 0.7).abs() < 1e-9);
+    assert!((spend(&per_endpoint).await - 0.3).abs() < 1e-9);
+    assert!((spend(&per_user).await - 0.3).abs() < 1e-9);
+
+    // Alice's 0.3 crossed her 0.25 in the first window, and her 9.0 crossed both ALERT
+    // policies in the next: three alerts, each once, with MLflow's payload.
+    s.record_gateway_spend(alice, 0.1, t + 3).await.unwrap();
+    let deliveries = s.claim_webhook_deliveries(100, 60_000, &[]).await.unwrap();
+    let mut alerts: Vec<(String, i64)> = deliveries
+        .iter()
+        .map(|d| {
+            assert_eq!(
+                (d.entity.as_str(), d.action.as_str()),
+                ("budget_policy", "exceeded")
+            );
+            let payload: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+            assert_eq!(payload["budget_unit"], "USD");
+            assert_eq!(payload["duration_unit"], "HOURS");
+            (
+                payload["budget_policy_id"].as_str().unwrap().to_string(),
+                payload["window_start"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    alerts.sort();
+    let mut expected = vec![
+        (per_user.budget_policy_id.clone(), 1_000 * hour),
+        (global.budget_policy_id.clone(), 1_001 * hour),
+        (per_user.budget_policy_id.clone(), 1_001 * hour),
+    ];
+    expected.sort();
+    assert_eq!(alerts, expected);
+}
+
+#[tokio::test]
+async fn budget_policies_update_list_and_delete_as_mlflow_does() {
+    use mlox_core::budget::{BudgetAction, TargetScope};
+    let (_dir, s) = store().await;
+    let (_, _, endpoint) = gateway_endpoint(&s, "chat", false).await;
+    let policy = s
+        .create_budget_policy(budget(
+            TargetScope::Endpoint,
+            Some(&endpoint.endpoint_id),
+            BudgetAction::Reject,
+            5.0,
+        ))
+        .await
+        .unwrap();
+    assert!(policy.budget_policy_id.starts_with("bp-"));
+    // A new scope does not adopt a target written for the old one.
+    assert_eq!(
+        s.update_budget_policy(
+            &policy.budget_policy_id,
+            mlox_store::budgets::BudgetPolicyUpdate {
+                target_scope: Some(TargetScope::User),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap_err()
+        .message,
+        "target_value is required when target_scope is USER."
+    );
+    let global = s
+        .update_budget_policy(
+            &policy.budget_policy_id,
+            mlox_store::budgets::BudgetPolicyUpdate {
+                target_scope: Some(TargetScope::Global),
+                budget_amount: Some(7.5),
+                updated_by: Some("bob".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((global.target_value, global.budget_amount), (None, 7.5));
+    assert_eq!(global.last_updated_by.as_deref(), Some("bob"));
+    assert_eq!(global.created_by.as_deref(), Some("admin"));
+
+    for _ in 0..2 {
+        s.create_budget_policy(budget(TargetScope::Global, None, BudgetAction::Alert, 1.0))
+            .await
+            .unwrap();
+    }
+    let (first, token) = s.list_budget_policies(2, None).await.unwrap();
+    let (rest, end) = s.list_budget_policies(2, token.as_deref()).await.unwrap();
+    assert_eq!((first.len(), rest.len(), end), (2, 1, None));
+    let mut ids: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|p| p.budget_policy_id.clone())
+        .collect();
+    let listed = ids.clone();
+    ids.sort();
+    assert_eq!(listed, ids, "listed by id");
+
+    s.delete_budget_policy(&policy.budget_policy_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s.get_budget_policy(&policy.budget_policy_id).await),
+        Code::ResourceDoesNotExist
+    );
+    assert_eq!(
+        code(s.delete_budget_policy(&policy.budget_policy_id).await),
+        Code::ResourceDoesNotExist
+    );
+}

@@ -14,6 +14,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::{delete, get, post, put};
+use mlox_core::budget::BudgetAction;
 use mlox_core::gateway::{
     FALLBACK_STRATEGIES, FallbackConfig, LinkageType, ModelConfig, ROUTING_STRATEGIES,
     check_endpoint_name, check_resource_type, check_secret_values, mask_values, scorer_gateway_ref,
@@ -21,8 +22,11 @@ use mlox_core::gateway::{
 use mlox_core::validation::missing_request_parameter;
 use mlox_core::{Code, Error};
 use mlox_gateway::GatewayError;
+use mlox_gateway::catalog::ModelCatalog;
 use mlox_gateway::config::OpenAiFamily;
-use mlox_gateway::stored::{EndpointSource, LoadedEndpoint, StoredEndpoint, StoredModel};
+use mlox_gateway::stored::{
+    CallScope, EndpointSource, LoadedEndpoint, StoredEndpoint, StoredModel,
+};
 use mlox_gateway::traces::{GatewayCall, otlp_export};
 use mlox_store::SqlStore;
 use mlox_store::gateway::{
@@ -66,7 +70,6 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/gateway/supported-providers", get(supported_providers))
         .route("/gateway/supported-models", get(supported_models))
         .route("/gateway/provider-config", get(provider_config))
-        .route("/gateway/budgets/{*rest}", axum::routing::any(not_built))
         .route("/gateway/guardrails/{*rest}", axum::routing::any(not_built))
         .route("/gateway-proxy", get(gateway_proxy).post(gateway_proxy))
         .route("/scorers/online-config", put(upsert_online_scoring_config))
@@ -83,11 +86,22 @@ fn nonempty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-/// Budgets and guardrails are part of MLflow's gateway that mlox does not have yet.
+/// Guardrails are part of MLflow's gateway that mlox does not have yet.
 async fn not_built() -> ApiResult<Json<Value>> {
     Err(ApiError(Error::not_implemented(
-        "Gateway budgets and guardrails are not implemented in mlox yet.",
+        "Gateway guardrails are not implemented in mlox yet.",
     )))
+}
+
+/// MLflow's model catalog, read from `MLFLOW_MODEL_CATALOG_URI`: one for the process, shared
+/// by the calls it prices and the UI's model lists.
+pub fn model_catalog() -> Result<Arc<ModelCatalog>, String> {
+    static CATALOG: std::sync::OnceLock<Arc<ModelCatalog>> = std::sync::OnceLock::new();
+    if let Some(catalog) = CATALOG.get() {
+        return Ok(catalog.clone());
+    }
+    let catalog = Arc::new(ModelCatalog::from_env()?);
+    Ok(CATALOG.get_or_init(|| catalog).clone())
 }
 
 // ---------------------------------------------------------------------------- secrets
@@ -558,11 +572,38 @@ async fn supported_providers() -> Json<Value> {
     Json(json!({ "providers": providers() }))
 }
 
-/// MLflow lists models from a catalog of every provider's models; mlox carries none.
-async fn supported_models() -> JsonResult {
-    Err(ApiError(Error::not_implemented(
-        "mlox has no catalog of provider models: name the provider's model directly.",
-    )))
+/// The models of the providers mlox calls, from MLflow's model catalog (`provider` narrows
+/// them to one), with their modes, limits and prices, as MLflow's UI lists them.
+async fn supported_models(Msg(m): Msg<ProviderMsg>) -> JsonResult {
+    let catalog = model_catalog().map_err(|e| ApiError(Error::internal(e)))?;
+    let wanted: Vec<&str> = match nonempty(m.provider) {
+        Some(p) => {
+            let known = providers();
+            match known.iter().find(|k| **k == p) {
+                Some(k) => vec![*k],
+                None => Vec::new(),
+            }
+        }
+        None => providers(),
+    };
+    // Each provider is its own file: read them side by side.
+    let files = futures::future::join_all(wanted.iter().map(|p| catalog.models(p))).await;
+    let mut models = Vec::new();
+    for (provider, listed) in wanted.into_iter().zip(files) {
+        let mut names: Vec<&String> = listed
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m.mode.as_deref(),
+                    Some("chat" | "completion" | "embedding" | "responses")
+                )
+            })
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        models.extend(names.into_iter().map(|n| listed[n].to_json(provider)));
+    }
+    Ok(Json(json!({ "models": models })))
 }
 
 #[derive(Deserialize)]
@@ -839,6 +880,7 @@ impl StoreEndpoints {
         let fallback = endpoint.fallback_config.as_ref();
         Ok(LoadedEndpoint {
             endpoint: StoredEndpoint {
+                id: endpoint.endpoint_id.clone(),
                 name: endpoint.name.clone(),
                 traffic_split: endpoint.routing_strategy.as_deref()
                     == Some("REQUEST_BASED_TRAFFIC_SPLIT"),
@@ -901,6 +943,56 @@ impl EndpointSource for StoreEndpoints {
     fn allow_private_destinations(&self) -> bool {
         self.allow_private
     }
+
+    async fn admit(&self, call: &CallScope) -> Result<(), GatewayError> {
+        let now = mlox_store::now_ms();
+        let scope = budget_scope(call);
+        let policies = self
+            .store
+            .all_budget_policies()
+            .await
+            .map_err(gateway_error)?;
+        for policy in policies
+            .iter()
+            .filter(|p| p.budget_action == BudgetAction::Reject && p.applies_to(scope))
+        {
+            let window = policy.window_at(now);
+            let spend = self
+                .store
+                .budget_spend(policy, window)
+                .await
+                .map_err(gateway_error)?;
+            if spend >= policy.budget_amount {
+                return Err(GatewayError::RateLimited {
+                    message: policy.rejection_message(window),
+                    retry_after: std::time::Duration::from_millis(
+                        (window.end_ms - now).max(0) as u64
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn charge(&self, call: CallScope, cost_usd: f64) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let at = mlox_store::now_ms();
+            if let Err(e) = store
+                .record_gateway_spend(budget_scope(&call), cost_usd, at)
+                .await
+            {
+                tracing::warn!(error = %e.message, endpoint_id = %call.endpoint_id, cost_usd, "a gateway call's cost was not recorded");
+            }
+        });
+    }
+}
+
+fn budget_scope(call: &CallScope) -> mlox_core::budget::CallScope<'_> {
+    mlox_core::budget::CallScope {
+        endpoint_id: Some(call.endpoint_id.as_str()),
+        username: call.username.as_deref(),
+    }
 }
 
 /// The invocation routes served from the stored endpoints.
@@ -909,6 +1001,7 @@ pub fn invocation_routes(store: SqlStore) -> Result<axum::Router, String> {
     Ok(mlox_gateway::http::stored_router(
         StoreEndpoints::new(store),
         upstream,
+        model_catalog()?,
     ))
 }
 

@@ -10,6 +10,7 @@
 pub mod access_log;
 pub mod artifacts;
 pub mod browse;
+pub mod budgets;
 pub mod error;
 pub mod evaluation_datasets;
 pub mod gateway;
@@ -170,7 +171,8 @@ pub fn router(state: AppState) -> Router {
         .merge(registry_routes())
         .merge(evaluation_dataset_routes())
         .merge(webhooks::routes())
-        .merge(gateway::routes());
+        .merge(gateway::routes())
+        .merge(budgets::routes());
 
     let mut app: Router<AppState> = Router::new();
     for prefix in mlox_core::wire::API_PREFIXES {

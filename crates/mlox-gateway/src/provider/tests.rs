@@ -105,10 +105,19 @@ fn openai_requests_pass_through_with_the_configured_model() {
     assert_eq!(request.url, "http://up/v1/chat/completions");
     assert_eq!(
         request.body,
-        json!({"messages": [{"role": "user", "content": "q"}], "stream": true, "x": 1, "model": "m"})
+        json!({"messages": [{"role": "user", "content": "q"}], "stream": true, "x": 1, "model": "m",
+               "stream_options": {"include_usage": true}})
     );
     assert_eq!(request.bearer.as_deref(), Some("k"));
     assert!(request.stream);
+    // A client's own choice about usage is kept.
+    let own = build_request(
+        &e,
+        EndpointType::Chat,
+        object(json!({"messages": [], "stream": true, "stream_options": {"include_usage": false}})),
+        true,
+    );
+    assert_eq!(own.body["stream_options"], json!({"include_usage": false}));
 }
 
 #[test]
