@@ -516,7 +516,8 @@ def test_traces_take_their_experiments_permissions(url):
     lab_url = f"{url}/ajax-api/2.0/mlflow/runs/create-promptlab-run"
     assert requests.post(lab_url, json=lab, auth=(reader, reader_pw)).status_code == 403
     assert requests.post(lab_url, json=lab, auth=(owner, owner_pw)).status_code == 200
-    # The AI gateway's configuration and calls are for administrators.
+    # The AI gateway's configuration is for administrators; a call needs USE on its endpoint,
+    # and whether an endpoint exists is not told to who may not call it.
     secrets = f"{v3}/gateway/secrets/list"
     assert requests.get(secrets, auth=(owner, owner_pw)).status_code == 403
     assert requests.get(secrets, auth=(ADMIN, ADMIN_PASSWORD)).status_code == 200

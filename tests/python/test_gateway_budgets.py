@@ -293,3 +293,86 @@ def test_the_ui_lists_the_catalogs_models_of_the_providers_mlox_calls(priced_ser
     # Providers without a catalog file, or that mlox does not call, list nothing.
     assert requests.get(base, params={"provider": "groq"}).json() == {"models": []}
     assert requests.get(base, params={"provider": "nonsense"}).json() == {"models": []}
+
+
+@pytest.mark.mlox_only
+@pytest.mark.standalone
+def test_with_sign_in_calls_need_use_on_the_endpoint_and_user_budgets_count_each_user(tmp_path, openai_stub):
+    from mlflow import MlflowClient
+    from mlflow.entities.gateway_budget_policy import BudgetAction, BudgetTargetScope, BudgetUnit
+
+    from test_auth import ADMIN, ADMIN_PASSWORD, new_user
+
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "openai.json").write_text(json.dumps(CATALOG))
+    server = launch_mlox(
+        tmp_path, f"sqlite:///{tmp_path}/auth.db", "--app-name", "basic-auth", log_name="auth.log",
+        env_extra={
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_AUTH_ADMIN_USERNAME": None,
+            "MLFLOW_AUTH_CONFIG_PATH": None, "MLFLOW_CRYPTO_KEK_PASSPHRASE": PASSPHRASE,
+            "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS": "true", "MLFLOW_MODEL_CATALOG_URI": f"file://{catalog}",
+        },
+    )
+    try:
+        url = server.url
+        admin = (ADMIN, ADMIN_PASSWORD)
+        import os
+
+        previous = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = admin
+        try:
+            store = MlflowClient(url)._tracking_client.store
+            endpoint = _priced_endpoint(store, openai_stub)
+            policy = store.create_budget_policy(
+                budget_unit=BudgetUnit.USD, budget_amount=CALL_COST, duration=_duration(),
+                target_scope=BudgetTargetScope.USER, budget_action=BudgetAction.REJECT, target_value="alice-gw",
+            )
+        finally:
+            for k, v in previous.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        alice = ("alice-gw", "alice-password-123")
+        requests.post(f"{url}/api/2.0/mlflow/users/create", auth=admin,
+                      json={"username": alice[0], "password": alice[1]}).raise_for_status()
+        bob = new_user(url, "gw-bob")
+        carol = new_user(url, "gw-carol")
+        for user in (alice[0], bob[0]):
+            requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=admin,
+                          json={"username": user, "resource_type": "gateway_endpoint",
+                                "resource_id": endpoint.endpoint_id, "permission": "USE"}).raise_for_status()
+
+        def chat(who):
+            return requests.post(f"{url}/gateway/{endpoint.name}/mlflow/invocations", auth=who,
+                                 json={"messages": [{"role": "user", "content": "hi"}]})
+
+        assert requests.post(f"{url}/gateway/{endpoint.name}/mlflow/invocations",
+                             json={"messages": []}).status_code == 401
+        assert chat(carol).status_code == 403, "READ (the default) does not let a user call"
+        openai_body = {"model": endpoint.name, "messages": [{"role": "user", "content": "hi"}]}
+        assert requests.post(f"{url}/gateway/mlflow/v1/chat/completions", json=openai_body,
+                             auth=carol).status_code == 403
+        assert requests.get(f"{url}/gateway/mlflow/v1/models", auth=carol).status_code == 200
+        nowhere = f"{url}/gateway/no-such-endpoint/mlflow/invocations"
+        assert requests.post(nowhere, json={"messages": []}, auth=carol).status_code == 403
+        assert requests.post(nowhere, json={"messages": []}, auth=admin).status_code == 404
+        # The budget policies themselves are for administrators.
+        assert requests.get(f"{_policy_api(url)}/list", auth=bob).status_code == 403
+
+        assert chat(alice).status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            windows = requests.get(f"{_policy_api(url)}/windows", auth=admin).json()["windows"]
+            if next(w["current_spend"] for w in windows if w["budget_policy_id"] == policy.budget_policy_id) >= CALL_COST:
+                break
+            time.sleep(0.05)
+        refused = chat(alice)
+        assert refused.status_code == 429 and "Budget limit exceeded" in refused.json()["detail"]
+        # Alice's budget is hers: Bob and the administrator still get answers.
+        assert requests.post(f"{url}/gateway/mlflow/v1/chat/completions", json=openai_body,
+                             auth=bob).status_code == 200
+        assert chat(admin).status_code == 200
+    finally:
+        server.stop()

@@ -275,6 +275,7 @@ fn needs_body(rule: Option<Rule>, path: &str) -> bool {
                 | Target::Run
                 | Target::RegisteredModel(_)
                 | Target::Trace
+                | Target::GatewayEndpoint
         )) | Some(Rule::Filtered(
             Listing::RunsInExperiments | Listing::TracesInExperiments
         ))
@@ -437,6 +438,26 @@ async fn allowed(
             let name = parts.first(&[field]).ok_or_else(|| missing(field))?;
             let permission = auth
                 .permission(user, ResourceType::RegisteredModel, &name)
+                .await?;
+            return Ok(permission.allows(access));
+        }
+        Target::GatewayEndpoint => {
+            let name = match segment_after(path, "/gateway/") {
+                Some("mlflow") | None => parts.first(&["model"]).ok_or_else(|| missing("model"))?,
+                Some(name) => percent_encoding::percent_decode_str(name)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            };
+            let endpoint = match auth.tracking.get_gateway_endpoint(None, Some(&name)).await {
+                Ok(endpoint) => endpoint,
+                // As MLflow: whether an endpoint exists is not told to who may not call it.
+                Err(e) if e.code == mlox_core::Code::ResourceDoesNotExist => {
+                    return Ok(user.is_admin);
+                }
+                Err(e) => return Err(e),
+            };
+            let permission = auth
+                .permission(user, ResourceType::GatewayEndpoint, &endpoint.endpoint_id)
                 .await?;
             return Ok(permission.allows(access));
         }

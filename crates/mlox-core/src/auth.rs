@@ -408,6 +408,9 @@ pub enum Target {
     ExperimentHeader(&'static str),
     /// A proxied artifact path whose first segment is the experiment id.
     ArtifactPath,
+    /// The gateway endpoint a call names: the path segment after `/gateway/`, or the body's
+    /// `model` on OpenAI's route. Grants are keyed by the endpoint's id, as MLflow keys them.
+    GatewayEndpoint,
 }
 
 /// Searches whose answers are cut down to what the caller may read.
@@ -458,7 +461,16 @@ pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
         }
         "/get-artifact" => return Some(Resource(Read, Run)),
         "/model-versions/get-artifact" => return Some(Resource(Read, RegisteredModel("name"))),
+        // Calls to the gateway's stored endpoints need USE on the endpoint, as in MLflow.
+        "/gateway/mlflow/v1/models" => return Some(Authenticated),
+        "/gateway/mlflow/v1/chat/completions" => return Some(Resource(Use, GatewayEndpoint)),
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/gateway/")
+        && let Some((name, "mlflow/invocations")) = rest.split_once('/')
+        && !name.is_empty()
+    {
+        return Some(Resource(Use, GatewayEndpoint));
     }
     let Some(route) = crate::wire::api_route(path) else {
         // The web UI's pages and assets: signing in is enough to load them.
@@ -779,10 +791,21 @@ mod tests {
                 "/ajax-api/2.0/mlflow/runs/create-promptlab-run",
                 Some(Resource(Update, Experiment("experiment_id"))),
             ),
-            // The AI gateway's configuration and calls: administrators only.
+            // The AI gateway's configuration and budgets: administrators only.
             ("POST", "/api/3.0/mlflow/gateway/secrets/create", None),
             ("GET", "/ajax-api/2.0/mlflow/gateway-proxy", None),
-            ("POST", "/gateway/chat/mlflow/invocations", None),
+            (
+                "POST",
+                "/gateway/chat/mlflow/invocations",
+                Some(Resource(Use, GatewayEndpoint)),
+            ),
+            (
+                "POST",
+                "/gateway/mlflow/v1/chat/completions",
+                Some(Resource(Use, GatewayEndpoint)),
+            ),
+            ("GET", "/gateway/mlflow/v1/models", Some(Authenticated)),
+            ("POST", "/api/3.0/mlflow/gateway/budgets/create", None),
             ("GET", "/#/experiments", Some(Authenticated)),
             ("POST", "/login", Some(Public)),
             ("POST", "/logout", Some(Authenticated)),
