@@ -376,3 +376,52 @@ def test_with_sign_in_calls_need_use_on_the_endpoint_and_user_budgets_count_each
         assert chat(admin).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.mlox_only
+@pytest.mark.standalone
+def test_spans_naming_their_model_and_tokens_are_priced_when_stored(priced_server):
+    """As MLflow's server does: the client leaves pricing to the server, which prices a span from
+    its model and token usage and sums the costs into the trace's ``mlflow.trace.cost``; a
+    parent's figure already holds its children's, which are not counted again."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(priced_server.url)
+    session_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(priced_server.url)
+    try:
+        _log_priced_trace(client, priced_server)
+    finally:
+        mlflow.set_tracking_uri(session_uri)
+
+
+def _log_priced_trace(client, priced_server):
+    import mlflow
+
+    experiment = client.create_experiment(f"priced-{uuid.uuid4().hex[:8]}")
+    mlflow.set_experiment(experiment_id=experiment)
+    with mlflow.start_span(name="agent", span_type="AGENT") as agent:
+        with mlflow.start_span(name="llm", span_type="CHAT_MODEL") as llm:
+            llm.set_attribute("mlflow.llm.model", "gpt-priced")
+            llm.set_attribute("mlflow.llm.provider", "openai")
+            llm.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 3, "output_tokens": 1, "total_tokens": 4})
+        with mlflow.start_span(name="unpriced", span_type="CHAT_MODEL") as other:
+            other.set_attribute("mlflow.llm.model", "gateway:/some-endpoint")
+            other.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 5, "output_tokens": 5, "total_tokens": 10})
+        with mlflow.start_span(name="no-provider", span_type="CHAT_MODEL") as guessed:
+            # No provider named: the model is looked for among the usual providers' files.
+            guessed.set_attribute("mlflow.llm.model", "gpt-priced")
+            guessed.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 1, "output_tokens": 0, "total_tokens": 1})
+        agent.set_inputs({"q": "hi"})
+    trace_id = agent.trace_id
+    mlflow.flush_trace_async_logging()
+    trace = client.get_trace(trace_id)
+    spans = {s.name: s for s in trace.data.spans}
+    assert spans["llm"].attributes["mlflow.llm.cost"] == pytest.approx(
+        {"input_cost": 3.0, "output_cost": 2.0, "total_cost": 5.0})
+    assert spans["no-provider"].attributes["mlflow.llm.cost"]["total_cost"] == pytest.approx(1.0)
+    assert "mlflow.llm.cost" not in spans["unpriced"].attributes
+    assert "mlflow.llm.cost" not in spans["agent"].attributes
+    cost = json.loads(trace.info.trace_metadata["mlflow.trace.cost"])
+    assert cost == pytest.approx({"input_cost": 4.0, "output_cost": 2.0, "total_cost": 6.0})

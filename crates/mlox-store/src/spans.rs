@@ -8,7 +8,9 @@
 use crate::db::{Dialect, SqlStore, db_err, get_str};
 use crate::traces::{ARTIFACT_LOCATION_TAG, SearchFields, upsert_trace_tag};
 use mlox_core::ids::parse_experiment_id;
-use mlox_core::spans::{StoredSpan, TraceSummary, add_token_usage, python_json_dumps, trace_key};
+use mlox_core::spans::{
+    StoredSpan, TraceSummary, add_cost, add_token_usage, python_json_dumps, trace_key,
+};
 use mlox_core::trace_info::{duration_text, duration_to_ms, ms_to_rfc3339, rfc3339_to_ms};
 use mlox_core::{Error, Result};
 use serde_json::{Map, Value, json};
@@ -191,6 +193,9 @@ fn new_trace_info(trace_id: &str, experiment_id: &str, summary: &TraceSummary) -
     info
 }
 
+/// Adds one batch's figures (token usage, cost) to a trace's.
+type AddFigures = fn(&mut Map<String, Value>, &Map<String, Value>);
+
 /// Folds what a batch of spans says into a stored trace info, leaving alone whatever the
 /// client's own trace info already settled.
 fn apply_summary(info: &mut Value, summary: &TraceSummary) {
@@ -247,19 +252,26 @@ fn apply_summary(info: &mut Value, summary: &TraceSummary) {
             info[key] = json!(preview);
         }
     }
-    if !summary.token_usage.is_empty()
-        && (!finalized || !metadata.contains_key(trace_key::TOKEN_USAGE))
-    {
-        let mut usage: Map<String, Value> = metadata
-            .get(trace_key::TOKEN_USAGE)
+    let sums: [(&str, &Map<String, Value>, AddFigures); 2] = [
+        (
+            trace_key::TOKEN_USAGE,
+            &summary.token_usage,
+            add_token_usage,
+        ),
+        (trace_key::COST, &summary.cost, add_cost),
+    ];
+    for (key, more, add) in sums {
+        // The client's own figure, once written, wins over sums of spans.
+        if more.is_empty() || (finalized && metadata.contains_key(key)) {
+            continue;
+        }
+        let mut total: Map<String, Value> = metadata
+            .get(key)
             .and_then(Value::as_str)
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default();
-        add_token_usage(&mut usage, &summary.token_usage);
-        metadata.insert(
-            trace_key::TOKEN_USAGE.into(),
-            json!(python_json_dumps(&Value::Object(usage))),
-        );
+        add(&mut total, more);
+        metadata.insert(key.into(), json!(python_json_dumps(&Value::Object(total))));
     }
     if !finalized
         && !metadata.contains_key(trace_key::SESSION)
@@ -288,6 +300,10 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            cost: json!({"input_cost": 0.5, "output_cost": 0.25, "total_cost": 0.75})
+                .as_object()
+                .cloned()
+                .unwrap(),
             session_id: Some("s-1".into()),
             user_id: None,
             request_preview: Some("question".into()),
@@ -313,6 +329,16 @@ mod tests {
             json!(r#"{"input_tokens": 11, "output_tokens": 5, "total_tokens": 15}"#)
         );
         assert_eq!(info["trace_metadata"]["mlflow.trace.session"], json!("s-1"));
+        assert_eq!(
+            info["trace_metadata"]["mlflow.trace.cost"],
+            json!(r#"{"input_cost": 0.5, "output_cost": 0.25, "total_cost": 0.75}"#)
+        );
+        // A later batch adds its spans' costs.
+        apply_summary(&mut info, &summary());
+        assert_eq!(
+            info["trace_metadata"]["mlflow.trace.cost"],
+            json!(r#"{"input_cost": 1.0, "output_cost": 0.5, "total_cost": 1.5}"#)
+        );
     }
 
     #[test]

@@ -3669,7 +3669,15 @@ async fn resources_name_their_experiment_for_permission_checks() {
 /// Takes a database back to schema `version`, as an mlox that knew only the migrations up to it
 /// left it: what each later migration added, dropped newest first.
 async fn undo_migrations_after(pool: &sqlx::AnyPool, version: i64) {
-    let undo: [(i64, &[&str]); 5] = [
+    let undo: [(i64, &[&str]); 6] = [
+        (
+            7,
+            &[
+                "DROP TABLE gateway_budget_policies",
+                "DROP TABLE gateway_spend",
+                "DROP TABLE gateway_budget_alerts",
+            ],
+        ),
         (
             6,
             &[

@@ -18,6 +18,7 @@ pub mod graphql;
 pub mod issues;
 pub mod metrics;
 pub mod otlp;
+pub mod pricing;
 pub mod promptlab;
 pub mod registry;
 pub mod request;

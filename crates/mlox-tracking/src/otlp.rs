@@ -554,7 +554,11 @@ pub async fn export_traces(
             )
         })?
         .to_string();
-    let spans = read_export(&headers, &body)?;
+    let mut spans = read_export(&headers, &body)?;
+    match crate::gateway::model_catalog() {
+        Ok(catalog) => crate::pricing::price_spans(&catalog, &mut spans).await,
+        Err(e) => tracing::warn!("spans are not priced: {e}"),
+    }
     state.store.log_spans(&experiment_id, spans).await?;
     let answer = prost::Message::encode_to_vec(&proto::ExportTraceServiceResponse {});
     Ok((

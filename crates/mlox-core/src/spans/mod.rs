@@ -15,6 +15,7 @@ use crate::{Error, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 
 pub use pyjson::{dumps as python_json_dumps, dumps_ascii as python_json_dumps_ascii};
 
@@ -27,6 +28,8 @@ pub mod attr_key {
     pub const CHAT_USAGE: &str = "mlflow.chat.tokenUsage";
     pub const MODEL: &str = "mlflow.llm.model";
     pub const MODEL_PROVIDER: &str = "mlflow.llm.provider";
+    /// `{"input_cost", "output_cost", "total_cost"}` in USD.
+    pub const LLM_COST: &str = "mlflow.llm.cost";
 }
 
 /// Trace metadata and tag keys the span store reads or writes.
@@ -37,6 +40,8 @@ pub mod trace_key {
     /// Metadata: `{"num_spans": n, …}` as the client counted them at the end of the trace.
     pub const SIZE_STATS: &str = "mlflow.trace.sizeStats";
     pub const TOKEN_USAGE: &str = "mlflow.trace.tokenUsage";
+    /// Metadata: the trace's summed span costs, as JSON text (USD).
+    pub const COST: &str = "mlflow.trace.cost";
     /// Metadata: the client's own trace info has been written; its figures win over sums of
     /// spans that arrive later.
     pub const INFO_FINALIZED: &str = "mlflow.trace.infoFinalized";
@@ -280,6 +285,8 @@ pub struct TraceSummary {
     /// `OK` or `ERROR` once the root span is among them.
     pub root_state: Option<&'static str>,
     pub token_usage: Map<String, Value>,
+    /// Summed `mlflow.llm.cost` of the spans; empty when none has one.
+    pub cost: Map<String, Value>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     pub request_preview: Option<String>,
@@ -304,9 +311,16 @@ impl TraceSummary {
             end_ms,
             ..TraceSummary::default()
         };
-        for span in spans {
-            if let Some(Value::Object(usage)) = span.attribute(attr_key::CHAT_USAGE) {
+        // As MLflow sums them: a span whose ancestor carries the same figure is already
+        // counted in it (an agent span that rolls up its model calls).
+        let usage = counted_once(spans, attr_key::CHAT_USAGE);
+        let cost = counted_once(spans, attr_key::LLM_COST);
+        for (span, (usage, cost)) in spans.iter().zip(usage.into_iter().zip(cost)) {
+            if let Some(usage) = usage {
                 add_token_usage(&mut summary.token_usage, &usage);
+            }
+            if let Some(cost) = cost {
+                add_cost(&mut summary.cost, &cost);
             }
             let text = |key: &str| match span.attribute(key) {
                 Some(Value::String(text)) if !text.is_empty() => Some(text),
@@ -334,6 +348,61 @@ impl TraceSummary {
             }
         }
         summary
+    }
+}
+
+/// Each span's object under `key`, or `None` where the span has none or an ancestor among
+/// `spans` has one (its figure already includes the span's).
+fn counted_once(spans: &[StoredSpan], key: &str) -> Vec<Option<Map<String, Value>>> {
+    let values: Vec<Option<Map<String, Value>>> = spans
+        .iter()
+        .map(|s| match s.attribute(key) {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        })
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return values;
+    }
+    let index: HashMap<&str, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id.as_str(), i))
+        .collect();
+    let has_value = |i: usize| values[i].is_some();
+    (0..spans.len())
+        .map(|i| {
+            values[i].as_ref()?;
+            let mut parent = spans[i].parent_span_id.as_deref();
+            // Bounded: a malformed batch with a parent cycle cannot loop forever.
+            for _ in 0..spans.len() {
+                let Some(p) = parent
+                    .and_then(|id| index.get(id).copied())
+                    .filter(|p| *p != i)
+                else {
+                    break;
+                };
+                if has_value(p) {
+                    return None;
+                }
+                parent = spans[p].parent_span_id.as_deref();
+            }
+            values[i].clone()
+        })
+        .collect()
+}
+
+/// Adds the costs of `more` to `total`, key by key (`input_cost`, `output_cost`,
+/// `total_cost`, all present once any is).
+pub fn add_cost(total: &mut Map<String, Value>, more: &Map<String, Value>) {
+    for key in ["input_cost", "output_cost", "total_cost"] {
+        let sum = total.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+            + more
+                .get(key)
+                .and_then(Value::as_f64)
+                .filter(|v| v.is_finite())
+                .unwrap_or(0.0);
+        total.insert(key.into(), json!(sum));
     }
 }
 

@@ -252,6 +252,7 @@ fn a_trace_summary_adds_token_usage_and_reads_the_root() {
         ("gen_ai.usage.input_tokens", json!(150)),
         ("gen_ai.usage.output_tokens", json!(75)),
     ]);
+    child.span_id = vec![7; 8];
     child.parent_span_id = root.span_id.clone();
     child.start_time_unix_nano = 6_000_000;
     child.end_time_unix_nano = 12_000_000;
@@ -276,6 +277,55 @@ fn a_trace_summary_adds_token_usage_and_reads_the_root() {
     assert_eq!(summary.session_id.as_deref(), Some("s-1"));
     assert_eq!(summary.request_preview.as_deref(), Some("Q?"));
     assert_eq!(summary.response_preview.as_deref(), Some("\"A.\""));
+}
+
+#[test]
+fn a_figure_held_by_an_ancestor_is_not_counted_again() {
+    let cost = |total: f64| json!({"input_cost": total / 2.0, "output_cost": total / 2.0, "total_cost": total});
+    // An agent that rolls up its model call's usage and cost, a second model call, and a
+    // span of another trace batch whose parent is not here.
+    let mut agent = span(vec![
+        (
+            "mlflow.chat.tokenUsage",
+            json!({"input_tokens": 10, "output_tokens": 4, "total_tokens": 14}),
+        ),
+        ("mlflow.llm.cost", cost(3.0)),
+    ]);
+    agent.span_id = vec![1; 8];
+    let mut rolled_up = span(vec![
+        (
+            "mlflow.chat.tokenUsage",
+            json!({"input_tokens": 10, "output_tokens": 4, "total_tokens": 14}),
+        ),
+        ("mlflow.llm.cost", cost(3.0)),
+    ]);
+    rolled_up.span_id = vec![2; 8];
+    rolled_up.parent_span_id = agent.span_id.clone();
+    let mut grandchild = span(vec![("mlflow.llm.cost", cost(9.0))]);
+    grandchild.span_id = vec![3; 8];
+    grandchild.parent_span_id = rolled_up.span_id.clone();
+    let mut orphan = span(vec![
+        (
+            "mlflow.chat.tokenUsage",
+            json!({"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}),
+        ),
+        ("mlflow.llm.cost", cost(0.5)),
+    ]);
+    orphan.span_id = vec![4; 8];
+    orphan.parent_span_id = vec![5; 8];
+    let spans: Vec<StoredSpan> = [agent, rolled_up, grandchild, orphan]
+        .into_iter()
+        .map(|s| s.into_stored(None).unwrap())
+        .collect();
+    let summary = TraceSummary::of(&spans);
+    assert_eq!(
+        Value::Object(summary.token_usage),
+        json!({"input_tokens": 11, "output_tokens": 5, "total_tokens": 16})
+    );
+    assert_eq!(
+        Value::Object(summary.cost),
+        json!({"input_cost": 1.75, "output_cost": 1.75, "total_cost": 3.5})
+    );
 }
 
 #[test]
