@@ -77,11 +77,14 @@ def _fill(url: str, workdir: Path) -> dict:
     client.set_registered_model_tag("imported-clf", "owner", "alice")
     client.set_model_version_tag("imported-clf", "1", "validated", "yes")
 
+    genai = _fill_genai(client, exp_id, parent.info.run_id)
+
     with mlflow.start_run(run_name="doomed") as doomed:
         mlflow.log_param("x", 1)
     client.delete_run(doomed.info.run_id)
     client.delete_experiment(gone_id)
     return {
+        **genai,
         "exp_id": exp_id,
         "gone_id": gone_id,
         "parent": parent.info.run_id,
@@ -93,6 +96,69 @@ def _fill(url: str, workdir: Path) -> dict:
         "v2": v2.version,
         "parent_run": client.get_run(parent.info.run_id),
     }
+
+
+def _fill_genai(client: MlflowClient, exp_id: str, run_id: str) -> dict:
+    """MLflow 3's GenAI side: a traced call with spans, a tag, feedback, an expectation and a
+    link to a run; a prompt with an alias; an evaluation dataset with records and a tag."""
+    from mlflow.genai.datasets import create_dataset
+
+    with mlflow.start_span(name="answer", span_type="CHAIN") as root:
+        root.set_inputs({"question": "2+2?"})
+        with mlflow.start_span(name="llm", span_type="CHAT_MODEL") as llm:
+            llm.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6})
+            llm.set_outputs("4")
+        root.set_outputs({"answer": "4"})
+    trace_id = root.trace_id
+    mlflow.flush_trace_async_logging()
+    client.set_trace_tag(trace_id, "reviewed", "yes")
+    feedback = mlflow.log_feedback(trace_id=trace_id, name="correct", value=True, rationale="2+2 is 4")
+    mlflow.log_expectation(trace_id=trace_id, name="expected", value={"answer": "4"})
+    client.link_traces_to_run([trace_id], run_id)
+    prompt = mlflow.genai.register_prompt(name="import-greeting", template="Hello {{name}}!")
+    mlflow.genai.set_prompt_alias("import-greeting", alias="live", version=prompt.version)
+    dataset = create_dataset(name="import-questions", experiment_id=[exp_id], tags={"owner": "qa"})
+    dataset.merge_records([
+        {"inputs": {"question": "2+2?"}, "expectations": {"answer": "4"}},
+        {"inputs": {"question": "3+3?"}, "expectations": {"answer": "6"}},
+    ])
+    return {
+        "trace_id": trace_id,
+        "trace": client.get_trace(trace_id),
+        "feedback_id": feedback.assessment_id,
+        "dataset_id": dataset.dataset_id,
+    }
+
+
+def _check_genai(client: MlflowClient, want: dict) -> None:
+    from mlflow.genai.datasets import get_dataset
+
+    before = want["trace"]
+    found = client.search_traces(locations=[want["exp_id"]], filter_string="tags.reviewed = 'yes'")
+    assert [t.info.trace_id for t in found] == [want["trace_id"]]
+    trace = client.get_trace(want["trace_id"])
+    assert (trace.info.request_time, trace.info.execution_duration, trace.info.state) == (
+        before.info.request_time, before.info.execution_duration, before.info.state)
+    assert trace.info.trace_metadata["mlflow.trace.tokenUsage"] == before.info.trace_metadata["mlflow.trace.tokenUsage"]
+    assert [(s.name, s.span_id, s.parent_id) for s in trace.data.spans] == [
+        (s.name, s.span_id, s.parent_id) for s in before.data.spans]
+    assert trace.data.spans[1].outputs == "4"
+    by_name = {a.name: a for a in trace.info.assessments}
+    assert by_name["correct"].assessment_id == want["feedback_id"]
+    assert by_name["correct"].value is True and by_name["correct"].rationale == "2+2 is 4"
+    assert by_name["correct"].create_time_ms == next(
+        a for a in before.info.assessments if a.name == "correct").create_time_ms
+    assert by_name["expected"].value == {"answer": "4"}
+    linked = client.search_traces(locations=[want["exp_id"]], run_id=want["parent"])
+    assert [t.info.trace_id for t in linked] == [want["trace_id"]]
+
+    assert mlflow.genai.load_prompt("prompts:/import-greeting@live").format(name="Ada") == "Hello Ada!"
+    dataset = get_dataset(dataset_id=want["dataset_id"])
+    assert dataset.name == "import-questions" and dataset.tags["owner"] == "qa"
+    assert dataset.experiment_ids == [want["exp_id"]]
+    records = dataset.to_df()
+    assert sorted(r["question"] for r in records["inputs"]) == ["2+2?", "3+3?"]
+    assert sorted(e["answer"] for e in records["expectations"]) == ["4", "6"]
 
 
 def _check(url: str, want: dict, tmp_path: Path) -> None:
@@ -150,6 +216,8 @@ def _check(url: str, want: dict, tmp_path: Path) -> None:
 
     local = client.download_artifacts(parent, "notes.txt", str(tmp_path))
     assert Path(local).read_text() == "hello from mlflow\nline two\n"
+
+    _check_genai(client, want)
 
     # Ids of new entities continue above the imported ones.
     new_id = client.create_experiment(f"after-import-{uuid.uuid4().hex[:6]}")
@@ -233,6 +301,7 @@ def test_mlflow_installation_is_taken_over(backend, server, tmp_path):
 
         done = _run_import(source_uri, f"sqlite:///{mlox_db}")
         assert "metrics" in done.stderr and "registered_model_aliases" in done.stderr
+        assert "not imported" not in done.stderr, done.stderr
         # Importing again is a no-op: nothing is written twice.
         again = _run_import(source_uri.replace("+psycopg2", ""), f"sqlite:///{mlox_db}")
         assert "0 written" in again.stderr.splitlines()[-1], again.stderr

@@ -1,6 +1,7 @@
 //! Taking over an existing MLflow installation: `mlox import` reads an MLflow tracking and
 //! model-registry database (SQLite or PostgreSQL, MLflow's own SQLAlchemy schema) and writes
-//! its experiments, runs, metrics, datasets, logged models and registry into an mlox store.
+//! its experiments, runs, metrics, datasets, logged models, registry, traces and evaluation
+//! datasets into an mlox store.
 //! This crate owns the reading side, i.e. knowledge of MLflow's schema and its revisions; the
 //! writing goes through `mlox_store`'s id-preserving import API, so mlox's own schema stays in
 //! one place.
@@ -35,13 +36,18 @@
 //! verifying signatures unchanged. A webhook whose secret cannot be opened is left out and
 //! counted, never written without its secret.
 //!
-//! Not imported: traces (their count is reported), and MLflow features mlox does not have (scorers, evaluation datasets, gateway endpoints, jobs, …). A source using MLflow
-//! workspaces other than `default` is refused.
+//! Traces, their spans, assessments and run links go through the store's trace operations
+//! (`traces`), since mlox keeps search columns beside each trace; evaluation datasets and
+//! prompts (registered models to MLflow) are ordinary tables here. Not imported (their row
+//! counts are reported): registered scorers, the AI gateway's configuration and budgets,
+//! issues, and MLflow features mlox does not have (jobs, …). A source using MLflow workspaces
+//! other than `default` is refused.
 
 mod fernet;
 mod plan;
 mod revisions;
 mod source;
+mod traces;
 
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -136,11 +142,11 @@ pub struct TableReport {
 impl std::fmt::Display for TableReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.absent {
-            return write!(f, "{:<26} not in the source database", self.table);
+            return write!(f, "{:<30} not in the source database", self.table);
         }
         write!(
             f,
-            "{:<26} {:>10} read {:>10} written {:>10} already present  ({:.1} s)",
+            "{:<30} {:>10} read {:>10} written {:>10} already present  ({:.1} s)",
             self.table,
             self.read,
             self.written,
@@ -243,6 +249,9 @@ pub async fn import(options: &ImportOptions) -> Result<ImportReport, ImportError
         }
         report.tables.push(table);
     }
+    report
+        .tables
+        .extend(traces::import_traces(&source, &target, options.progress).await?);
     if webhook_secrets.left_out > 0 {
         let why = if webhook_secrets.key.is_some() {
             "webhooks whose secret does not open with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY \

@@ -335,7 +335,77 @@ pub(crate) fn plans(src: &Source) -> Vec<TablePlan> {
             "",
         ),
         webhooks(src),
+        plan(
+            "evaluation_datasets",
+            ImportTable::EvaluationDatasets,
+            "evaluation_datasets",
+            &[
+                "dataset_id".into(),
+                "name".into(),
+                text("schema"),
+                text("profile"),
+                "COALESCE(digest, '')".into(),
+                int("COALESCE(created_time, 0)"),
+                int("COALESCE(last_update_time, created_time, 0)"),
+                "created_by".into(),
+                "last_updated_by".into(),
+            ],
+            "",
+        ),
+        plan(
+            "evaluation_dataset_tags",
+            ImportTable::EvaluationDatasetTags,
+            "evaluation_dataset_tags",
+            &strs(&["dataset_id", "key", "COALESCE(value, '')"]),
+            "",
+        ),
+        plan(
+            "evaluation_dataset_records",
+            ImportTable::EvaluationDatasetRecords,
+            "evaluation_dataset_records",
+            &[
+                "dataset_record_id".into(),
+                "dataset_id".into(),
+                "input_hash".into(),
+                text("inputs"),
+                if src.has_column("evaluation_dataset_records", "outputs") {
+                    text("outputs")
+                } else {
+                    "NULL".into()
+                },
+                text("expectations"),
+                format!("COALESCE({}, '{{}}')", text("tags")),
+                text("source"),
+                "source_id".into(),
+                "source_type".into(),
+                int("COALESCE(created_time, 0)"),
+                int("COALESCE(last_update_time, created_time, 0)"),
+                "created_by".into(),
+                "last_updated_by".into(),
+            ],
+            "",
+        ),
+        // MLflow links a dataset to its experiments in its generic association table.
+        plan(
+            "entity_associations",
+            ImportTable::EvaluationDatasetExperiments,
+            "evaluation_dataset_experiments",
+            &[
+                "source_id".into(),
+                int("destination_id"),
+                int(&format!(
+                    "COALESCE({}, 0)",
+                    col("entity_associations", "created_time", "NULL")
+                )),
+            ],
+            " WHERE source_type = 'evaluation_dataset' AND destination_type = 'experiment'",
+        ),
     ]
+}
+
+/// A JSON column as its text (PostgreSQL keeps MLflow's JSON columns as `json`).
+fn text(column: &str) -> String {
+    format!("CAST({column} AS TEXT)")
 }
 
 /// Live webhooks with their subscribed events folded into mlox's one column; the secret is
@@ -380,8 +450,22 @@ fn webhooks(src: &Source) -> TablePlan {
 
 /// MLflow tables holding data mlox does not take over, with why; reported with their row
 /// counts so nothing is left behind unnoticed.
-pub(crate) const NOT_IMPORTED: &[(&str, &str, &str)] = &[(
-    "trace_info",
-    "",
-    "traces and their assessments are not imported",
-)];
+pub(crate) const NOT_IMPORTED: &[(&str, &str, &str)] = &[
+    (
+        "scorers",
+        "",
+        "registered scorers are not imported: register them again",
+    ),
+    (
+        "endpoints",
+        "",
+        "AI gateway endpoints, model definitions and secrets are not imported: create them \
+         again (secrets are sealed with the MLflow server's passphrase)",
+    ),
+    (
+        "budget_policies",
+        "",
+        "AI gateway budget policies are not imported",
+    ),
+    ("issues", "", "issues are not imported"),
+];

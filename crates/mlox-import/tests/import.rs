@@ -187,6 +187,7 @@ const TABLE_ROWS: &[(&str, i64)] = &[
     ("model_version_tags", 2),
     ("registered_model_aliases", 2),
     ("webhooks", 2),
+    ("traces", 1),
 ];
 
 fn assert_report(report: &ImportReport, written: impl Fn(i64) -> i64) {
@@ -203,7 +204,7 @@ fn assert_report(report: &ImportReport, written: impl Fn(i64) -> i64) {
         .iter()
         .map(|(t, n, _)| (*t, *n))
         .collect();
-    assert_eq!(skipped, vec![("webhooks", 1), ("trace_info", 1)]);
+    assert_eq!(skipped, vec![("webhooks", 1)]);
 }
 
 #[tokio::test]
@@ -266,6 +267,20 @@ async fn carried_over_and_idempotent(mlflow: &Path, target: &str, raw: &str) {
     }
 
     let store = open(target).await;
+    // Traces keep their ids, times and states.
+    let trace = store.get_trace_info("tr-1").await.unwrap();
+    assert_eq!(
+        (
+            &trace["state"],
+            &trace["request_time"],
+            &trace["execution_duration"]
+        ),
+        (
+            &serde_json::json!("OK"),
+            &serde_json::json!("1970-01-01T00:00:00.100Z"),
+            &serde_json::json!("0.005s")
+        )
+    );
     // Experiments keep ids, locations, stages and tags.
     let default = store.get_experiment("0").await.unwrap();
     assert_eq!(

@@ -84,6 +84,10 @@ pub enum ImportTable {
     ModelVersionTags,
     RegisteredModelAliases,
     Webhooks,
+    EvaluationDatasets,
+    EvaluationDatasetTags,
+    EvaluationDatasetRecords,
+    EvaluationDatasetExperiments,
 }
 
 use ImportKind::{Int, OptInt, OptText, Real, Text};
@@ -114,6 +118,10 @@ impl ImportTable {
             ImportTable::ModelVersionTags => "model_version_tags",
             ImportTable::RegisteredModelAliases => "registered_model_aliases",
             ImportTable::Webhooks => "webhooks",
+            ImportTable::EvaluationDatasets => "evaluation_datasets",
+            ImportTable::EvaluationDatasetTags => "evaluation_dataset_tags",
+            ImportTable::EvaluationDatasetRecords => "evaluation_dataset_records",
+            ImportTable::EvaluationDatasetExperiments => "evaluation_dataset_experiments",
         }
     }
 
@@ -258,6 +266,40 @@ impl ImportTable {
                 ("status", Text),
                 ("creation_timestamp", Int),
                 ("last_updated_timestamp", Int),
+            ],
+            ImportTable::EvaluationDatasets => vec![
+                ("dataset_id", Text),
+                ("name", Text),
+                ("schema_json", OptText),
+                ("profile_json", OptText),
+                ("digest", Text),
+                ("created_time", Int),
+                ("last_update_time", Int),
+                ("created_by", OptText),
+                ("last_updated_by", OptText),
+            ],
+            ImportTable::EvaluationDatasetTags => owned_kv("dataset_id"),
+            // JSON text as MLflow keeps it; `tags` is never NULL here.
+            ImportTable::EvaluationDatasetRecords => vec![
+                ("dataset_record_id", Text),
+                ("dataset_id", Text),
+                ("input_hash", Text),
+                ("inputs", Text),
+                ("outputs", OptText),
+                ("expectations", OptText),
+                ("tags", Text),
+                ("source", OptText),
+                ("source_id", OptText),
+                ("source_type", OptText),
+                ("created_time", Int),
+                ("last_update_time", Int),
+                ("created_by", OptText),
+                ("last_updated_by", OptText),
+            ],
+            ImportTable::EvaluationDatasetExperiments => vec![
+                ("dataset_id", Text),
+                ("experiment_id", Int),
+                ("created_time", Int),
             ],
         }
     }

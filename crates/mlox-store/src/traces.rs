@@ -293,7 +293,23 @@ impl SqlStore {
     /// Stores a trace's info as given; `finalized` marks it as the client's final word (the
     /// v3 API), which spans arriving later no longer change. The deprecated v2 API writes
     /// infos that are not final.
-    pub async fn write_trace_info(&self, mut info: Value, finalized: bool) -> Result<Value> {
+    pub async fn write_trace_info(&self, info: Value, finalized: bool) -> Result<Value> {
+        self.write_trace_info_into(info, finalized, true).await
+    }
+
+    /// Takes over a trace info from another MLflow store as final, into its experiment
+    /// whatever that experiment's lifecycle stage (an import keeps the traces of deleted
+    /// experiments too).
+    pub async fn import_trace_info(&self, info: Value) -> Result<Value> {
+        self.write_trace_info_into(info, true, false).await
+    }
+
+    async fn write_trace_info_into(
+        &self,
+        mut info: Value,
+        finalized: bool,
+        active_only: bool,
+    ) -> Result<Value> {
         let trace_id = info
             .get("trace_id")
             .and_then(Value::as_str)
@@ -306,7 +322,11 @@ impl SqlStore {
             .pointer("/trace_location/mlflow_experiment/experiment_id")
             .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_i64().map(|n| n.to_string())))
             .ok_or_else(|| Error::invalid("A trace must name its experiment in trace_location.mlflow_experiment.experiment_id."))?;
-        let experiment = self.active_experiment(&experiment_id).await?;
+        let experiment = if active_only {
+            self.active_experiment(&experiment_id).await?
+        } else {
+            self.get_experiment(&experiment_id).await?
+        };
         let location = append_to_uri_path(
             &experiment.artifact_location,
             &format!("traces/{trace_id}/artifacts"),
@@ -566,21 +586,64 @@ impl SqlStore {
             self.write_assessment_body(&mut tx, trace_id, &old_id, &old)
                 .await?;
         }
+        self.insert_assessment(&mut tx, &id, trace_id, &assessment, logging_order_us())
+            .await?;
+        self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(assessment)
+    }
+
+    /// Takes over an assessment from another MLflow store with its id and times; one whose id
+    /// is already here is left as it is. Returns whether it was written.
+    pub async fn import_assessment(&self, trace_id: &str, mut assessment: Value) -> Result<bool> {
+        mlox_core::assessments::serialize_expectation_value(&mut assessment);
+        let id = assessment
+            .get("assessment_id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid("An imported assessment must have its id."))?;
+        // Listed in their creation order, as the source listed them.
+        let created_us = assessment
+            .get("create_time")
+            .and_then(Value::as_str)
+            .and_then(rfc3339_to_ms)
+            .map_or_else(logging_order_us, |ms| ms * 1000);
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        if !self
+            .insert_assessment(&mut tx, &id, trace_id, &assessment, created_us)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
+            .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    /// Inserts an assessment row unless its id is taken; returns whether it was inserted.
+    async fn insert_assessment(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: &str,
+        trace_id: &str,
+        assessment: &Value,
+        created_us: i64,
+    ) -> Result<bool> {
         let mut sql = self
             .sql("INSERT INTO assessments (assessment_id, trace_id, body, created_us) VALUES (");
-        sql.bind_str(&id)
+        sql.bind_str(id)
             .push(", ")
             .bind_str(trace_id)
             .push(", ")
             .bind_str(assessment.to_string())
             .push(", ")
-            .bind_i64(logging_order_us())
-            .push(")");
-        sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        self.write_assessment_body(&mut tx, trace_id, &id, &assessment)
-            .await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(assessment)
+            .bind_i64(created_us)
+            .push(") ON CONFLICT (assessment_id) DO NOTHING");
+        let inserted = sql.query().execute(&mut *conn).await.map_err(db_err)?;
+        Ok(inserted.rows_affected() > 0)
     }
 
     async fn assessment_body(
