@@ -642,3 +642,54 @@ def test_a_config_change_is_served_without_dropping_a_request(openai_stub, tmp_p
     finally:
         openai_stub.delay = 0.0
         server.stop()
+
+
+def test_limits_hold_across_replicas_sharing_a_store(openai_stub, tmp_path):
+    """Two gateway replicas given one --limits-store (PostgreSQL, as in production) count an
+    endpoint's calls together, on MLflow's routes and OpenAI's alike; in-process limits would
+    let each replica take its own share."""
+    import openai
+
+    from conftest import PgDatabase
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""endpoints:
+  - name: shared
+    endpoint_type: llm/v1/chat
+    model:
+      provider: openai
+      name: gpt-stub
+      config:
+        openai_api_key: {STUB_KEY}
+        openai_api_base: {openai_stub.base}/v1
+    limit:
+      renewal_period: minute
+      calls: 3
+""")
+    database = PgDatabase()
+    replicas = []
+    try:
+        for i in range(2):
+            port = _free_port()
+            replicas.append(launch(
+                [mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1",
+                 "--port", str(port), "--limits-store", database.uri],
+                tmp_path, port, log_name=f"replica-{i}.log",
+            ))
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        answers = [
+            requests.post(f"{replicas[i % 2].url}/endpoints/shared/invocations", json=body, timeout=30).status_code
+            for i in range(3)
+        ]
+        assert answers == [200, 200, 200]
+        refused = requests.post(f"{replicas[1].url}/endpoints/shared/invocations", json=body, timeout=30)
+        assert refused.status_code == 429
+        assert "3 per 1 minute" in refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        client = openai.OpenAI(base_url=f"{replicas[0].url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="shared", messages=[{"role": "user", "content": "x"}])
+    finally:
+        for replica in replicas:
+            replica.stop()
+        database.close()

@@ -47,6 +47,31 @@ pub struct StartArgs {
     /// The tracking server traces are recorded to.
     #[arg(long, env = "MLFLOW_TRACKING_URI", value_name = "URL")]
     tracking_uri: Option<String>,
+    /// Count the endpoints' rate limits in this database (postgresql://…, or sqlite:///… for
+    /// replicas on one host) so that they hold across every replica given the same store;
+    /// without it each process counts its own calls.
+    #[arg(long, env = "MLOX_GATEWAY_LIMITS_STORE", value_name = "URI")]
+    limits_store: Option<String>,
+}
+
+/// Rate-limit windows kept in an mlox store shared by the replicas.
+struct StoreCounter(mlox_store::SqlStore);
+
+impl mlox_gateway::limit::SharedCounter for StoreCounter {
+    fn count(
+        &self,
+        endpoint: &str,
+        window_start_ms: i64,
+        forget_before_ms: i64,
+    ) -> mlox_gateway::limit::BoxFuture<'_, Result<u64, String>> {
+        let endpoint = endpoint.to_string();
+        Box::pin(async move {
+            self.0
+                .count_gateway_call(&endpoint, window_start_ms, forget_before_ms)
+                .await
+                .map_err(|e| e.message)
+        })
+    }
 }
 
 impl GatewayCommand {
@@ -96,7 +121,25 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         None => None,
     };
     let metrics = Arc::new(mlox_gateway::metrics::GatewayMetrics::default());
-    let parts = Shared { recorder, metrics };
+    let limits: Option<Arc<dyn mlox_gateway::limit::SharedCounter>> = match &args.limits_store {
+        Some(uri) => {
+            let store = mlox_store::SqlStore::open(mlox_store::StoreOptions {
+                uri: uri.clone(),
+                default_artifact_root: "mlflow-artifacts:".into(),
+                max_connections: 8,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))
+            .with_context(|| format!("opening the limits store {}", mlox_store::redact_uri(uri)))?;
+            Some(Arc::new(StoreCounter(store)))
+        }
+        None => None,
+    };
+    let parts = Shared {
+        recorder,
+        metrics,
+        limits,
+    };
     let gateway = build_gateway(config, &parts).map_err(|e| anyhow::anyhow!(e))?;
     let addr = crate::serve::socket_addr(&args.host, args.port)?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -132,6 +175,7 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         routes,
         auth = args.auth_tracking_uri.is_some(),
         traces = args.trace_experiment.as_deref().unwrap_or("off"),
+        limits = if args.limits_store.is_some() { "shared" } else { "in-process" },
         "mlox gateway listening"
     );
     axum::serve(listener, app)
@@ -154,13 +198,17 @@ fn parse_config(
 struct Shared {
     recorder: Option<Arc<mlox_gateway::traces::TraceRecorder>>,
     metrics: Arc<mlox_gateway::metrics::GatewayMetrics>,
+    limits: Option<Arc<dyn mlox_gateway::limit::SharedCounter>>,
 }
 
 fn build_gateway(
     config: mlox_gateway::GatewayConfig,
     shared: &Shared,
 ) -> Result<mlox_gateway::Gateway, String> {
-    let gateway = mlox_gateway::Gateway::new(config)?.with_metrics(shared.metrics.clone());
+    let mut gateway = mlox_gateway::Gateway::new(config)?.with_metrics(shared.metrics.clone());
+    if let Some(limits) = &shared.limits {
+        gateway = gateway.with_shared_limits(limits.clone());
+    }
     Ok(match &shared.recorder {
         Some(recorder) => gateway.with_shared_traces(recorder.clone()),
         None => gateway,

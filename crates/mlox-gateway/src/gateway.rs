@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{EndpointConfig, EndpointType, GatewayConfig, RouteConfig};
 use crate::error::GatewayError;
-use crate::limit::RateLimiter;
+use crate::limit::{RateLimiter, SharedCounter, acquire_shared, describe};
 use crate::provider::{self, ServedAnswer};
 use crate::sse::{self, SseStream};
 use crate::traces::{GatewayCall, TraceRecorder};
@@ -22,6 +22,8 @@ pub struct Gateway {
     upstream: Upstream,
     traces: Option<std::sync::Arc<TraceRecorder>>,
     metrics: Option<std::sync::Arc<crate::metrics::GatewayMetrics>>,
+    /// Where limits are counted when replicas share them; in this process otherwise.
+    shared_limits: Option<std::sync::Arc<dyn SharedCounter>>,
 }
 
 struct Endpoint {
@@ -91,6 +93,7 @@ impl Gateway {
             upstream,
             traces: None,
             metrics: None,
+            shared_limits: None,
         })
     }
 
@@ -161,6 +164,12 @@ impl Gateway {
 
     pub fn metrics(&self) -> Option<&crate::metrics::GatewayMetrics> {
         self.metrics.as_deref()
+    }
+
+    /// Counts rate limits in a store shared with other replicas instead of in this process.
+    pub fn with_shared_limits(mut self, counter: std::sync::Arc<dyn SharedCounter>) -> Self {
+        self.shared_limits = Some(counter);
+        self
     }
 
     /// Records every call with a recorder shared across reloads of the configuration.
@@ -248,13 +257,18 @@ impl Gateway {
     ) -> Result<Answer, GatewayError> {
         let config = &endpoint.config;
         check_request(config, &body)?;
-        if let (Some(limiter), Some(limit)) = (&endpoint.limiter, &config.limit)
-            && let Err(exceeded) = limiter.acquire()
-        {
-            return Err(GatewayError::RateLimited {
-                message: format!("Rate limit exceeded: {}", limiter.describe(limit)),
-                retry_after: exceeded.retry_after,
-            });
+        if let Some(limit) = &config.limit {
+            let counted = match (&self.shared_limits, &endpoint.limiter) {
+                (Some(shared), _) => acquire_shared(shared.as_ref(), &config.name, limit).await,
+                (None, Some(limiter)) => limiter.acquire(),
+                (None, None) => Ok(()),
+            };
+            if let Err(exceeded) = counted {
+                return Err(GatewayError::RateLimited {
+                    message: format!("Rate limit exceeded: {}", describe(limit)),
+                    retry_after: exceeded.retry_after,
+                });
+            }
         }
         send(&self.upstream, config, body).await
     }

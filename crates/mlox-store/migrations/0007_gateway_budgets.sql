@@ -1,4 +1,4 @@
--- Budget policies of the AI gateway, and what its calls cost. Spend is kept per minute, per
+-- Budget policies of the AI gateway, what its calls cost, and shared rate-limit windows. Spend is kept per minute, per
 -- endpoint and per caller ('' when no one signed in): every budget window is whole minutes,
 -- so a window's spend is the sum of its minutes, read the same by every replica, and a
 -- policy made mid-window counts the calls made before it, as MLflow's does.
@@ -34,4 +34,13 @@ CREATE TABLE gateway_budget_alerts (
     window_start_ms BIGINT NOT NULL,
     alerted_at BIGINT NOT NULL,
     PRIMARY KEY (budget_policy_id, window_start_ms)
+);
+
+-- Rate-limit windows of `mlox gateway` replicas that share limits (`--limits-store`): calls
+-- counted per endpoint and fixed window, so every replica counts against the same limit.
+CREATE TABLE gateway_rate_windows (
+    endpoint TEXT NOT NULL,
+    window_start_ms BIGINT NOT NULL,
+    calls BIGINT NOT NULL,
+    PRIMARY KEY (endpoint, window_start_ms)
 );

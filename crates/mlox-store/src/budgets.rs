@@ -338,4 +338,35 @@ impl SqlStore {
         }
         Ok(())
     }
+
+    /// Counts one call to `endpoint` in the fixed window starting at `window_start_ms` and
+    /// returns the window's count so far, this call included: one statement, so replicas
+    /// counting at once never lose a call. Windows that ended before `forget_before_ms` are
+    /// dropped now and then.
+    pub async fn count_gateway_call(
+        &self,
+        endpoint: &str,
+        window_start_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<u64> {
+        let mut sql = self
+            .sql("INSERT INTO gateway_rate_windows (endpoint, window_start_ms, calls) VALUES (");
+        sql.bind_str(endpoint)
+            .push(", ")
+            .bind_i64(window_start_ms)
+            .push(
+                ", 1) ON CONFLICT (endpoint, window_start_ms) DO UPDATE SET \
+                 calls = gateway_rate_windows.calls + 1 RETURNING calls",
+            );
+        let row = sql.query().fetch_one(&self.write).await.map_err(db_err)?;
+        let calls = get_i64(&row, "calls");
+        // The first call of a window tidies the old ones: cheap, and bounded by the number of
+        // endpoints times the windows since the last tidy.
+        if calls == 1 {
+            let mut sql = self.sql("DELETE FROM gateway_rate_windows WHERE window_start_ms < ");
+            sql.bind_i64(forget_before_ms);
+            sql.query().execute(&self.write).await.map_err(db_err)?;
+        }
+        Ok(calls.max(0) as u64)
+    }
 }

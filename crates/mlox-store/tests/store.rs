@@ -3676,6 +3676,7 @@ async fn undo_migrations_after(pool: &sqlx::AnyPool, version: i64) {
                 "DROP TABLE gateway_budget_policies",
                 "DROP TABLE gateway_spend",
                 "DROP TABLE gateway_budget_alerts",
+                "DROP TABLE gateway_rate_windows",
             ],
         ),
         (
