@@ -693,3 +693,17 @@ def test_limits_hold_across_replicas_sharing_a_store(openai_stub, tmp_path):
         for replica in replicas:
             replica.stop()
         database.close()
+
+
+def test_the_gateway_describes_itself_at_openapi_json_and_docs(gateway):
+    """As MLflow's gateway (a FastAPI app) does: the OpenAPI document at /openapi.json and a
+    page rendering it at /docs, here listing the config's own endpoint names."""
+    doc = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
+    assert doc["openapi"].startswith("3.")
+    invoke = doc["paths"]["/endpoints/{name}/invocations"]["post"]
+    assert "limited" in invoke["parameters"][0]["schema"]["enum"]
+    chat_models = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["model"]["enum"]
+    assert "chat" in chat_models and "embeddings" not in chat_models
+    page = requests.get(f"{gateway.url}/docs", timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "openapi.json" in page.text

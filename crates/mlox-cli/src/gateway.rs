@@ -153,7 +153,19 @@ pub async fn run(args: StartArgs) -> anyhow::Result<()> {
         live.clone(),
         parts,
     ));
-    let mut app = mlox_gateway::http::live_router(live.clone());
+    // FastAPI's docs page, as MLflow's gateway has it, over the document the router serves.
+    let docs = axum::Router::new()
+        .route(
+            "/docs",
+            axum::routing::get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    mlox_web::api_docs_page("mlox gateway", "docs/swagger-ui", "openapi.json"),
+                )
+            }),
+        )
+        .nest_service("/docs/swagger-ui", mlox_web::swagger_ui_router());
+    let mut app = docs.merge(mlox_gateway::http::live_router(live.clone()));
     if let Some(uri) = &args.auth_tracking_uri {
         let gate =
             mlox_auth::remote::RemoteGate::new(uri, mlox_core::auth::ResourceType::GatewayEndpoint)

@@ -98,6 +98,7 @@ pub fn live_router(gateway: Arc<LiveGateway>) -> Router {
         .route("/v1/completions", post(openai_completions))
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/v1/models", get(openai_models))
+        .route("/openapi.json", get(openapi_document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
@@ -515,6 +516,14 @@ async fn get_route(Current(gateway): Current, Path(name): Path<String>) -> Respo
 }
 
 /// Prometheus metrics of the calls (an mlox extension), when the gateway keeps them.
+/// The OpenAPI document of the config being served.
+async fn openapi_document(Current(gateway): Current) -> Response {
+    json_value(
+        StatusCode::OK,
+        &crate::openapi::document(&gateway, env!("CARGO_PKG_VERSION")),
+    )
+}
+
 async fn metrics(Current(gateway): Current) -> Response {
     match gateway.metrics() {
         Some(metrics) => (

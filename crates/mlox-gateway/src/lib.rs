@@ -6,7 +6,8 @@
 //! Prometheus metrics of the calls (`metrics`), server-sent events (`sse`), what a call cost
 //! from MLflow's model catalog (`catalog`), the endpoints
 //! kept in the tracking database and their fallbacks (`stored`), and recording each call as a
-//! trace in a tracking server (`traces`). Only `http` knows axum: it is the skin that serves MLflow's
+//! trace in a tracking server (`traces`), and the OpenAPI document of what it serves
+//! (`openapi`). Only `http` knows axum: it is the skin that serves MLflow's
 //! routes and OpenAI's `/v1` routes over one [`Gateway`]. Starting a server from the command
 //! line is mlox-cli's job.
 
@@ -17,6 +18,7 @@ pub mod gateway;
 pub mod http;
 pub mod limit;
 pub mod metrics;
+pub mod openapi;
 pub mod provider;
 pub mod retry;
 pub mod sse;

@@ -300,3 +300,11 @@ async fn platform_links_are_served_as_json_and_empty_without_any() {
         r#"{"links":[{"name":"Notebooks","url":":8888/lab"}]}"#
     );
 }
+
+#[test]
+fn api_docs_pages_escape_nothing_they_are_not_given_and_point_at_the_document() {
+    assert_eq!(html_text("<x & \"y\">"), "&lt;x &amp; &quot;y&quot;&gt;");
+    let page = api_docs_page("gateway", "docs/swagger-ui", "openapi.json");
+    assert!(page.contains("<title>gateway</title>"));
+    assert!(page.contains("openapi.json"));
+}

@@ -43,7 +43,7 @@ pub(super) async fn model_page(State(s): State<RestState>, Path(model): Path<Str
     }
     // The page is at /v2/models/{m}/docs; the files at /v2/docs/swagger-ui.
     html(
-        &format!("mlox inference API: {}", html_text(&model)),
+        &format!("mlox inference API: {}", mlox_web::html_text(&model)),
         "../../docs/swagger-ui",
     )
 }
@@ -280,87 +280,9 @@ fn example_request(inputs: &[MetadataTensor]) -> Value {
 /// The page for the document at `docs/dataplane.json` (relative to the page), with Swagger UI's
 /// files at `swagger_ui` (relative too, so the pages work behind a path prefix).
 fn html(title: &str, swagger_ui: &str) -> Response {
-    let template = if mlox_web::swagger_ui_built() {
-        SWAGGER_PAGE
-    } else {
-        PAGE
-    };
-    let page = template
-        .replace("{{title}}", title)
-        .replace("{{swagger_ui}}", swagger_ui)
-        .replace("{{spec}}", "docs/dataplane.json");
+    let page = mlox_web::api_docs_page(title, swagger_ui, "docs/dataplane.json");
     ([(CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
-
-fn html_text(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Swagger UI over the document, with "Try it out" on from the start.
-const SWAGGER_PAGE: &str = r##"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{title}}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="{{swagger_ui}}/swagger-ui.css">
-</head>
-<body><div id="swagger-ui"></div>
-<script src="{{swagger_ui}}/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({
-  url: "{{spec}}",
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  tryItOutEnabled: true,
-  displayRequestDuration: true,
-});
-</script></body></html>
-"##;
-
-/// Renders the document's operations, schemas and examples with a few lines of inline script.
-const PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{title}}</title>
-<style>
-body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h2{margin-top:2rem;border-bottom:1px solid #ddd}
-.op{margin:.6rem 0;padding:.5rem .8rem;border:1px solid #e2e2e2;border-radius:6px}
-.m{display:inline-block;min-width:3.5rem;font-weight:600}.get{color:#0a6}.post{color:#06c}
-code,pre{font:13px ui-monospace,monospace}pre{background:#f6f6f6;padding:.6rem;overflow:auto}
-details summary{cursor:pointer}
-</style></head>
-<body><h1>{{title}}</h1><p>OpenAPI document: <a href="{{spec}}">{{spec}}</a></p><div id="ops">Loading…</div>
-<script>
-fetch("{{spec}}").then(r => r.json()).then(doc => {
-  const ops = document.getElementById("ops"); ops.textContent = "";
-  const byTag = {};
-  for (const [path, item] of Object.entries(doc.paths))
-    for (const [method, op] of Object.entries(item))
-      (byTag[(op.tags || ["other"])[0]] ||= []).push([method, path, op]);
-  for (const [tag, list] of Object.entries(byTag)) {
-    const h = document.createElement("h2"); h.textContent = tag; ops.append(h);
-    for (const [method, path, op] of list) {
-      const d = document.createElement("div"); d.className = "op";
-      const head = document.createElement("div");
-      const m = document.createElement("span"); m.className = "m " + method; m.textContent = method.toUpperCase();
-      const p = document.createElement("code"); p.textContent = " " + path + "  ";
-      head.append(m, p, document.createTextNode(op.summary || "")); d.append(head);
-      const body = op.requestBody && op.requestBody.content["application/json"];
-      if (body && body.example) {
-        const det = document.createElement("details"); const s = document.createElement("summary");
-        s.textContent = "example request"; const pre = document.createElement("pre");
-        pre.textContent = JSON.stringify(body.example, null, 2); det.append(s, pre); d.append(det);
-      }
-      const codes = document.createElement("div");
-      codes.textContent = "answers: " + Object.entries(op.responses).map(([c, r]) => c + " " + r.description).join(" · ");
-      d.append(codes); ops.append(d);
-    }
-  }
-  const h = document.createElement("h2"); h.textContent = "schemas"; ops.append(h);
-  const pre = document.createElement("pre"); pre.textContent = JSON.stringify(doc.components.schemas, null, 2); ops.append(pre);
-});
-</script></body></html>
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -418,10 +340,5 @@ mod tests {
                 {"name": "colour", "shape": [1, 2], "datatype": "BYTES", "data": ["", ""]},
             ]})
         );
-    }
-
-    #[test]
-    fn names_are_escaped_in_page_text() {
-        assert_eq!(html_text("<x & \"y\">"), "&lt;x &amp; &quot;y&quot;&gt;");
     }
 }
