@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -112,10 +113,16 @@ class OpenAIStub:
                     return self._json(
                         stub.fail_status, {"error": {"message": "overloaded", "type": "server_error"}}
                     )
-                if self.headers.get("Authorization") != f"Bearer {STUB_KEY}":
+                path, model = self.path, body.get("model")
+                # Azure OpenAI: the deployment in the path is the model, the key in `api-key`.
+                azure = re.fullmatch(r"/openai/deployments/([^/]+)/(chat/completions|embeddings)\?api-version=[\w.-]+", path)
+                if azure:
+                    if self.headers.get("api-key") != STUB_KEY or "model" in body:
+                        return self._json(401, {"error": {"message": "bad azure request", "type": "invalid_request_error"}})
+                    path, model = f"/v1/{azure.group(2)}", azure.group(1)
+                elif self.headers.get("Authorization") != f"Bearer {STUB_KEY}":
                     return self._json(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
-                model = body.get("model")
-                if self.path == "/v1/chat/completions":
+                if path == "/v1/chat/completions":
                     text = "stub says: " + str(body["messages"][-1]["content"])
                     if body.get("stream"):
                         chunks = [
@@ -148,7 +155,7 @@ class OpenAIStub:
                             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
                         },
                     )
-                if self.path == "/v1/completions":
+                if path == "/v1/completions":
                     return self._json(
                         200,
                         {
@@ -160,7 +167,7 @@ class OpenAIStub:
                             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
                         },
                     )
-                if self.path == "/v1/embeddings":
+                if path == "/v1/embeddings":
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     return self._json(
                         200,
@@ -707,3 +714,36 @@ def test_the_gateway_describes_itself_at_openapi_json_and_docs(gateway):
     page = requests.get(f"{gateway.url}/docs", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "openapi.json" in page.text
+
+
+def test_azure_openai_endpoints_call_their_deployment(openai_stub, tmp_path):
+    """MLflow's `azure` provider (OpenAI's config with openai_api_type azure): the deployment and
+    API version in the URL, the key in `api-key`, no model in the body."""
+    import openai
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""endpoints:
+  - name: azure-chat
+    endpoint_type: llm/v1/chat
+    model:
+      provider: azure
+      name: gpt-4o
+      config:
+        openai_api_type: azure
+        openai_api_key: {STUB_KEY}
+        openai_api_base: {openai_stub.base}
+        openai_deployment_name: prod-gpt4o
+        openai_api_version: "2024-06-01"
+""")
+    port = _free_port()
+    server = launch([mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1",
+                     "--port", str(port)], tmp_path, port, log_name="azure.log")
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(model="azure-chat", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "stub says: hi"
+        path, headers, body = openai_stub.calls[-1]
+        assert path == "/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-06-01"
+        assert "model" not in body and {k.lower(): v for k, v in headers.items()}["api-key"] == STUB_KEY
+    finally:
+        server.stop()

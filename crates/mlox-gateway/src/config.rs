@@ -101,7 +101,19 @@ pub enum ProviderConfig {
         api_base: String,
         api_key: Option<String>,
         organization: Option<String>,
+        /// Azure OpenAI (`openai_api_type: azure | azuread`): the model is the deployment.
+        azure: Option<AzureDeployment>,
     },
+}
+
+/// Where Azure OpenAI serves a model: `{api_base}/openai/deployments/{deployment}/…?api-version=…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AzureDeployment {
+    pub deployment: String,
+    pub api_version: String,
+    /// `azuread`: the key is a Microsoft Entra ID token sent as a bearer token; `azure`: an
+    /// API key sent in `api-key`.
+    pub entra_id: bool,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -212,9 +224,10 @@ impl OpenAiFamily {
 }
 
 /// The providers this build implements, as named in the config and in errors.
-pub const SUPPORTED_PROVIDERS: [&str; 9] = [
+pub const SUPPORTED_PROVIDERS: [&str; 10] = [
     "mlflow-model-serving",
     "openai",
+    "azure",
     "groq",
     "deepseek",
     "xai",
@@ -224,11 +237,10 @@ pub const SUPPORTED_PROVIDERS: [&str; 9] = [
     "ollama",
 ];
 
-/// Providers MLflow registers that mlox does not implement yet. `azure`, `anthropic` and
+/// Providers MLflow registers that mlox does not implement yet. `anthropic` and
 /// `huggingface-text-generation-inference` are planned (issue #20); until they exist they are
 /// refused at start-up rather than accepted and failed at query time.
-const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 16] = [
-    "azure",
+const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 15] = [
     "anthropic",
     "huggingface-text-generation-inference",
     "gemini",
@@ -679,6 +691,8 @@ fn provider(
                 token,
             });
         }
+        // MLflow serves `azure` with its OpenAI provider; `openai_api_type` decides the API.
+        "azure" => OpenAiFamily::OpenAi,
         other => match OpenAiFamily::from_name(other) {
             Some(family) => family,
             None => {
@@ -691,24 +705,55 @@ fn provider(
         },
     };
     let (key_name, base_name) = family.keys();
+    let mut azure = None;
     if family == OpenAiFamily::OpenAi {
-        if let Some(api_type) = string_key(config, "openai_api_type", &config_field)?
-            && !api_type.eq_ignore_ascii_case("openai")
-        {
-            return Err(err(
-                line_of(config),
-                format!("{config_field}.openai_api_type"),
-                format!(
-                    "openai_api_type '{api_type}' (Azure OpenAI) is not implemented in mlox yet; only 'openai' is"
-                ),
-            ));
-        }
-        if config.value.contains_key("openai_deployment_name") {
-            return Err(err(
-                line_of(config),
-                format!("{config_field}.openai_deployment_name"),
-                "'openai_deployment_name' is only valid with openai_api_type 'azure' or 'azuread'",
-            ));
+        let api_type = string_key(config, "openai_api_type", &config_field)?
+            .unwrap_or_else(|| "openai".into())
+            .to_ascii_lowercase();
+        let field = |key: &str| format!("{config_field}.{key}");
+        match api_type.as_str() {
+            "openai" => {
+                if config.value.contains_key("openai_deployment_name") {
+                    return Err(err(
+                        line_of(config),
+                        field("openai_deployment_name"),
+                        "'openai_deployment_name' is only valid with openai_api_type 'azure' or 'azuread'",
+                    ));
+                }
+            }
+            "azure" | "azuread" => {
+                if config.value.contains_key("openai_organization") {
+                    return Err(err(
+                        line_of(config),
+                        field("openai_organization"),
+                        "'openai_organization' is only valid with openai_api_type 'openai'",
+                    ));
+                }
+                let required = |key: &str| -> Result<String, ConfigError> {
+                    string_key(config, key, &config_field)?.ok_or_else(|| {
+                        err(
+                            line_of(config),
+                            field(key),
+                            "'openai_api_base', 'openai_deployment_name' and \
+                             'openai_api_version' are required when openai_api_type is 'azure' \
+                             or 'azuread'",
+                        )
+                    })
+                };
+                required("openai_api_base")?;
+                azure = Some(AzureDeployment {
+                    deployment: required("openai_deployment_name")?,
+                    api_version: required("openai_api_version")?,
+                    entra_id: api_type == "azuread",
+                });
+            }
+            other => {
+                return Err(err(
+                    line_of(config),
+                    field("openai_api_type"),
+                    format!("openai_api_type '{other}' is not one of openai, azure, azuread"),
+                ));
+            }
         }
     }
     let api_key = match string_key(config, key_name, &config_field)? {
@@ -740,6 +785,7 @@ fn provider(
         api_base: api_base.trim_end_matches('/').to_string(),
         api_key,
         organization,
+        azure,
     })
 }
 

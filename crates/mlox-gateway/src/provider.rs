@@ -16,12 +16,21 @@ use serde_json::{Map, Value, json};
 use crate::config::{EndpointConfig, EndpointType, ProviderConfig};
 use crate::error::GatewayError;
 
+/// Everything but RFC 3986's unreserved characters is escaped in a URL segment or query value.
+const URL_UNRESERVED_KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// One upstream request, ready to send.
 #[derive(Clone, Debug)]
 pub struct UpstreamRequest {
     pub url: String,
     pub body: Value,
     pub bearer: Option<String>,
+    /// Azure OpenAI's `api-key` header, in place of a bearer token.
+    pub api_key_header: Option<String>,
     pub organization: Option<String>,
     /// Whether the upstream itself is asked to stream (only the OpenAI family streams).
     pub stream: bool,
@@ -187,6 +196,7 @@ pub fn build_request(
                 url: format!("{model_server_url}/invocations"),
                 body: payload,
                 bearer: token.clone(),
+                api_key_header: None,
                 organization: None,
                 stream: false,
             }
@@ -196,12 +206,14 @@ pub fn build_request(
             api_key,
             organization,
             provider,
+            azure,
         } => {
             match &endpoint.model_name {
-                Some(model) => {
+                // Azure's deployment, in the URL, is the model.
+                Some(model) if azure.is_none() => {
                     body.insert("model".into(), Value::String(model.clone()));
                 }
-                None => {
+                _ => {
                     body.remove("model");
                 }
             }
@@ -219,6 +231,23 @@ pub fn build_request(
                     options.entry("include_usage").or_insert(Value::Bool(true));
                 }
             }
+            if let Some(azure) = azure {
+                let segment = |s: &str| {
+                    percent_encoding::utf8_percent_encode(s, URL_UNRESERVED_KEPT).to_string()
+                };
+                return UpstreamRequest {
+                    url: format!(
+                        "{api_base}/openai/deployments/{}/{path}?api-version={}",
+                        segment(&azure.deployment),
+                        segment(&azure.api_version)
+                    ),
+                    body: Value::Object(body),
+                    bearer: api_key.clone().filter(|_| azure.entra_id),
+                    api_key_header: api_key.clone().filter(|_| !azure.entra_id),
+                    organization: None,
+                    stream,
+                };
+            }
             // Ollama's placeholder key is not a credential.
             let bearer = api_key
                 .clone()
@@ -227,6 +256,7 @@ pub fn build_request(
                 url: format!("{api_base}/{path}"),
                 body: Value::Object(body),
                 bearer,
+                api_key_header: None,
                 organization: organization.clone(),
                 stream,
             }

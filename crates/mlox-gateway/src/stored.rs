@@ -161,6 +161,7 @@ impl StoredModel {
                     .to_string(),
                 api_key,
                 organization: self.auth_config.get("organization").cloned(),
+                azure: None,
             }
         } else {
             return Err(GatewayError::NotImplemented(unsupported_provider(

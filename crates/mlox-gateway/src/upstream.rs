@@ -51,6 +51,9 @@ impl Upstream {
         if let Some(key) = &call.bearer {
             builder = builder.bearer_auth(key.trim_end());
         }
+        if let Some(key) = &call.api_key_header {
+            builder = builder.header("api-key", key.trim_end());
+        }
         if let Some(org) = &call.organization {
             builder = builder.header("OpenAI-Organization", org);
         }

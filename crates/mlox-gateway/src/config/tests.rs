@@ -240,9 +240,14 @@ fn refused_configs_name_the_field() {
             "not implemented in mlox yet",
         ),
         (
-            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: azure, config: {}}\n".into(),
-            "endpoints[0].model.provider",
-            "supported providers: mlflow-model-serving, openai",
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: azure, config: {openai_api_type: azure, openai_api_key: k, openai_api_base: https://x.openai.azure.com}}\n".into(),
+            "endpoints[0].model.config.openai_deployment_name",
+            "are required when openai_api_type is 'azure'",
+        ),
+        (
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai, config: {openai_api_type: azuread, openai_api_key: k, openai_api_base: b, openai_deployment_name: d, openai_api_version: v, openai_organization: o}}\n".into(),
+            "endpoints[0].model.config.openai_organization",
+            "only valid with openai_api_type 'openai'",
         ),
         (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: made-up, config: {}}\n".into(),
@@ -255,9 +260,9 @@ fn refused_configs_name_the_field() {
             "config must be supplied",
         ),
         (
-            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai, config: {openai_api_key: k, openai_api_type: azure}}\n".into(),
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai, config: {openai_api_key: k, openai_api_type: cloud}}\n".into(),
             "endpoints[0].model.config.openai_api_type",
-            "Azure",
+            "not one of openai, azure, azuread",
         ),
         (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai, config: {}}\n".into(),

@@ -94,6 +94,7 @@ fn openai_requests_pass_through_with_the_configured_model() {
             api_base: "http://up/v1".into(),
             api_key: Some("k".into()),
             organization: None,
+            azure: None,
         },
     );
     let request = build_request(
@@ -225,4 +226,41 @@ fn request_validation() {
             assert_eq!(e.status(), 422);
         }
     }
+}
+
+#[test]
+fn azure_openai_names_the_deployment_in_the_url_and_sends_its_key_as_api_key() {
+    let azure = |entra_id: bool| {
+        endpoint(
+            EndpointType::Chat,
+            ProviderConfig::OpenAiCompatible {
+                provider: OpenAiFamily::OpenAi,
+                api_base: "https://my.openai.azure.com".into(),
+                api_key: Some("az-key".into()),
+                organization: None,
+                azure: Some(crate::config::AzureDeployment {
+                    deployment: "gpt4o prod".into(),
+                    api_version: "2024-06-01".into(),
+                    entra_id,
+                }),
+            },
+        )
+    };
+    let body =
+        || object(json!({"messages": [{"role": "user", "content": "q"}], "model": "ignored"}));
+    let request = build_request(&azure(false), EndpointType::Chat, body(), false);
+    assert_eq!(
+        request.url,
+        "https://my.openai.azure.com/openai/deployments/gpt4o%20prod/chat/completions?api-version=2024-06-01"
+    );
+    assert_eq!(request.body.get("model"), None);
+    assert_eq!(
+        (request.api_key_header.as_deref(), request.bearer.as_deref()),
+        (Some("az-key"), None)
+    );
+    let entra = build_request(&azure(true), EndpointType::Chat, body(), false);
+    assert_eq!(
+        (entra.api_key_header.as_deref(), entra.bearer.as_deref()),
+        (None, Some("az-key"))
+    );
 }
