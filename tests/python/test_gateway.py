@@ -747,3 +747,57 @@ def test_azure_openai_endpoints_call_their_deployment(openai_stub, tmp_path):
         assert "model" not in body and {k.lower(): v for k, v in headers.items()}["api-key"] == STUB_KEY
     finally:
         server.stop()
+
+
+def test_text_generation_inference_completions(tmp_path):
+    """MLflow's `huggingface-text-generation-inference` provider, against a stand-in for TGI's
+    `/generate`: MLflow's request mapping (max_new_tokens, scaled temperature, details) and
+    its completions answer with the token counts TGI reports."""
+    from mlflow.deployments import get_deploy_client
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body))
+            data = json.dumps({"generated_text": " world", "details": {
+                "finish_reason": "length", "generated_tokens": 2, "prefill": [{"id": 1}, {"id": 2}]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    tgi = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=tgi.serve_forever, daemon=True).start()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""endpoints:
+  - name: tgi
+    endpoint_type: llm/v1/completions
+    model:
+      provider: huggingface-text-generation-inference
+      name: falcon-7b
+      config:
+        hf_server_url: http://127.0.0.1:{tgi.server_address[1]}
+""")
+    port = _free_port()
+    server = launch([mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1",
+                     "--port", str(port)], tmp_path, port, log_name="tgi.log")
+    try:
+        answer = get_deploy_client(server.url).predict(
+            endpoint="tgi", inputs={"prompt": "Hello", "max_tokens": 5, "temperature": 0.2})
+        assert answer["choices"][0]["text"] == " world" and answer["model"] == "falcon-7b"
+        assert answer["usage"] == {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+        path, body = seen[-1]
+        assert path == "/generate" and body["inputs"] == "Hello"
+        assert body["parameters"]["max_new_tokens"] == 5
+        assert body["parameters"]["temperature"] == pytest.approx(10.0)
+        refused = requests.post(f"{server.url}/endpoints/tgi/invocations", json={"prompt": "x", "n": 2}, timeout=30)
+        assert refused.status_code == 422 and "'n' must be '1'" in refused.json()["detail"]
+    finally:
+        server.stop()
+        tgi.shutdown()

@@ -95,6 +95,9 @@ pub enum ProviderConfig {
         /// (`mlox serve --auth-tracking-uri`).
         token: Option<String>,
     },
+    /// Hugging Face's Text Generation Inference server (`hf_server_url`): completions only,
+    /// through its `/generate`, as MLflow maps them.
+    TextGenerationInference { server_url: String },
     /// `openai` and the providers that speak OpenAI's API at another base URL.
     OpenAiCompatible {
         provider: OpenAiFamily,
@@ -130,6 +133,10 @@ impl fmt::Debug for ProviderConfig {
                 .field("chat_messages", chat_messages)
                 .field("token", &token.as_ref().map(|_| "…"))
                 .finish(),
+            ProviderConfig::TextGenerationInference { server_url } => f
+                .debug_struct("TextGenerationInference")
+                .field("server_url", server_url)
+                .finish(),
             ProviderConfig::OpenAiCompatible {
                 provider, api_base, ..
             } => f
@@ -146,6 +153,7 @@ impl ProviderConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ProviderConfig::ModelServing { .. } => "mlflow-model-serving",
+            ProviderConfig::TextGenerationInference { .. } => TGI,
             ProviderConfig::OpenAiCompatible { provider, .. } => provider.name(),
         }
     }
@@ -223,11 +231,15 @@ impl OpenAiFamily {
     }
 }
 
+/// MLflow's name for Hugging Face's Text Generation Inference server.
+pub const TGI: &str = "huggingface-text-generation-inference";
+
 /// The providers this build implements, as named in the config and in errors.
-pub const SUPPORTED_PROVIDERS: [&str; 10] = [
+pub const SUPPORTED_PROVIDERS: [&str; 11] = [
     "mlflow-model-serving",
     "openai",
     "azure",
+    TGI,
     "groq",
     "deepseek",
     "xai",
@@ -237,12 +249,10 @@ pub const SUPPORTED_PROVIDERS: [&str; 10] = [
     "ollama",
 ];
 
-/// Providers MLflow registers that mlox does not implement yet. `anthropic` and
-/// `huggingface-text-generation-inference` are planned (issue #20); until they exist they are
-/// refused at start-up rather than accepted and failed at query time.
-const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 15] = [
+/// Providers MLflow registers that mlox does not implement yet (`anthropic` is planned, issue
+/// #20); they are refused at start-up rather than accepted and failed at query time.
+const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 14] = [
     "anthropic",
-    "huggingface-text-generation-inference",
     "gemini",
     "bedrock",
     "amazon-bedrock",
@@ -617,6 +627,15 @@ fn endpoint(
         ));
     };
     let provider = provider(field, &provider_name, &config, env)?;
+    if matches!(provider, ProviderConfig::TextGenerationInference { .. })
+        && endpoint_type != EndpointType::Completions
+    {
+        return Err(err(
+            line,
+            format!("{field}.endpoint_type"),
+            format!("provider '{TGI}' serves llm/v1/completions only"),
+        ));
+    }
     let limit = raw
         .limit
         .map(|l| limit(&format!("{field}.limit"), l))
@@ -689,6 +708,18 @@ fn provider(
                 model_server_url: url.trim_end_matches('/').to_string(),
                 chat_messages,
                 token,
+            });
+        }
+        TGI => {
+            let url = string_key(config, "hf_server_url", &config_field)?.ok_or_else(|| {
+                err(
+                    line_of(config),
+                    format!("{config_field}.hf_server_url"),
+                    format!("`hf_server_url` is required for {TGI}"),
+                )
+            })?;
+            return Ok(ProviderConfig::TextGenerationInference {
+                server_url: url.trim_end_matches('/').to_string(),
             });
         }
         // MLflow serves `azure` with its OpenAI provider; `openai_api_type` decides the API.

@@ -293,6 +293,7 @@ pub fn check_request(
     body: &Map<String, Value>,
 ) -> Result<(), GatewayError> {
     provider::validate_request(config.endpoint_type, body)?;
+    provider::check_text_generation_request(config, body)?;
     provider::check_model_serving_chat(config, config.endpoint_type, body)
 }
 
@@ -335,9 +336,22 @@ async fn send(
         // Passed on as it came: the upstream already speaks OpenAI's shape.
         return Ok(Answer::Json(bytes));
     }
-    let answer = provider::read_model_serving_answer(kind, &upstream)?;
     let created = now_seconds();
     let model = config.model_name.as_deref();
+    if matches!(
+        config.provider,
+        crate::config::ProviderConfig::TextGenerationInference { .. }
+    ) {
+        let generated = provider::read_text_generation_answer(&upstream)?;
+        if stream {
+            let chunk = provider::model_serving_chunk(kind, model, &[generated.text], created);
+            return Ok(Answer::Stream(sse::from_chunks(vec![chunk])));
+        }
+        return Ok(Answer::Json(Bytes::from(provider::text_generation_answer(
+            model, &generated, created,
+        ))));
+    }
+    let answer = provider::read_model_serving_answer(kind, &upstream)?;
     if stream {
         let ServedAnswer::Texts(texts) = &answer else {
             return Err(GatewayError::BadGateway(

@@ -150,6 +150,14 @@ pub fn build_request(
     stream: bool,
 ) -> UpstreamRequest {
     match &endpoint.provider {
+        ProviderConfig::TextGenerationInference { server_url } => UpstreamRequest {
+            url: format!("{server_url}/generate"),
+            body: text_generation_payload(body),
+            bearer: None,
+            api_key_header: None,
+            organization: None,
+            stream: false,
+        },
         ProviderConfig::ModelServing {
             model_server_url,
             chat_messages,
@@ -362,7 +370,7 @@ struct CompletionsAnswer<'a> {
 struct CompletionChoice<'a> {
     index: usize,
     text: &'a str,
-    finish_reason: Option<&'static str>,
+    finish_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -638,3 +646,114 @@ fn embedding_predictions(predictions: &Value) -> Result<Vec<Vec<f64>>, GatewayEr
 
 #[cfg(test)]
 mod tests;
+
+// ------------------------------------------------------------------ Text Generation Inference
+
+/// MLflow's checks of a completions request to a Text Generation Inference server (422).
+pub fn check_text_generation_request(
+    endpoint: &EndpointConfig,
+    body: &Map<String, Value>,
+) -> Result<(), GatewayError> {
+    if !matches!(
+        endpoint.provider,
+        ProviderConfig::TextGenerationInference { .. }
+    ) {
+        return Ok(());
+    }
+    if body.contains_key("model") {
+        return Err(GatewayError::Invalid(
+            "The parameter 'model' is not permitted to be passed. The route being queried \
+             already defines a model instance."
+                .into(),
+        ));
+    }
+    if body.contains_key("max_new_tokens") {
+        return Err(GatewayError::Invalid(
+            "Invalid parameter max_new_tokens. Use max_tokens instead.".into(),
+        ));
+    }
+    match body.get("n") {
+        None | Some(Value::Null) => Ok(()),
+        Some(n) if n.as_i64() == Some(1) => Ok(()),
+        Some(n) => Err(GatewayError::Invalid(format!(
+            "'n' must be '1' for the Text Generation Inference provider.Received value: '{n}'."
+        ))),
+    }
+}
+
+/// `{"inputs": prompt, "parameters": …}` for TGI's `/generate`: `max_tokens` becomes
+/// `max_new_tokens`, the temperature is scaled from OpenAI's 0–2 to TGI's 0–100 (never 0,
+/// which TGI refuses), and the answer is asked for with the details that count its tokens.
+fn text_generation_payload(mut body: Map<String, Value>) -> Value {
+    let prompt = body.remove("prompt").unwrap_or(Value::Null);
+    for key in ["stream", "stream_options", "n"] {
+        body.remove(key);
+    }
+    let mut parameters: Map<String, Value> =
+        body.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    if let Some(max) = parameters.remove("max_tokens") {
+        parameters.insert("max_new_tokens".into(), max);
+    }
+    if let Some(t) = parameters.get("temperature").and_then(Value::as_f64) {
+        parameters.insert("temperature".into(), json!((50.0 * t).max(1e-3)));
+    }
+    parameters.insert("details".into(), Value::Bool(true));
+    parameters.insert("decoder_input_details".into(), Value::Bool(true));
+    json!({"inputs": prompt, "parameters": parameters})
+}
+
+/// What TGI's `/generate` answered.
+pub struct Generated {
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+pub fn read_text_generation_answer(upstream: &Value) -> Result<Generated, GatewayError> {
+    let text = upstream
+        .get("generated_text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            GatewayError::BadGateway(
+                "the Text Generation Inference server's answer has no generated_text".into(),
+            )
+        })?;
+    let details = upstream.get("details");
+    Ok(Generated {
+        text: text.to_string(),
+        finish_reason: details
+            .and_then(|d| d.get("finish_reason"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        prompt_tokens: details
+            .and_then(|d| d.get("prefill"))
+            .and_then(Value::as_array)
+            .map_or(0, |p| p.len() as u64),
+        completion_tokens: details
+            .and_then(|d| d.get("generated_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+/// A TGI answer as MLflow's completions answer.
+pub fn text_generation_answer(model: Option<&str>, generated: &Generated, created: i64) -> Vec<u8> {
+    serde_json::to_vec(&CompletionsAnswer {
+        id: None,
+        object: "text_completion",
+        created,
+        model,
+        choices: vec![CompletionChoice {
+            index: 0,
+            text: &generated.text,
+            finish_reason: generated.finish_reason.as_deref(),
+        }],
+        usage: NullUsage {
+            prompt_tokens: Some(generated.prompt_tokens),
+            completion_tokens: Some(generated.completion_tokens),
+            total_tokens: Some(generated.prompt_tokens + generated.completion_tokens),
+        },
+    })
+    .unwrap_or_default()
+}

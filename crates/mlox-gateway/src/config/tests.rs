@@ -91,7 +91,7 @@ fn secrets_resolve_like_mlflow() {
         );
         parse(&text, &env()).map(|c| match &c.endpoints[0].provider {
             ProviderConfig::OpenAiCompatible { api_key, .. } => api_key.clone(),
-            ProviderConfig::ModelServing { .. } => None,
+            _ => None,
         })
     };
     assert_eq!(key("$OPENAI_API_KEY"), Ok(Some("sk-from-env".into())));
@@ -248,6 +248,16 @@ fn refused_configs_name_the_field() {
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: openai, config: {openai_api_type: azuread, openai_api_key: k, openai_api_base: b, openai_deployment_name: d, openai_api_version: v, openai_organization: o}}\n".into(),
             "endpoints[0].model.config.openai_organization",
             "only valid with openai_api_type 'openai'",
+        ),
+        (
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: huggingface-text-generation-inference, config: {hf_server_url: http://tgi}}\n".into(),
+            "endpoints[0].endpoint_type",
+            "serves llm/v1/completions only",
+        ),
+        (
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/completions\n    model: {provider: huggingface-text-generation-inference, config: {}}\n".into(),
+            "endpoints[0].model.config.hf_server_url",
+            "is required",
         ),
         (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: made-up, config: {}}\n".into(),

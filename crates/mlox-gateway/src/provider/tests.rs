@@ -264,3 +264,58 @@ fn azure_openai_names_the_deployment_in_the_url_and_sends_its_key_as_api_key() {
         (None, Some("az-key"))
     );
 }
+
+fn tgi() -> EndpointConfig {
+    endpoint(
+        EndpointType::Completions,
+        ProviderConfig::TextGenerationInference {
+            server_url: "http://tgi:8080".into(),
+        },
+    )
+}
+
+#[test]
+fn text_generation_inference_gets_mlflows_generate_request_and_checks() {
+    let body = object(json!({"prompt": "Hi", "max_tokens": 5, "temperature": 0.0,
+                             "stop": ["."], "n": 1, "top_p": null}));
+    let request = build_request(&tgi(), EndpointType::Completions, body, true);
+    assert_eq!(request.url, "http://tgi:8080/generate");
+    assert!(!request.stream, "TGI is asked for the whole answer");
+    assert_eq!(
+        request.body,
+        json!({"inputs": "Hi", "parameters": {"max_new_tokens": 5, "temperature": 0.001,
+               "stop": ["."], "details": true, "decoder_input_details": true}})
+    );
+    let refused = |body: Value| check_text_generation_request(&tgi(), &object(body)).unwrap_err();
+    assert!(
+        refused(json!({"prompt": "x", "model": "m"}))
+            .to_string()
+            .contains("'model' is not permitted")
+    );
+    assert!(
+        refused(json!({"prompt": "x", "max_new_tokens": 3}))
+            .to_string()
+            .contains("Use max_tokens")
+    );
+    assert!(
+        refused(json!({"prompt": "x", "n": 2}))
+            .to_string()
+            .contains("'n' must be '1'")
+    );
+}
+
+#[test]
+fn text_generation_answers_become_mlflows_completions_with_usage() {
+    let upstream = json!({"generated_text": " there", "details": {"finish_reason": "length",
+        "generated_tokens": 2, "prefill": [{"id": 1}, {"id": 2}, {"id": 3}]}});
+    let generated = read_text_generation_answer(&upstream).unwrap();
+    let answer: Value =
+        serde_json::from_slice(&text_generation_answer(Some("falcon"), &generated, 7)).unwrap();
+    assert_eq!(
+        answer,
+        json!({"id": null, "object": "text_completion", "created": 7, "model": "falcon",
+               "choices": [{"index": 0, "text": " there", "finish_reason": "length"}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+    );
+    assert!(read_text_generation_answer(&json!({"error": "x"})).is_err());
+}
