@@ -270,7 +270,12 @@ impl Gateway {
                 });
             }
         }
-        send(&self.upstream, config, body).await
+        let started = std::time::Instant::now();
+        let answer = send(&self.upstream, config, body).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.record_upstream(&config.name, started.elapsed());
+        }
+        answer
     }
 }
 

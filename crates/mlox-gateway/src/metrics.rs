@@ -32,6 +32,7 @@ pub struct GatewayMetrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
+    upstream_latency: Family<EndpointLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
 }
 
@@ -48,6 +49,9 @@ impl Default for GatewayMetrics {
         let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
+        let upstream_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let tokens = Family::<TokenLabels, Counter>::default();
         registry.register(
             "mlox_gateway_calls",
@@ -60,6 +64,12 @@ impl Default for GatewayMetrics {
             latency.clone(),
         );
         registry.register(
+            "mlox_gateway_upstream_duration_seconds",
+            "Time the upstream took, retries included, per endpoint actually called (after \
+             routing and fallbacks); the call's duration minus this is the gateway's own",
+            upstream_latency.clone(),
+        );
+        registry.register(
             "mlox_gateway_tokens",
             "Tokens the upstream reported in its answers' usage (prompt, completion)",
             tokens.clone(),
@@ -68,6 +78,7 @@ impl Default for GatewayMetrics {
             registry,
             calls,
             latency,
+            upstream_latency,
             tokens,
         }
     }
@@ -117,6 +128,15 @@ impl GatewayMetrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// How long one endpoint's upstream took to answer (to the first byte of a stream).
+    pub fn record_upstream(&self, endpoint: &str, elapsed: Duration) {
+        self.upstream_latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition format.

@@ -892,6 +892,7 @@ async fn calls_are_counted_in_prometheus_metrics() {
         r#"mlox_gateway_calls_total{endpoint="chat",status="200"} 1"#,
         r#"mlox_gateway_calls_total{endpoint="chat",status="503"} 1"#,
         r#"mlox_gateway_call_duration_seconds_count{endpoint="chat"} 2"#,
+        r#"mlox_gateway_upstream_duration_seconds_count{endpoint="chat"} 2"#,
     ] {
         assert!(metrics.text.contains(line), "{line}\n{}", metrics.text);
     }
