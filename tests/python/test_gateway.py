@@ -509,7 +509,7 @@ def test_a_bad_config_is_refused_with_field_and_line(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(
         "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n"
-        "    model: {provider: anthropic, config: {anthropic_api_key: k}}\n"
+        "    model: {provider: gemini, config: {gemini_api_key: k}}\n"
     )
     done = subprocess.run(
         [mlox_binary(), "gateway", "start", "--config-path", str(config), "--port", str(_free_port())],
@@ -757,25 +757,13 @@ def test_text_generation_inference_completions(tmp_path):
 
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body))
-            data = json.dumps({"generated_text": " world", "details": {
-                "finish_reason": "length", "generated_tokens": 2, "prefill": [{"id": 1}, {"id": 2}]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def generate(path, headers, body):
+        seen.append((path, body))
+        return "application/json", json.dumps({"generated_text": " world", "details": {
+            "finish_reason": "length", "generated_tokens": 2, "prefill": [{"id": 1}, {"id": 2}]}}).encode()
 
-        def log_message(self, *args):
-            pass
-
-    tgi = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=tgi.serve_forever, daemon=True).start()
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""endpoints:
+    tgi = _stand_in(generate)
+    server = _gateway_with(f"""endpoints:
   - name: tgi
     endpoint_type: llm/v1/completions
     model:
@@ -783,10 +771,7 @@ def test_text_generation_inference_completions(tmp_path):
       name: falcon-7b
       config:
         hf_server_url: http://127.0.0.1:{tgi.server_address[1]}
-""")
-    port = _free_port()
-    server = launch([mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1",
-                     "--port", str(port)], tmp_path, port, log_name="tgi.log")
+""", tmp_path, "tgi")
     try:
         answer = get_deploy_client(server.url).predict(
             endpoint="tgi", inputs={"prompt": "Hello", "max_tokens": 5, "temperature": 0.2})
@@ -801,3 +786,99 @@ def test_text_generation_inference_completions(tmp_path):
     finally:
         server.stop()
         tgi.shutdown()
+
+
+def test_anthropic_chat_through_openai_shapes(tmp_path):
+    """MLflow's `anthropic` provider against a stand-in for Anthropic's Messages API (a paid API
+    cannot run here): the request as MLflow maps it (system, max_tokens, halved temperature,
+    x-api-key and anthropic-version), the answer and a stream in OpenAI's shapes."""
+    import openai
+
+    seen = []
+
+    def messages(path, headers, body):
+        seen.append((path, headers, body))
+        if not body.get("stream"):
+            return "application/json", json.dumps({
+                "id": "msg_2", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 9, "output_tokens": 3}}).encode()
+        events = [
+            {"type": "message_start", "message": {"id": "msg_1", "model": body["model"],
+                                                   "usage": {"input_tokens": 9, "output_tokens": 0}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "ping"},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+            {"type": "message_stop"},
+        ]
+        return "text/event-stream", "".join(
+            f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+
+    upstream = _stand_in(messages)
+    server = _gateway_with(f"""endpoints:
+  - name: claude
+    endpoint_type: llm/v1/chat
+    model:
+      provider: anthropic
+      name: claude-test
+      config:
+        anthropic_api_key: ant-key
+        anthropic_api_base: http://127.0.0.1:{upstream.server_address[1]}/v1
+""", tmp_path, "anthropic")
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(
+            model="claude", temperature=1.0,
+            messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        assert answer.choices[0].message.content == "Hello!"
+        assert answer.choices[0].finish_reason == "stop"
+        assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (9, 3)
+        path, headers, body = seen[-1]
+        assert path == "/v1/messages"
+        assert headers["x-api-key"] == "ant-key" and headers["anthropic-version"] == "2023-06-01"
+        assert body["system"] == "Be brief." and body["messages"] == [{"role": "user", "content": "Hi"}]
+        assert (body["model"], body["max_tokens"], body["temperature"]) == ("claude-test", 8192, 0.5)
+
+        chunks = list(client.chat.completions.create(
+            model="claude", stream=True, messages=[{"role": "user", "content": "Hi"}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        refused = requests.post(f"{server.url}/endpoints/claude/invocations", timeout=30,
+                                json={"messages": [{"role": "user", "content": "x"}], "temperature": 1, "top_p": 0.5})
+        assert refused.status_code == 422 and "temperature" in refused.json()["detail"]
+    finally:
+        server.stop()
+        upstream.shutdown()
+
+
+def _stand_in(answer):
+    """A local stand-in for a provider's API: ``answer(path, headers, body)`` returns the
+    content type and the bytes of each POST's answer. Returns the server (``shutdown()`` it)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            content_type, data = answer(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _gateway_with(config_text: str, tmp_path, name: str):
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(config_text)
+    port = _free_port()
+    return launch([mlox_binary(), "gateway", "start", "--config-path", str(config), "--host", "127.0.0.1",
+                   "--port", str(port)], tmp_path, port, log_name=f"{name}.log")

@@ -95,6 +95,13 @@ pub enum ProviderConfig {
         /// (`mlox serve --auth-tracking-uri`).
         token: Option<String>,
     },
+    /// Anthropic's Messages API (`anthropic_api_key`, `anthropic_version`,
+    /// `anthropic_api_base`): chat only.
+    Anthropic {
+        api_base: String,
+        api_key: String,
+        version: String,
+    },
     /// Hugging Face's Text Generation Inference server (`hf_server_url`): completions only,
     /// through its `/generate`, as MLflow maps them.
     TextGenerationInference { server_url: String },
@@ -133,6 +140,13 @@ impl fmt::Debug for ProviderConfig {
                 .field("chat_messages", chat_messages)
                 .field("token", &token.as_ref().map(|_| "…"))
                 .finish(),
+            ProviderConfig::Anthropic {
+                api_base, version, ..
+            } => f
+                .debug_struct("Anthropic")
+                .field("api_base", api_base)
+                .field("version", version)
+                .finish_non_exhaustive(),
             ProviderConfig::TextGenerationInference { server_url } => f
                 .debug_struct("TextGenerationInference")
                 .field("server_url", server_url)
@@ -154,6 +168,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::ModelServing { .. } => "mlflow-model-serving",
             ProviderConfig::TextGenerationInference { .. } => TGI,
+            ProviderConfig::Anthropic { .. } => "anthropic",
             ProviderConfig::OpenAiCompatible { provider, .. } => provider.name(),
         }
     }
@@ -235,10 +250,11 @@ impl OpenAiFamily {
 pub const TGI: &str = "huggingface-text-generation-inference";
 
 /// The providers this build implements, as named in the config and in errors.
-pub const SUPPORTED_PROVIDERS: [&str; 11] = [
+pub const SUPPORTED_PROVIDERS: [&str; 12] = [
     "mlflow-model-serving",
     "openai",
     "azure",
+    "anthropic",
     TGI,
     "groq",
     "deepseek",
@@ -249,10 +265,9 @@ pub const SUPPORTED_PROVIDERS: [&str; 11] = [
     "ollama",
 ];
 
-/// Providers MLflow registers that mlox does not implement yet (`anthropic` is planned, issue
-/// #20); they are refused at start-up rather than accepted and failed at query time.
-const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 14] = [
-    "anthropic",
+/// Providers MLflow registers that mlox does not implement; they are refused at start-up
+/// rather than accepted and failed at query time.
+const MLFLOW_PROVIDERS_NOT_BUILT: [&str; 13] = [
     "gemini",
     "bedrock",
     "amazon-bedrock",
@@ -627,13 +642,19 @@ fn endpoint(
         ));
     };
     let provider = provider(field, &provider_name, &config, env)?;
-    if matches!(provider, ProviderConfig::TextGenerationInference { .. })
-        && endpoint_type != EndpointType::Completions
+    let only = match provider {
+        ProviderConfig::TextGenerationInference { .. } => Some((TGI, EndpointType::Completions)),
+        // Anthropic retired the completions API MLflow maps llm/v1/completions to.
+        ProviderConfig::Anthropic { .. } => Some(("anthropic", EndpointType::Chat)),
+        _ => None,
+    };
+    if let Some((name, kind)) = only
+        && endpoint_type != kind
     {
         return Err(err(
             line,
             format!("{field}.endpoint_type"),
-            format!("provider '{TGI}' serves llm/v1/completions only"),
+            format!("provider '{name}' serves {} only", kind.as_str()),
         ));
     }
     let limit = raw
@@ -708,6 +729,30 @@ fn provider(
                 model_server_url: url.trim_end_matches('/').to_string(),
                 chat_messages,
                 token,
+            });
+        }
+        "anthropic" => {
+            let key = string_key(config, "anthropic_api_key", &config_field)?.ok_or_else(|| {
+                err(
+                    line_of(config),
+                    format!("{config_field}.anthropic_api_key"),
+                    "`anthropic_api_key` is required for provider 'anthropic'",
+                )
+            })?;
+            let api_key = resolve_secret(
+                &key,
+                env,
+                line_of(config),
+                &format!("{config_field}.anthropic_api_key"),
+            )?;
+            return Ok(ProviderConfig::Anthropic {
+                api_base: string_key(config, "anthropic_api_base", &config_field)?
+                    .unwrap_or_else(|| crate::anthropic::DEFAULT_API_BASE.into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key,
+                version: string_key(config, "anthropic_version", &config_field)?
+                    .unwrap_or_else(|| crate::anthropic::DEFAULT_VERSION.into()),
             });
         }
         TGI => {

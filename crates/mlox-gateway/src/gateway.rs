@@ -299,6 +299,12 @@ pub fn check_request(
 ) -> Result<(), GatewayError> {
     provider::validate_request(config.endpoint_type, body)?;
     provider::check_text_generation_request(config, body)?;
+    if matches!(
+        config.provider,
+        crate::config::ProviderConfig::Anthropic { .. }
+    ) {
+        crate::anthropic::check(body)?;
+    }
     provider::check_model_serving_chat(config, config.endpoint_type, body)
 }
 
@@ -327,6 +333,20 @@ async fn send(
         let response = upstream
             .open_stream(&request, &config.retries, config.timeout)
             .await?;
+        if matches!(
+            config.provider,
+            crate::config::ProviderConfig::Anthropic { .. }
+        ) {
+            let mut translator = crate::anthropic::StreamTranslator::new(now_seconds());
+            return Ok(Answer::Stream(sse::relay_mapped(
+                response,
+                config.timeout,
+                move |data| match serde_json::from_str::<Value>(data) {
+                    Ok(event) => translator.event(&event),
+                    Err(_) => Vec::new(),
+                },
+            )));
+        }
         return Ok(Answer::Stream(sse::relay(response, config.timeout)));
     }
     let bytes = upstream
@@ -343,6 +363,14 @@ async fn send(
     }
     let created = now_seconds();
     let model = config.model_name.as_deref();
+    if matches!(
+        config.provider,
+        crate::config::ProviderConfig::Anthropic { .. }
+    ) {
+        return Ok(Answer::Json(Bytes::from(crate::anthropic::answer(
+            &upstream, created,
+        )?)));
+    }
     if matches!(
         config.provider,
         crate::config::ProviderConfig::TextGenerationInference { .. }

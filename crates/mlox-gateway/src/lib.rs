@@ -11,6 +11,7 @@
 //! routes and OpenAI's `/v1` routes over one [`Gateway`]. Starting a server from the command
 //! line is mlox-cli's job.
 
+pub mod anthropic;
 pub mod catalog;
 pub mod config;
 pub mod error;

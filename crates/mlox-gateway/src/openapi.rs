@@ -8,14 +8,6 @@ use serde_json::{Value, json};
 use crate::config::EndpointType;
 use crate::gateway::Gateway;
 
-fn kind_name(kind: EndpointType) -> &'static str {
-    match kind {
-        EndpointType::Chat => "llm/v1/chat",
-        EndpointType::Completions => "llm/v1/completions",
-        EndpointType::Embeddings => "llm/v1/embeddings",
-    }
-}
-
 fn example(kind: EndpointType) -> Value {
     match kind {
         EndpointType::Chat => {
@@ -116,7 +108,7 @@ pub fn document(gateway: &Gateway, version: &str) -> Value {
     let route_names: Vec<&str> = gateway.routes().map(|r| r.name.as_str()).collect();
     let kinds: Vec<Value> = names
         .iter()
-        .map(|(n, k)| json!({"name": n, "type": kind_name(*k)}))
+        .map(|(n, k)| json!({"name": n, "type": k.as_str()}))
         .collect();
     json!({
         "openapi": "3.0.3",

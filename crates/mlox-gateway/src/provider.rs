@@ -29,8 +29,9 @@ pub struct UpstreamRequest {
     pub url: String,
     pub body: Value,
     pub bearer: Option<String>,
-    /// Azure OpenAI's `api-key` header, in place of a bearer token.
-    pub api_key_header: Option<String>,
+    /// Headers a provider authenticates or versions its API with (Azure's `api-key`,
+    /// Anthropic's `x-api-key` and `anthropic-version`).
+    pub headers: Vec<(&'static str, String)>,
     pub organization: Option<String>,
     /// Whether the upstream itself is asked to stream (only the OpenAI family streams).
     pub stream: bool,
@@ -150,11 +151,26 @@ pub fn build_request(
     stream: bool,
 ) -> UpstreamRequest {
     match &endpoint.provider {
+        ProviderConfig::Anthropic {
+            api_base,
+            api_key,
+            version,
+        } => UpstreamRequest {
+            url: format!("{api_base}/messages"),
+            body: crate::anthropic::request_body(endpoint.model_name.as_deref(), body, stream),
+            bearer: None,
+            headers: vec![
+                ("x-api-key", api_key.clone()),
+                ("anthropic-version", version.clone()),
+            ],
+            organization: None,
+            stream,
+        },
         ProviderConfig::TextGenerationInference { server_url } => UpstreamRequest {
             url: format!("{server_url}/generate"),
             body: text_generation_payload(body),
             bearer: None,
-            api_key_header: None,
+            headers: Vec::new(),
             organization: None,
             stream: false,
         },
@@ -204,7 +220,7 @@ pub fn build_request(
                 url: format!("{model_server_url}/invocations"),
                 body: payload,
                 bearer: token.clone(),
-                api_key_header: None,
+                headers: Vec::new(),
                 organization: None,
                 stream: false,
             }
@@ -251,7 +267,12 @@ pub fn build_request(
                     ),
                     body: Value::Object(body),
                     bearer: api_key.clone().filter(|_| azure.entra_id),
-                    api_key_header: api_key.clone().filter(|_| !azure.entra_id),
+                    headers: api_key
+                        .clone()
+                        .filter(|_| !azure.entra_id)
+                        .map(|key| ("api-key", key))
+                        .into_iter()
+                        .collect(),
                     organization: None,
                     stream,
                 };
@@ -264,7 +285,7 @@ pub fn build_request(
                 url: format!("{api_base}/{path}"),
                 body: Value::Object(body),
                 bearer,
-                api_key_header: None,
+                headers: Vec::new(),
                 organization: organization.clone(),
                 stream,
             }

@@ -52,9 +52,19 @@ pub fn from_chunks(chunks: Vec<Vec<u8>>) -> SseStream {
 /// silent for `idle` ends the stream with an error event, so a hung upstream cannot hold a
 /// client forever.
 pub fn relay(response: reqwest::Response, idle: Duration) -> SseStream {
+    relay_mapped(response, idle, |data| vec![data.as_bytes().to_vec()])
+}
+
+/// [`relay`], each upstream event's data turned into the data of zero or more events by `map`
+/// (for upstreams that stream in a shape of their own).
+pub fn relay_mapped(
+    response: reqwest::Response,
+    idle: Duration,
+    map: impl FnMut(&str) -> Vec<Vec<u8>> + Send + 'static,
+) -> SseStream {
     let events = response.bytes_stream().eventsource();
-    stream::unfold(Some(events), move |state| async move {
-        let mut events = state?;
+    stream::unfold(Some((events, map)), move |state| async move {
+        let (mut events, mut map) = state?;
         loop {
             let Ok(next) = tokio::time::timeout(idle, events.next()).await else {
                 let error = GatewayError::Timeout(format!(
@@ -80,9 +90,14 @@ pub fn relay(response: reqwest::Response, idle: Duration) -> SseStream {
                         let error = GatewayError::BadGateway(format!(
                             "the upstream reported an error mid-stream: {data}"
                         ));
-                        return Some((Ok(error_event(&error)), Some(events)));
+                        return Some((Ok(error_event(&error)), Some((events, map))));
                     }
-                    return Some((Ok(data_event(data.as_bytes())), Some(events)));
+                    let mapped = map(data);
+                    if mapped.is_empty() {
+                        continue;
+                    }
+                    let out: Vec<u8> = mapped.iter().flat_map(|d| data_event(d)).collect();
+                    return Some((Ok(Bytes::from(out)), Some((events, map))));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "upstream stream broke off");
@@ -144,22 +159,27 @@ impl UsageTap {
         if !text.contains("usage") {
             return false;
         }
-        let data: Vec<&str> = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) else {
-            return false;
-        };
-        let Some(usage) = usage_of(&value) else {
-            return false;
-        };
-        self.usage = Some(usage);
-        value
-            .get("choices")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(Vec::is_empty)
+        // An item may hold several events (a translated upstream event can become more).
+        let mut only_usage = false;
+        for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) else {
+                continue;
+            };
+            let Some(usage) = usage_of(&value) else {
+                continue;
+            };
+            self.usage = Some(usage);
+            only_usage = value
+                .get("choices")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(Vec::is_empty);
+        }
+        only_usage
     }
 
     fn finish(&mut self) {

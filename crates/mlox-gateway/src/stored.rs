@@ -135,6 +135,26 @@ impl StoredModel {
                 chat_messages: true,
                 token: api_key,
             }
+        } else if normalized == "anthropic" {
+            let Some(api_key) = api_key else {
+                return Err(GatewayError::BadRequest(format!(
+                    "The model '{}' of endpoint '{endpoint}' has no API key: its secret was \
+                     deleted or holds no 'api_key'.",
+                    self.model_name
+                )));
+            };
+            ProviderConfig::Anthropic {
+                api_base: api_base
+                    .map_or(crate::anthropic::DEFAULT_API_BASE, String::as_str)
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key,
+                version: self
+                    .auth_config
+                    .get("anthropic_version")
+                    .cloned()
+                    .unwrap_or_else(|| crate::anthropic::DEFAULT_VERSION.into()),
+            }
         } else if let Some(family) = OpenAiFamily::from_name(&normalized) {
             if family == OpenAiFamily::OpenAi
                 && self
@@ -380,13 +400,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let refused = model("anthropic", true, None)
+        let refused = model("gemini", true, None)
             .endpoint_config("e", EndpointType::Chat)
             .unwrap_err();
         assert!(
             refused.to_string().contains("not implemented in mlox yet"),
             "{refused}"
         );
+        assert!(matches!(
+            model("anthropic", true, None)
+                .endpoint_config("e", EndpointType::Chat)
+                .unwrap()
+                .provider,
+            ProviderConfig::Anthropic { .. }
+        ));
         let mut orphan = model("openai", true, None);
         orphan.secret.clear();
         assert!(orphan.endpoint_config("e", EndpointType::Chat).is_err());

@@ -51,8 +51,8 @@ impl Upstream {
         if let Some(key) = &call.bearer {
             builder = builder.bearer_auth(key.trim_end());
         }
-        if let Some(key) = &call.api_key_header {
-            builder = builder.header("api-key", key.trim_end());
+        for (name, value) in &call.headers {
+            builder = builder.header(*name, value.trim_end());
         }
         if let Some(org) = &call.organization {
             builder = builder.header("OpenAI-Organization", org);

@@ -235,9 +235,14 @@ fn refused_configs_name_the_field() {
         ),
         (chat("    route_type: llm/v1/chat\n"), "endpoints[0].route_type", "endpoint_type"),
         (
-            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: anthropic, config: {anthropic_api_key: k}}\n".into(),
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: gemini, config: {gemini_api_key: k}}\n".into(),
             "endpoints[0].model.provider",
             "not implemented in mlox yet",
+        ),
+        (
+            "endpoints:\n  - name: a\n    endpoint_type: llm/v1/completions\n    model: {provider: anthropic, config: {anthropic_api_key: k}}\n".into(),
+            "endpoints[0].endpoint_type",
+            "serves llm/v1/chat only",
         ),
         (
             "endpoints:\n  - name: a\n    endpoint_type: llm/v1/chat\n    model: {provider: azure, config: {openai_api_type: azure, openai_api_key: k, openai_api_base: https://x.openai.azure.com}}\n".into(),

@@ -255,13 +255,13 @@ fn azure_openai_names_the_deployment_in_the_url_and_sends_its_key_as_api_key() {
     );
     assert_eq!(request.body.get("model"), None);
     assert_eq!(
-        (request.api_key_header.as_deref(), request.bearer.as_deref()),
-        (Some("az-key"), None)
+        (request.headers.clone(), request.bearer.as_deref()),
+        (vec![("api-key", "az-key".to_string())], None)
     );
     let entra = build_request(&azure(true), EndpointType::Chat, body(), false);
     assert_eq!(
-        (entra.api_key_header.as_deref(), entra.bearer.as_deref()),
-        (None, Some("az-key"))
+        (entra.headers.clone(), entra.bearer.as_deref()),
+        (Vec::new(), Some("az-key"))
     );
 }
 
