@@ -47,6 +47,8 @@ impl Target {
     }
 }
 
+const JSON: &str = "application/json";
+
 /// A worker's own connection to one target.
 pub struct Conn {
     target: Target,
@@ -135,7 +137,22 @@ impl Conn {
     /// One request/response exchange. `path` is relative to the target's prefix and may carry a
     /// query string; `body`, if any, is sent as JSON.
     pub async fn send(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Reply> {
-        let outcome = tokio::time::timeout(self.timeout, self.exchange(method, path, body)).await;
+        self.send_with(method, path, body, JSON, None).await
+    }
+
+    /// [`Conn::send`] with a body of any `content_type` and one extra header (OTLP exports name
+    /// their experiment in one).
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+        extra_header: Option<(&str, &str)>,
+    ) -> Result<Reply> {
+        let timeout = self.timeout;
+        let exchange = self.exchange(method, path, body, content_type, extra_header);
+        let outcome = tokio::time::timeout(timeout, exchange).await;
         let result = match outcome {
             Ok(result) => result,
             Err(_) => Err(anyhow!("no answer within {:?}", self.timeout)),
@@ -147,7 +164,14 @@ impl Conn {
         result
     }
 
-    async fn exchange(&mut self, method: Method, path: &str, body: Option<Bytes>) -> Result<Reply> {
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+        extra_header: Option<(&str, &str)>,
+    ) -> Result<Reply> {
         let uri = format!("{}{}", self.target.prefix, path);
         let mut builder = Request::builder()
             .method(method)
@@ -158,7 +182,10 @@ impl Conn {
             builder = builder.header(header::AUTHORIZATION, authorization.as_str());
         }
         if body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some((name, value)) = extra_header {
+            builder = builder.header(name, value);
         }
         let request = builder.body(Full::new(body.unwrap_or_default()))?;
 

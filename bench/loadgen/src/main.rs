@@ -1,12 +1,13 @@
 //! `mlox-bench`: the load generator behind `bench/tracking` and `bench/serving`. It owns driving
-//! one server (or several replicas of one): for tracking, through the MLflow REST API with
-//! untimed setup of the data the read scenarios need; for serving, one fixed request body POSTed
-//! over and over (`post-body`). Each scenario runs with N concurrent keep-alive workers for a
-//! fixed duration or request count, and a JSON report of throughput and latency percentiles goes
-//! to stdout. Starting and stopping servers, measuring their memory and CPU and comparing two
+//! one server (or several replicas of one): for tracking, through the MLflow REST API and
+//! OTLP/HTTP trace export, with untimed setup of the data the read scenarios need; for serving,
+//! one fixed request body POSTed over and over (`post-body`). Each scenario runs with N
+//! concurrent keep-alive workers for a fixed duration or request count, and a JSON report of
+//! throughput and latency percentiles goes to stdout. Starting and stopping servers, measuring their memory and CPU and comparing two
 //! servers is the driver's job, not this binary's.
 
 mod http;
+mod otlp;
 mod scenario;
 mod stats;
 
@@ -41,7 +42,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "log-batch-10,log-batch-1000,log-metric,create-run,search-runs,get-history"
+        default_value = "log-batch-10,log-batch-1000,log-metric,create-run,search-runs,get-history,search-traces,ingest-spans"
     )]
     scenarios: Vec<String>,
     /// Concurrent workers, each with its own keep-alive connection.
@@ -66,6 +67,9 @@ struct Args {
     /// Points of the metric read back by the get-history scenario.
     #[arg(long, default_value_t = 100_000)]
     history_points: u64,
+    /// Traces exported and tagged for the search-traces scenario.
+    #[arg(long, default_value_t = 60_000)]
+    search_traces: u64,
     /// `max_results` per get-history page (the MLflow client uses 25000).
     #[arg(long, default_value_t = 25_000)]
     history_page_size: u64,
@@ -96,8 +100,17 @@ struct ScenarioResult {
     /// Requests sent during the warm-up: whoever measures the server's CPU over the whole run
     /// divides by these plus `http_requests`.
     warmup_requests: u64,
+    /// Warm-up operations that succeeded and failed: what the server stored beyond `ops`.
+    warmup_ops: u64,
+    warmup_errors: u64,
     elapsed_s: f64,
     ops_per_s: f64,
+    /// For scenarios that send spans (ingest-spans): spans per operation, and the throughput
+    /// in spans, the figure such a scenario is judged by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spans_per_op: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spans_per_s: Option<f64>,
     latency_us: Option<Latency>,
     error_samples: Vec<String>,
 }
@@ -111,6 +124,7 @@ struct Settings {
     search_runs: u64,
     history_points: u64,
     history_page_size: u64,
+    search_traces: u64,
     client_threads: usize,
 }
 
@@ -193,6 +207,10 @@ async fn run_scenario(
                 let result = scenario::execute(&mut conn, op).await;
                 if !measured {
                     recorder.warmup_requests += result.as_ref().map_or(1, |&n| n);
+                    match result {
+                        Ok(_) => recorder.warmup_ops += 1,
+                        Err(_) => recorder.warmup_errors += 1,
+                    }
                     continue;
                 }
                 match result {
@@ -236,6 +254,12 @@ async fn run_scenario(
         .as_secs_f64();
     total.latencies_us.sort_unstable();
     let ops = total.latencies_us.len() as u64;
+    let ops_per_s = if elapsed > 0.0 {
+        ops as f64 / elapsed
+    } else {
+        0.0
+    };
+    let spans_per_op = scenario.spans_per_op();
     Ok(ScenarioResult {
         name: scenario.name(),
         concurrency: workers,
@@ -243,12 +267,12 @@ async fn run_scenario(
         errors: total.errors,
         http_requests: total.http_requests,
         warmup_requests: total.warmup_requests,
+        warmup_ops: total.warmup_ops,
+        warmup_errors: total.warmup_errors,
         elapsed_s: elapsed,
-        ops_per_s: if elapsed > 0.0 {
-            ops as f64 / elapsed
-        } else {
-            0.0
-        },
+        ops_per_s,
+        spans_per_op,
+        spans_per_s: spans_per_op.map(|n| n as f64 * ops_per_s),
         latency_us: summarize(&total.latencies_us),
         error_samples: total.error_samples,
     })
@@ -275,11 +299,14 @@ async fn run(args: Args) -> Result<Report> {
         search_runs: args.search_runs,
         history_points: args.history_points,
         history_page_size: args.history_page_size,
+        search_traces: args.search_traces,
         need_search: scenarios.iter().any(|s| s.needs_search_fixture()),
         need_history: scenarios.iter().any(|s| s.needs_history_fixture()),
+        need_traces: scenarios.iter().any(|s| s.needs_trace_fixture()),
+        need_ingest: scenarios.iter().any(|s| s.needs_ingest_experiment()),
     };
     let started = Instant::now();
-    let (mut fixture, checks) = if scenarios.iter().any(|s| s.needs_tracking_server()) {
+    let (mut fixture, mut checks) = if scenarios.iter().any(|s| s.needs_tracking_server()) {
         eprintln!("[{}] setup on {}", args.label, args.url.join(","));
         scenario::setup(&targets, &setup_opts).await?
     } else {
@@ -315,8 +342,25 @@ async fn run(args: Args) -> Result<Report> {
     let mut results = Vec::new();
     for scenario in scenarios {
         let result = run_scenario(scenario, &targets, fixture.clone(), &run_opts).await?;
+        if scenario.needs_ingest_experiment() {
+            // Warm-up exports were stored too; a server that dropped any of them is as wrong
+            // as one that dropped a measured one.
+            scenario::check_ingest(
+                &targets[0],
+                timeout,
+                &fixture,
+                result.ops + result.warmup_ops,
+                result.errors + result.warmup_errors,
+                &mut checks,
+            )
+            .await
+            .context("checking the ingested traces")?;
+        }
+        let spans = result
+            .spans_per_s
+            .map_or(String::new(), |v| format!("  ({v:.1} spans/s)"));
         eprintln!(
-            "[{}] {:<15} {:>10.1} ops/s  p50 {:>9.2} ms  p99 {:>9.2} ms  ops {}  errors {}",
+            "[{}] {:<15} {:>10.1} ops/s{spans}  p50 {:>9.2} ms  p99 {:>9.2} ms  ops {}  errors {}",
             args.label,
             result.name,
             result.ops_per_s,
@@ -345,6 +389,7 @@ async fn run(args: Args) -> Result<Report> {
             search_runs: args.search_runs,
             history_points: args.history_points,
             history_page_size: args.history_page_size,
+            search_traces: args.search_traces,
             client_threads: args.threads,
         },
         setup_s,

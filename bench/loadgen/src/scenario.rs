@@ -1,7 +1,7 @@
 //! The scenarios the benchmark times, the request bodies they send, and the untimed fixtures they
-//! need (an experiment of runs to search, a long metric history to read back). Fixtures are built
-//! through the same REST API the scenarios use, so both servers under comparison start from data
-//! they stored themselves.
+//! need (an experiment of runs to search, a long metric history to read back, an experiment of
+//! tagged traces to search). Fixtures are built through the same APIs the scenarios use, so both
+//! servers under comparison start from data they stored themselves.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -16,8 +16,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::http::{Conn, Reply, Target, snippet};
+use crate::otlp;
 
 pub const API: &str = "/api/2.0/mlflow";
+/// MLflow 3's trace API (search, get); the client still sets trace tags through 2.0.
+pub const API_V3: &str = "/api/3.0/mlflow";
+pub const OTLP_PATH: &str = "/v1/traces";
+pub const OTLP_CONTENT_TYPE: &str = "application/x-protobuf";
+pub const EXPERIMENT_ID_HEADER: &str = "x-mlflow-experiment-id";
 
 /// The filter and ordering of the search scenario; kept in one place so the sanity check after
 /// setup verifies exactly what is timed.
@@ -31,6 +37,22 @@ const SETUP_BATCH: u64 = 1000;
 /// cannot keep a worker busy forever.
 const MAX_HISTORY_PAGES: usize = 100_000;
 
+/// The filter and ordering of the trace search scenario, checked after setup like the run search.
+/// Every fixture trace carries the tag `bucket` = `b0`…`b9`, so the filter keeps about a tenth of
+/// them and the server still has to order those by time to find the newest hundred.
+pub const TRACE_SEARCH_FILTER: &str = "tags.bucket = 'b3'";
+pub const TRACE_SEARCH_ORDER_BY: &str = "timestamp_ms DESC";
+pub const TRACE_SEARCH_MAX_RESULTS: u64 = 100;
+const TRACE_TAG_KEY: &str = "bucket";
+const TRACE_BUCKETS: u64 = 10;
+const SEARCHED_BUCKET: u64 = 3;
+/// Fixture traces per OTLP export: one request per trace would make MLflow's fixture take
+/// most of an hour; a few hundred single-span traces stay a small body.
+const TRACE_SETUP_BATCH: u64 = 500;
+/// The largest `max_results` MLflow accepts for a trace search, used when reading back.
+const TRACE_READ_PAGE: u64 = 500;
+const MAX_TRACE_PAGES: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     LogBatch10,
@@ -39,19 +61,23 @@ pub enum Scenario {
     CreateRun,
     SearchRuns,
     GetHistory,
+    SearchTraces,
+    IngestSpans,
     /// One fixed body POSTed to one fixed path, both given on the command line: how the serving
     /// benchmark drives inference endpoints, which have no fixtures to build.
     PostBody,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::LogBatch10,
         Scenario::LogBatch1000,
         Scenario::LogMetric,
         Scenario::CreateRun,
         Scenario::SearchRuns,
         Scenario::GetHistory,
+        Scenario::SearchTraces,
+        Scenario::IngestSpans,
         Scenario::PostBody,
     ];
 
@@ -63,6 +89,8 @@ impl Scenario {
             Scenario::CreateRun => "create-run",
             Scenario::SearchRuns => "search-runs",
             Scenario::GetHistory => "get-history",
+            Scenario::SearchTraces => "search-traces",
+            Scenario::IngestSpans => "ingest-spans",
             Scenario::PostBody => "post-body",
         }
     }
@@ -93,6 +121,19 @@ impl Scenario {
         self == Scenario::GetHistory
     }
 
+    pub fn needs_trace_fixture(self) -> bool {
+        self == Scenario::SearchTraces
+    }
+
+    pub fn needs_ingest_experiment(self) -> bool {
+        self == Scenario::IngestSpans
+    }
+
+    /// Spans each operation sends, for scenarios whose throughput is counted in spans.
+    pub fn spans_per_op(self) -> Option<u64> {
+        (self == Scenario::IngestSpans).then_some(otlp::SPANS_PER_INGEST_TRACE)
+    }
+
     /// Whether the scenario talks to the tracking API at all; a model server has none, so setup
     /// must not try to create experiments on it.
     pub fn needs_tracking_server(self) -> bool {
@@ -110,6 +151,16 @@ pub struct Fixture {
     pub history_run: Option<String>,
     pub history_points: u64,
     pub history_page_size: u64,
+    /// High half of every trace id this run writes (the setup's clock in ms).
+    pub trace_stamp: u64,
+    pub trace_experiment: Option<String>,
+    pub search_traces: u64,
+    /// Seconds spent exporting the trace fixture, then tagging it.
+    pub trace_ingest_s: Option<f64>,
+    pub trace_tag_s: Option<f64>,
+    /// Fixture requests the server asked to repeat (busy database) while building the traces.
+    pub trace_setup_retries: u64,
+    pub ingest_experiment: Option<String>,
     pub post_path: Option<String>,
     pub post_body_bytes: usize,
     #[serde(skip)]
@@ -260,6 +311,45 @@ pub fn search_body(experiment_id: &str) -> Bytes {
     )
 }
 
+/// A `traces/search` body as the MLflow client writes it (`SearchTracesV3`).
+pub fn trace_search_body(
+    experiment_id: &str,
+    filter: Option<&str>,
+    max_results: u64,
+    page_token: Option<&str>,
+) -> Bytes {
+    let mut body = json!({
+        "locations": [{
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": experiment_id},
+        }],
+        "max_results": max_results,
+        "order_by": [TRACE_SEARCH_ORDER_BY],
+    });
+    if let Some(filter) = filter {
+        body["filter"] = json!(filter);
+    }
+    if let Some(token) = page_token {
+        body["page_token"] = json!(token);
+    }
+    Bytes::from(body.to_string())
+}
+
+/// The `bucket` tag of fixture trace `index`: a hash, not `index % 10`, so the searched bucket
+/// is spread over the whole time range the way a real tag would be.
+pub fn trace_bucket(index: u64) -> u64 {
+    let mut z = index.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % TRACE_BUCKETS
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Percent-encodes a query value (page tokens are base64 and carry `+`, `/` and `=`).
 pub fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
@@ -317,6 +407,52 @@ async fn create_run(conn: &mut Conn, experiment_id: &str, name: &str) -> Result<
         .ok_or_else(|| anyhow!("runs/create answered without run.info.run_id: {reply}"))
 }
 
+/// Attempts of one setup request answered "try again" before giving up, as many as the MLflow
+/// client makes by default.
+const SETUP_RETRIES: u32 = 7;
+
+/// One setup request, sent again after a growing pause while the server answers 429 or 5xx
+/// "unavailable": MLflow on SQLite answers 503 when concurrent writers keep its database
+/// locked, and its own client retries those. Each retry is counted in `retries`; only the
+/// untimed setup retries, a timed request that fails is an error.
+async fn send_setup(
+    conn: &mut Conn,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    content_type: &str,
+    header: Option<(&str, &str)>,
+    retries: &AtomicU64,
+) -> Result<Reply> {
+    let mut attempt = 0;
+    loop {
+        let reply = conn
+            .send_with(
+                method.clone(),
+                path,
+                Some(body.clone()),
+                content_type,
+                header,
+            )
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let again = matches!(reply.status.as_u16(), 429 | 502 | 503 | 504);
+        if reply.status.is_success() || !again || attempt == SETUP_RETRIES {
+            if !reply.status.is_success() {
+                bail!(
+                    "{method} {path}: status {}: {}",
+                    reply.status,
+                    snippet(&reply.body)
+                );
+            }
+            return Ok(reply);
+        }
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+        attempt += 1;
+    }
+}
+
 /// Work items of the untimed setup, spread over the setup workers.
 enum SetupJob {
     /// One search run: create, then one log-batch with its metrics, params and tags.
@@ -327,10 +463,21 @@ enum SetupJob {
         total: u64,
         base_ts: u64,
     },
+    /// One OTLP export of fixture traces.
+    TraceBatch {
+        experiment_id: String,
+        stamp: u64,
+        total: u64,
+        base_ms: u64,
+    },
+    /// The `bucket` tag of one fixture trace, set the way the client sets it. MLflow makes
+    /// root-span attributes named `mlflow.traceTag.<key>` into tags on ingest, but that is not
+    /// part of OTLP and not every server does it; a tag set through the API is on both.
+    TraceTag { stamp: u64 },
 }
 
 impl SetupJob {
-    async fn run(&self, conn: &mut Conn, index: u64) -> Result<()> {
+    async fn run(&self, conn: &mut Conn, index: u64, retries: &AtomicU64) -> Result<()> {
         match self {
             SetupJob::SearchRun { experiment_id } => {
                 let name = format!("search-{index:05}");
@@ -366,23 +513,63 @@ impl SetupJob {
                 )
                 .await?;
             }
+            SetupJob::TraceBatch {
+                experiment_id,
+                stamp,
+                total,
+                base_ms,
+            } => {
+                let first = index * TRACE_SETUP_BATCH;
+                let count = TRACE_SETUP_BATCH.min(total - first);
+                let body = otlp::fixture_batch(*stamp, first, count, *base_ms);
+                send_setup(
+                    conn,
+                    Method::POST,
+                    OTLP_PATH,
+                    body,
+                    OTLP_CONTENT_TYPE,
+                    Some((EXPERIMENT_ID_HEADER, experiment_id)),
+                    retries,
+                )
+                .await?;
+            }
+            SetupJob::TraceTag { stamp } => {
+                let trace_id = otlp::mlflow_trace_id(*stamp, index);
+                let path = format!("{API}/traces/{trace_id}/tags");
+                let body = json!({
+                    "key": TRACE_TAG_KEY,
+                    "value": format!("b{}", trace_bucket(index)),
+                });
+                send_setup(
+                    conn,
+                    Method::PATCH,
+                    &path,
+                    Bytes::from(body.to_string()),
+                    "application/json",
+                    None,
+                    retries,
+                )
+                .await?;
+            }
         }
         Ok(())
     }
 }
 
+/// Runs `items` jobs over `concurrency` workers; returns how many requests had to be retried.
 async fn run_setup(
     targets: &[Target],
     concurrency: usize,
     timeout: Duration,
     job: SetupJob,
     items: u64,
-) -> Result<()> {
+) -> Result<u64> {
     let job = Arc::new(job);
     let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..concurrency.max(1) {
-        let (job, next) = (job.clone(), next.clone());
+        let (job, next, retries) = (job.clone(), next.clone(), retries.clone());
         let mut conn = Conn::new(targets[w % targets.len()].clone(), timeout);
         tasks.push(tokio::spawn(async move {
             loop {
@@ -390,7 +577,7 @@ async fn run_setup(
                 if i >= items {
                     return Ok::<_, anyhow::Error>(());
                 }
-                if let Err(e) = job.run(&mut conn, i).await {
+                if let Err(e) = job.run(&mut conn, i, &retries).await {
                     // Stop the other workers too: a broken setup is not worth finishing.
                     next.fetch_max(items, Ordering::Relaxed);
                     return Err(e);
@@ -401,7 +588,7 @@ async fn run_setup(
     for task in tasks {
         task.await??;
     }
-    Ok(())
+    Ok(retries.load(Ordering::Relaxed))
 }
 
 /// What the sanity checks after setup found; a benchmark of wrong answers is worthless, so the
@@ -412,6 +599,18 @@ pub struct Checks {
     pub search_ok: Option<bool>,
     pub history_points_read: Option<u64>,
     pub history_ok: Option<bool>,
+    pub trace_search_returned: Option<usize>,
+    pub trace_search_ok: Option<bool>,
+    /// Fixture traces the trace search filter finds when read to the last page, against how
+    /// many were tagged into that bucket.
+    pub traces_in_bucket_read: Option<u64>,
+    pub traces_in_bucket_expected: Option<u64>,
+    /// After ingest-spans: traces acknowledged with a 2xx, how many the experiment holds, and
+    /// the spans read back of one of them.
+    pub ingest_traces_acknowledged: Option<u64>,
+    pub ingest_traces_read: Option<u64>,
+    pub ingest_spans_read: Option<u64>,
+    pub ingest_ok: Option<bool>,
     pub problems: Vec<String>,
 }
 
@@ -421,8 +620,11 @@ pub struct SetupOptions {
     pub search_runs: u64,
     pub history_points: u64,
     pub history_page_size: u64,
+    pub search_traces: u64,
     pub need_search: bool,
     pub need_history: bool,
+    pub need_traces: bool,
+    pub need_ingest: bool,
 }
 
 pub async fn setup(targets: &[Target], opts: &SetupOptions) -> Result<(Fixture, Checks)> {
@@ -432,6 +634,7 @@ pub async fn setup(targets: &[Target], opts: &SetupOptions) -> Result<(Fixture, 
         logging_experiment: create_experiment(&mut conn, &format!("bench-logging-{stamp}")).await?,
         create_experiment: create_experiment(&mut conn, &format!("bench-create-{stamp}")).await?,
         history_page_size: opts.history_page_size,
+        trace_stamp: stamp,
         ..Fixture::default()
     };
     let mut checks = Checks::default();
@@ -496,6 +699,52 @@ pub async fn setup(targets: &[Target], opts: &SetupOptions) -> Result<(Fixture, 
         fixture.history_run = Some(run_id);
         fixture.history_points = opts.history_points;
     }
+
+    if opts.need_traces {
+        let experiment_id = create_experiment(&mut conn, &format!("bench-traces-{stamp}")).await?;
+        let total = opts.search_traces;
+        let started = std::time::Instant::now();
+        let mut retries = run_setup(
+            targets,
+            opts.concurrency,
+            opts.timeout,
+            SetupJob::TraceBatch {
+                experiment_id: experiment_id.clone(),
+                stamp,
+                total,
+                // Every trace a millisecond after the previous, the newest one a second ago.
+                base_ms: stamp.saturating_sub(total + 1000),
+            },
+            total.div_ceil(TRACE_SETUP_BATCH),
+        )
+        .await
+        .context("exporting the traces to search")?;
+        let ingest_s = started.elapsed().as_secs_f64();
+        eprintln!("  setup: {total} traces exported over OTLP in {ingest_s:.1}s");
+        let started = std::time::Instant::now();
+        retries += run_setup(
+            targets,
+            opts.concurrency,
+            opts.timeout,
+            SetupJob::TraceTag { stamp },
+            total,
+        )
+        .await
+        .context("tagging the traces to search")?;
+        let tag_s = started.elapsed().as_secs_f64();
+        eprintln!("  setup: {total} traces tagged in {tag_s:.1}s ({retries} requests retried)");
+        check_trace_search(&mut conn, &experiment_id, stamp, total, &mut checks).await?;
+        fixture.trace_experiment = Some(experiment_id);
+        fixture.search_traces = total;
+        fixture.trace_ingest_s = Some(ingest_s);
+        fixture.trace_tag_s = Some(tag_s);
+        fixture.trace_setup_retries = retries;
+    }
+
+    if opts.need_ingest {
+        fixture.ingest_experiment =
+            Some(create_experiment(&mut conn, &format!("bench-ingest-{stamp}")).await?);
+    }
     for problem in &checks.problems {
         eprintln!("  WARNING: {problem}");
     }
@@ -538,6 +787,170 @@ async fn check_search(conn: &mut Conn, experiment_id: &str, checks: &mut Checks)
     }
     checks.search_returned = Some(runs.len());
     checks.search_ok = Some(problems.is_empty());
+    checks.problems.extend(problems);
+    Ok(())
+}
+
+async fn search_traces_page(conn: &mut Conn, body: Bytes) -> Result<(Vec<Value>, Option<String>)> {
+    let path = format!("{API_V3}/traces/search");
+    let reply = conn
+        .send(Method::POST, &path, Some(body))
+        .await
+        .with_context(|| format!("POST {path}"))?
+        .ok_json()
+        .with_context(|| format!("POST {path}"))?;
+    let traces = match &reply["traces"] {
+        Value::Array(traces) => traces.clone(),
+        Value::Null => Vec::new(),
+        other => bail!("traces/search answered with traces = {other}"),
+    };
+    let token = reply["next_page_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    Ok((traces, token))
+}
+
+/// Every trace of an experiment the search finds, read in the largest pages MLflow allows.
+async fn read_all_traces(
+    conn: &mut Conn,
+    experiment_id: &str,
+    filter: Option<&str>,
+) -> Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_TRACE_PAGES {
+        let body = trace_search_body(experiment_id, filter, TRACE_READ_PAGE, token.as_deref());
+        let (traces, next) = search_traces_page(conn, body).await?;
+        all.extend(traces);
+        match next {
+            Some(next) => token = Some(next),
+            None => return Ok(all),
+        }
+    }
+    bail!("traces/search did not finish within {MAX_TRACE_PAGES} pages")
+}
+
+/// Runs the timed trace search once and verifies the answer is exactly the newest
+/// [`TRACE_SEARCH_MAX_RESULTS`] traces of the searched bucket, newest first; then reads the
+/// whole bucket back to see that every trace of it was stored and tagged.
+async fn check_trace_search(
+    conn: &mut Conn,
+    experiment_id: &str,
+    stamp: u64,
+    total: u64,
+    checks: &mut Checks,
+) -> Result<()> {
+    let in_bucket: Vec<u64> = (0..total)
+        .rev()
+        .filter(|&i| trace_bucket(i) == SEARCHED_BUCKET)
+        .collect();
+    let expected: Vec<u64> = in_bucket
+        .iter()
+        .copied()
+        .take(TRACE_SEARCH_MAX_RESULTS as usize)
+        .collect();
+    let body = trace_search_body(
+        experiment_id,
+        Some(TRACE_SEARCH_FILTER),
+        TRACE_SEARCH_MAX_RESULTS,
+        None,
+    );
+    let (traces, _) = search_traces_page(conn, body).await?;
+    let wanted_tag = format!("b{SEARCHED_BUCKET}");
+    let mut problems = Vec::new();
+    let mut got = Vec::with_capacity(traces.len());
+    for trace in &traces {
+        let id = trace["trace_id"].as_str().unwrap_or("");
+        let tag = trace["tags"][TRACE_TAG_KEY].as_str();
+        match otlp::parse_trace_id(id, stamp) {
+            Some(index) if tag == Some(wanted_tag.as_str()) => got.push(index),
+            _ => {
+                problems.push(format!(
+                    "trace search returned a trace outside the filter ({id}, {TRACE_TAG_KEY}={tag:?})"
+                ));
+                break;
+            }
+        }
+    }
+    if problems.is_empty() && got.windows(2).any(|w| w[0] <= w[1]) {
+        problems.push(format!(
+            "trace search results are not ordered by {TRACE_SEARCH_ORDER_BY}"
+        ));
+    }
+    if problems.is_empty() && got != expected {
+        problems.push(format!(
+            "trace search returned {} traces, not the newest {} of bucket {wanted_tag}",
+            got.len(),
+            expected.len()
+        ));
+    }
+    checks.trace_search_returned = Some(traces.len());
+    checks.trace_search_ok = Some(problems.is_empty());
+
+    let read = read_all_traces(conn, experiment_id, Some(TRACE_SEARCH_FILTER))
+        .await?
+        .len() as u64;
+    checks.traces_in_bucket_read = Some(read);
+    checks.traces_in_bucket_expected = Some(in_bucket.len() as u64);
+    if read != in_bucket.len() as u64 {
+        problems.push(format!(
+            "reading bucket {wanted_tag} back found {read} traces, expected {}",
+            in_bucket.len()
+        ));
+    }
+    checks.problems.extend(problems);
+    Ok(())
+}
+
+/// After ingest-spans: every acknowledged trace must be in the experiment (a request that timed
+/// out may have been stored too, hence the upper bound), and one of them must read back whole.
+pub async fn check_ingest(
+    target: &Target,
+    timeout: Duration,
+    fixture: &Fixture,
+    acknowledged: u64,
+    failed: u64,
+    checks: &mut Checks,
+) -> Result<()> {
+    let experiment_id = fixture
+        .ingest_experiment
+        .as_deref()
+        .ok_or_else(|| anyhow!("ingest experiment missing"))?;
+    let mut conn = Conn::new(target.clone(), timeout);
+    let traces = read_all_traces(&mut conn, experiment_id, None).await?;
+    let read = traces.len() as u64;
+    let mut problems = Vec::new();
+    if read < acknowledged || read > acknowledged + failed {
+        problems.push(format!(
+            "ingest-spans: the experiment holds {read} traces, {acknowledged} were acknowledged"
+        ));
+    }
+    let mut spans_read = None;
+    if let Some(trace_id) = traces.first().and_then(|t| t["trace_id"].as_str()) {
+        let path = format!("{API_V3}/traces/get?trace_id={}", encode_query(trace_id));
+        let reply = conn
+            .send(Method::GET, &path, None)
+            .await
+            .with_context(|| format!("GET {path}"))?
+            .ok_json()
+            .with_context(|| format!("GET {path}"))?;
+        let spans = reply["trace"]["spans"].as_array().map_or(0, Vec::len) as u64;
+        spans_read = Some(spans);
+        if spans != otlp::SPANS_PER_INGEST_TRACE {
+            problems.push(format!(
+                "ingest-spans: trace {trace_id} reads back with {spans} spans, sent {}",
+                otlp::SPANS_PER_INGEST_TRACE
+            ));
+        }
+    }
+    checks.ingest_traces_acknowledged = Some(acknowledged);
+    checks.ingest_traces_read = Some(read);
+    checks.ingest_spans_read = spans_read;
+    checks.ingest_ok = Some(problems.is_empty());
+    for problem in &problems {
+        eprintln!("  WARNING: {problem}");
+    }
     checks.problems.extend(problems);
     Ok(())
 }
@@ -602,8 +1015,19 @@ pub async fn prepare_worker(
 
 /// A ready-to-send request; built before the clock starts so body generation is not measured.
 pub enum Prepared {
-    Post { path: String, body: Bytes },
-    History { run_id: String, page_size: u64 },
+    Post {
+        path: String,
+        body: Bytes,
+    },
+    History {
+        run_id: String,
+        page_size: u64,
+    },
+    /// An OTLP/HTTP export in protobuf into one experiment.
+    Otlp {
+        experiment_id: String,
+        body: Bytes,
+    },
 }
 
 pub fn prepare_op(
@@ -666,6 +1090,32 @@ pub fn prepare_op(
                 .ok_or_else(|| anyhow!("history fixture missing"))?,
             page_size: fixture.history_page_size,
         },
+        Scenario::SearchTraces => {
+            let experiment_id = fixture
+                .trace_experiment
+                .as_deref()
+                .ok_or_else(|| anyhow!("trace fixture missing"))?;
+            Prepared::Post {
+                path: format!("{API_V3}/traces/search"),
+                body: trace_search_body(
+                    experiment_id,
+                    Some(TRACE_SEARCH_FILTER),
+                    TRACE_SEARCH_MAX_RESULTS,
+                    None,
+                ),
+            }
+        }
+        Scenario::IngestSpans => Prepared::Otlp {
+            experiment_id: fixture
+                .ingest_experiment
+                .clone()
+                .ok_or_else(|| anyhow!("ingest experiment missing"))?,
+            body: otlp::ingest_trace(
+                fixture.trace_stamp,
+                otlp::ingest_trace_low(state.worker, i),
+                now_ns(),
+            ),
+        },
         Scenario::PostBody => Prepared::Post {
             path: fixture
                 .post_path
@@ -689,6 +1139,24 @@ pub async fn execute(conn: &mut Conn, op: Prepared) -> Result<u64> {
         }
         Prepared::History { run_id, page_size } => {
             Ok(read_history(conn, &run_id, page_size).await?.pages)
+        }
+        Prepared::Otlp {
+            experiment_id,
+            body,
+        } => {
+            let reply = conn
+                .send_with(
+                    Method::POST,
+                    OTLP_PATH,
+                    Some(body),
+                    OTLP_CONTENT_TYPE,
+                    Some((EXPERIMENT_ID_HEADER, &experiment_id)),
+                )
+                .await?;
+            if !reply.status.is_success() {
+                bail!("status {}: {}", reply.status, snippet(&reply.body));
+            }
+            Ok(1)
         }
     }
 }
@@ -752,6 +1220,42 @@ mod tests {
     fn query_values_are_percent_encoded() {
         assert_eq!(encode_query("eyJ+/="), "eyJ%2B%2F%3D");
         assert!(history_path("abc", 25000, Some("a=b")).ends_with("&page_token=a%3Db"));
+    }
+
+    #[test]
+    fn trace_search_bodies_match_the_clients() {
+        let body: Value = serde_json::from_slice(&trace_search_body(
+            "7",
+            Some(TRACE_SEARCH_FILTER),
+            100,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "7"}}],
+                "filter": "tags.bucket = 'b3'",
+                "max_results": 100,
+                "order_by": ["timestamp_ms DESC"],
+            })
+        );
+        let paged: Value =
+            serde_json::from_slice(&trace_search_body("7", None, 500, Some("tok"))).unwrap();
+        assert_eq!(paged["page_token"], "tok");
+        assert!(paged.get("filter").is_none());
+    }
+
+    #[test]
+    fn trace_buckets_are_spread_evenly() {
+        let mut counts = [0u64; TRACE_BUCKETS as usize];
+        for i in 0..100_000 {
+            counts[trace_bucket(i) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

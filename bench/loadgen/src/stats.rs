@@ -10,6 +10,8 @@ pub struct Recorder {
     pub latencies_us: Vec<u64>,
     pub http_requests: u64,
     pub warmup_requests: u64,
+    pub warmup_ops: u64,
+    pub warmup_errors: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
 }
@@ -28,6 +30,8 @@ impl Recorder {
         self.latencies_us.extend(other.latencies_us);
         self.http_requests += other.http_requests;
         self.warmup_requests += other.warmup_requests;
+        self.warmup_ops += other.warmup_ops;
+        self.warmup_errors += other.warmup_errors;
         self.errors += other.errors;
         for sample in other.error_samples {
             if self.error_samples.len() < MAX_ERROR_SAMPLES {
