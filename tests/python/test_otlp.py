@@ -225,6 +225,22 @@ def test_a_trace_assembles_from_several_exports(experiment_id, server_url, clien
         client.get_trace(trace_id)
 
 
+def test_a_root_spans_trace_tag_attributes_become_the_traces_tags(experiment_id, server_url, client):
+    """How MLflow's client carries a trace's tags over OTLP: `mlflow.traceTag.<key>` attributes
+    on the root span, which the server writes as the trace's tags (a child's are not)."""
+    trace_hex = _trace_hex()
+    root = _span(trace_hex, "d" * 16, "root", attributes={"mlflow.traceTag.team": "search"},
+                 status=Status(code=Status.STATUS_CODE_OK))
+    child = _span(trace_hex, "e" * 16, "child", parent_hex="d" * 16,
+                  attributes={"mlflow.traceTag.child": "no"})
+    assert _post(server_url, _export(root, child), experiment_id).status_code == 200
+    trace = client.get_trace(f"tr-{trace_hex}")
+    assert trace.info.tags["team"] == "search"
+    assert "child" not in trace.info.tags
+    found = client.search_traces(locations=[experiment_id], filter_string="tags.team = 'search'")
+    assert [t.info.trace_id for t in found] == [f"tr-{trace_hex}"]
+
+
 def test_exports_that_cannot_be_read_are_refused(experiment_id, server_url):
     good = _export(_span(_trace_hex(), "d" * 16, "s"))
     resp = _post(server_url, good, experiment_id, content_type="text/plain")

@@ -145,6 +145,9 @@ impl SqlStore {
                 trace_key::SPANS_IN_TRACKING_STORE,
             )
             .await?;
+            for (key, value) in &summary.tags {
+                upsert_trace_tag(self, &mut tx, &trace_id, key, value).await?;
+            }
         }
         tx.commit().await.map_err(db_err)?;
         Ok(())
@@ -304,6 +307,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap(),
+            tags: Vec::new(),
             session_id: Some("s-1".into()),
             user_id: None,
             request_preview: Some("question".into()),

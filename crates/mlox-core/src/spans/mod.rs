@@ -287,6 +287,9 @@ pub struct TraceSummary {
     pub token_usage: Map<String, Value>,
     /// Summed `mlflow.llm.cost` of the spans; empty when none has one.
     pub cost: Map<String, Value>,
+    /// Trace tags the root span carries as `mlflow.traceTag.<key>` attributes (how MLflow's
+    /// client sends a trace's tags over OTLP).
+    pub tags: Vec<(String, String)>,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     pub request_preview: Option<String>,
@@ -333,6 +336,7 @@ impl TraceSummary {
                 summary.user_id = text("user.id");
             }
             if span.parent_span_id.is_none() {
+                summary.tags = root_tags(span);
                 summary.root_state = Some(match span.status {
                     SpanStatusCode::Error => "ERROR",
                     _ => "OK",
@@ -349,6 +353,34 @@ impl TraceSummary {
         }
         summary
     }
+}
+
+/// Attributes of a root span that carry trace tags.
+pub const TRACE_TAG_PREFIX: &str = "mlflow.traceTag.";
+/// The trace's name travels the same way but is not a tag of its own.
+const TRACE_NAME_TAG: &str = "mlflow.traceName";
+
+/// The `mlflow.traceTag.<key>` attributes of a root span as tags, within MLflow's limits for
+/// tags (keys of at most 250 characters, values of at most 8,000); others are skipped.
+fn root_tags(span: &StoredSpan) -> Vec<(String, String)> {
+    let Some(attributes) = span.attributes() else {
+        return Vec::new();
+    };
+    attributes
+        .iter()
+        .filter_map(|(key, value)| {
+            let tag = key.strip_prefix(TRACE_TAG_PREFIX)?;
+            let text = value.as_str()?;
+            // Stored values are JSON text; a plain string is the tag's value.
+            let value = match serde_json::from_str::<Value>(text) {
+                Ok(Value::String(s)) => s,
+                _ => text.to_string(),
+            };
+            let fits =
+                !tag.is_empty() && tag.chars().count() <= 250 && value.chars().count() <= 8000;
+            (fits && tag != TRACE_NAME_TAG).then(|| (tag.to_string(), value))
+        })
+        .collect()
 }
 
 /// Each span's object under `key`, or `None` where the span has none or an ancestor among

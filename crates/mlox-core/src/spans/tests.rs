@@ -329,6 +329,27 @@ fn a_figure_held_by_an_ancestor_is_not_counted_again() {
 }
 
 #[test]
+fn a_root_spans_trace_tag_attributes_are_the_traces_tags() {
+    let root = span(vec![
+        ("mlflow.traceTag.team", json!("search")),
+        ("mlflow.traceTag.mlflow.traceName", json!("ignored")),
+        ("mlflow.traceTag.", json!("no key")),
+        ("other", json!("x")),
+    ]);
+    let mut child = span(vec![("mlflow.traceTag.child", json!("not a root"))]);
+    child.span_id = vec![2; 8];
+    child.parent_span_id = root.span_id.clone();
+    let spans: Vec<StoredSpan> = [root, child]
+        .into_iter()
+        .map(|s| s.into_stored(None).unwrap())
+        .collect();
+    assert_eq!(
+        TraceSummary::of(&spans).tags,
+        vec![("team".to_string(), "search".to_string())]
+    );
+}
+
+#[test]
 fn previews_are_cut_to_a_thousand_characters() {
     let long = format!("\"{}\"", "é".repeat(2000));
     let cut = preview(&long, "user");
