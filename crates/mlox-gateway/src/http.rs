@@ -274,7 +274,11 @@ async fn stored_call<S: EndpointSource>(
         }
         Ok(Answer::Stream(stream)) => {
             let tapped = sse::tap_usage(stream, pass_usage_chunk, move |usage| {
-                tokio::spawn(settle.run(usage));
+                // The stream may be dropped while the runtime shuts down, where nothing more
+                // can be spawned; that last call then goes unsettled rather than panicking.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(settle.run(usage));
+                }
             });
             answer_response(Answer::Stream(tapped))
         }
