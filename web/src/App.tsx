@@ -5,6 +5,9 @@ import { LoggedModelPage, ModelPage, ModelsPage, ModelVersionPage } from "./page
 import { RunPage } from "./pages/RunPage";
 import { RunsPage } from "./pages/RunsPage";
 import { TokensPage } from "./pages/TokensPage";
+import { TracesPage } from "./pages/TracesPage";
+import { PromptPage, PromptsPage } from "./pages/PromptsPages";
+import { EvaluationRunsPage } from "./pages/EvaluationRunsPage";
 import { UserPermissionsPage, UsersPage } from "./pages/AdminPages";
 import { idList, useLocation, type Location } from "./router";
 import { CurrentUser } from "./components/CurrentUser";
@@ -16,7 +19,16 @@ function Page({ location }: { location: Location }) {
   if (p[0] === "experiments" && p.length === 2) return <RunsPage key={p[1]} experimentIds={[p[1]]} />;
   if (p[0] === "experiments" && p[2] === "runs" && p.length >= 4)
     return <RunPage experimentId={p[1]} runId={p[3]} tab={p[4]} artifactPath={p[4] === "artifacts" && p.length > 5 ? p.slice(5).join("/") : undefined} />;
+  if (p[0] === "experiments" && p[2] === "models" && p.length === 3) return <RunsPage key={p[1]} experimentIds={[p[1]]} view="models" />;
   if (p[0] === "experiments" && p[2] === "models" && p.length === 4) return <LoggedModelPage modelId={p[3]} />;
+  if (p[0] === "experiments" && p[2] === "traces" && p.length <= 4) {
+    const traceId = p[3] ?? location.query.get("selectedTraceId") ?? location.query.get("selectedEvaluationId") ?? undefined;
+    return <TracesPage key={p[1]} experimentId={p[1]} traceId={traceId} />;
+  }
+  if (p[0] === "experiments" && p[2] === "evaluation-runs" && p.length === 3)
+    return <EvaluationRunsPage key={p[1]} experimentId={p[1]} selectedRunId={location.query.get("selectedRunUuid") ?? undefined} />;
+  if (p[0] === "prompts" && p.length === 1) return <PromptsPage />;
+  if (p[0] === "prompts" && p.length === 2) return <PromptPage key={p[1]} name={p[1]} />;
   if (p[0] === "compare-experiments") {
     const ids = idList(location.query.get("experiments"));
     return <RunsPage key={ids.join(",")} experimentIds={ids} />;
@@ -41,7 +53,7 @@ function Page({ location }: { location: Location }) {
 
 export function App() {
   const location = useLocation();
-  const section = location.path[0] === "models" ? "models" : "experiments";
+  const section = location.path[0] === "models" ? "models" : location.path[0] === "prompts" ? "prompts" : "experiments";
   return (
     <>
       <a className="skip-link" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById("main")?.focus())}>
@@ -57,6 +69,9 @@ export function App() {
           </a>
           <a href="#/models" aria-current={section === "models" ? "page" : undefined}>
             Models
+          </a>
+          <a href="#/prompts" aria-current={section === "prompts" ? "page" : undefined}>
+            Prompts
           </a>
           <PlatformLinks />
         </nav>

@@ -239,7 +239,58 @@ fn lookup(path: &str) -> Option<&'static Asset> {
     assets::ASSETS.get(i)
 }
 
+/// `MLOX_WEB_DEV_DIR`: the output of `npm run build` served from disk instead of the embedded
+/// copy, read on every request, so work on the UI needs a rebuild of `web/` but not of the
+/// binary. Unset in production; the embedded copy is what ships.
+fn dev_dir() -> Option<&'static std::path::Path> {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var_os("MLOX_WEB_DEV_DIR")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    })
+    .as_deref()
+}
+
+/// A file of the development directory; only plain relative names resolve (no `..`, no
+/// absolute paths, no backslashes), so nothing outside the directory can be read.
+fn serve_dev_file(dir: &std::path::Path, relative: &str) -> Response {
+    let plain = !relative.is_empty()
+        && !relative.contains('\\')
+        && relative
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..");
+    if !plain {
+        return not_found();
+    }
+    let Ok(bytes) = std::fs::read(dir.join(relative)) else {
+        return not_found();
+    };
+    let content_type = match relative.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
 async fn index(headers: HeaderMap) -> Response {
+    if let Some(dir) = dev_dir() {
+        return serve_dev_file(dir, INDEX);
+    }
     match lookup(INDEX) {
         Some(asset) => serve(asset, &headers),
         None => not_found(),
@@ -252,6 +303,9 @@ async fn static_file(path: Result<Path<String>, PathRejection>, headers: HeaderM
     let Ok(Path(path)) = path else {
         return not_found();
     };
+    if let Some(dir) = dev_dir() {
+        return serve_dev_file(dir, &format!("{ASSETS_PREFIX}{path}"));
+    }
     match lookup(&format!("{ASSETS_PREFIX}{path}")) {
         Some(asset) => serve(asset, &headers),
         None => not_found(),

@@ -308,3 +308,34 @@ fn api_docs_pages_escape_nothing_they_are_not_given_and_point_at_the_document() 
     assert!(page.contains("<title>gateway</title>"));
     assert!(page.contains("openapi.json"));
 }
+
+#[test]
+fn a_development_directory_serves_only_plain_names_inside_it() {
+    let root = std::env::temp_dir().join(format!("mlox-web-dev-{}", std::process::id()));
+    let dir = root.join("dist");
+    std::fs::create_dir_all(dir.join("static-files")).unwrap();
+    std::fs::write(dir.join("static-files/app.js"), "console.log(1)").unwrap();
+    std::fs::write(root.join("secret.txt"), "outside").unwrap();
+
+    let served = serve_dev_file(&dir, "static-files/app.js");
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(
+        served.headers()[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    for escape in [
+        "../secret.txt",
+        "static-files/../../secret.txt",
+        "/etc/passwd",
+        "static-files\\..\\..\\secret.txt",
+        "static-files//app.js",
+        "",
+    ] {
+        assert_eq!(
+            serve_dev_file(&dir, escape).status(),
+            StatusCode::NOT_FOUND,
+            "{escape}"
+        );
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}

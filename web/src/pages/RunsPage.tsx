@@ -2,6 +2,7 @@ import { useVirtualizer } from "@tanstack/react-virtual";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { getExperiment, post, runName, searchRuns, type LoggedModel, type Run } from "../api";
 import { CompareCharts } from "../components/compareCharts";
+import { ExperimentHeader } from "../components/ExperimentHeader";
 import { ErrorBanner, Spinner, StatusBadge, Tabs, useAsync } from "../components/common";
 import { ChartControls, defaultChartSettings, MetricGrid, type ChartRun } from "../components/metricPanel";
 import { colorFor, downloadText, formatTime } from "../format";
@@ -135,11 +136,11 @@ function SortHeader({ column, orderBy, onSort, label }: { column?: Column; order
   );
 }
 
-export function RunsPage({ experimentIds }: { experimentIds: string[] }) {
+export function RunsPage({ experimentIds, view: routeView }: { experimentIds: string[]; view?: "models" }) {
   const { query } = useLocation();
   const filter = query.get("searchFilter") ?? "";
   const orderBy = query.get("orderBy") ? [query.get("orderBy") as string] : ["attributes.start_time DESC"];
-  const view = (query.get("view") ?? "table") as "table" | "chart" | "models";
+  const view = routeView ?? ((query.get("view") ?? "table") as "table" | "chart" | "models");
   const viewType = query.get("lifecycle") === "deleted" ? "DELETED_ONLY" : "ACTIVE_ONLY";
   const scope = experimentIds.join(",");
   const [draft, setDraft] = useState(filter);
@@ -211,23 +212,28 @@ export function RunsPage({ experimentIds }: { experimentIds: string[] }) {
 
   return (
     <div className="page runs-page">
-      <nav className="breadcrumbs" aria-label="Breadcrumbs">
-        <a href="#/experiments">Experiments</a> / <span>{title}</span>
-      </nav>
-      <header className="page-header">
-        <h1>{title}</h1>
-        {experimentIds.length === 1 && <span className="muted mono">ID {experimentIds[0]}</span>}
-      </header>
-      <ErrorBanner error={experiments.error} />
-      <Tabs
-        tabs={[
-          { id: "table", label: "Runs" },
-          { id: "chart", label: "Charts" },
-          { id: "models", label: "Models" },
-        ]}
-        active={view}
-        onChange={(v) => setQuery({ view: v === "table" ? undefined : v })}
-      />
+      {experimentIds.length === 1 ? (
+        <ExperimentHeader experimentId={experimentIds[0]} active={view === "table" ? "runs" : view} />
+      ) : (
+        <>
+          <nav className="breadcrumbs" aria-label="Breadcrumbs">
+            <a href="#/experiments">Experiments</a> / <span>{title}</span>
+          </nav>
+          <header className="page-header">
+            <h1>{title}</h1>
+          </header>
+          <ErrorBanner error={experiments.error} />
+          <Tabs
+            tabs={[
+              { id: "table", label: "Runs" },
+              { id: "chart", label: "Charts" },
+              { id: "models", label: "Models" },
+            ]}
+            active={view}
+            onChange={(v) => setQuery({ view: v === "table" ? undefined : v })}
+          />
+        </>
+      )}
       <form
         className="search-bar"
         role="search"
