@@ -1,9 +1,10 @@
 // The top of every page that belongs to one experiment: breadcrumbs and title with the
 // experiment's name (never "Experiment 4"), and the experiment's tabs as links in MLflow's URL
 // shapes, so each tab is a deep link a user can keep.
-import { getExperiment } from "../api";
+import { getExperiment, tagValue } from "../api";
 import { href } from "../router";
 import { ErrorBanner, useAsync } from "./common";
+import { Markdown } from "./Markdown";
 
 export type ExperimentTab = "runs" | "chart" | "models" | "traces" | "evaluation-runs";
 
@@ -18,7 +19,7 @@ const TABS: { id: ExperimentTab; label: string; to: (id: string) => string }[] =
 /** The experiment's name once loaded, its id until then. */
 export function useExperimentName(experimentId: string) {
   const experiment = useAsync(() => getExperiment(experimentId), [experimentId]);
-  return { name: experiment.data?.name, error: experiment.error };
+  return { name: experiment.data?.name, description: tagValue(experiment.data?.tags, "mlflow.note.content"), error: experiment.error };
 }
 
 export function ExperimentHeader({
@@ -31,7 +32,7 @@ export function ExperimentHeader({
   /** Further breadcrumbs after the experiment's name (a trace, a run). */
   trail?: { label: string; to?: string }[];
 }) {
-  const { name, error } = useExperimentName(experimentId);
+  const { name, description, error } = useExperimentName(experimentId);
   const title = name ?? `Experiment ${experimentId}`;
   return (
     <>
@@ -48,6 +49,7 @@ export function ExperimentHeader({
         <h1>{title}</h1>
         <span className="muted mono">ID {experimentId}</span>
       </header>
+      {description && <Markdown className="experiment-description" source={description} />}
       <ErrorBanner error={error} />
       <nav className="tabs" aria-label="Experiment">
         {TABS.map((t) => (

@@ -145,6 +145,49 @@ export function LineChart({
   return <div className="line-chart" data-testid="metric-chart" ref={container} role="img" aria-label={title ?? "Metric chart"} />;
 }
 
+/** A metric each run logged once (an evaluation score, say) as one bar per run, the way MLflow
+ * draws it, instead of a lone point on a step axis. */
+export function BarChart({ bars, title, height = 260 }: { bars: { label: string; color: string; value: number }[]; title?: string; height?: number }) {
+  const width = 560;
+  const pad = { l: 64, r: 16, t: title ? 28 : 12, b: 20 };
+  const plotW = width - pad.l - pad.r;
+  const rowH = Math.min(36, (height - pad.t - pad.b) / Math.max(1, bars.length));
+  const values = bars.map((b) => b.value).filter(Number.isFinite);
+  const lo = Math.min(0, ...values);
+  const hi = Math.max(0, ...values);
+  const span = hi - lo || 1;
+  const xOf = (v: number) => pad.l + ((v - lo) / span) * plotW;
+  const svgHeight = pad.t + pad.b + rowH * bars.length;
+  return (
+    <svg className="bar-chart" viewBox={`0 0 ${width} ${svgHeight}`} width="100%" role="img" aria-label={title ?? "Metric"} data-testid="bar-chart" data-rendered="true">
+      {title && (
+        <text x={width / 2} y={18} textAnchor="middle" className="chart-title">
+          {title}
+        </text>
+      )}
+      <line x1={xOf(0)} x2={xOf(0)} y1={pad.t} y2={svgHeight - pad.b} className="bar-axis" />
+      {bars.map((b, i) => {
+        const y = pad.t + i * rowH;
+        const x0 = xOf(Math.min(0, b.value));
+        const w = Math.abs(xOf(b.value) - xOf(0));
+        return (
+          <g key={i} data-bar={b.label}>
+            <rect x={x0} y={y + rowH * 0.15} width={Math.max(1, w)} height={rowH * 0.7} fill={b.color} fillOpacity={0.85}>
+              <title>{`${b.label}: ${formatNumber(b.value)}`}</title>
+            </rect>
+            <text x={pad.l - 6} y={y + rowH / 2} textAnchor="end" dominantBaseline="middle" className="tick">
+              {b.label.length > 9 ? `${b.label.slice(0, 8)}…` : b.label}
+            </text>
+            <text x={xOf(Math.max(0, b.value)) + 4} y={y + rowH / 2} dominantBaseline="middle" className="bar-value">
+              {formatNumber(b.value)}
+            </text>
+          </g>
+        );
+      })}
+    </svg>
+  );
+}
+
 export interface ComparePoint {
   id: string;
   label: string;

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
 import { ApiError, type KeyValue } from "../api";
 import { setQuery, useLocation } from "../router";
+import { Markdown } from "./Markdown";
 
 /** Loads data for a page and reloads when `deps` change; stale answers are dropped. */
 export function useAsync<T>(load: () => Promise<T>, deps: unknown[]) {
@@ -150,7 +151,7 @@ export function EditableText({
   if (!editing) {
     return (
       <div className="editable">
-        <div className={value ? "editable-text" : "editable-text muted"}>{value || placeholder}</div>
+        {value ? <Markdown className="editable-text" source={value} /> : <div className="editable-text muted">{placeholder}</div>}
         <button type="button" className="link-button" onClick={() => setEditing(true)} aria-label={`Edit ${label}`}>
           Edit
         </button>

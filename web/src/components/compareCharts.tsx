@@ -12,6 +12,15 @@ export function comparePoints(runs: Run[], colorOf: (runId: string, index: numbe
   });
 }
 
+/** Axes a scatter plot starts with: a param that differs between runs against a metric, and
+ * never the same column twice (a diagonal line says nothing). */
+export function defaultScatterAxes(points: ComparePoint[], params: string[], metrics: string[]): { x?: string; y?: string } {
+  const varies = (key: string) => new Set(points.map((p) => String(p.values[key] ?? ""))).size > 1;
+  const x = params.find(varies) ?? params[0] ?? metrics.find(varies) ?? metrics[0];
+  const y = metrics.find((k) => k !== x && varies(k)) ?? metrics.find((k) => k !== x) ?? params.find((k) => k !== x);
+  return { x, y };
+}
+
 export function CompareCharts({ runs, colorOf }: { runs: Run[]; colorOf: (runId: string, index: number) => string }) {
   const points = useMemo(() => comparePoints(runs, colorOf), [runs, colorOf]);
   const keys = useMemo(() => {
@@ -25,8 +34,9 @@ export function CompareCharts({ runs, colorOf }: { runs: Run[]; colorOf: (runId:
   const [xKey, setXKey] = useState<string | undefined>();
   const [yKey, setYKey] = useState<string | undefined>();
   const [pcKeys, setPcKeys] = useState<string[] | undefined>();
-  const x = xKey && keys.includes(xKey) ? xKey : (params[0] ?? keys[0]);
-  const y = yKey && keys.includes(yKey) ? yKey : (metrics[0] ?? keys[1] ?? keys[0]);
+  const defaults = useMemo(() => defaultScatterAxes(points, params, metrics), [points, keys]);
+  const x = xKey && keys.includes(xKey) ? xKey : (defaults.x ?? keys[0]);
+  const y = yKey && keys.includes(yKey) ? yKey : (defaults.y ?? keys[0]);
   const parallel = pcKeys?.filter((k) => keys.includes(k)) ?? [...params.slice(0, 6), ...metrics.slice(0, 1)];
   if (runs.length === 0 || keys.length === 0) return <p className="muted">Select runs with params or metrics to compare them.</p>;
   return (

@@ -3,7 +3,7 @@
 // points; zooming in on steps fetches that range again at full resolution.
 import { useEffect, useMemo, useState } from "react";
 import { metricHistorySampled, type Metric } from "../api";
-import { LineChart, type Series, type XAxis } from "./charts";
+import { BarChart, LineChart, type Series, type XAxis } from "./charts";
 import { ErrorBanner, Spinner } from "./common";
 
 export interface ChartRun {
@@ -96,11 +96,15 @@ export function MetricChart({
     };
   }, [runKey, metricKey, maxPoints, range, settings.xAxis]);
   const series = useMemo(() => state.series ?? [], [state.series]);
+  // Logged once per run (the common case for evaluation scores): bars, not a lone point.
+  const singleValued = series.some((s) => s.points.length > 0) && series.every((s) => s.points.length <= 1) && !range;
   return (
     <div className="metric-chart" data-metric={metricKey}>
       <ErrorBanner error={state.error} />
       {state.loading && !state.series ? (
         <Spinner />
+      ) : singleValued ? (
+        <BarChart title={metricKey} bars={series.filter((s) => s.points.length === 1).map((s) => ({ label: s.label, color: s.color, value: s.points[0].value }))} />
       ) : (
         <LineChart
           series={series}

@@ -1,4 +1,5 @@
 import { useState } from "react";
+import { parseMarkdown, plainText } from "../markdown";
 import { post, searchExperiments, type Experiment } from "../api";
 import { ErrorBanner, NameSearchBar, Spinner, useAsync, useNameSearch } from "../components/common";
 import { formatTime } from "../format";
@@ -132,7 +133,7 @@ export function ExperimentsPage() {
                 <td className="mono">{e.experiment_id}</td>
                 <td>{formatTime(e.creation_time)}</td>
                 <td>{formatTime(e.last_update_time)}</td>
-                <td className="muted ellipsis">{e.tags?.find((t) => t.key === "mlflow.note.content")?.value ?? ""}</td>
+                <td className="muted ellipsis">{plainText(parseMarkdown(e.tags?.find((t) => t.key === "mlflow.note.content")?.value ?? ""))}</td>
                 <td className="actions">
                   <button type="button" className="link-button" aria-label={`Rename ${e.name}`} onClick={() => (setRenaming(e.experiment_id), setRenameTo(e.name))}>
                     Rename

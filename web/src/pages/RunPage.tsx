@@ -5,8 +5,28 @@ import { EditableText, ErrorBanner, KeyValueTable, Section, Spinner, StatusBadge
 import { ChartControls, defaultChartSettings, MetricGrid } from "../components/metricPanel";
 import { colorFor, formatDuration, formatNumber, formatTime } from "../format";
 import { href, navigate } from "../router";
+import { useExperimentName } from "../components/ExperimentHeader";
+import { ImageGrid } from "../components/images";
 
-type Tab = "overview" | "metrics" | "system" | "artifacts";
+type Tab = "overview" | "model-metrics" | "system-metrics" | "images" | "artifacts";
+
+/** The tab a URL segment names: MLflow's own (`model-metrics`, `system-metrics`, `artifacts`) and
+ * the shorter names earlier versions of this UI wrote, so saved links keep working. */
+export function runTab(segment: string | undefined): Tab {
+  switch (segment) {
+    case "model-metrics":
+    case "metrics":
+      return "model-metrics";
+    case "system-metrics":
+    case "system":
+      return "system-metrics";
+    case "images":
+    case "artifacts":
+      return segment;
+    default:
+      return "overview";
+  }
+}
 
 async function loadRunPage(runId: string) {
   const run = await getRun(runId);
@@ -27,7 +47,8 @@ async function loadRunPage(runId: string) {
 
 export function RunPage({ experimentId, runId, tab, artifactPath }: { experimentId: string; runId: string; tab?: string; artifactPath?: string }) {
   const { data, error, loading, reload } = useAsync(() => loadRunPage(runId), [runId]);
-  const active = (["overview", "metrics", "system", "artifacts"].includes(tab ?? "") ? tab : "overview") as Tab;
+  const active = runTab(tab);
+  const experimentName = useExperimentName(experimentId).name;
   const [settings, setSettings] = useState(defaultChartSettings);
   const run = data?.run;
   const metricKeys = useMemo(() => (run?.data.metrics ?? []).map((m) => m.key).sort(), [run]);
@@ -42,7 +63,7 @@ export function RunPage({ experimentId, runId, tab, artifactPath }: { experiment
   return (
     <div className="page run-page">
       <nav className="breadcrumbs" aria-label="Breadcrumbs">
-        <a href="#/experiments">Experiments</a> / <a href={href(["experiments", run.info.experiment_id])}>Experiment {run.info.experiment_id}</a> / <span>{name}</span>
+        <a href="#/experiments">Experiments</a> / <a href={href(["experiments", run.info.experiment_id])}>{experimentName ?? `Experiment ${run.info.experiment_id}`}</a> / <span>{name}</span>
       </nav>
       <header className="page-header">
         <h1>{name}</h1>
@@ -52,8 +73,9 @@ export function RunPage({ experimentId, runId, tab, artifactPath }: { experiment
       <Tabs
         tabs={[
           { id: "overview", label: "Overview" },
-          { id: "metrics", label: "Model metrics" },
-          { id: "system", label: "System metrics" },
+          { id: "model-metrics", label: "Model metrics" },
+          { id: "system-metrics", label: "System metrics" },
+          ...(tagValue(tags, "mlflow.loggedImages") ? [{ id: "images" as const, label: "Images" }] : []),
           { id: "artifacts", label: "Artifacts" },
         ]}
         active={active}
@@ -135,13 +157,13 @@ export function RunPage({ experimentId, runId, tab, artifactPath }: { experiment
           </Section>
         </div>
       )}
-      {active === "metrics" && (
+      {active === "model-metrics" && (
         <>
           <ChartControls settings={settings} onChange={setSettings} />
           <MetricGrid runs={chartRuns} keys={metricKeys.filter((k) => !k.startsWith("system/"))} settings={settings} empty="This run has no model metrics." />
         </>
       )}
-      {active === "system" && (
+      {active === "system-metrics" && (
         <>
           <ChartControls settings={settings} onChange={setSettings} />
           <MetricGrid
@@ -152,6 +174,7 @@ export function RunPage({ experimentId, runId, tab, artifactPath }: { experiment
           />
         </>
       )}
+      {active === "images" && <ImageGrid runId={runId} />}
       {active === "artifacts" && (
         <ArtifactBrowser
           source={{ kind: "run", id: runId }}

@@ -70,6 +70,53 @@ function storedColumns(scope: string): string[] | null {
   }
 }
 
+const MIN_COLUMN_WIDTH = 60;
+const MAX_COLUMN_WIDTH = 800;
+
+function storedWidths(scope: string): Record<string, number> {
+  try {
+    const raw = localStorage.getItem(`mlox.columnWidths.${scope}`);
+    return raw ? (JSON.parse(raw) as Record<string, number>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The drag handle on a header's right edge; arrow keys resize too, double-click restores. */
+function ColumnResizer({ label, width, onResize, onReset }: { label: string; width: number; onResize: (w: number) => void; onReset: () => void }) {
+  const clamp = (w: number) => Math.max(MIN_COLUMN_WIDTH, Math.min(MAX_COLUMN_WIDTH, Math.round(w)));
+  return (
+    <span
+      className="col-resizer"
+      role="separator"
+      aria-orientation="vertical"
+      aria-label={`Resize column ${label}`}
+      aria-valuenow={width}
+      aria-valuemin={MIN_COLUMN_WIDTH}
+      aria-valuemax={MAX_COLUMN_WIDTH}
+      tabIndex={0}
+      onDoubleClick={onReset}
+      onKeyDown={(e) => {
+        if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+          e.preventDefault();
+          onResize(clamp(width + (e.key === "ArrowRight" ? 20 : -20)));
+        }
+      }}
+      onPointerDown={(e) => {
+        e.preventDefault();
+        const startX = e.clientX;
+        const move = (ev: PointerEvent) => onResize(clamp(width + ev.clientX - startX));
+        const up = () => {
+          window.removeEventListener("pointermove", move);
+          window.removeEventListener("pointerup", up);
+        };
+        window.addEventListener("pointermove", move);
+        window.addEventListener("pointerup", up);
+      }}
+    />
+  );
+}
+
 function ColumnPicker({
   keys,
   chosen,
@@ -160,6 +207,15 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
     setChosen(ids);
     localStorage.setItem(`mlox.columns.${scope}`, JSON.stringify(ids));
   };
+  const [widths, setWidths] = useState<Record<string, number>>(() => storedWidths(scope));
+  const resizeColumn = (id: string, width: number | undefined) =>
+    setWidths((w) => {
+      const next = { ...w };
+      if (width === undefined) delete next[id];
+      else next[id] = width;
+      localStorage.setItem(`mlox.columnWidths.${scope}`, JSON.stringify(next));
+      return next;
+    });
   const [expanded, setExpanded] = useState<Set<string>>(new Set());
   const rows = useMemo(() => nestRows(pages.runs, expanded), [pages.runs, expanded]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
@@ -308,6 +364,8 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
           <RunsTable
             rows={rows}
             columns={columns}
+            widths={widths}
+            onResize={resizeColumn}
             orderBy={orderBy}
             onSort={onSort}
             selected={selected}
@@ -329,6 +387,8 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
 function RunsTable({
   rows,
   columns,
+  widths,
+  onResize,
   orderBy,
   onSort,
   selected,
@@ -341,6 +401,8 @@ function RunsTable({
 }: {
   rows: ReturnType<typeof nestRows>;
   columns: Column[];
+  widths: Record<string, number>;
+  onResize: (columnId: string, width: number | undefined) => void;
   orderBy: string[];
   onSort: (key: string) => void;
   selected: Set<string>;
@@ -365,7 +427,8 @@ function RunsTable({
     const el = scroller.current;
     if (el && el.scrollTop + el.clientHeight >= el.scrollHeight - 40 * ROW_HEIGHT) onNearEnd();
   };
-  const template = `40px 28px minmax(220px, 2fr) ${columns.map((c) => `${c.width}px`).join(" ")}`;
+  const widthOf = (c: Column) => widths[c.id] ?? c.width;
+  const template = `40px 28px minmax(220px, 2fr) ${columns.map((c) => `${widthOf(c)}px`).join(" ")}`;
   const allSelected = rows.length > 0 && rows.every((r) => selected.has(r.run.info.run_id));
   return (
     <div className="runs-table" role="table" aria-label="Runs" aria-rowcount={rows.length + 1}>
@@ -379,8 +442,9 @@ function RunsTable({
             <SortHeader orderBy={orderBy} onSort={onSort} label="Run name" />
           </span>
           {columns.map((c) => (
-            <span role="columnheader" key={c.id} className={`col-${c.kind}`} title={`${c.kind} ${c.key}`}>
+            <span role="columnheader" key={c.id} className={`col-${c.kind} resizable`} title={`${c.kind === "attribute" ? c.label : `${c.kind}: ${c.key}`}`}>
               <SortHeader column={c} orderBy={orderBy} onSort={onSort} label={c.label} />
+              <ColumnResizer label={c.label} width={widthOf(c)} onResize={(w) => onResize(c.id, w)} onReset={() => onResize(c.id, undefined)} />
             </span>
           ))}
         </div>
