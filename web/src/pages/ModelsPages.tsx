@@ -1,9 +1,11 @@
 import { useState } from "react";
-import { get, getRun, patch, post, del, type LoggedModel, type ModelVersion, type RegisteredModel } from "../api";
+import { get, getExperiment, getRun, patch, post, del, loggedModelArtifactUrl, modelVersionArtifactUrl, type LoggedModel, type ModelVersion, type RegisteredModel } from "../api";
 import { ArtifactBrowser } from "../components/artifacts";
+import { SignatureSection } from "../components/signature";
 import { EditableText, ErrorBanner, KeyValueTable, NameSearchBar, Section, Spinner, StatusBadge, TagEditor, useAsync, useNameSearch } from "../components/common";
-import { formatTime } from "../format";
+import { formatNumber, formatTime } from "../format";
 import { href } from "../router";
+import { DatasetLabel, metricsByDataset, registeredVersions, type ModelMetric, type ModelWithRegistrations } from "./ExperimentModels";
 
 async function searchModels(filter: string, pageToken?: string) {
   return get<{ registered_models?: RegisteredModel[]; next_page_token?: string }>("registered-models/search", {
@@ -284,6 +286,7 @@ export function ModelVersionPage({ name, version }: { name: string; version: str
       <Section title="Description">
         <EditableText label="Description" value={v.description ?? ""} onSave={(description) => patch("model-versions/update", { name, version, description }).then(reload)} placeholder="No description" />
       </Section>
+      <SignatureSection url={modelVersionArtifactUrl(name, version, "MLmodel")} />
       <Section title="Tags">
         <TagEditor
           tags={v.tags ?? []}
@@ -302,19 +305,27 @@ function LoggedModelLink({ modelId }: { modelId: string }) {
 }
 
 export function LoggedModelPage({ modelId }: { modelId: string }) {
-  const { data, error, loading, reload } = useAsync(() => get<{ model: LoggedModel }>(`logged-models/${encodeURIComponent(modelId)}`).then((r) => r.model), [modelId]);
+  const { data, error, loading, reload } = useAsync(
+    () => get<{ model: ModelWithRegistrations }>(`logged-models/${encodeURIComponent(modelId)}`).then((r) => r.model),
+    [modelId],
+  );
+  const experimentId = data?.info.experiment_id;
+  const experiment = useAsync(() => (experimentId ? getExperiment(experimentId).catch(() => null) : Promise.resolve(null)), [experimentId]);
   if (loading && !data) return <Spinner />;
   if (!data) return <ErrorBanner error={error} />;
   const { info } = data;
+  const versions = registeredVersions(data);
   return (
     <div className="page">
       <nav className="breadcrumbs" aria-label="Breadcrumbs">
-        <a href="#/experiments">Experiments</a> / <a href={href(["experiments", info.experiment_id], { view: "models" })}>Experiment {info.experiment_id}</a> / <span>{info.name}</span>
+        <a href="#/experiments">Experiments</a> /{" "}
+        <a href={href(["experiments", info.experiment_id, "models"])}>{experiment.data?.name ?? `Experiment ${info.experiment_id}`}</a> / <span>{info.name}</span>
       </nav>
       <header className="page-header">
         <h1>{info.name}</h1>
         <StatusBadge status={info.status?.replace("LOGGED_MODEL_", "")} />
       </header>
+      <ErrorBanner error={error} />
       <Section title="Details">
         <KeyValueTable
           label="Logged model details"
@@ -323,16 +334,27 @@ export function LoggedModelPage({ modelId }: { modelId: string }) {
             ["Created", formatTime(info.creation_timestamp_ms)],
             ["Source run", info.source_run_id ? <RunLink runId={info.source_run_id} /> : "—"],
             ["Type", info.model_type ?? "—"],
+            [
+              "Registered versions",
+              versions.length === 0
+                ? "—"
+                : versions.map((v) => (
+                    <a key={`${v.name}/${v.version}`} className="chip" href={href(["models", v.name, "versions", v.version])}>
+                      {v.name} v{v.version}
+                    </a>
+                  )),
+            ],
             ["Artifact URI", <span className="mono">{info.artifact_uri}</span>],
           ]}
         />
       </Section>
+      <Section title="Metrics">
+        <ModelMetricsTable metrics={data.data?.metrics} experimentId={info.experiment_id} />
+      </Section>
       <Section title="Parameters">
         <KeyValueTable label="Parameters" rows={(data.data?.params ?? []).map((p) => [p.key, p.value])} />
       </Section>
-      <Section title="Metrics">
-        <KeyValueTable label="Metrics" rows={(data.data?.metrics ?? []).map((m) => [m.key, String(m.value)])} />
-      </Section>
+      <SignatureSection url={loggedModelArtifactUrl(modelId, "MLmodel")} />
       <Section title="Tags">
         <TagEditor
           tags={info.tags ?? []}
@@ -344,5 +366,38 @@ export function LoggedModelPage({ modelId }: { modelId: string }) {
         <ArtifactBrowser source={{ kind: "logged-model", id: modelId }} />
       </Section>
     </div>
+  );
+}
+
+/** A logged model's metrics, one row per metric and dataset, so that the same metric computed
+ * on a training and an evaluation set reads as two different numbers. */
+function ModelMetricsTable({ metrics, experimentId }: { metrics?: ModelMetric[]; experimentId: string }) {
+  const rows = metricsByDataset(metrics);
+  if (rows.length === 0) return <p className="muted">No metrics.</p>;
+  return (
+    <table className="grid" aria-label="Metrics">
+      <thead>
+        <tr>
+          <th>Metric</th>
+          <th>Dataset</th>
+          <th>Value</th>
+          <th>Step</th>
+          <th>Run</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((m) => (
+          <tr key={JSON.stringify([m.key, m.datasetName, m.datasetDigest])} data-metric={m.key} data-dataset={m.datasetName}>
+            <td>{m.key}</td>
+            <td>
+              <DatasetLabel name={m.datasetName} digest={m.datasetDigest} />
+            </td>
+            <td className="mono">{formatNumber(m.value)}</td>
+            <td>{m.step}</td>
+            <td>{m.runId ? <a className="mono" href={href(["experiments", experimentId, "runs", m.runId])}>{m.runId.slice(0, 8)}</a> : "—"}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
