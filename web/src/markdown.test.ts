@@ -83,3 +83,20 @@ describe("parseMarkdown on any input", () => {
     );
   });
 });
+
+describe("emphasis follows CommonMark's flanking rules", () => {
+  it("does not emphasise underscores inside words or code-like text", () => {
+    const text = '<img src=x onerror="window.__xss=(window.__xss||0)+1">';
+    expect(parseInline(text)).toEqual([{ kind: "text", text }]);
+    expect(parseInline("a * b * c")).toEqual([{ kind: "text", text: "a * b * c" }]);
+  });
+  it("still reads emphasis next to punctuation", () => {
+    expect(parseInline("(_fast_), **done**.")).toEqual([
+      { kind: "text", text: "(" },
+      { kind: "em", children: [{ kind: "text", text: "fast" }] },
+      { kind: "text", text: "), " },
+      { kind: "strong", children: [{ kind: "text", text: "done" }] },
+      { kind: "text", text: "." },
+    ]);
+  });
+});

@@ -112,6 +112,27 @@ function parseBlocks(lines: string[]): Block[] {
   return blocks;
 }
 
+const WORD = /[\p{L}\p{N}]/u;
+
+/** Where the emphasis opened at `start` by `marker` closes, or -1. As in CommonMark, an opener
+ * is followed by a non-space and a closer preceded by one; with underscores neither may touch a
+ * letter or digit outside, so `snake_case_names` and `window.__x` stay text. */
+function emphasisEnd(text: string, start: number, marker: string): number {
+  const underscore = marker[0] === "_";
+  const after = text[start + marker.length];
+  if (after === undefined || /\s/.test(after) || after === marker[0]) return -1;
+  if (underscore && start > 0 && WORD.test(text[start - 1])) return -1;
+  for (let end = text.indexOf(marker, start + marker.length); end > 0; end = text.indexOf(marker, end + 1)) {
+    const before = text[end - 1];
+    const next = text[end + marker.length];
+    if (/\s/.test(before)) continue;
+    if (next === marker[0]) continue;
+    if (underscore && next !== undefined && WORD.test(next)) continue;
+    return end;
+  }
+  return -1;
+}
+
 /** Inline spans, left to right; an opener without its closer is plain text. */
 export function parseInline(text: string): Inline[] {
   const out: Inline[] = [];
@@ -137,21 +158,14 @@ export function parseInline(text: string): Inline[] {
         continue;
       }
     }
-    if ((c === "*" || c === "_") && text[i + 1] === c) {
-      const end = text.indexOf(c + c, i + 2);
-      if (end > i + 2) {
+    if (c === "*" || c === "_") {
+      const marker = text[i + 1] === c ? c + c : c;
+      const end = emphasisEnd(text, i, marker);
+      if (end > 0) {
         flush();
-        out.push({ kind: "strong", children: parseInline(text.slice(i + 2, end)) });
-        i = end + 2;
-        continue;
-      }
-    }
-    if (c === "*" || (c === "_" && (i === 0 || /\W/.test(text[i - 1])))) {
-      const end = text.indexOf(c, i + 1);
-      if (end > i + 1 && text[i + 1] !== " ") {
-        flush();
-        out.push({ kind: "em", children: parseInline(text.slice(i + 1, end)) });
-        i = end + 1;
+        const inner = parseInline(text.slice(i + marker.length, end));
+        out.push(marker.length === 2 ? { kind: "strong", children: inner } : { kind: "em", children: inner });
+        i = end + marker.length;
         continue;
       }
     }
