@@ -212,7 +212,7 @@ function Expectations({ value }: { value: Record<string, unknown> }) {
 
 function TraceLink({ experimentId, traceId }: { experimentId: string; traceId: string }) {
   return (
-    <a className="mono small" href={href(["experiments", experimentId, "traces"], { selectedEvaluationId: traceId })} title={traceId}>
+    <a className="mono small trace-link" href={href(["experiments", experimentId, "traces"], { selectedEvaluationId: traceId })} title={traceId}>
       {traceId.length > 14 ? `${traceId.slice(0, 14)}…` : traceId}
     </a>
   );
@@ -306,6 +306,10 @@ function CompareTable({ experimentId, main, other }: { experimentId: string; mai
         </div>
       }
     >
+      <div className="run-legend" aria-label="Runs">
+        <span className="selected">{mainName} (selected)</span>
+        <span className="compared">{otherName} (compared)</span>
+      </div>
       <div className="eval-table-scroll">
         <table className="grid eval-table compare" aria-label="Compared results">
           <thead>

@@ -279,13 +279,13 @@ export function TemplateText({ text }: { text: string }) {
 function TemplateView({ template }: { template: PromptTemplate }) {
   if (template.kind === "text") {
     return (
-      <pre className="prompt-template" aria-label="Template">
+      <pre className="prompt-template" aria-label="Prompt template">
         <TemplateText text={template.text} />
       </pre>
     );
   }
   return (
-    <div className="prompt-chat" aria-label="Template">
+    <div className="prompt-chat" aria-label="Prompt template">
       {template.messages.map((m, i) => (
         <div key={i} className="chat-message" data-role={m.role}>
           <div className="chat-role">{m.role}</div>
