@@ -1,6 +1,6 @@
 // An experiment's logged models (MLflow 3's "Models" tab, `#/experiments/{id}/models`): each
 // model with its metrics by dataset, its parameters and the registry versions made from it.
-import { post, tagValue, type LoggedModel, type Metric } from "../api";
+import { post, runName, searchRuns, tagValue, type LoggedModel, type Metric } from "../api";
 import { ErrorBanner, Spinner, StatusBadge, useAsync } from "../components/common";
 import { formatNumber, formatTime } from "../format";
 import { href } from "../router";
@@ -124,6 +124,28 @@ function CompactParams({ params }: { params: { key: string; value: string }[] })
   );
 }
 
+/** The names of the runs that logged `models`, for people; a run it cannot find keeps its id. */
+async function sourceRunNames(models: LoggedModel[]): Promise<Map<string, string>> {
+  const names = new Map<string, string>();
+  const runIds = [...new Set(models.map((m) => m.info.source_run_id).filter((id): id is string => !!id))];
+  const experimentIds = [...new Set(models.map((m) => m.info.experiment_id))];
+  for (let i = 0; i < runIds.length; i += 100) {
+    const chunk = runIds.slice(i, i + 100);
+    try {
+      const page = await searchRuns({
+        experimentIds,
+        filter: `attributes.run_id IN (${chunk.map((id) => `'${id.replace(/'/g, "")}'`).join(", ")})`,
+        maxResults: chunk.length,
+        viewType: "ALL",
+      });
+      for (const run of page.items) names.set(run.info.run_id, runName(run));
+    } catch {
+      // The ids still identify the runs.
+    }
+  }
+  return names;
+}
+
 export function ExperimentModels({ experimentIds }: { experimentIds: string[] }) {
   const { data, error, loading } = useAsync(async () => {
     const models: ModelWithRegistrations[] = [];
@@ -138,10 +160,10 @@ export function ExperimentModels({ experimentIds }: { experimentIds: string[] })
       models.push(...(r.models ?? []));
       pageToken = r.next_page_token || undefined;
     } while (pageToken && models.length < 1000);
-    return models;
+    return { models, runNames: await sourceRunNames(models) };
   }, [experimentIds.join(",")]);
   if (loading) return <Spinner />;
-  const models = data ?? [];
+  const models = data?.models ?? [];
   const columns = metricColumns(models);
   const fixedColumns = 6;
   return (
@@ -187,7 +209,7 @@ export function ExperimentModels({ experimentIds }: { experimentIds: string[] })
                   <td>
                     {m.info.source_run_id ? (
                       <a className="mono" href={href(["experiments", m.info.experiment_id, "runs", m.info.source_run_id])}>
-                        {m.info.source_run_id.slice(0, 8)}
+                        {data?.runNames.get(m.info.source_run_id) ?? m.info.source_run_id.slice(0, 8)}
                       </a>
                     ) : (
                       "—"
@@ -215,7 +237,7 @@ export function ExperimentModels({ experimentIds }: { experimentIds: string[] })
                 </tr>
               );
             })}
-            {data && data.length === 0 && (
+            {data && models.length === 0 && (
               <tr>
                 <td colSpan={fixedColumns + columns.length} className="muted">
                   No logged models.

@@ -333,7 +333,7 @@ export function LoggedModelPage({ modelId }: { modelId: string }) {
             ["Model ID", <span className="mono">{info.model_id}</span>],
             ["Created", formatTime(info.creation_timestamp_ms)],
             ["Source run", info.source_run_id ? <RunLink runId={info.source_run_id} /> : "—"],
-            ["Type", info.model_type ?? "—"],
+            ["Type", info.model_type || "—"],
             [
               "Registered versions",
               versions.length === 0
@@ -349,7 +349,7 @@ export function LoggedModelPage({ modelId }: { modelId: string }) {
         />
       </Section>
       <Section title="Metrics">
-        <ModelMetricsTable metrics={data.data?.metrics} experimentId={info.experiment_id} />
+        <ModelMetricsTable metrics={data.data?.metrics} />
       </Section>
       <Section title="Parameters">
         <KeyValueTable label="Parameters" rows={(data.data?.params ?? []).map((p) => [p.key, p.value])} />
@@ -371,7 +371,7 @@ export function LoggedModelPage({ modelId }: { modelId: string }) {
 
 /** A logged model's metrics, one row per metric and dataset, so that the same metric computed
  * on a training and an evaluation set reads as two different numbers. */
-function ModelMetricsTable({ metrics, experimentId }: { metrics?: ModelMetric[]; experimentId: string }) {
+function ModelMetricsTable({ metrics }: { metrics?: ModelMetric[] }) {
   const rows = metricsByDataset(metrics);
   if (rows.length === 0) return <p className="muted">No metrics.</p>;
   return (
@@ -394,7 +394,7 @@ function ModelMetricsTable({ metrics, experimentId }: { metrics?: ModelMetric[];
             </td>
             <td className="mono">{formatNumber(m.value)}</td>
             <td>{m.step}</td>
-            <td>{m.runId ? <a className="mono" href={href(["experiments", experimentId, "runs", m.runId])}>{m.runId.slice(0, 8)}</a> : "—"}</td>
+            <td>{m.runId ? <RunLink runId={m.runId} /> : "—"}</td>
           </tr>
         ))}
       </tbody>
