@@ -291,6 +291,8 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
           />
         </>
       )}
+      {view !== "models" && (
+        <>
       <form
         className="search-bar"
         role="search"
@@ -317,6 +319,8 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
           <option value="deleted">Deleted</option>
         </select>
       </form>
+        </>
+      )}
       <ErrorBanner error={pages.error ?? actionError} />
       {view === "table" && (
         <>
