@@ -39,7 +39,7 @@ def _flush():
 
 @pytest.fixture(scope="module")
 def traces(server_url):
-    """One experiment with four traces, each with a known execution time."""
+    """One experiment with five traces: four answered, at known paces, and one that failed."""
     import mlflow
     from mlflow.entities import AssessmentSource, AssessmentSourceType, SpanType
 
@@ -61,9 +61,15 @@ def traces(server_url):
     def chat_model(messages: list) -> dict:
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": CHAT_ANSWER}, "finish_reason": "stop"}]}
 
+    @mlflow.trace(span_type=SpanType.TOOL)
+    def order_status(order: str) -> dict:
+        raise TimeoutError("order service timed out")
+
     @mlflow.trace(span_type=SpanType.AGENT)
     def support_agent(question: str, topic: str, pause: float) -> str:
         mlflow.update_current_trace(tags={"topic": topic, "channel": "web"})
+        if topic == "outage":
+            order_status("A-17")
         find_documents(question, pause)
         if topic == "billing":
             reply = chat_model([{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": question}])
@@ -80,6 +86,10 @@ def traces(server_url):
     support_agent(HOSTILE, "refunds", 0.12)
     _flush()
     ids["hostile"] = mlflow.get_last_active_trace_id()
+    with pytest.raises(TimeoutError):
+        support_agent("Is my order delayed?", "outage", 0.0)
+    _flush()
+    ids["failed"] = mlflow.get_last_active_trace_id()
     # A trace of a logged model's version of the agent, produced inside an evaluation run.
     model = mlflow.set_active_model(name="support-agent-v2")
     try:
@@ -117,7 +127,7 @@ def trace_ids_shown(page) -> list[str]:
 def test_traces_list_shows_previews_filters_and_sorts(page, traces):
     ids = traces["ids"]
     page.goto(f"/#/experiments/{traces['exp_id']}/traces")
-    expect(rows(page)).to_have_count(4)
+    expect(rows(page)).to_have_count(5)
     expect(page.get_by_role("link", name="Traces", exact=True)).to_have_attribute("aria-current", "page")
     billing = page.locator(f'[data-trace-id="{ids["billing"]}"]')
     expect(billing).to_contain_text(CHAT_QUESTION)
@@ -125,29 +135,30 @@ def test_traces_list_shows_previews_filters_and_sorts(page, traces):
     expect(billing).to_contain_text("OK")
     expect(billing).to_contain_text("topic: billing")
     expect(billing).to_contain_text("helpfulness: false")
+    expect(page.locator(f'[data-trace-id="{ids["failed"]}"]')).to_contain_text("ERROR")
     # Hostile content is shown as the text it is.
     expect(page.locator(f'[data-trace-id="{ids["hostile"]}"]')).to_contain_text("<img src=x")
     assert page.title() != "pwned"
-    # The trace written inside a run links to that run.
+    # The trace written inside a run under an active model links to both.
     in_run = page.locator(f'[data-trace-id="{ids["in_run"]}"]')
     expect(in_run.get_by_role("link", name=traces["run_id"][:8])).to_have_attribute("href", f"#/experiments/{traces['exp_id']}/runs/{traces['run_id']}")
     expect(in_run.get_by_role("link", name=traces["model_id"][:14])).to_have_attribute(
         "href", f"#/experiments/{traces['exp_id']}/models/{traces['model_id']}"
     )
     # Newest first by default.
-    assert trace_ids_shown(page) == [ids["in_run"], ids["hostile"], ids["account"], ids["billing"]]
+    assert trace_ids_shown(page) == [ids["in_run"], ids["failed"], ids["hostile"], ids["account"], ids["billing"]]
     shot(page, "traces-list")
 
-    # The pauses make billing the slowest and account the fastest; the stored times decide.
+    # The pauses make billing the slowest; the stored execution times decide the rest.
     latency = {tid: traces["client"].get_trace(tid).info.execution_time_ms for tid in ids.values()}
     slowest_first = sorted(latency, key=latency.get, reverse=True)
-    assert slowest_first[0] == ids["billing"] and slowest_first[-1] == ids["account"]
+    assert slowest_first[0] == ids["billing"]
     page.get_by_role("button", name="Sort by Execution time").click()
     expect(page).to_have_url(re.compile(r"sort=latency%3Adesc"))
     expect(rows(page).first).to_have_attribute("data-trace-id", ids["billing"])
     assert trace_ids_shown(page) == slowest_first
     page.get_by_role("button", name="Sort by Execution time").click()
-    expect(rows(page).first).to_have_attribute("data-trace-id", ids["account"])
+    expect(rows(page).first).to_have_attribute("data-trace-id", slowest_first[-1])
     assert trace_ids_shown(page) == slowest_first[::-1]
 
     page.get_by_label("Filter traces").fill("tags.topic = 'billing'")
@@ -160,22 +171,32 @@ def test_traces_list_shows_previews_filters_and_sorts(page, traces):
     expect(rows(page)).to_have_count(1)
     expect(page.get_by_label("Filter traces")).to_have_value("tags.topic = 'billing'")
 
-    faster_than_the_rest = (latency[ids["account"]] + sorted(latency.values())[1]) // 2 + 1
-    page.get_by_label("Filter traces").fill(f"attributes.status = 'OK' AND trace.execution_time_ms < {faster_than_the_rest}")
+    page.get_by_label("Filter traces").fill("attributes.status = 'ERROR'")
     page.get_by_role("button", name="Search", exact=True).click()
     expect(rows(page)).to_have_count(1)
-    expect(rows(page).first).to_have_attribute("data-trace-id", ids["account"])
+    expect(rows(page).first).to_have_attribute("data-trace-id", ids["failed"])
+
+    slower_than_the_rest = (latency[slowest_first[0]] + latency[slowest_first[1]]) // 2
+    page.get_by_label("Filter traces").fill(f"trace.status = 'OK' AND trace.execution_time_ms > {slower_than_the_rest}")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).first).to_have_attribute("data-trace-id", ids["billing"])
 
     page.get_by_label("Filter traces").fill("tags.topic === 'billing'")
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("INVALID_PARAMETER_VALUE")
+    expect(page.get_by_role("alert")).to_contain_text("===")
     expect(rows(page)).to_have_count(0)
 
 
 def test_deep_links_open_the_trace(page, traces):
     billing = traces["ids"]["billing"]
     exp_id = traces["exp_id"]
-    for link in (f"/#/experiments/{exp_id}/traces?selectedEvaluationId={billing}", f"/#/experiments/{exp_id}/traces/{billing}"):
+    for link in (
+        f"/#/experiments/{exp_id}/traces?selectedEvaluationId={billing}",
+        f"/#/experiments/{exp_id}/traces?selectedTraceId={billing}",
+        f"/#/experiments/{exp_id}/traces/{billing}",
+    ):
         page.goto(link)
         summary = page.get_by_role("region", name="Trace", exact=True)
         expect(summary).to_contain_text(billing)
@@ -186,7 +207,7 @@ def test_deep_links_open_the_trace(page, traces):
     expect(page).to_have_url(re.compile(rf"/traces/{traces['ids']['account']}"))
     expect(page.get_by_role("region", name="Trace", exact=True)).to_contain_text(traces["ids"]["account"])
     page.get_by_label("Breadcrumbs").get_by_role("link", name="Traces", exact=True).click()
-    expect(rows(page)).to_have_count(4)
+    expect(rows(page)).to_have_count(5)
 
 
 def test_trace_page_shows_span_tree_span_contents_and_chat(page, traces):
@@ -228,6 +249,19 @@ def test_trace_page_shows_span_tree_span_contents_and_chat(page, traces):
     expect(assessments.locator(f'[data-assessment-id="{traces["feedback_id"]}"]')).to_contain_text("judge-v1")
     expect(assessments.locator(f'[data-assessment-id="{traces["expectation_id"]}"]')).to_contain_text("released in 3 days")
     shot(page, "trace-detail")
+
+
+def test_failed_span_shows_its_error_and_exception_event(page, traces):
+    page.goto(f"/#/experiments/{traces['exp_id']}/traces/{traces['ids']['failed']}")
+    expect(page.get_by_role("region", name="Trace", exact=True)).to_contain_text("ERROR")
+    tree = page.get_by_role("tree", name="Span tree")
+    failed = tree.locator('[data-span-name="order_status"]')
+    expect(failed).to_contain_text("error")
+    failed.click()
+    detail = page.get_by_role("region", name="Span order_status")
+    expect(detail).to_contain_text("ERROR")
+    expect(detail.get_by_role("alert")).to_contain_text("order service timed out")
+    expect(detail.get_by_label("Event exception")).to_contain_text("TimeoutError")
 
 
 def test_hostile_trace_content_stays_text(page, traces):

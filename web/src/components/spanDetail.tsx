@@ -59,7 +59,11 @@ export function SpanDetail({ span, tree }: { span: Span; tree: SpanTree }) {
           </span>
         </span>
       </header>
-      {span.statusMessage && <div className="error">{span.statusMessage}</div>}
+      {span.statusMessage && (
+        <div className="error" role="alert">
+          {span.statusMessage}
+        </div>
+      )}
       {messages && (
         <Part title="Chat">
           <ChatView messages={messages} />
