@@ -122,15 +122,16 @@ describe("spans", () => {
     expect(visibleRows(tree, new Set()).map((r) => r.span.id)).toEqual(["r"]);
   });
 
-  it("draws a 2,000-span tree quickly", () => {
+  it("builds a 2,000-span tree with every span once, children after their parent", () => {
     const docs = [doc("0", null, 0, 4000)];
     for (let i = 1; i < 2000; i++) docs.push(doc(String(i), String(Math.floor((i - 1) / 4)), i, i + 2, { "mlflow.spanType": "CHAIN" }));
-    const started = performance.now();
     const tree = buildSpanTree(docs.map(normalizeSpan));
     const rows = visibleRows(tree, new Set());
     expect(rows).toHaveLength(2000);
-    // A generous bound on a busy machine; the page's own budget for the whole draw is 1 s.
-    expect(performance.now() - started).toBeLessThan(400);
+    expect(new Set(rows.map((r) => r.span.id)).size).toBe(2000);
+    const position = new Map(rows.map((r, i) => [r.span.id, i]));
+    for (let i = 1; i < 2000; i++) expect(position.get(String(i))!).toBeGreaterThan(position.get(String(Math.floor((i - 1) / 4)))!);
+    // How fast it draws is measured by bench/ui/run.py, not asserted here.
   });
 });
 
