@@ -470,7 +470,7 @@ async fn main() -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    logging::init(metrics.clone());
+    let _flush_log = logging::init(metrics.clone());
     leave_with_supervisor();
     match cli.command {
         Command::Server(args) => run_server(args, metrics).await,
