@@ -89,6 +89,7 @@ def pytest_configure(config):
         "heavy: slower end-to-end workflow (model logging, large uploads)",
         "proxied_artifacts: drives the artifact proxy; skipped when clients write to S3 directly",
         "standalone: starts its own servers; independent of the session server's storage",
+        "browser: drives the web UI in Chromium (given to every test that uses the browser fixture)",
     ):
         config.addinivalue_line("markers", line)
 
@@ -101,6 +102,8 @@ def pytest_collection_modifyitems(config, items):
     skip_proxy = pytest.mark.skip(reason="artifacts are not proxied (MLOX_TEST_ARTIFACTS=s3-direct)")
     has_timeout_plugin = config.pluginmanager.hasplugin("timeout")
     for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
         if TARGET == "mlflow" and item.get_closest_marker("mlox_only"):
             item.add_marker(skip_mlox_only)
         if item.get_closest_marker("traces") and os.environ.get("MLOX_TEST_TRACES", "1") == "0":
