@@ -116,6 +116,8 @@ export class ApiError extends Error {
 }
 
 const BASE = "ajax-api/2.0/mlflow";
+/** MLflow 3's routes (traces and their assessments), beside the 2.0 ones under `BASE`. */
+const BASE_V3 = "ajax-api/3.0/mlflow";
 
 type Query = Record<string, string | number | boolean | string[] | undefined>;
 
@@ -130,8 +132,8 @@ function queryString(query: Query): string {
   return text ? `?${text}` : "";
 }
 
-async function call<T>(method: string, path: string, body?: unknown, query: Query = {}): Promise<T> {
-  const response = await fetch(`${BASE}/${path}${queryString(query)}`, {
+async function call<T>(method: string, base: string, path: string, body?: unknown, query: Query = {}): Promise<T> {
+  const response = await fetch(`${base}/${path}${queryString(query)}`, {
     method,
     headers: body === undefined ? undefined : { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -150,10 +152,17 @@ async function call<T>(method: string, path: string, body?: unknown, query: Quer
   return json as T;
 }
 
-export const get = <T>(path: string, query: Query = {}) => call<T>("GET", path, undefined, query);
-export const post = <T>(path: string, body: unknown) => call<T>("POST", path, body);
-export const patch = <T>(path: string, body: unknown) => call<T>("PATCH", path, body);
-export const del = <T>(path: string, body: unknown) => call<T>("DELETE", path, body);
+export const get = <T>(path: string, query: Query = {}) => call<T>("GET", BASE, path, undefined, query);
+export const post = <T>(path: string, body: unknown) => call<T>("POST", BASE, path, body);
+export const patch = <T>(path: string, body: unknown) => call<T>("PATCH", BASE, path, body);
+export const del = <T>(path: string, body: unknown) => call<T>("DELETE", BASE, path, body);
+
+/** The same calls on MLflow 3's routes. */
+export const v3 = {
+  get: <T>(path: string, query: Query = {}) => call<T>("GET", BASE_V3, path, undefined, query),
+  post: <T>(path: string, body: unknown) => call<T>("POST", BASE_V3, path, body),
+  patch: <T>(path: string, body: unknown) => call<T>("PATCH", BASE_V3, path, body),
+};
 
 export interface Page<T> {
   items: T[];
@@ -198,6 +207,16 @@ export async function searchRuns(opts: {
     run_view_type: opts.viewType ?? "ACTIVE_ONLY",
   });
   return { items: r.runs ?? [], nextPageToken: r.next_page_token || undefined };
+}
+
+export async function searchRegisteredModels(opts: { filter?: string; pageToken?: string; maxResults?: number }): Promise<Page<RegisteredModel>> {
+  const r = await get<{ registered_models?: RegisteredModel[]; next_page_token?: string }>("registered-models/search", {
+    filter: opts.filter || undefined,
+    max_results: opts.maxResults ?? 100,
+    page_token: opts.pageToken,
+    order_by: ["name ASC"],
+  });
+  return { items: r.registered_models ?? [], nextPageToken: r.next_page_token || undefined };
 }
 
 export async function getRun(runId: string): Promise<Run> {

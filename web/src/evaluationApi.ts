@@ -1,7 +1,8 @@
 // The evaluation runs of an experiment and the traces `mlflow.genai.evaluate` linked to them,
 // read over the routes MLflow's own UI reads: run search, the v3 trace search filtered by run, and
 // each trace's span data for the full inputs and outputs of the evaluated item.
-import { ApiError, getRun, searchRuns, type Run } from "./api";
+import { get, getRun, searchRuns, v3, type Run } from "./api";
+import { experimentLocations } from "./tracesApi";
 import { evaluationRow, rootSpanIO, sortRows, type EvaluationRow, type SpanIO, type TraceInfoJson } from "./pages/evaluationRows";
 
 /** The run tag `mlflow.genai.evaluate` sets on the runs it makes. */
@@ -29,38 +30,18 @@ export async function listEvaluationRuns(experimentId: string): Promise<Run[]> {
   return out;
 }
 
-async function send<T>(url: string, init?: RequestInit): Promise<T> {
-  const response = await fetch(url, init);
-  const text = await response.text();
-  let json: unknown = {};
-  try {
-    json = text ? JSON.parse(text) : {};
-  } catch {
-    if (!response.ok) throw new ApiError(text || response.statusText, response.status);
-  }
-  if (!response.ok) {
-    const err = json as { message?: string; error_code?: string };
-    throw new ApiError(err.message ?? response.statusText, response.status, err.error_code);
-  }
-  return json as T;
-}
-
 /** Every trace linked to the run (its `mlflow.sourceRun` metadata or a run link), assessments
  * included. */
 export async function searchRunTraces(experimentId: string, runId: string): Promise<TraceInfoJson[]> {
   const out: TraceInfoJson[] = [];
   let pageToken: string | undefined;
   do {
-    const r = await send<{ traces?: TraceInfoJson[]; next_page_token?: string }>("ajax-api/3.0/mlflow/traces/search", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        locations: [{ type: "MLFLOW_EXPERIMENT", mlflow_experiment: { experiment_id: experimentId } }],
-        filter: `attribute.run_id = '${runId.replace(/'/g, "")}'`,
-        max_results: 500,
-        order_by: ["timestamp_ms ASC"],
-        page_token: pageToken,
-      }),
+    const r = await v3.post<{ traces?: TraceInfoJson[]; next_page_token?: string }>("traces/search", {
+      locations: experimentLocations(experimentId),
+      filter: `attribute.run_id = '${runId.replace(/'/g, "")}'`,
+      max_results: 500,
+      order_by: ["timestamp_ms ASC"],
+      page_token: pageToken,
     });
     out.push(...(r.traces ?? []));
     pageToken = r.next_page_token || undefined;
@@ -72,7 +53,7 @@ export async function searchRunTraces(experimentId: string, runId: string): Prom
  * in the trace's info stand in then). */
 export async function traceRootIO(traceId: string): Promise<SpanIO | undefined> {
   try {
-    const data = await send<{ spans?: unknown[] }>(`ajax-api/2.0/mlflow/get-trace-artifact?request_id=${encodeURIComponent(traceId)}`);
+    const data = await get<{ spans?: unknown[] }>("get-trace-artifact", { request_id: traceId });
     return rootSpanIO(data.spans ?? []);
   } catch {
     return undefined;

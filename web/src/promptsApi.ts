@@ -2,7 +2,7 @@
 // `mlflow.genai.register_prompt`, `search_prompts`, `load_prompt` and `set_prompt_alias`: a prompt
 // is a registered model tagged `mlflow.prompt.is_prompt`, a prompt version a model version with
 // the template in its tags and the commit message as its description.
-import { del, get, post, type KeyValue, type ModelVersion, type RegisteredModel } from "./api";
+import { del, get, post, searchRegisteredModels, type KeyValue, type ModelVersion, type RegisteredModel } from "./api";
 import { IS_PROMPT_TAG, templateTags, type PromptTemplate } from "./pages/promptTemplate";
 
 /** The source MLflow's UI gives prompt versions; the registry accepts only its placeholders. */
@@ -15,17 +15,11 @@ function quoted(value: string): string {
   return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 }
 
-export async function searchPrompts(opts: { search?: string; pageToken?: string; maxResults?: number }) {
+export function searchPrompts(opts: { search?: string; pageToken?: string; maxResults?: number }) {
   // Quotes cannot be escaped inside a LIKE pattern of the grammar, so they are dropped from it.
   const pattern = (opts.search ?? "").replace(/'/g, "");
   const filter = pattern ? `${IS_PROMPT_FILTER} AND name ILIKE '%${pattern}%'` : IS_PROMPT_FILTER;
-  const r = await get<{ registered_models?: RegisteredModel[]; next_page_token?: string }>("registered-models/search", {
-    filter,
-    max_results: opts.maxResults ?? 100,
-    page_token: opts.pageToken,
-    order_by: ["name ASC"],
-  });
-  return { prompts: r.registered_models ?? [], nextPageToken: r.next_page_token || undefined };
+  return searchRegisteredModels({ filter, pageToken: opts.pageToken, maxResults: opts.maxResults });
 }
 
 export async function getPrompt(name: string): Promise<RegisteredModel> {

@@ -38,6 +38,42 @@ export function useAction(after: () => void) {
   return { failure, run };
 }
 
+/** A form's submit: `saving` while the change runs, and its failure kept for the form to show
+ * (cleared by the next success) instead of lost. */
+export function useSubmit() {
+  const [error, setError] = useState<Error | null>(null);
+  const [saving, setSaving] = useState(false);
+  const submit = async (change: () => Promise<unknown>) => {
+    setSaving(true);
+    try {
+      await change();
+      setError(null);
+    } catch (err) {
+      setError(err as Error);
+    } finally {
+      setSaving(false);
+    }
+  };
+  return { error, saving, submit };
+}
+
+/** A form's last row: its submit and Cancel buttons, then the error of its last submit. */
+export function FormActions({ submitLabel = "Save", disabled, onCancel, error }: { submitLabel?: string; disabled: boolean; onCancel: () => void; error: Error | null }) {
+  return (
+    <>
+      <div className="row-actions">
+        <button type="submit" className="primary" disabled={disabled}>
+          {submitLabel}
+        </button>
+        <button type="button" onClick={onCancel}>
+          Cancel
+        </button>
+      </div>
+      <ErrorBanner error={error} />
+    </>
+  );
+}
+
 export function ErrorBanner({ error }: { error?: Error | null }) {
   if (!error) return null;
   const code = error instanceof ApiError && error.code ? `${error.code}: ` : "";
@@ -145,8 +181,7 @@ export function EditableText({
 }) {
   const [editing, setEditing] = useState(false);
   const [draft, setDraft] = useState(value);
-  const [error, setError] = useState<Error | null>(null);
-  const [saving, setSaving] = useState(false);
+  const { error, saving, submit } = useSubmit();
   useEffect(() => setDraft(value), [value]);
   if (!editing) {
     return (
@@ -161,30 +196,16 @@ export function EditableText({
   return (
     <form
       className="editable"
-      onSubmit={async (e) => {
+      onSubmit={(e) => {
         e.preventDefault();
-        setSaving(true);
-        try {
+        submit(async () => {
           await onSave(draft);
           setEditing(false);
-          setError(null);
-        } catch (err) {
-          setError(err as Error);
-        } finally {
-          setSaving(false);
-        }
+        });
       }}
     >
       <textarea aria-label={label} value={draft} onChange={(e) => setDraft(e.target.value)} rows={4} autoFocus />
-      <div className="row-actions">
-        <button type="submit" className="primary" disabled={saving}>
-          Save
-        </button>
-        <button type="button" onClick={() => (setEditing(false), setDraft(value))}>
-          Cancel
-        </button>
-      </div>
-      <ErrorBanner error={error} />
+      <FormActions disabled={saving} onCancel={() => (setEditing(false), setDraft(value))} error={error} />
     </form>
   );
 }
@@ -205,16 +226,8 @@ export function TagEditor({
   const [value, setValue] = useState("");
   const [editing, setEditing] = useState<string | null>(null);
   const [editValue, setEditValue] = useState("");
-  const [error, setError] = useState<Error | null>(null);
+  const { error, submit: run } = useSubmit();
   const visible = tags.filter((t) => showSystem || !t.key.startsWith("mlflow."));
-  const run = async (action: () => Promise<unknown>) => {
-    try {
-      await action();
-      setError(null);
-    } catch (err) {
-      setError(err as Error);
-    }
-  };
   return (
     <div className="tag-editor">
       <table className="kv" aria-label="Tags">
@@ -323,8 +336,36 @@ export function useNameSearch(): { search: string; filter: string } {
 
 /** A search box that writes `?search=` into the page's deep link. */
 export function NameSearchBar({ label, placeholder, onSearch }: { label: string; placeholder: string; onSearch?: () => void }) {
-  const { search } = useNameSearch();
-  const [draft, setDraft] = useState(search);
+  return <QuerySearchBar param="search" label={label} placeholder={placeholder} onSearch={onSearch} />;
+}
+
+/** A search box for a filter in the server's search grammar, kept in `?{param}=` of the page's
+ * deep link, with a Clear button while one is set; `children` are further controls of the bar. */
+export function FilterSearchBar({ param, label, placeholder, children }: { param: string; label: string; placeholder: string; children?: ReactNode }) {
+  return <QuerySearchBar param={param} label={label} placeholder={placeholder} grammar children={children} />;
+}
+
+function QuerySearchBar({
+  param,
+  label,
+  placeholder,
+  grammar = false,
+  onSearch,
+  children,
+}: {
+  param: string;
+  label: string;
+  placeholder: string;
+  /** A filter expression: typed in monospace, trimmed, and clearable. */
+  grammar?: boolean;
+  onSearch?: () => void;
+  children?: ReactNode;
+}) {
+  const { query } = useLocation();
+  const current = query.get(param) ?? "";
+  const [draft, setDraft] = useState(current);
+  // The box follows the link, so going back in history shows the search that page was for.
+  useEffect(() => setDraft(current), [current]);
   return (
     <form
       className="search-bar"
@@ -332,11 +373,17 @@ export function NameSearchBar({ label, placeholder, onSearch }: { label: string;
       onSubmit={(e) => {
         e.preventDefault();
         onSearch?.();
-        setQuery({ search: draft });
+        setQuery({ [param]: grammar ? draft.trim() : draft });
       }}
     >
-      <input aria-label={label} placeholder={placeholder} value={draft} onChange={(e) => setDraft(e.target.value)} />
+      <input aria-label={label} className={grammar ? "mono" : undefined} placeholder={placeholder} value={draft} onChange={(e) => setDraft(e.target.value)} />
       <button type="submit">Search</button>
+      {grammar && current && (
+        <button type="button" onClick={() => setQuery({ [param]: undefined })}>
+          Clear
+        </button>
+      )}
+      {children}
     </form>
   );
 }

@@ -6,7 +6,7 @@ import { useEffect, useState } from "react";
 import { get } from "../api";
 import { createAssessment, updateAssessment } from "../tracesApi";
 import { formatTime } from "../format";
-import { ErrorBanner } from "./common";
+import { FormActions, useSubmit } from "./common";
 import {
   assessmentKind,
   assessmentValue,
@@ -74,8 +74,7 @@ function AssessmentForm({
     source: userName,
     onSpan: false,
   }));
-  const [error, setError] = useState<Error | null>(null);
-  const [saving, setSaving] = useState(false);
+  const { error, saving, submit } = useSubmit();
   useEffect(() => setDraft((d) => (d.source ? d : { ...d, source: userName })), [userName]);
   const set = (patch: Partial<Draft>) => setDraft((d) => ({ ...d, ...patch }));
   const title =
@@ -84,17 +83,9 @@ function AssessmentForm({
     <form
       className="assessment-form card"
       aria-label={title}
-      onSubmit={async (e) => {
+      onSubmit={(e) => {
         e.preventDefault();
-        setSaving(true);
-        try {
-          await onSubmit(draft);
-          setError(null);
-        } catch (err) {
-          setError(err as Error);
-        } finally {
-          setSaving(false);
-        }
+        submit(() => onSubmit(draft));
       }}
     >
       <h3>{title}</h3>
@@ -143,15 +134,7 @@ function AssessmentForm({
           </label>
         )}
       </div>
-      <div className="row-actions">
-        <button type="submit" className="primary" disabled={saving}>
-          {editing.mode === "override" ? "Override" : "Save"}
-        </button>
-        <button type="button" onClick={onCancel}>
-          Cancel
-        </button>
-      </div>
-      <ErrorBanner error={error} />
+      <FormActions submitLabel={editing.mode === "override" ? "Override" : "Save"} disabled={saving} onCancel={onCancel} error={error} />
     </form>
   );
 }

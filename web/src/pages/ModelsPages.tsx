@@ -1,93 +1,39 @@
 import { useState } from "react";
-import { get, getExperiment, getRun, patch, post, del, loggedModelArtifactUrl, modelVersionArtifactUrl, type LoggedModel, type ModelVersion, type RegisteredModel } from "../api";
+import { get, getExperiment, searchRegisteredModels, getRun, patch, post, del, loggedModelArtifactUrl, modelVersionArtifactUrl, type LoggedModel, type ModelVersion, type RegisteredModel } from "../api";
 import { ArtifactBrowser } from "../components/artifacts";
 import { SignatureSection } from "../components/signature";
-import { EditableText, ErrorBanner, KeyValueTable, NameSearchBar, Section, Spinner, StatusBadge, TagEditor, useAsync, useNameSearch } from "../components/common";
+import { EditableText, ErrorBanner, KeyValueTable, Section, Spinner, StatusBadge, TagEditor, useAsync } from "../components/common";
+import { AliasChips, latestVersion, RegisteredModelList } from "../components/registeredModelList";
 import { formatNumber, formatTime } from "../format";
 import { href } from "../router";
 import { DatasetLabel, metricsByDataset, registeredVersions, type ModelMetric, type ModelWithRegistrations } from "./ExperimentModels";
 
-async function searchModels(filter: string, pageToken?: string) {
-  return get<{ registered_models?: RegisteredModel[]; next_page_token?: string }>("registered-models/search", {
-    filter: filter || undefined,
-    max_results: 100,
-    page_token: pageToken,
-    order_by: ["name ASC"],
-  });
-}
-
 export function ModelsPage() {
-  const { filter } = useNameSearch();
-  const [pageToken, setPageToken] = useState<string | undefined>();
-  const [history, setHistory] = useState<(string | undefined)[]>([]);
-  const { data, error, loading } = useAsync(() => searchModels(filter, pageToken), [filter, pageToken]);
   return (
-    <div className="page">
-      <header className="page-header">
-        <h1>Registered models</h1>
-      </header>
-      <NameSearchBar
-        label="Search models"
-        placeholder="Search models by name"
-        onSearch={() => {
-          setPageToken(undefined);
-          setHistory([]);
-        }}
-      />
-      <ErrorBanner error={error} />
-      {loading && !data ? (
-        <Spinner />
-      ) : (
-        <table className="grid" aria-label="Registered models">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Latest version</th>
-              <th>Aliases</th>
-              <th>Last modified</th>
-              <th>Tags</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(data?.registered_models ?? []).map((m) => {
-              const latest = [...(m.latest_versions ?? [])].sort((a, b) => Number(b.version) - Number(a.version))[0];
-              return (
-                <tr key={m.name} data-model={m.name}>
-                  <td>
-                    <a href={href(["models", m.name])}>{m.name}</a>
-                  </td>
-                  <td>{latest ? <a href={href(["models", m.name, "versions", latest.version])}>Version {latest.version}</a> : "—"}</td>
-                  <td>
-                    {(m.aliases ?? []).map((a) => (
-                      <span key={a.alias} className="chip">
-                        @{a.alias}: v{a.version}
-                      </span>
-                    ))}
-                  </td>
-                  <td>{formatTime(m.last_updated_timestamp)}</td>
-                  <td className="muted">{(m.tags ?? []).map((t) => `${t.key}=${t.value}`).join(", ")}</td>
-                </tr>
-              );
-            })}
-            {data && (data.registered_models ?? []).length === 0 && (
-              <tr>
-                <td colSpan={5} className="muted">
-                  No registered models.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      )}
-      <div className="pager">
-        <button type="button" disabled={history.length === 0} onClick={() => (setPageToken(history[history.length - 1]), setHistory(history.slice(0, -1)))}>
-          Previous
-        </button>
-        <button type="button" disabled={!data?.next_page_token} onClick={() => (setHistory([...history, pageToken]), setPageToken(data?.next_page_token))}>
-          Next
-        </button>
-      </div>
-    </div>
+    <RegisteredModelList
+      title="Registered models"
+      searchLabel="Search models"
+      searchPlaceholder="Search models by name"
+      fetchPage={({ filter }, pageToken) => searchRegisteredModels({ filter, pageToken })}
+      headers={["Name", "Latest version", "Aliases", "Last modified", "Tags"]}
+      row={(m) => {
+        const latest = latestVersion(m);
+        return (
+          <tr key={m.name} data-model={m.name}>
+            <td>
+              <a href={href(["models", m.name])}>{m.name}</a>
+            </td>
+            <td>{latest ? <a href={href(["models", m.name, "versions", latest.version])}>Version {latest.version}</a> : "—"}</td>
+            <td>
+              <AliasChips model={m} />
+            </td>
+            <td>{formatTime(m.last_updated_timestamp)}</td>
+            <td className="muted">{(m.tags ?? []).map((t) => `${t.key}=${t.value}`).join(", ")}</td>
+          </tr>
+        );
+      }}
+      empty={() => "No registered models."}
+    />
   );
 }
 

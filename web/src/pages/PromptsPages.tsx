@@ -4,7 +4,8 @@
 // moves aliases, edits tags and commits new versions.
 import { useState } from "react";
 import type { ModelVersion, RegisteredModel } from "../api";
-import { ErrorBanner, NameSearchBar, Section, Spinner, TagEditor, useAction, useAsync, useNameSearch } from "../components/common";
+import { ErrorBanner, FormActions, Section, Spinner, TagEditor, useAction, useAsync, useSubmit } from "../components/common";
+import { AliasChips, latestVersion, RegisteredModelList } from "../components/registeredModelList";
 import { formatTime } from "../format";
 import { href, navigate, setQuery, useLocation } from "../router";
 import {
@@ -25,66 +26,21 @@ import { isSystemPromptTag, readTemplate, templateAsText, templateSegments, temp
 import "../prompts.css";
 
 export function PromptsPage() {
-  const { search } = useNameSearch();
-  const [pageToken, setPageToken] = useState<string | undefined>();
-  const [history, setHistory] = useState<(string | undefined)[]>([]);
-  const { data, error, loading } = useAsync(() => searchPrompts({ search, pageToken }), [search, pageToken]);
   return (
-    <div className="page">
-      <header className="page-header">
-        <h1>Prompts</h1>
-      </header>
-      <NameSearchBar
-        label="Search prompts"
-        placeholder="Search prompts by name"
-        onSearch={() => {
-          setPageToken(undefined);
-          setHistory([]);
-        }}
-      />
-      <ErrorBanner error={error} />
-      {loading && !data ? (
-        <Spinner />
-      ) : (
-        <table className="grid" aria-label="Prompts">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Latest version</th>
-              <th>Commit message</th>
-              <th>Aliases</th>
-              <th>Last modified</th>
-              <th>Tags</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(data?.prompts ?? []).map((p) => (
-              <PromptRow key={p.name} prompt={p} />
-            ))}
-            {data && data.prompts.length === 0 && (
-              <tr>
-                <td colSpan={6} className="muted">
-                  {search ? `No prompts match “${search}”.` : "No prompts yet. Register one with mlflow.genai.register_prompt()."}
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      )}
-      <div className="pager">
-        <button type="button" disabled={history.length === 0} onClick={() => (setPageToken(history[history.length - 1]), setHistory(history.slice(0, -1)))}>
-          Previous
-        </button>
-        <button type="button" disabled={!data?.nextPageToken} onClick={() => (setHistory([...history, pageToken]), setPageToken(data?.nextPageToken))}>
-          Next
-        </button>
-      </div>
-    </div>
+    <RegisteredModelList
+      title="Prompts"
+      searchLabel="Search prompts"
+      searchPlaceholder="Search prompts by name"
+      fetchPage={({ search }, pageToken) => searchPrompts({ search, pageToken })}
+      headers={["Name", "Latest version", "Commit message", "Aliases", "Last modified", "Tags"]}
+      row={(p) => <PromptRow key={p.name} prompt={p} />}
+      empty={(search) => (search ? `No prompts match “${search}”.` : "No prompts yet. Register one with mlflow.genai.register_prompt().")}
+    />
   );
 }
 
 function PromptRow({ prompt }: { prompt: RegisteredModel }) {
-  const latest = [...(prompt.latest_versions ?? [])].sort((a, b) => Number(b.version) - Number(a.version))[0];
+  const latest = latestVersion(prompt);
   const tags = (prompt.tags ?? []).filter((t) => !isSystemPromptTag(t.key));
   return (
     <tr data-prompt={prompt.name}>
@@ -94,11 +50,7 @@ function PromptRow({ prompt }: { prompt: RegisteredModel }) {
       <td>{latest ? <a href={href(["prompts", prompt.name], { promptVersion: latest.version })}>Version {latest.version}</a> : "—"}</td>
       <td className="ellipsis">{latest?.description || <span className="muted">—</span>}</td>
       <td>
-        {(prompt.aliases ?? []).map((a) => (
-          <span key={a.alias} className="chip">
-            @{a.alias}: v{a.version}
-          </span>
-        ))}
+        <AliasChips model={prompt} />
       </td>
       <td>{formatTime(prompt.last_updated_timestamp)}</td>
       <td>
@@ -524,8 +476,7 @@ function NewVersionForm({
   const [kind, setKind] = useState<PromptTemplate["kind"]>(baseTemplate.kind);
   const [draft, setDraft] = useState(templateDraft(baseTemplate));
   const [message, setMessage] = useState("");
-  const [error, setError] = useState<Error | null>(null);
-  const [saving, setSaving] = useState(false);
+  const { error, saving, submit } = useSubmit();
   let preview: PromptTemplate | null = null;
   try {
     preview = parseDraft(kind, draft);
@@ -539,18 +490,9 @@ function NewVersionForm({
       </header>
       <form
         className="new-version-form"
-        onSubmit={async (e) => {
+        onSubmit={(e) => {
           e.preventDefault();
-          setSaving(true);
-          try {
-            const created = await createPromptVersion(name, parseDraft(kind, draft), message.trim());
-            setError(null);
-            onCreated(created);
-          } catch (err) {
-            setError(err as Error);
-          } finally {
-            setSaving(false);
-          }
+          submit(async () => onCreated(await createPromptVersion(name, parseDraft(kind, draft), message.trim())));
         }}
       >
         <label>
@@ -580,15 +522,7 @@ function NewVersionForm({
           </div>
         )}
         <input aria-label="Commit message" placeholder="Commit message: what changed and why" value={message} onChange={(e) => setMessage(e.target.value)} />
-        <div className="row-actions">
-          <button type="submit" className="primary" disabled={saving || !draft.trim()}>
-            Create version
-          </button>
-          <button type="button" onClick={onCancel}>
-            Cancel
-          </button>
-        </div>
-        <ErrorBanner error={error} />
+        <FormActions submitLabel="Create version" disabled={saving || !draft.trim()} onCancel={onCancel} error={error} />
       </form>
     </section>
   );

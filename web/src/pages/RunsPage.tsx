@@ -1,10 +1,11 @@
-import { useVirtualizer } from "@tanstack/react-virtual";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useMemo, useState } from "react";
 import { getExperiment, post, runName, searchRuns, type Run } from "../api";
 import { CompareCharts } from "../components/compareCharts";
 import { ExperimentHeader } from "../components/ExperimentHeader";
 import { ExperimentModels } from "./ExperimentModels";
-import { ErrorBanner, Spinner, StatusBadge, Tabs, useAsync } from "../components/common";
+import { ErrorBanner, FilterSearchBar, StatusBadge, Tabs, useAsync } from "../components/common";
+import { usePagedSearch } from "../components/paging";
+import { LoadMoreFooter, SortButton, useVirtualRows } from "../components/virtualRows";
 import { ChartControls, defaultChartSettings, MetricGrid, type ChartRun } from "../components/metricPanel";
 import { colorFor, downloadText } from "../format";
 import { href, idListParam, navigate, setQuery, useLocation } from "../router";
@@ -22,44 +23,6 @@ import {
 const PAGE_SIZE = 200;
 const EXPORT_LIMIT = 100_000;
 const ROW_HEIGHT = 34;
-
-interface RunPages {
-  runs: Run[];
-  nextPageToken?: string;
-  loading: boolean;
-  error?: Error;
-}
-
-/** Runs arrive a page at a time; the table asks for the next page as it scrolls near the end. */
-function useRunPages(experimentIds: string[], filter: string, orderBy: string[], viewType: string) {
-  const [state, setState] = useState<RunPages>({ runs: [], loading: true });
-  const generation = useRef(0);
-  const key = JSON.stringify([experimentIds, filter, orderBy, viewType]);
-  const fetchPage = useCallback(
-    (pageToken: string | undefined, mine: number) => {
-      setState((s) => ({ ...s, loading: true }));
-      searchRuns({ experimentIds, filter, orderBy, pageToken, maxResults: PAGE_SIZE, viewType }).then(
-        (page) => {
-          if (mine !== generation.current) return;
-          setState((s) => ({ runs: pageToken ? [...s.runs, ...page.items] : page.items, nextPageToken: page.nextPageToken, loading: false }));
-        },
-        (error: Error) => mine === generation.current && setState((s) => ({ ...s, error, loading: false, nextPageToken: undefined })),
-      );
-    },
-    [key],
-  );
-  const reload = useCallback(() => {
-    const mine = ++generation.current;
-    setState({ runs: [], loading: true });
-    fetchPage(undefined, mine);
-  }, [fetchPage]);
-  useEffect(() => reload(), [reload]);
-  const loadMore = useCallback(() => {
-    if (state.loading || !state.nextPageToken) return;
-    fetchPage(state.nextPageToken, generation.current);
-  }, [state.loading, state.nextPageToken, fetchPage]);
-  return { ...state, reload, loadMore };
-}
 
 function storedColumns(scope: string): string[] | null {
   try {
@@ -176,12 +139,7 @@ function SortHeader({ column, orderBy, onSort, label }: { column?: Column; order
   const current = orderBy[0] ?? "";
   const active = sortKey && current.startsWith(sortKey + " ") ? (current.endsWith("ASC") ? "ascending" : "descending") : undefined;
   if (!sortKey) return <span>{label}</span>;
-  return (
-    <button type="button" className="sort-header" data-sort={active ?? "none"} onClick={() => onSort(sortKey)} aria-label={`Sort by ${label}`}>
-      {label}
-      {active === "ascending" ? " ▲" : active === "descending" ? " ▼" : ""}
-    </button>
-  );
+  return <SortButton label={label} active={active} onSort={() => onSort(sortKey)} />;
 }
 
 export function RunsPage({ experimentIds, view: routeView }: { experimentIds: string[]; view?: "models" }) {
@@ -191,11 +149,13 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
   const view = routeView ?? ((query.get("view") ?? "table") as "table" | "chart" | "models");
   const viewType = query.get("lifecycle") === "deleted" ? "DELETED_ONLY" : "ACTIVE_ONLY";
   const scope = experimentIds.join(",");
-  const [draft, setDraft] = useState(filter);
-  useEffect(() => setDraft(filter), [filter]);
   const experiments = useAsync(() => Promise.all(experimentIds.map(getExperiment)), [scope]);
-  const pages = useRunPages(experimentIds, filter, orderBy, viewType);
-  const keys = useMemo(() => discoverKeys(pages.runs), [pages.runs]);
+  // Runs arrive a page at a time; the table asks for the next page as it scrolls near the end.
+  const pages = usePagedSearch(
+    (pageToken) => searchRuns({ experimentIds, filter, orderBy, pageToken, maxResults: PAGE_SIZE, viewType }),
+    [experimentIds, filter, orderBy, viewType],
+  );
+  const keys = useMemo(() => discoverKeys(pages.items), [pages.items]);
   const [chosen, setChosen] = useState<string[] | null>(() => storedColumns(scope));
   const columnIds = chosen ?? [
     ...DEFAULT_ATTRIBUTES.map((k) => `attribute:${k}`),
@@ -217,7 +177,7 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
       return next;
     });
   const [expanded, setExpanded] = useState<Set<string>>(new Set());
-  const rows = useMemo(() => nestRows(pages.runs, expanded), [pages.runs, expanded]);
+  const rows = useMemo(() => nestRows(pages.items, expanded), [pages.items, expanded]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [exporting, setExporting] = useState<string | null>(null);
   const [actionError, setActionError] = useState<Error | null>(null);
@@ -262,8 +222,8 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
     }
   };
 
-  const selectedRuns = pages.runs.filter((r) => selected.has(r.info.run_id));
-  const chartRuns = (selectedRuns.length ? selectedRuns : pages.runs.slice(0, 10)).slice(0, 100);
+  const selectedRuns = pages.items.filter((r) => selected.has(r.info.run_id));
+  const chartRuns = (selectedRuns.length ? selectedRuns : pages.items.slice(0, 10)).slice(0, 100);
   const colorOf = useCallback((_id: string, i: number) => colorFor(i), []);
   const title = experiments.data ? experiments.data.map((e) => e.name).join(", ") : "Runs";
 
@@ -292,41 +252,23 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
         </>
       )}
       {view !== "models" && (
-        <>
-      <form
-        className="search-bar"
-        role="search"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setQuery({ searchFilter: draft.trim() });
-        }}
-      >
-        <input
-          aria-label="Filter runs"
-          className="mono"
-          placeholder="metrics.rmse < 1 and params.model = 'tree' and tags.mlflow.runName LIKE 'best%'"
-          value={draft}
-          onChange={(e) => setDraft(e.target.value)}
-        />
-        <button type="submit">Search</button>
-        {filter && (
-          <button type="button" onClick={() => setQuery({ searchFilter: undefined })}>
-            Clear
-          </button>
-        )}
-        <select aria-label="Lifecycle" value={viewType === "DELETED_ONLY" ? "deleted" : "active"} onChange={(e) => setQuery({ lifecycle: e.target.value === "deleted" ? "deleted" : undefined })}>
-          <option value="active">Active</option>
-          <option value="deleted">Deleted</option>
-        </select>
-      </form>
-        </>
+        <FilterSearchBar param="searchFilter" label="Filter runs" placeholder="metrics.rmse < 1 and params.model = 'tree' and tags.mlflow.runName LIKE 'best%'">
+          <select
+            aria-label="Lifecycle"
+            value={viewType === "DELETED_ONLY" ? "deleted" : "active"}
+            onChange={(e) => setQuery({ lifecycle: e.target.value === "deleted" ? "deleted" : undefined })}
+          >
+            <option value="active">Active</option>
+            <option value="deleted">Deleted</option>
+          </select>
+        </FilterSearchBar>
       )}
       <ErrorBanner error={pages.error ?? actionError} />
       {view === "table" && (
         <>
           <div className="toolbar">
             <span className="muted" data-testid="run-count">
-              {pages.runs.length} runs loaded{pages.nextPageToken ? " (scroll for more)" : ""}
+              {pages.items.length} runs loaded{pages.nextPageToken ? " (scroll for more)" : ""}
             </span>
             <span className="spacer" />
             {selected.size > 0 && <span>{selected.size} selected</span>}
@@ -354,7 +296,7 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
             >
               Delete
             </button>
-            <button type="button" onClick={() => setExpanded(new Set(pages.runs.map((r) => r.info.run_id)))}>
+            <button type="button" onClick={() => setExpanded(new Set(pages.items.map((r) => r.info.run_id)))}>
               Expand all
             </button>
             <button type="button" onClick={() => setExpanded(new Set())}>
@@ -374,7 +316,7 @@ export function RunsPage({ experimentIds, view: routeView }: { experimentIds: st
             onSort={onSort}
             selected={selected}
             onToggleSelected={toggleSelected}
-            onSelectAll={(all) => setSelected(all ? new Set(pages.runs.map((r) => r.info.run_id)) : new Set())}
+            onSelectAll={(all) => setSelected(all ? new Set(pages.items.map((r) => r.info.run_id)) : new Set())}
             onToggleExpanded={toggleExpanded}
             onNearEnd={pages.loadMore}
             loading={pages.loading}
@@ -417,20 +359,10 @@ function RunsTable({
   loading: boolean;
   hasMore: boolean;
 }) {
-  const scroller = useRef<HTMLDivElement>(null);
-  const virtualizer = useVirtualizer({
-    count: rows.length,
-    getScrollElement: () => scroller.current,
-    estimateSize: () => ROW_HEIGHT,
-    overscan: 12,
-  });
-  const items = virtualizer.getVirtualItems();
   // More runs are fetched when the user scrolls near the end, not whenever few rows show: an
   // experiment whose runs all nest under one collapsed parent would otherwise load every page.
-  const onScroll = () => {
-    const el = scroller.current;
-    if (el && el.scrollTop + el.clientHeight >= el.scrollHeight - 40 * ROW_HEIGHT) onNearEnd();
-  };
+  const { scroller, virtualizer, onScroll } = useVirtualRows(rows.length, ROW_HEIGHT, onNearEnd);
+  const items = virtualizer.getVirtualItems();
   const widthOf = (c: Column) => widths[c.id] ?? c.width;
   const template = `40px 28px minmax(220px, 2fr) ${columns.map((c) => `${widthOf(c)}px`).join(" ")}`;
   const allSelected = rows.length > 0 && rows.every((r) => selected.has(r.run.info.run_id));
@@ -495,13 +427,7 @@ function RunsTable({
             );
           })}
         </div>
-        {loading && <Spinner label="Loading runs…" />}
-        {!loading && hasMore && (
-          <button type="button" className="load-more" onClick={onNearEnd}>
-            Load more runs
-          </button>
-        )}
-        {!loading && rows.length === 0 && <p className="muted empty">No runs match.</p>}
+        <LoadMoreFooter noun="runs" loading={loading} hasMore={hasMore} empty={rows.length === 0} onLoadMore={onNearEnd} />
       </div>
     </div>
   );

@@ -3,9 +3,10 @@
 // server filters with the trace search grammar and sorts where its `order_by` can, the page
 // sorts the loaded rows by the other columns. Rows are drawn only where the user looks and
 // further pages are asked for as the list scrolls, so 100,000 traces cost what one screen does.
-import { useVirtualizer } from "@tanstack/react-virtual";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { ErrorBanner, Spinner, StatusBadge } from "../components/common";
+import { useMemo } from "react";
+import { ErrorBanner, FilterSearchBar, StatusBadge } from "../components/common";
+import { usePagedSearch } from "../components/paging";
+import { LoadMoreFooter, SortButton, useVirtualRows } from "../components/virtualRows";
 import { formatTime } from "../format";
 import { href, setQuery, useLocation } from "../router";
 import { searchTraces } from "../tracesApi";
@@ -31,42 +32,6 @@ const PAGE_SIZE = 100;
 const ROW_HEIGHT = 36;
 const FILTER_EXAMPLE = "tags.topic = 'billing' AND attributes.status = 'OK' AND trace.timestamp_ms > 1700000000000";
 
-interface TracePages {
-  traces: TraceInfo[];
-  nextPageToken?: string;
-  loading: boolean;
-  error?: Error;
-}
-
-function useTracePages(experimentId: string, filter: string, orderBy: string[]) {
-  const [state, setState] = useState<TracePages>({ traces: [], loading: true });
-  const generation = useRef(0);
-  const key = JSON.stringify([experimentId, filter, orderBy]);
-  const fetchPage = useCallback(
-    (pageToken: string | undefined, mine: number) => {
-      setState((s) => ({ ...s, loading: true }));
-      searchTraces({ experimentId, filter, orderBy, pageToken, maxResults: PAGE_SIZE }).then(
-        (page) => {
-          if (mine !== generation.current) return;
-          setState((s) => ({ traces: pageToken ? [...s.traces, ...page.traces] : page.traces, nextPageToken: page.nextPageToken, loading: false }));
-        },
-        (error: Error) => mine === generation.current && setState((s) => ({ ...s, error, loading: false, nextPageToken: undefined })),
-      );
-    },
-    [key],
-  );
-  useEffect(() => {
-    const mine = ++generation.current;
-    setState({ traces: [], loading: true });
-    fetchPage(undefined, mine);
-  }, [fetchPage]);
-  const loadMore = useCallback(() => {
-    if (state.loading || !state.nextPageToken) return;
-    fetchPage(state.nextPageToken, generation.current);
-  }, [state.loading, state.nextPageToken, fetchPage]);
-  return { ...state, loadMore };
-}
-
 const WIDTHS: Record<string, string> = {
   request: "minmax(0, 1.6fr)",
   response: "minmax(0, 1.6fr)",
@@ -85,10 +50,11 @@ export function TraceList({ experimentId }: { experimentId: string }) {
   const filter = query.get("filter") ?? "";
   const sort = parseSort(query.get("sort"));
   const orderBy = serverOrderBy(sort);
-  const [draft, setDraft] = useState(filter);
-  useEffect(() => setDraft(filter), [filter]);
-  const pages = useTracePages(experimentId, filter, orderBy);
-  const rows = useMemo(() => sortLoaded(pages.traces, sort), [pages.traces, sort.column, sort.descending]);
+  const pages = usePagedSearch(
+    (pageToken) => searchTraces({ experimentId, filter, orderBy, pageToken, maxResults: PAGE_SIZE }),
+    [experimentId, filter, orderBy],
+  );
+  const rows = useMemo(() => sortLoaded(pages.items, sort), [pages.items, sort.column, sort.descending]);
   const sortedHere = orderBy.length === 0 && sort.column !== "time";
   // The open trace's link keeps the list's filter and sort, so "Traces" in its breadcrumbs
   // comes back to the same list.
@@ -96,26 +62,11 @@ export function TraceList({ experimentId }: { experimentId: string }) {
 
   return (
     <>
-      <form
-        className="search-bar"
-        role="search"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setQuery({ filter: draft.trim() });
-        }}
-      >
-        <input aria-label="Filter traces" className="mono" placeholder={FILTER_EXAMPLE} value={draft} onChange={(e) => setDraft(e.target.value)} />
-        <button type="submit">Search</button>
-        {filter && (
-          <button type="button" onClick={() => setQuery({ filter: undefined })}>
-            Clear
-          </button>
-        )}
-      </form>
+      <FilterSearchBar param="filter" label="Filter traces" placeholder={FILTER_EXAMPLE} />
       <ErrorBanner error={pages.error} />
       <div className="toolbar">
         <span className="muted" data-testid="trace-count">
-          {pages.traces.length} traces loaded{pages.nextPageToken ? " (scroll for more)" : ""}
+          {pages.items.length} traces loaded{pages.nextPageToken ? " (scroll for more)" : ""}
         </span>
         {sortedHere && pages.nextPageToken && <span className="muted small">sorted within the loaded traces</span>}
       </div>
@@ -152,17 +103,7 @@ function TraceTable({
   hasMore: boolean;
   listQuery: Record<string, string | undefined>;
 }) {
-  const scroller = useRef<HTMLDivElement>(null);
-  const virtualizer = useVirtualizer({
-    count: rows.length,
-    getScrollElement: () => scroller.current,
-    estimateSize: () => ROW_HEIGHT,
-    overscan: 12,
-  });
-  const onScroll = () => {
-    const el = scroller.current;
-    if (el && el.scrollTop + el.clientHeight >= el.scrollHeight - 40 * ROW_HEIGHT) onNearEnd();
-  };
+  const { scroller, virtualizer, onScroll } = useVirtualRows(rows.length, ROW_HEIGHT, onNearEnd);
   return (
     <div className="runs-table traces-table" role="table" aria-label="Traces" aria-rowcount={rows.length + 1}>
       <div className="runs-scroll" ref={scroller} onScroll={onScroll}>
@@ -171,10 +112,7 @@ function TraceTable({
             const active = sort.column === c.id ? (sort.descending ? "descending" : "ascending") : undefined;
             return (
               <span role="columnheader" key={c.id} aria-sort={active ?? "none"}>
-                <button type="button" className="sort-header" data-sort={active ?? "none"} onClick={() => onSort(c)} aria-label={`Sort by ${c.label}`}>
-                  {c.label}
-                  {active === "ascending" ? " ▲" : active === "descending" ? " ▼" : ""}
-                </button>
+                <SortButton label={c.label} active={active} onSort={() => onSort(c)} />
               </span>
             );
           })}
@@ -233,13 +171,7 @@ function TraceTable({
             );
           })}
         </div>
-        {loading && <Spinner label="Loading traces…" />}
-        {!loading && hasMore && (
-          <button type="button" className="load-more" onClick={onNearEnd}>
-            Load more traces
-          </button>
-        )}
-        {!loading && rows.length === 0 && <p className="muted empty">No traces match.</p>}
+        <LoadMoreFooter noun="traces" loading={loading} hasMore={hasMore} empty={rows.length === 0} onLoadMore={onNearEnd} />
       </div>
     </div>
   );
