@@ -2,7 +2,7 @@
 // the client prints after `mlflow.genai.evaluate`): the experiment's evaluation runs, the selected
 // run's aggregate scores and one row per evaluated item (inputs, outputs, expectations, each
 // scorer's value and rationale), and a second run side by side (`&compareToRunUuid=…`).
-import { useState } from "react";
+import { useState, type ReactNode } from "react";
 import { runName, type Run } from "../api";
 import { ExperimentHeader } from "../components/ExperimentHeader";
 import { JsonView } from "../components/JsonView";
@@ -236,48 +236,30 @@ function ResultsTable({ experimentId, data }: { experimentId: string; data: Eval
       {data.rows.length === 0 ? (
         <p className="muted">No traces are linked to this run.</p>
       ) : (
-        <div className="eval-table-scroll">
-          <table className="grid eval-table" aria-label="Evaluation results">
-            <thead>
-              <tr>
-                <th>#</th>
-                <th>Inputs</th>
-                <th>Outputs</th>
-                <th>Expectations</th>
-                {scorers.map((s) => (
-                  <th key={s} className="scorer-col">
-                    {s}
-                  </th>
-                ))}
-                <th>Trace</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((r, i) => (
-                <tr key={r.traceId} data-trace={r.traceId}>
-                  <td className="muted">{i + 1}</td>
-                  <td className="io-cell" data-col="inputs">
-                    <JsonView value={r.inputs} label="Inputs" />
-                  </td>
-                  <td className="io-cell" data-col="outputs">
-                    <JsonView value={r.outputs} label="Outputs" />
-                  </td>
-                  <td className="io-cell" data-col="expectations">
-                    <Expectations value={r.expectations} />
-                  </td>
-                  {scorers.map((s) => (
-                    <td key={s}>
-                      <Score name={s} result={r.scores[s]} />
-                    </td>
-                  ))}
-                  <td>
-                    <TraceLink experimentId={experimentId} traceId={r.traceId} />
-                  </td>
-                </tr>
+        <ScoresTable label="Evaluation results" headers={["#", "Inputs", "Outputs", "Expectations"]} scorers={scorers} trailingHeaders={["Trace"]}>
+          {rows.map((r, i) => (
+            <tr key={r.traceId} data-trace={r.traceId}>
+              <td className="muted">{i + 1}</td>
+              <td className="io-cell" data-col="inputs">
+                <JsonView value={r.inputs} label="Inputs" />
+              </td>
+              <td className="io-cell" data-col="outputs">
+                <JsonView value={r.outputs} label="Outputs" />
+              </td>
+              <td className="io-cell" data-col="expectations">
+                <Expectations value={r.expectations} />
+              </td>
+              {scorers.map((s) => (
+                <td key={s}>
+                  <Score name={s} result={r.scores[s]} />
+                </td>
               ))}
-            </tbody>
-          </table>
-        </div>
+              <td>
+                <TraceLink experimentId={experimentId} traceId={r.traceId} />
+              </td>
+            </tr>
+          ))}
+        </ScoresTable>
       )}
     </Section>
   );
@@ -310,61 +292,87 @@ function CompareTable({ experimentId, main, other }: { experimentId: string; mai
         <span className="selected">{mainName} (selected)</span>
         <span className="compared">{otherName} (compared)</span>
       </div>
-      <div className="eval-table-scroll">
-        <table className="grid eval-table compare" aria-label="Compared results">
-          <thead>
-            <tr>
-              <th>Inputs</th>
-              <th>Expectations</th>
-              <th>Outputs</th>
+      <ScoresTable label="Compared results" className="compare" headers={["Inputs", "Expectations", "Outputs"]} scorers={scorers}>
+        {rows.map((m, i) => {
+          const differs = changed(m);
+          return (
+            <tr key={i} className={differs ? "differs" : undefined} data-inputs={m.key}>
+              <td className="io-cell" data-col="inputs">
+                <JsonView value={(m.left ?? m.right)!.inputs} label="Inputs" />
+              </td>
+              <td className="io-cell" data-col="expectations">
+                <Expectations value={(m.left ?? m.right)!.expectations} />
+              </td>
+              <td className="io-cell" data-col="outputs">
+                <SideOutputs side="selected" name={mainName} row={m.left} experimentId={experimentId} />
+                <SideOutputs side="compared" name={otherName} row={m.right} experimentId={experimentId} />
+              </td>
               {scorers.map((s) => (
-                <th key={s} className="scorer-col">
-                  {s}
-                </th>
+                <td key={s} className="score-pair">
+                  <div className="side" data-run="selected">
+                    <Score name={s} result={m.left?.scores[s]} />
+                  </div>
+                  <div className="side" data-run="compared">
+                    <Score name={s} result={m.right?.scores[s]} />
+                  </div>
+                </td>
               ))}
             </tr>
-          </thead>
-          <tbody>
-            {rows.map((m, i) => {
-              const differs = changed(m);
-              return (
-                <tr key={i} className={differs ? "differs" : undefined} data-inputs={m.key}>
-                  <td className="io-cell" data-col="inputs">
-                    <JsonView value={(m.left ?? m.right)!.inputs} label="Inputs" />
-                  </td>
-                  <td className="io-cell" data-col="expectations">
-                    <Expectations value={(m.left ?? m.right)!.expectations} />
-                  </td>
-                  <td className="io-cell" data-col="outputs">
-                    <div className="side" data-run="selected">
-                      <div className="side-label small muted">
-                        {mainName} {m.left && <TraceLink experimentId={experimentId} traceId={m.left.traceId} />}
-                      </div>
-                      {m.left ? <JsonView value={m.left.outputs} label={`Outputs of ${mainName}`} /> : <span className="muted">not evaluated</span>}
-                    </div>
-                    <div className="side" data-run="compared">
-                      <div className="side-label small muted">
-                        {otherName} {m.right && <TraceLink experimentId={experimentId} traceId={m.right.traceId} />}
-                      </div>
-                      {m.right ? <JsonView value={m.right.outputs} label={`Outputs of ${otherName}`} /> : <span className="muted">not evaluated</span>}
-                    </div>
-                  </td>
-                  {scorers.map((s) => (
-                    <td key={s} className="score-pair">
-                      <div className="side" data-run="selected">
-                        <Score name={s} result={m.left?.scores[s]} />
-                      </div>
-                      <div className="side" data-run="compared">
-                        <Score name={s} result={m.right?.scores[s]} />
-                      </div>
-                    </td>
-                  ))}
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </ScoresTable>
     </Section>
+  );
+}
+
+/** A table of evaluated items: its own column headers, then one per scorer, then `trailingHeaders`. */
+function ScoresTable({
+  label,
+  className,
+  headers,
+  scorers,
+  trailingHeaders = [],
+  children,
+}: {
+  label: string;
+  className?: string;
+  headers: string[];
+  scorers: string[];
+  trailingHeaders?: string[];
+  children: ReactNode;
+}) {
+  return (
+    <div className="eval-table-scroll">
+      <table className={className ? `grid eval-table ${className}` : "grid eval-table"} aria-label={label}>
+        <thead>
+          <tr>
+            {headers.map((h) => (
+              <th key={h}>{h}</th>
+            ))}
+            {scorers.map((s) => (
+              <th key={s} className="scorer-col">
+                {s}
+              </th>
+            ))}
+            {trailingHeaders.map((h) => (
+              <th key={h}>{h}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
+/** One run's outputs for an item in the side-by-side table, headed by the run and its trace. */
+function SideOutputs({ side, name, row, experimentId }: { side: "selected" | "compared"; name: string; row?: EvaluationRow; experimentId: string }) {
+  return (
+    <div className="side" data-run={side}>
+      <div className="side-label small muted">
+        {name} {row && <TraceLink experimentId={experimentId} traceId={row.traceId} />}
+      </div>
+      {row ? <JsonView value={row.outputs} label={`Outputs of ${name}`} /> : <span className="muted">not evaluated</span>}
+    </div>
   );
 }
