@@ -1,6 +1,5 @@
-//! OTLP/HTTP trace exports as the trace scenarios send them: the protobuf messages of
-//! `opentelemetry/proto/collector/trace/v1` (only the fields these bodies fill; the field
-//! numbers are OTLP's), and the two kinds of export the benchmark needs: batches of
+//! OTLP/HTTP trace exports as the trace scenarios send them, in the protobuf messages the
+//! tracking server decodes (`mlox_core::otlp_proto`), and the two kinds of export the benchmark needs: batches of
 //! single-span traces for the search fixture, and one 20-span trace per ingest request.
 //!
 //! Trace ids are `stamp` (the setup's clock, so two runs against one server never collide) in
@@ -12,93 +11,10 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use prost::Message as _;
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ExportTraceServiceRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub resource_spans: Vec<ResourceSpans>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ResourceSpans {
-    #[prost(message, optional, tag = "1")]
-    pub resource: Option<Resource>,
-    #[prost(message, repeated, tag = "2")]
-    pub scope_spans: Vec<ScopeSpans>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Resource {
-    #[prost(message, repeated, tag = "1")]
-    pub attributes: Vec<KeyValue>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ScopeSpans {
-    #[prost(message, optional, tag = "1")]
-    pub scope: Option<InstrumentationScope>,
-    #[prost(message, repeated, tag = "2")]
-    pub spans: Vec<Span>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct InstrumentationScope {
-    #[prost(string, tag = "1")]
-    pub name: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Span {
-    #[prost(bytes = "vec", tag = "1")]
-    pub trace_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub span_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    pub parent_span_id: Vec<u8>,
-    #[prost(string, tag = "5")]
-    pub name: String,
-    /// `SpanKind`; 1 is `SPAN_KIND_INTERNAL`, what a client library's own spans are.
-    #[prost(int32, tag = "6")]
-    pub kind: i32,
-    #[prost(fixed64, tag = "7")]
-    pub start_time_unix_nano: u64,
-    #[prost(fixed64, tag = "8")]
-    pub end_time_unix_nano: u64,
-    #[prost(message, repeated, tag = "9")]
-    pub attributes: Vec<KeyValue>,
-    #[prost(message, optional, tag = "15")]
-    pub status: Option<Status>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Status {
-    #[prost(string, tag = "2")]
-    pub message: String,
-    /// 1 is `STATUS_CODE_OK`: a finished trace, not one a server must keep "in progress".
-    #[prost(int32, tag = "3")]
-    pub code: i32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct KeyValue {
-    #[prost(string, tag = "1")]
-    pub key: String,
-    #[prost(message, optional, tag = "2")]
-    pub value: Option<AnyValue>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct AnyValue {
-    #[prost(oneof = "any_value::Value", tags = "1")]
-    pub value: Option<any_value::Value>,
-}
-
-pub mod any_value {
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Value {
-        #[prost(string, tag = "1")]
-        StringValue(String),
-    }
-}
+use mlox_core::otlp_proto::{
+    AnyValue, ExportTraceServiceRequest, InstrumentationScope, KeyValue, Resource, ResourceSpans,
+    ScopeSpans, Span, Status, any_value,
+};
 
 const STATUS_OK: i32 = 1;
 const KIND_INTERNAL: i32 = 1;
@@ -110,7 +26,7 @@ fn text(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
+            value: Some(any_value::Value::Text(value.into())),
         }),
     }
 }
@@ -178,6 +94,7 @@ pub fn fixture_batch(stamp: u64, first: u64, count: u64, base_ms: u64) -> Bytes 
                     text("mlflow.spanInputs", format!(r#"{{"question": "q{i}"}}"#)),
                     text("mlflow.spanOutputs", format!(r#"{{"answer": "a{i}"}}"#)),
                 ],
+                events: Vec::new(),
                 status: Some(Status {
                     message: String::new(),
                     code: STATUS_OK,
@@ -229,6 +146,7 @@ pub fn ingest_trace(stamp: u64, low: u64, start_ns: u64) -> Bytes {
                 r#"{"choices": [{"message": {"role": "assistant", "content": "an answer"}}]}"#,
             ),
         ],
+        events: Vec::new(),
         status: Some(Status {
             message: String::new(),
             code: STATUS_OK,
@@ -261,6 +179,7 @@ pub fn ingest_trace(stamp: u64, low: u64, start_ns: u64) -> Bytes {
             start_time_unix_nano: start,
             end_time_unix_nano: start + step_ns / 2,
             attributes,
+            events: Vec::new(),
             status: Some(Status {
                 message: String::new(),
                 code: STATUS_OK,

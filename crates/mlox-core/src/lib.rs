@@ -4,7 +4,8 @@
 //! versions and model version sources in [`registry`], webhooks and their events in
 //! [`webhooks`]), the one storage-location type every crate parses locations with
 //! ([`location`]), the search-filter grammar, and the one error type whose [`Code`] fixes the
-//! `error_code` string and HTTP status every transport answers with.
+//! `error_code` string and HTTP status every transport answers with. It also declares the OTLP
+//! protobuf messages ([`otlp_proto`]) the tracking server decodes and the benchmarks encode.
 //!
 //! Nothing here performs I/O, and this crate imports no mlox crate and no I/O crate (no sqlx,
 //! tokio, object_store, HTTP client or server); stores and transports depend on it, never the
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod issues;
 pub mod location;
 pub mod net;
+pub mod otlp_proto;
 pub mod page_token;
 pub mod registry;
 pub mod scorers;

@@ -23,125 +23,7 @@ pub const EXPERIMENT_ID_HEADER: &str = "x-mlflow-experiment-id";
 /// an unbounded one.
 const MAX_DECOMPRESSED_BODY: u64 = 64 * 1024 * 1024;
 
-/// OTLP's trace messages, declared with the fields and numbers of
-/// `opentelemetry/proto/{collector/trace,trace,common,resource}/v1`. Links, trace state and
-/// dropped counts are not kept by MLflow, so they are not declared and are skipped on decode.
-mod proto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ExportTraceServiceRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub resource_spans: Vec<ResourceSpans>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ExportTraceServiceResponse {}
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ResourceSpans {
-        #[prost(message, optional, tag = "1")]
-        pub resource: Option<Resource>,
-        #[prost(message, repeated, tag = "2")]
-        pub scope_spans: Vec<ScopeSpans>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Resource {
-        #[prost(message, repeated, tag = "1")]
-        pub attributes: Vec<KeyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ScopeSpans {
-        #[prost(message, repeated, tag = "2")]
-        pub spans: Vec<Span>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Span {
-        #[prost(bytes = "vec", tag = "1")]
-        pub trace_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub span_id: Vec<u8>,
-        #[prost(bytes = "vec", tag = "4")]
-        pub parent_span_id: Vec<u8>,
-        #[prost(string, tag = "5")]
-        pub name: String,
-        #[prost(fixed64, tag = "7")]
-        pub start_time_unix_nano: u64,
-        #[prost(fixed64, tag = "8")]
-        pub end_time_unix_nano: u64,
-        #[prost(message, repeated, tag = "9")]
-        pub attributes: Vec<KeyValue>,
-        #[prost(message, repeated, tag = "11")]
-        pub events: Vec<Event>,
-        #[prost(message, optional, tag = "15")]
-        pub status: Option<Status>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Event {
-        #[prost(fixed64, tag = "1")]
-        pub time_unix_nano: u64,
-        #[prost(string, tag = "2")]
-        pub name: String,
-        #[prost(message, repeated, tag = "3")]
-        pub attributes: Vec<KeyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(int32, tag = "3")]
-        pub code: i32,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct KeyValue {
-        #[prost(string, tag = "1")]
-        pub key: String,
-        #[prost(message, optional, tag = "2")]
-        pub value: Option<AnyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct AnyValue {
-        #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
-        pub value: Option<any_value::Value>,
-    }
-
-    pub mod any_value {
-        #[derive(Clone, PartialEq, prost::Oneof)]
-        pub enum Value {
-            #[prost(string, tag = "1")]
-            Text(String),
-            #[prost(bool, tag = "2")]
-            Bool(bool),
-            #[prost(int64, tag = "3")]
-            Int(i64),
-            #[prost(double, tag = "4")]
-            Double(f64),
-            #[prost(message, tag = "5")]
-            Array(super::ArrayValue),
-            #[prost(message, tag = "6")]
-            Kvlist(super::KeyValueList),
-            #[prost(bytes = "vec", tag = "7")]
-            Bytes(Vec<u8>),
-        }
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ArrayValue {
-        #[prost(message, repeated, tag = "1")]
-        pub values: Vec<AnyValue>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct KeyValueList {
-        #[prost(message, repeated, tag = "1")]
-        pub values: Vec<KeyValue>,
-    }
-}
+use mlox_core::otlp_proto as proto;
 
 /// The spans of one export, each with the service name of its resource when that name is
 /// one MLflow records.
@@ -595,11 +477,13 @@ mod tests {
                     attributes: vec![kv("service.name", V::Text("qwen-code".into()))],
                 }),
                 scope_spans: vec![proto::ScopeSpans {
+                    scope: None,
                     spans: vec![proto::Span {
                         trace_id: vec![0x11; 16],
                         span_id: vec![0x22; 8],
                         parent_span_id: Vec::new(),
                         name: "root".into(),
+                        kind: 1,
                         start_time_unix_nano: 1_000_000_000,
                         end_time_unix_nano: 2_000_000_000,
                         attributes: vec![
