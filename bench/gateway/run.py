@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import importlib.util
 import json
 import os
 import shlex
@@ -25,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -66,71 +66,28 @@ def log(msg: str) -> None:
 # processes: memory and CPU of a whole tree
 
 
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses; the fields resume after the last ')'.
-        parents[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    return parents
+def _load_tracking():
+    """The tracking benchmark's process-tree memory functions, so every benchmark measures memory
+    the same way."""
+    spec = importlib.util.spec_from_file_location("bench_tracking_run", REPO / "bench" / "tracking" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, ppid in _parents().items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _status_kib(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _pss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+tracking = _load_tracking()
 
 
 def tree_memory(root: int) -> dict:
-    """VmRSS summed over the process and everything it spawned: MLflow's gateway is a CLI
-    process, a gunicorn master and its workers, and all of them are what the gateway costs.
-    Summed RSS counts pages those processes share once per process, so PSS (shared pages split
-    between their users) is kept too as the stricter figure."""
-    pids = tree(root)
-    return {"processes": len(pids),
-            "rss_bytes": sum(_status_kib(p, "VmRSS") for p in pids) * 1024,
-            "hwm_bytes": sum(_status_kib(p, "VmHWM") for p in pids) * 1024,
-            "pss_bytes": sum(_pss_kib(p) for p in pids) * 1024}
+    """VmRSS (and the stricter PSS) summed over the process and everything it spawned: MLflow's
+    gateway is a CLI process, a gunicorn master and its workers, and all of them are its cost."""
+    return tracking.tree_memory([root])
 
 
 def tree_cpu_s(root: int) -> float:
     """User + system CPU seconds of the live processes of a tree."""
     total = 0
-    for pid in tree(root):
+    for pid in tracking.process_tree(root):
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read().decode(errors="replace")
@@ -139,26 +96,6 @@ def tree_cpu_s(root: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
-
-
-class MemorySampler(threading.Thread):
-    """The largest summed RSS of the tree, sampled a few times a second: the peak of the whole
-    tree, which the per-process high-water marks cannot give (their peaks need not coincide)."""
-
-    def __init__(self, root: int, interval: float = 0.2):
-        super().__init__(daemon=True)
-        self.root, self.interval, self.peak = root, interval, 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.peak = max(self.peak, tree_memory(self.root)["rss_bytes"])
-            self._halt.wait(self.interval)
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(timeout=5)
-        return self.peak
 
 
 def load_average() -> list[float]:
@@ -485,7 +422,7 @@ def bench_server(name: str, args, upstream: Upstream, root_tmp: Path, rust_loadg
             return result
         time.sleep(args.settle)
         result["memory_idle"] = tree_memory(server.proc.pid)
-        sampler = MemorySampler(server.proc.pid)
+        sampler = tracking.MemorySampler([server.proc.pid])
         sampler.start()
         direct = Measured(upstream, None)
         through = Measured(upstream, server)
