@@ -25,7 +25,6 @@ import os
 import resource
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -246,24 +245,8 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-        # Workers of the session may outlive their parent (MLServer's inference pool, mlflow's
-        # uvicorn); end the group either way so the next server has the machine to itself.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=5)
+        if self.proc is not None:
+            tracking.stop_sessions([self.proc])
 
 
 # --------------------------------------------------------------------------------------------

@@ -214,26 +214,32 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs:
+        stop_sessions(self.procs)
+
+
+def stop_sessions(procs: list[subprocess.Popen]) -> None:
+    """Stops servers started with `start_new_session=True`: SIGTERM to each session, a grace
+    period, then SIGKILL to the session either way, since workers may outlive their parent and the
+    next server should have the machine to itself."""
+    for proc in procs:
+        if proc.poll() is None:
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
-            # Workers of the session may outlive their parent; end the group either way.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 # --------------------------------------------------------------------------------------------
