@@ -9,10 +9,18 @@ pub fn encode(offset: u64) -> String {
     STANDARD.encode(format!("{{\"offset\": {offset}}}"))
 }
 
-/// An absent or empty token means the first page.
-pub fn decode(token: Option<&str>) -> Result<u64> {
+/// A token carrying more than an offset (where a keyset page starts, say); the object should
+/// keep an `"offset"` so that [`decode`] reads it too.
+pub fn encode_object(object: serde_json::Value) -> String {
+    STANDARD.encode(object.to_string())
+}
+
+/// The object a token holds; `None` for an absent or empty token (the first page).
+pub fn decode_object(
+    token: Option<&str>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Ok(0);
+        return Ok(None);
     };
     let invalid = || {
         Error::invalid(format!(
@@ -20,11 +28,28 @@ pub fn decode(token: Option<&str>) -> Result<u64> {
         ))
     };
     let bytes = STANDARD.decode(token.trim()).map_err(|_| invalid())?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    value
+    match serde_json::from_slice(&bytes).map_err(|_| invalid())? {
+        serde_json::Value::Object(object) => Ok(Some(object)),
+        other => Err(Error::invalid(format!(
+            "Invalid page token, decoded value={other}"
+        ))),
+    }
+}
+
+/// An absent or empty token means the first page.
+pub fn decode(token: Option<&str>) -> Result<u64> {
+    let Some(object) = decode_object(token)? else {
+        return Ok(0);
+    };
+    object
         .get("offset")
         .and_then(|o| o.as_u64())
-        .ok_or_else(|| Error::invalid(format!("Invalid page token, decoded value={value}")))
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "Invalid page token, decoded value={}",
+                serde_json::Value::Object(object)
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -252,6 +252,10 @@ pub async fn import(options: &ImportOptions) -> Result<ImportReport, ImportError
     report
         .tables
         .extend(traces::import_traces(&source, &target, options.progress).await?);
+    // Histories are written point by point like any table; packing long ones into blocks now
+    // means the first read of each is already fast.
+    let sealed = target.seal_metric_histories().await?;
+    tracing::info!(points = sealed, "metric histories packed into blocks");
     if webhook_secrets.left_out > 0 {
         let why = if webhook_secrets.key.is_some() {
             "webhooks whose secret does not open with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY \

@@ -37,6 +37,8 @@ pub struct SqlStore {
     pub(crate) log_queue: Option<tokio::sync::mpsc::Sender<crate::logging::LogJob>>,
     /// What the SQLite writer has done, for operators (`mlox server --expose-prometheus`).
     pub(crate) log_writer: std::sync::Arc<crate::logging::LogWriterCounters>,
+    /// Points written per metric series since its last seal (see `metric_history`).
+    pub(crate) seal_counts: std::sync::Arc<crate::metric_history::SealCounts>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -67,10 +69,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway_budgets",
         include_str!("../migrations/0007_gateway_budgets.sql"),
     ),
+    (
+        8,
+        "metric_blocks",
+        include_str!("../migrations/0008_metric_blocks.sql"),
+    ),
 ];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub(crate) fn db_err(err: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &err
@@ -272,6 +279,7 @@ impl SqlStore {
             outbox_signal: Default::default(),
             log_queue: None,
             log_writer: Default::default(),
+            seal_counts: Default::default(),
         };
         store.migrate(policy, &redact_uri(&options.uri)).await?;
         store.ensure_default_experiment().await?;
@@ -284,6 +292,16 @@ impl SqlStore {
             tokio::spawn(store.clone().run_log_queue(receiver, checkpointer));
             store.log_queue = Some(sender);
         }
+        // Histories an earlier process (or an older mlox) left unpacked are packed beside the
+        // server's work; until then they are read from their rows, as correctly but slower.
+        let sweeper = store.clone();
+        tokio::spawn(async move {
+            match sweeper.seal_metric_histories().await {
+                Ok(0) => {}
+                Ok(points) => tracing::info!(points, "metric histories packed into blocks"),
+                Err(e) => tracing::warn!(error = %e, "could not pack metric histories"),
+            }
+        });
         Ok(store)
     }
 
@@ -427,14 +445,13 @@ impl SqlStore {
             .map_err(db_err)?;
         }
         for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-            let sql = sql.replace(
-                "{{WITHOUT_ROWID}}",
-                if self.dialect == Dialect::Sqlite {
-                    "WITHOUT ROWID"
-                } else {
-                    ""
-                },
-            );
+            let sqlite = self.dialect == Dialect::Sqlite;
+            let sql = sql
+                .replace(
+                    "{{WITHOUT_ROWID}}",
+                    if sqlite { "WITHOUT ROWID" } else { "" },
+                )
+                .replace("{{BLOB}}", if sqlite { "BLOB" } else { "BYTEA" });
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
             for statement in split_statements(&sql) {
                 sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
@@ -628,6 +645,7 @@ pub(crate) enum Bind {
     F64(f64),
     OptStr(Option<String>),
     OptI64(Option<i64>),
+    Bytes(Vec<u8>),
 }
 
 /// A statement under construction whose placeholders are numbered as they are added, so the
@@ -719,6 +737,7 @@ impl Sql {
                 Bind::F64(v) => args.add(v),
                 Bind::OptStr(v) => args.add(v),
                 Bind::OptI64(v) => args.add(v),
+                Bind::Bytes(v) => args.add(v),
             };
         }
         sqlx::query_with(sqlx::AssertSqlSafe(self.text), args)

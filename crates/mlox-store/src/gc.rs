@@ -243,6 +243,7 @@ impl SqlStore {
                 "DELETE FROM params WHERE run_uuid = ",
                 "DELETE FROM tags WHERE run_uuid = ",
                 "DELETE FROM metrics WHERE run_uuid = ",
+                "DELETE FROM metric_blocks WHERE run_uuid = ",
                 "DELETE FROM latest_metrics WHERE run_uuid = ",
                 "DELETE FROM run_models WHERE run_uuid = ",
                 "DELETE FROM input_tags WHERE input_uuid IN (SELECT input_uuid FROM inputs \

@@ -46,6 +46,15 @@ pub(crate) struct LogCall {
     shape: LogShape,
 }
 
+impl LogCall {
+    /// The (run, key) of each metric point the call logs.
+    fn series(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metrics
+            .iter()
+            .map(|m| (self.run_id.as_str(), m.key.as_str()))
+    }
+}
+
 /// About how many pages a group's commit writes to the WAL: metric points are clustered by
 /// (run, key), so every key a call logs dirties a leaf of its own, and each call's run dirties
 /// its rows of `latest_metrics`, params and tags; only long batches fill more than a page
@@ -180,10 +189,16 @@ impl SqlStore {
         }
     }
 
-    /// One log call in its own transaction.
+    /// One log call in its own transaction. If it filled a block of some series, the seal
+    /// runs beside the answer, so the call is not kept waiting.
     async fn log_alone(&self, call: &LogCall) -> Result<()> {
         let mut conn = self.write.acquire().await.map_err(db_err)?;
-        log_outcome(self.log_on(&mut conn, &[call]).await)
+        let outcome = log_outcome(self.log_on(&mut conn, &[call]).await);
+        drop(conn);
+        if outcome.is_ok() {
+            self.seal_in_background(self.seal_counts.add(call.series()));
+        }
+        outcome
     }
 
     /// The SQLite writer: takes whatever has queued (up to [`MAX_GROUP`] calls) into one
@@ -238,6 +253,9 @@ impl SqlStore {
                 },
             };
             let pages = pages_dirtied(group.iter().map(|j| &j.call));
+            let due = self
+                .seal_counts
+                .add(group.iter().flat_map(|j| j.call.series()));
             let calls: Vec<&LogCall> = group.iter().map(|j| &j.call).collect();
             match self.log_on(conn, &calls).await {
                 Ok(results) => {
@@ -252,6 +270,8 @@ impl SqlStore {
                     }
                 }
             }
+            // Beside the writer: sealing a block never delays the calls that filled it.
+            self.seal_in_background(due);
             if let Some(link) = &mut checkpointer {
                 link.committed(pages);
             }

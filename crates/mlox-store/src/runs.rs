@@ -7,6 +7,7 @@ use crate::db::{
     get_opt_i64, get_opt_str, get_str, now_ms, page_size,
 };
 use crate::logging::LogShape;
+use crate::metric_history::{HistoryPage, MetricPoint};
 use crate::search::{self, SearchSpec};
 use mlox_core::entities::{
     Dataset, DatasetInput, DatasetSummary, KeyValue, LifecycleStage, Metric, ModelInput,
@@ -14,7 +15,7 @@ use mlox_core::entities::{
 };
 use mlox_core::ids::{new_run_id, parse_experiment_id};
 use mlox_core::search::SearchEntity;
-use mlox_core::{Error, Result, page_token, validation};
+use mlox_core::{Error, Result, validation};
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
@@ -60,17 +61,12 @@ fn run_info_from_row(row: &AnyRow) -> RunInfo {
     }
 }
 
-fn metric_from_row(row: &AnyRow) -> Metric {
-    let is_nan = get_i64(row, "is_nan") != 0;
+fn point_metric(key: &str, point: &MetricPoint) -> Metric {
     Metric {
-        key: get_str(row, "key"),
-        value: if is_nan {
-            f64::NAN
-        } else {
-            get_f64(row, "value")
-        },
-        timestamp: get_i64(row, "timestamp"),
-        step: get_i64(row, "step"),
+        key: key.to_string(),
+        value: point.value(),
+        timestamp: point.timestamp,
+        step: point.step,
         dataset_name: None,
         dataset_digest: None,
         model_id: None,
@@ -259,7 +255,15 @@ impl SqlStore {
             metrics
                 .entry(get_str(&row, "run_uuid"))
                 .or_default()
-                .push(metric_from_row(&row));
+                .push(point_metric(
+                    &get_str(&row, "key"),
+                    &MetricPoint::stored(
+                        get_i64(&row, "timestamp"),
+                        get_i64(&row, "step"),
+                        get_f64(&row, "value"),
+                        get_i64(&row, "is_nan") != 0,
+                    ),
+                ));
         }
         self.collect_key_values("params", "run_uuid", &ids, &mut params)
             .await?;
@@ -472,7 +476,9 @@ impl SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    pub async fn get_metric_history(&self, req: &MetricHistoryRequest) -> Result<Page<Metric>> {
+    /// A page of one metric's history in MLflow's order (timestamp, step, value): the whole
+    /// history without `max_results`, as MLflow answers.
+    pub async fn get_metric_history_page(&self, req: &MetricHistoryRequest) -> Result<HistoryPage> {
         if let Some(max) = req.max_results
             && max < 1
         {
@@ -481,33 +487,28 @@ impl SqlStore {
             )));
         }
         self.run_info(&req.run_id).await?;
-        let offset = page_token::decode(req.page_token.as_deref())?;
-        let mut sql =
-            self.sql("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
-        sql.bind_str(&req.run_id)
-            .push(" AND key = ")
-            .bind_str(&req.metric_key);
-        sql.push(" ORDER BY timestamp, step, value LIMIT ");
-        // Without max_results MLflow returns the whole history in one page.
-        sql.bind_i64(req.max_results.map_or(i64::MAX / 2, |m| m + 1));
-        sql.push(" OFFSET ").bind_i64(offset as i64);
-        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let mut items: Vec<Metric> = rows.iter().map(metric_from_row).collect();
-        let mut next_page_token = None;
-        if let Some(max) = req.max_results
-            && items.len() as i64 > max
-        {
-            items.truncate(max as usize);
-            next_page_token = Some(page_token::encode(offset + max as u64));
-        }
+        self.history_page(
+            &req.run_id,
+            &req.metric_key,
+            req.max_results,
+            req.page_token.as_deref(),
+        )
+        .await
+    }
+
+    /// [`Self::get_metric_history_page`] as metric entities.
+    pub async fn get_metric_history(&self, req: &MetricHistoryRequest) -> Result<Page<Metric>> {
+        let page = self.get_metric_history_page(req).await?;
         Ok(Page {
-            items,
-            next_page_token,
+            items: page
+                .points
+                .iter()
+                .map(|p| point_metric(&req.metric_key, p))
+                .collect(),
+            next_page_token: page.next_page_token,
         })
     }
 
-    /// Up to `max_results` evenly spread steps per run, always keeping the first and last, so a
-    /// chart of a long history stays cheap; MLflow's UI asks for this.
     /// Every point of one metric in several runs, ordered by run id, then timestamp, step and
     /// value, as MLflow's `get-history-bulk` answers: at most `max_results` points in all
     /// (capped at [`validation::MAX_POINTS_PER_HISTORY_BULK`]); unknown runs have no points.
@@ -519,25 +520,31 @@ impl SqlStore {
     ) -> Result<Vec<Metric>> {
         validation::validate_metric_history_bulk(run_ids, metric_key)?;
         let metric_key = metric_key.unwrap_or_default();
-        let limit = max_results
+        let mut left = max_results
             .unwrap_or(validation::MAX_POINTS_PER_HISTORY_BULK)
-            .clamp(0, validation::MAX_POINTS_PER_HISTORY_BULK);
-        let mut sql = self
-            .sql("SELECT run_uuid, key, value, is_nan, timestamp, step FROM metrics WHERE key = ");
-        sql.bind_str(metric_key).push(" AND run_uuid IN ");
-        sql.bind_list(run_ids.iter().map(|id| Bind::Str(id.clone())));
-        sql.push(" ORDER BY run_uuid, timestamp, step, value LIMIT ")
-            .bind_i64(limit);
-        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        Ok(rows
-            .iter()
-            .map(|row| Metric {
-                run_id: Some(get_str(row, "run_uuid")),
-                ..metric_from_row(row)
-            })
-            .collect())
+            .clamp(0, validation::MAX_POINTS_PER_HISTORY_BULK) as usize;
+        let mut runs: Vec<&String> = run_ids.iter().collect();
+        runs.sort();
+        runs.dedup();
+        let mut out = Vec::new();
+        for run_id in runs {
+            if left == 0 {
+                break;
+            }
+            let points = self
+                .read_series(run_id, metric_key, None, Some(left))
+                .await?;
+            left -= points.len();
+            out.extend(points.iter().map(|p| Metric {
+                run_id: Some(run_id.clone()),
+                ..point_metric(metric_key, p)
+            }));
+        }
+        Ok(out)
     }
 
+    /// Up to `max_results` evenly spread steps per run, always keeping the first and last, so a
+    /// chart of a long history stays cheap; MLflow's UI asks for this.
     pub async fn get_metric_history_bulk_interval(
         &self,
         run_ids: &[String],
@@ -564,74 +571,27 @@ impl SqlStore {
         }
         let mut out = Vec::new();
         for run_id in run_ids {
-            // Which of the run's points a query reads: the run's history of the key, within
-            // the step range if one is given.
-            let points = |sql: &mut Sql| {
-                sql.bind_str(run_id)
-                    .push(" AND key = ")
-                    .bind_str(metric_key);
-                if let (Some(s), Some(e)) = (start_step, end_step) {
-                    sql.push(" AND step >= ")
-                        .bind_i64(s)
-                        .push(" AND step <= ")
-                        .bind_i64(e);
-                }
-            };
-            let mut sql = self.sql(
-                "SELECT COUNT(DISTINCT step) AS n, MIN(step) AS first, MAX(step) AS last \
-                 FROM metrics WHERE run_uuid = ",
-            );
-            points(&mut sql);
-            let row = sql.query().fetch_one(&self.read).await.map_err(db_err)?;
-            let distinct = get_i64(&row, "n").max(0) as usize;
-            let chosen: Vec<i64> = if distinct <= max_results as usize {
-                Vec::new()
-            } else if let (Some(first), Some(last)) =
-                (get_opt_i64(&row, "first"), get_opt_i64(&row, "last"))
-                && last - first + 1 == distinct as i64
-            {
-                // Every step from first to last was logged (the usual history): the i-th
-                // distinct step is first + i, so the sample needs no further scan.
-                sample_indices(distinct, max_results as usize)
-                    .into_iter()
-                    .map(|i| first + i as i64)
-                    .collect()
-            } else {
-                // Gaps between steps: the database numbers the distinct steps and only the
-                // sampled ones come back, so a long history never crosses into this process.
-                let mut sql = self.sql(
-                    "SELECT step FROM (SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS i \
-                     FROM metrics WHERE run_uuid = ",
-                );
-                points(&mut sql);
-                sql.push(" GROUP BY step) AS numbered WHERE i IN ");
-                sql.bind_list(
-                    sample_indices(distinct, max_results as usize)
+            let mut points = self.read_series(run_id, metric_key, None, None).await?;
+            if let (Some(s), Some(e)) = (start_step, end_step) {
+                points.retain(|p| (s..=e).contains(&p.step));
+            }
+            let mut steps: Vec<i64> = points.iter().map(|p| p.step).collect();
+            steps.sort_unstable();
+            steps.dedup();
+            if steps.len() > max_results as usize {
+                let chosen: std::collections::HashSet<i64> =
+                    sample_indices(steps.len(), max_results as usize)
                         .into_iter()
-                        .map(|i| Bind::I64(i as i64)),
-                );
-                sql.push(" ORDER BY step");
-                let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-                rows.iter().map(|r| get_i64(r, "step")).collect()
-            };
-            if distinct == 0 {
-                continue;
+                        .map(|i| steps[i])
+                        .collect();
+                points.retain(|p| chosen.contains(&p.step));
             }
-            // One scan of the run's history reads every sampled point: at most
-            // MAX_RESULTS_PER_RUN steps, well within both databases' limits on bound values.
-            let mut sql = self
-                .sql("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = ");
-            points(&mut sql);
-            if !chosen.is_empty() {
-                sql.push(" AND step IN ");
-                sql.bind_list(chosen.iter().map(|s| Bind::I64(*s)));
-            }
-            sql.push(" ORDER BY step, timestamp");
-            for row in sql.query().fetch_all(&self.read).await.map_err(db_err)? {
-                let mut m = metric_from_row(&row);
-                m.run_id = Some(run_id.clone());
-                out.push(m);
-            }
+            // Stable: points of one step and time keep their value order.
+            points.sort_by_key(|p| (p.step, p.timestamp));
+            out.extend(points.iter().map(|p| Metric {
+                run_id: Some(run_id.clone()),
+                ..point_metric(metric_key, p)
+            }));
         }
         Ok(out)
     }
@@ -785,6 +745,86 @@ impl SqlStore {
         order_by: &[String],
         token: Option<&str>,
     ) -> Result<Page<Run>> {
+        let Some(query) =
+            self.search_runs_query(experiment_ids, filter, view, max_results, order_by, token)?
+        else {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        };
+        let rows = self
+            .fetch_search_rows(query.sql, query.ordered_walk)
+            .await?;
+        let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
+        let (infos, next_page_token) = query.window.finish(infos);
+        Ok(Page {
+            items: self.assemble_runs(infos).await?,
+            next_page_token,
+        })
+    }
+
+    /// How PostgreSQL runs a run search, as `EXPLAIN ANALYZE` reports it after running it
+    /// (one line per plan line): what shows whether a search stops at its page's end. `None`
+    /// on SQLite, whose plans do not count rows.
+    pub async fn explain_search_runs(
+        &self,
+        experiment_ids: &[String],
+        filter: Option<&str>,
+        max_results: Option<i64>,
+        order_by: &[String],
+    ) -> Result<Option<Vec<String>>> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(None);
+        }
+        let Some(query) = self.search_runs_query(
+            experiment_ids,
+            filter,
+            ViewType::ActiveOnly,
+            max_results,
+            order_by,
+            None,
+        )?
+        else {
+            return Ok(None);
+        };
+        let mut sql = self.sql("EXPLAIN ANALYZE ");
+        sql.push(&query.sql.text);
+        sql.binds = query.sql.binds;
+        let rows = self.fetch_search_rows(sql, query.ordered_walk).await?;
+        Ok(Some(
+            rows.iter().map(|row| get_str(row, "QUERY PLAN")).collect(),
+        ))
+    }
+
+    /// Runs a run search's statement (or its `EXPLAIN`). An ordered walk runs with sorting
+    /// priced out: PostgreSQL's planner, costing from averages, often prefers joining every
+    /// match and sorting them, where walking the ordered index stops after about a page's
+    /// worth of matches, whatever the experiment's size.
+    async fn fetch_search_rows(&self, sql: Sql, ordered_walk: bool) -> Result<Vec<AnyRow>> {
+        if !ordered_walk {
+            return sql.query().fetch_all(&self.read).await.map_err(db_err);
+        }
+        let mut tx = self.read.begin().await.map_err(db_err)?;
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let rows = sql.query().fetch_all(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows)
+    }
+
+    /// The statement of a run search's page and its window; `None` when it cannot match.
+    fn search_runs_query(
+        &self,
+        experiment_ids: &[String],
+        filter: Option<&str>,
+        view: ViewType,
+        max_results: Option<i64>,
+        order_by: &[String],
+        token: Option<&str>,
+    ) -> Result<Option<RunSearchQuery>> {
         let max_results = page_size(max_results, 1000, 0..=MAX_RUNS_PER_SEARCH, |size| {
             format!(
                 "Invalid value {size} for parameter 'max_results' supplied. It must be at most {MAX_RUNS_PER_SEARCH}"
@@ -796,10 +836,7 @@ impl SqlStore {
             .map(|e| parse_experiment_id(e))
             .collect::<Result<_>>()?;
         if ids.is_empty() || max_results == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next_page_token: None,
-            });
+            return Ok(None);
         }
         let spec = SearchSpec::for_entity(SearchEntity::Runs, self.dialect);
         let mut sql = self.sql(&format!("SELECT {RUN_COLUMNS} FROM runs r"));
@@ -812,14 +849,22 @@ impl SqlStore {
         search::push_parsed_filter(&spec, &mut sql, &rest)?;
         search::push_joined_order_by(&spec, &mut sql, &orders)?;
         window.push_limit(&mut sql);
-        let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
-        let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
-        let (infos, next_page_token) = window.finish(infos);
-        Ok(Page {
-            items: self.assemble_runs(infos).await?,
-            next_page_token,
-        })
+        Ok(Some(RunSearchQuery {
+            sql,
+            window,
+            ordered_walk: self.dialect == Dialect::Postgres
+                && orders.first().is_some_and(|o| o.reads_filter_join()),
+        }))
     }
+}
+
+/// A run search's page statement.
+struct RunSearchQuery {
+    sql: Sql,
+    window: PageWindow,
+    /// Whether the first order is on a key the filter joined, whose index the search should
+    /// walk in order (see `SqlStore::fetch_search_rows`).
+    ordered_walk: bool,
 }
 
 /// Positions of `max` evenly spread items among `len` (more than `max`), first and last

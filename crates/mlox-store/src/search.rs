@@ -653,6 +653,15 @@ pub(crate) struct JoinedOrder {
     column: Option<(String, bool)>,
 }
 
+impl JoinedOrder {
+    /// Whether this order reads the row a filter clause joined: the engine can then walk
+    /// that key's (key, value) index in order, within the filter's range, and stop at the
+    /// page's end.
+    pub(crate) fn reads_filter_join(&self) -> bool {
+        matches!(self.column, Some((_, false)))
+    }
+}
+
 pub(crate) fn push_parsed_filter(
     spec: &SearchSpec,
     sql: &mut Sql,

@@ -788,6 +788,162 @@ async fn metric_history_is_ordered_by_timestamp_then_step_then_value_and_pages()
     );
 }
 
+/// A long history, packed into blocks, then added to with a point that sorts first, a repeat
+/// of a packed point and a NaN: every reader answers it in MLflow's order, once per point,
+/// whole or in pages. Shared by the SQLite and PostgreSQL tests.
+async fn check_packed_history(store: &SqlStore, run: &str) {
+    let points: Vec<Metric> = (0..3000)
+        .map(|i| metric("loss", i as f64 * 0.5, 1_000 + i, i))
+        .collect();
+    for batch in points.chunks(1000) {
+        store.log_batch(run, batch, &[], &[]).await.unwrap();
+    }
+    // Seals run beside the writes, and one that raced another packs nothing; once they have
+    // settled, the sweep packs whatever whole blocks are left.
+    let mut quiet = 0;
+    while quiet < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        quiet = if store.seal_metric_histories().await.unwrap() == 0 {
+            quiet + 1
+        } else {
+            0
+        };
+    }
+    let late = [
+        metric("loss", 9.0, 5, 0),
+        metric("loss", 50.0, 1_100, 100),
+        metric("loss", f64::NAN, 4_000, 3_000),
+    ];
+    store.log_batch(run, &late, &[], &[]).await.unwrap();
+
+    let shown = |ms: &[Metric]| -> Vec<(i64, i64, String)> {
+        ms.iter()
+            .map(|m| (m.timestamp, m.step, m.value.to_string()))
+            .collect()
+    };
+    let mut expected = points.clone();
+    expected.insert(0, late[0].clone());
+    expected.push(late[2].clone());
+    let expected = shown(&expected);
+    assert_eq!(expected.len(), 3002);
+
+    assert_eq!(shown(&history(store, run, "loss").await), expected);
+    let mut paged = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .get_metric_history(&MetricHistoryRequest {
+                run_id: run.into(),
+                metric_key: "loss".into(),
+                max_results: Some(700),
+                page_token: token.take(),
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        paged.extend(shown(&page.items));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(paged, expected);
+    // A token that holds only an offset (MLflow's own kind) still pages.
+    let from_offset = store
+        .get_metric_history(&MetricHistoryRequest {
+            run_id: run.into(),
+            metric_key: "loss".into(),
+            max_results: Some(700),
+            page_token: Some(mlox_core::page_token::encode(700)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(shown(&from_offset.items), expected[700..1400]);
+
+    let bulk = store
+        .get_metric_history_bulk(&[run.to_string()], Some("loss"), None)
+        .await
+        .unwrap();
+    assert_eq!(shown(&bulk), expected);
+    let sampled: Vec<i64> = store
+        .get_metric_history_bulk_interval(&[run.to_string()], "loss", None, None, 4)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    // Step 0 holds two points (the late one and the first logged); 3000 is the NaN.
+    assert_eq!(sampled, vec![0, 0, 1000, 2000, 3000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_histories_are_packed_into_blocks_and_read_back_in_order_once() {
+    let (dir, store) = store().await;
+    let run = run_in(&store, "0").await.info.run_id;
+    check_packed_history(&store, &run).await;
+    let pool = raw(dir.path()).await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM metric_blocks").await, 2);
+    assert_eq!(
+        count(&pool, "SELECT SUM(points) FROM metric_blocks").await,
+        2048
+    );
+    assert_eq!(
+        count(&pool, "SELECT COUNT(*) FROM metrics").await,
+        3003 - 2048
+    );
+
+    // Removing the run removes its blocks too.
+    store.delete_run(&run).await.unwrap();
+    assert!(store.hard_delete_run(&run, false).await.unwrap());
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM metric_blocks").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_fill_blocks_as_they_are_logged_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_at(dir.path()).await.unwrap();
+    let run = run_in(&store, "0").await.info.run_id;
+    // Logged a point at a time, as a training loop does: each block is packed beside the
+    // writer once the series fills it.
+    for i in 0..1100 {
+        store
+            .log_metric(&run, &metric("acc", 0.25, i, i))
+            .await
+            .unwrap();
+    }
+    let pool = raw(dir.path()).await;
+    let blocks_of = |key: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let sql = format!("SELECT COUNT(*) FROM metric_blocks WHERE key = '{key}'");
+            for _ in 0..100 {
+                if count(&pool, &sql).await > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            count(&pool, &sql).await
+        }
+    };
+    assert_eq!(blocks_of("acc").await, 1);
+    // Points an older mlox wrote, one row each, are found and packed when the store opens.
+    drop(store);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) \
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1499) \
+         SELECT '{run}', 'f1', i, i, 0.5, 0 FROM n"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let store = open_at(dir.path()).await.unwrap();
+    assert_eq!(blocks_of("f1").await, 1);
+    assert_eq!(history(&store, &run, "f1").await.len(), 1500);
+    assert_eq!(history(&store, &run, "acc").await.len(), 1100);
+}
+
 #[tokio::test]
 async fn bulk_interval_sampling_keeps_the_first_and_last_steps() {
     let (_dir, store) = store().await;
@@ -2242,6 +2398,111 @@ async fn replicas_starting_together_on_an_empty_postgres_database_all_come_up() 
     drop_pg_database(&uri).await;
 }
 
+/// Rows a plan line says its node produced in all (rows × loops), if it is an analysed line.
+fn actual_rows(line: &str) -> Option<u64> {
+    let actual = &line[line.find("(actual ")?..];
+    let rows: u64 = actual[actual.find("rows=")? + 5..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let loops: u64 = actual[actual.find("loops=")? + 6..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some(rows * loops)
+}
+
+/// A run search with a filter and an order on a metric, as the benchmark and the UI send it,
+/// walks the metric's (key, value) index in order and stops once the page is full; it never
+/// joins every matching run and sorts them. Half the 4000 runs match the metric clause, a
+/// quarter of those the param clause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_run_search_by_filter_and_metric_order_stops_at_the_page_end() {
+    let uri = fresh_pg_database().await;
+    let store = open_pg(&uri).await.unwrap();
+    let exp = experiment(&store, "plans").await;
+    let ids: Vec<u64> = (0..4000).collect();
+    for chunk in ids.chunks(50) {
+        futures::future::join_all(chunk.iter().map(|&i| {
+            let store = &store;
+            let exp = &exp;
+            async move {
+                let run = run_in(store, exp).await.info.run_id;
+                let m1 = (i * 7919 % 4000) as f64 / 4000.0;
+                store
+                    .log_batch(
+                        &run,
+                        &[metric("m1", m1, 1, 0), metric("m2", 1.0, 1, 0)],
+                        &[
+                            kv("p1", ["a", "b", "c", "d"][(i % 4) as usize]),
+                            kv("p2", "x"),
+                        ],
+                        &[kv("t1", &format!("group-{}", i % 10))],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }))
+        .await;
+    }
+    let pool = sqlx::AnyPool::connect(&uri.replacen("postgresql://", "postgres://", 1))
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+
+    let filter = "metrics.m1 > 0.5 and params.p1 = 'a'";
+    let order = ["metrics.m1 DESC".to_string()];
+    let page = store
+        .search_runs(
+            std::slice::from_ref(&exp),
+            Some(filter),
+            mlox_core::entities::ViewType::ActiveOnly,
+            Some(100),
+            &order,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 100);
+    let values: Vec<f64> = page
+        .items
+        .iter()
+        .map(|r| r.data.metrics.iter().find(|m| m.key == "m1").unwrap().value)
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+
+    let plan = store
+        .explain_search_runs(std::slice::from_ref(&exp), Some(filter), Some(100), &order)
+        .await
+        .unwrap()
+        .unwrap();
+    let shown = plan.join("\n");
+    let node = |l: &str| {
+        l.trim_start()
+            .trim_start_matches("->")
+            .trim_start()
+            .to_string()
+    };
+    assert!(
+        !plan.iter().any(|l| node(l).starts_with("Sort  (")),
+        "a full sort:\n{shown}"
+    );
+    let metric_rows: u64 = plan
+        .iter()
+        .filter(|l| l.contains("latest_metrics f0"))
+        .filter_map(|l| actual_rows(l))
+        .sum();
+    assert!(
+        metric_rows < 1000,
+        "read {metric_rows} of the 2000 matching metric rows:\n{shown}"
+    );
+    drop(store);
+    drop(pool);
+    drop_pg_database(&uri).await;
+}
+
 #[tokio::test]
 async fn postgres_follows_the_same_rules_as_sqlite() {
     let uri = fresh_pg_database().await;
@@ -2261,6 +2522,9 @@ async fn postgres_follows_the_same_rules_as_sqlite() {
     // PostgreSQL's SQL too.
     let steps = sampled_steps_of_gapped_history(&store, &run, 50, 3, 5).await;
     assert_eq!(steps, vec![0, 36, 72, 108, 147]);
+    // Packed histories read back the same from PostgreSQL's blocks.
+    let long = run_in(&store, &exp).await.info.run_id;
+    check_packed_history(&store, &long).await;
     drop(store);
     drop_pg_database(&uri).await;
 }
@@ -3669,7 +3933,8 @@ async fn resources_name_their_experiment_for_permission_checks() {
 /// Takes a database back to schema `version`, as an mlox that knew only the migrations up to it
 /// left it: what each later migration added, dropped newest first.
 async fn undo_migrations_after(pool: &sqlx::AnyPool, version: i64) {
-    let undo: [(i64, &[&str]); 6] = [
+    let undo: [(i64, &[&str]); 7] = [
+        (8, &["DROP TABLE metric_blocks"]),
         (
             7,
             &[

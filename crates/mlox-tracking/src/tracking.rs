@@ -502,14 +502,68 @@ pub async fn get_metric_history(
         max_results: m.max_results,
         page_token: m.page_token,
     };
-    let page = s.store.get_metric_history(&req).await?;
-    Ok(Json(PageBody {
-        key: "metrics",
-        items: page.items,
-        next_page_token: page.next_page_token,
-        omit_empty: false,
-    })
-    .into_response())
+    let page = s.store.get_metric_history_page(&req).await?;
+    Ok(history_response(req.metric_key, page))
+}
+
+/// Points per chunk of a streamed history body: about 64 KiB of JSON.
+const HISTORY_POINTS_PER_CHUNK: usize = 1024;
+
+/// A history page as `{"metrics": [...], "next_page_token": ...}`, the same bytes the
+/// entities would serialise to, written a chunk at a time as the body is sent: a 100,000-point
+/// page never exists as one JSON text, nor as 100,000 metric entities.
+fn history_response(key: String, page: mlox_store::HistoryPage) -> Response {
+    #[derive(serde::Serialize)]
+    struct PointJson<'a> {
+        key: &'a str,
+        #[serde(serialize_with = "mlox_core::wire::ser_f64")]
+        value: f64,
+        timestamp: i64,
+        step: i64,
+    }
+    let mlox_store::HistoryPage {
+        points,
+        next_page_token,
+    } = page;
+    let chunks = points.len().div_ceil(HISTORY_POINTS_PER_CHUNK).max(1);
+    let body = (0..=chunks).map(move |chunk| {
+        let mut out = Vec::with_capacity(HISTORY_POINTS_PER_CHUNK * 64);
+        if chunk == chunks {
+            out.push(b']');
+            if let Some(token) = &next_page_token {
+                out.extend_from_slice(b",\"next_page_token\":");
+                // Writing a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, token);
+            }
+            out.push(b'}');
+        } else {
+            if chunk == 0 {
+                out.extend_from_slice(b"{\"metrics\":[");
+            }
+            let start = chunk * HISTORY_POINTS_PER_CHUNK;
+            let end = (start + HISTORY_POINTS_PER_CHUNK).min(points.len());
+            for (i, p) in points[start..end].iter().enumerate() {
+                if start + i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(
+                    &mut out,
+                    &PointJson {
+                        key: &key,
+                        value: p.value(),
+                        timestamp: p.timestamp,
+                        step: p.step,
+                    },
+                );
+            }
+        }
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(out))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(futures::stream::iter(body)),
+    )
+        .into_response()
 }
 
 /// A page of results serialised straight from the entities: large histories and run lists
