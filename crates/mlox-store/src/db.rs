@@ -39,6 +39,10 @@ pub struct SqlStore {
     pub(crate) log_writer: std::sync::Arc<crate::logging::LogWriterCounters>,
     /// Points written per metric series since its last seal (see `metric_history`).
     pub(crate) seal_counts: std::sync::Arc<crate::metric_history::SealCounts>,
+    /// When PostgreSQL's run-search tables were last seen to have planner statistics, and
+    /// whether they had them (see `SqlStore::planner_has_statistics`).
+    pub(crate) planner_statistics:
+        std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -280,6 +284,7 @@ impl SqlStore {
             log_queue: None,
             log_writer: Default::default(),
             seal_counts: Default::default(),
+            planner_statistics: Default::default(),
         };
         store.migrate(policy, &redact_uri(&options.uri)).await?;
         store.ensure_default_experiment().await?;

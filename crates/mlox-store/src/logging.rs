@@ -189,16 +189,10 @@ impl SqlStore {
         }
     }
 
-    /// One log call in its own transaction. If it filled a block of some series, the seal
-    /// runs beside the answer, so the call is not kept waiting.
+    /// One log call in its own transaction.
     async fn log_alone(&self, call: &LogCall) -> Result<()> {
         let mut conn = self.write.acquire().await.map_err(db_err)?;
-        let outcome = log_outcome(self.log_on(&mut conn, &[call]).await);
-        drop(conn);
-        if outcome.is_ok() {
-            self.seal_in_background(self.seal_counts.add(call.series()));
-        }
-        outcome
+        log_outcome(self.log_on(&mut conn, &[call]).await)
     }
 
     /// The SQLite writer: takes whatever has queued (up to [`MAX_GROUP`] calls) into one

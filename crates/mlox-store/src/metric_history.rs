@@ -13,13 +13,14 @@
 //! Pages are keyset pages: the token holds the last point returned, so page *n* starts where
 //! page *n − 1* ended instead of sorting and skipping everything before it.
 //!
-//! Which series to seal is counted in memory ([`SealCounts`]): a fixed table of counters
-//! indexed by a hash of (run, key), so its size never grows. A counter that reaches a block's
-//! worth names the series that pushed it there, whose real count the seal then reads. Series
+//! On SQLite, which series to seal is counted in memory ([`SealCounts`]): a fixed table of
+//! counters indexed by a hash of (run, key), so its size never grows. A counter that reaches a
+//! block's worth names the series that pushed it there, whose real count the seal then reads.
+//! PostgreSQL seals the series its history reads find long (see [`SealCounts`] for why). Series
 //! whose counter was shared or lost with a restart are found by [`SqlStore::seal_metric_histories`],
 //! which the store runs when it opens and `mlox import` runs after copying.
 
-use crate::db::{Bind, SqlStore, db_err, get_f64, get_i64, get_str};
+use crate::db::{Bind, SqlStore, db_err, get_f64, get_i64, get_opt_i64, get_opt_str, get_str};
 use mlox_core::{Error, Result};
 use sqlx::{Connection as _, Row as _};
 use std::cmp::Ordering;
@@ -276,18 +277,67 @@ fn decode_token(token: Option<&str>) -> Result<PageStart> {
     }
 }
 
+// ------------------------------------------------------------- points as SQLite text
+
+/// A point as SQLite writes it as text: `timestamp step is_nan value`, the value with 17
+/// significant digits.
+const SQLITE_POINT_TEXT: &str =
+    "timestamp || ' ' || step || ' ' || is_nan || ' ' || printf('%!.17g', value)";
+
+/// The values whose 17 digits from SQLite name the double exactly. SQLite's conversion is
+/// not correctly rounded everywhere: beyond about 1e±80 some doubles come back one unit off
+/// (`sqlite_writes_the_doubles_of_metrics_exactly` checks the range kept here, with a wide
+/// margin). Metric values almost never lie outside it; those that do are read as rows.
+const SQLITE_EXACT_TEXT_RANGE: &str = "(value = 0 OR abs(value) BETWEEN 1e-40 AND 1e40)";
+
+/// Points from a comma-separated list of `timestamp step is_nan value` texts, as SQLite
+/// ([`SQLITE_POINT_TEXT`]) and PostgreSQL write them.
+fn parse_point_texts(text: &str) -> Result<Vec<MetricPoint>> {
+    let bad = || Error::internal("SQLite wrote a metric point in an unexpected form");
+    text.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|point| {
+            let mut parts = point.split(' ');
+            let mut next = || parts.next().ok_or_else(bad);
+            let timestamp = next()?.parse().map_err(|_| bad())?;
+            let step = next()?.parse().map_err(|_| bad())?;
+            let is_nan = next()? != "0";
+            let stored_value = match next()? {
+                "Inf" | "+Inf" | "Infinity" => f64::INFINITY,
+                "-Inf" | "-Infinity" => f64::NEG_INFINITY,
+                v => v.parse().map_err(|_| bad())?,
+            };
+            Ok(MetricPoint::stored(timestamp, step, stored_value, is_nan))
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------- seal counting
 
 /// Counters of points written per series since its last seal, shared by series whose
 /// (run, key) hash to the same slot.
+///
+/// Only SQLite seals as it writes. On PostgreSQL a seal's delete costs about what the insert
+/// of its points did (each deleted row is WAL-logged and leaves its indexes), which took a
+/// fifth off log-batch throughput; there a read that finds [`SEAL_ON_READ_AT`] unsealed
+/// points seals the series instead, so the cost is paid for histories someone reads.
 pub(crate) struct SealCounts {
     slots: Box<[AtomicU32]>,
+    /// Series a seal task is working on, so that concurrent readers start one between them.
+    sealing: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
+
+/// Passes one seal task makes over a series that keeps filling while it is sealed.
+const MAX_SEAL_PASSES: usize = 16;
+
+/// Unsealed points a PostgreSQL history read must find to seal the series.
+const SEAL_ON_READ_AT: usize = 2 * BLOCK_POINTS;
 
 impl Default for SealCounts {
     fn default() -> Self {
         SealCounts {
             slots: (0..4096).map(|_| AtomicU32::new(0)).collect(),
+            sealing: Default::default(),
         }
     }
 }
@@ -374,11 +424,19 @@ impl SqlStore {
         sql.push(") AS recent");
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut points = Vec::with_capacity(rows.len());
+        let mut unsealed = 0;
         for row in &rows {
             match row.try_get::<Option<Vec<u8>>, _>("data").ok().flatten() {
                 Some(data) => decode_block(&data, &mut points)?,
-                None => points.push(point_of(row)),
+                None => {
+                    unsealed += 1;
+                    points.push(point_of(row));
+                }
             }
+        }
+        // PostgreSQL seals the histories that are read (see `SealCounts`).
+        if self.dialect == crate::Dialect::Postgres && unsealed >= SEAL_ON_READ_AT {
+            self.seal_in_background(vec![(run_id.to_string(), key.to_string())]);
         }
         if let Some(after) = after {
             points.retain(|p| p.order(after) == Ordering::Greater);
@@ -440,51 +498,83 @@ impl SqlStore {
     }
 
     /// SQLite has one writer, which the log calls keep busy, so the costly part of a seal
-    /// (reading a block's rows out of the database and packing them) happens on a reader
-    /// connection, and the writer's transaction only checks, deletes and inserts. The check:
-    /// the rows up to the block's last point are still exactly as many as were packed. Rows
-    /// are only ever added between the read and the swap (a seal is the only delete of live
-    /// points, and this one holds the writer), and a point added in that range would make the
-    /// count differ; then nothing is changed and a later seal packs the series.
+    /// (reading the series' rows out of the database and packing them) happens on a reader
+    /// connection first, and the writer's transaction usually only checks, deletes and
+    /// inserts. The check: the rows up to the last point packed are still exactly as many as
+    /// were read. Rows are only ever added meanwhile (a seal is the only delete of live points,
+    /// and this one holds the writer), so an equal count means the same rows; a point logged
+    /// out of order into the range makes it differ, and then the rows are read again inside
+    /// the writer's transaction, where nothing can change under them.
     async fn seal_beside_the_writer(&self, run_id: &str, key: &str) -> Result<usize> {
-        let mut sql =
-            self.sql("SELECT timestamp, step, value, is_nan FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
-        sql.push(" ORDER BY timestamp, step, value, is_nan");
-        let mut points: Vec<MetricPoint> = sql
-            .query()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(point_of)
-            .collect();
+        let mut points = self.unsealed_points(run_id, key, &self.read).await?;
         points.truncate(points.len() / BLOCK_POINTS * BLOCK_POINTS);
+        if points.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.write.acquire().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
+        if let Some(last) = points.last() {
+            let mut sql = self.sql("SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ");
+            sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+            sql.push(" AND (timestamp, step, value, is_nan) <= ");
+            last.bind_key(&mut sql);
+            let now = get_i64(&sql.query().fetch_one(&mut *tx).await.map_err(db_err)?, "n");
+            if now != points.len() as i64 {
+                points = self.unsealed_points(run_id, key, &mut *tx).await?;
+                points.truncate(points.len() / BLOCK_POINTS * BLOCK_POINTS);
+            }
+        }
         let Some(last) = points.last().copied() else {
             return Ok(0);
         };
-        let blocks: Vec<(&[MetricPoint], Vec<u8>)> = points
-            .chunks(BLOCK_POINTS)
-            .map(|block| (block, encode_block(block)))
-            .collect();
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        let mut tx = conn.begin().await.map_err(db_err)?;
-        let mut sql = self.sql("SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
-        sql.push(" AND (timestamp, step, value, is_nan) <= ");
-        last.bind_key(&mut sql);
-        let now = get_i64(&sql.query().fetch_one(&mut *tx).await.map_err(db_err)?, "n");
-        if now != points.len() as i64 {
-            return Ok(0);
-        }
         let mut sql = self.sql("DELETE FROM metrics WHERE run_uuid = ");
         sql.bind_str(run_id).push(" AND key = ").bind_str(key);
         sql.push(" AND (timestamp, step, value, is_nan) <= ");
         last.bind_key(&mut sql);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
+        let blocks = points
+            .chunks(BLOCK_POINTS)
+            .map(|block| (block, encode_block(block)))
+            .collect();
         self.insert_blocks(&mut tx, run_id, key, blocks).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(points.len())
+    }
+
+    /// A SQLite series' points in `metrics`, sorted. One row of text instead of a row per
+    /// point (handing rows over one by one costs more than everything else a seal does), with
+    /// the rare values text cannot carry exactly as rows of their own; one statement, so one
+    /// snapshot.
+    async fn unsealed_points<'c, E>(
+        &self,
+        run_id: &str,
+        key: &str,
+        executor: E,
+    ) -> Result<Vec<MetricPoint>>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let mut sql = self.sql(&format!(
+            "SELECT group_concat(CASE WHEN {SQLITE_EXACT_TEXT_RANGE} THEN {SQLITE_POINT_TEXT} END, ',') \
+             AS points, NULL AS timestamp, NULL AS step, NULL AS value, NULL AS is_nan \
+             FROM metrics WHERE run_uuid = "
+        ));
+        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        sql.push(
+            " UNION ALL SELECT NULL, timestamp, step, value, is_nan FROM metrics WHERE run_uuid = ",
+        );
+        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        sql.push(&format!(" AND NOT {SQLITE_EXACT_TEXT_RANGE}"));
+        let mut points = Vec::new();
+        for row in sql.query().fetch_all(executor).await.map_err(db_err)? {
+            match get_opt_str(&row, "points") {
+                Some(text) => points.extend(parse_point_texts(&text)?),
+                None if get_opt_i64(&row, "timestamp").is_some() => points.push(point_of(&row)),
+                None => {}
+            }
+        }
+        sort_and_dedup(&mut points);
+        Ok(points)
     }
 
     /// PostgreSQL's seal: replicas write concurrently, so the rows packed are the rows the
@@ -512,15 +602,16 @@ impl SqlStore {
         sql.bind_str(run_id).push(" AND key = ").bind_str(key);
         sql.push(" AND (timestamp, step, value, is_nan) <= ");
         boundary.bind_key(&mut sql);
-        sql.push(" RETURNING timestamp, step, value, is_nan");
-        let mut points: Vec<MetricPoint> = sql
-            .query()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(point_of)
-            .collect();
+        // The deleted rows come back as one row of text (PostgreSQL writes a double's
+        // shortest exact digits), not a row per point.
+        sql.push(
+            " RETURNING timestamp, step, value, is_nan) \
+             SELECT string_agg(timestamp || ' ' || step || ' ' || is_nan || ' ' || value::text, ',') \
+             AS points FROM gone",
+        );
+        sql.text.insert_str(0, "WITH gone AS (");
+        let row = sql.query().fetch_one(&mut *tx).await.map_err(db_err)?;
+        let mut points = parse_point_texts(&get_str(&row, "points"))?;
         sort_and_dedup(&mut points);
         let blocks = points
             .chunks(BLOCK_POINTS)
@@ -575,15 +666,30 @@ impl SqlStore {
     /// Seals, in a task of its own, the series a write pushed over a block's worth: the
     /// write has been committed and answered, and the next ones need not wait. A failed seal
     /// changed nothing (it is one transaction) and is only logged.
-    pub(crate) fn seal_in_background(&self, due: Vec<(String, String)>) {
+    pub(crate) fn seal_in_background(&self, mut due: Vec<(String, String)>) {
+        if let Ok(mut sealing) = self.seal_counts.sealing.lock() {
+            due.retain(|series| sealing.insert(series.clone()));
+        }
         if due.is_empty() {
             return;
         }
         let store = self.clone();
         tokio::spawn(async move {
             for (run_id, key) in due {
-                if let Err(e) = store.seal_series(&run_id, &key).await {
-                    tracing::warn!(run_id, key, error = %e, "could not seal a metric history block");
+                // Points keep coming while a seal runs, and a series being sealed is not
+                // claimed again, so the task goes on until a pass finds no whole block.
+                for _ in 0..MAX_SEAL_PASSES {
+                    match store.seal_series(&run_id, &key).await {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(run_id, key, error = %e, "could not seal a metric history block");
+                            break;
+                        }
+                    }
+                }
+                if let Ok(mut sealing) = store.seal_counts.sealing.lock() {
+                    sealing.remove(&(run_id, key));
                 }
             }
         });
@@ -598,9 +704,21 @@ impl SqlStore {
         let rows = sql.query().fetch_all(&self.read).await.map_err(db_err)?;
         let mut sealed = 0;
         for row in rows {
-            sealed += self
-                .seal_series(&get_str(&row, "run_uuid"), &get_str(&row, "key"))
-                .await?;
+            let series = (get_str(&row, "run_uuid"), get_str(&row, "key"));
+            // A series a seal task is working on is left to it.
+            let claimed = self
+                .seal_counts
+                .sealing
+                .lock()
+                .is_ok_and(|mut sealing| sealing.insert(series.clone()));
+            if !claimed {
+                continue;
+            }
+            let outcome = self.seal_series(&series.0, &series.1).await;
+            if let Ok(mut sealing) = self.seal_counts.sealing.lock() {
+                sealing.remove(&series);
+            }
+            sealed += outcome?;
         }
         Ok(sealed)
     }
@@ -731,6 +849,89 @@ mod tests {
         );
         // The counter starts again after naming the series.
         assert!(counts.add(half.iter().copied()).is_empty());
+    }
+
+    /// The seal reads most points as SQLite's text: within [`SQLITE_EXACT_TEXT_RANGE`] its 17
+    /// digits must name every double exactly, and the rest must come through as rows.
+    #[tokio::test]
+    async fn sqlite_writes_the_doubles_of_metrics_exactly() {
+        sqlx::any::install_default_drivers();
+        // One connection: each would have a memory database of its own.
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE metrics (timestamp BIGINT, step BIGINT, value DOUBLE PRECISION, \
+             is_nan INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut values = vec![0.1, 1.0 / 3.0, 1e-40, 1e40, 123_456_789.123_456_79];
+        let mut outside = vec![
+            5e-324,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            4.425_160_402_714_337_5e284,
+        ];
+        while values.len() < 40_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = f64::from_bits(state);
+            // Every exponent the range holds, twice as wide as it, and the rest.
+            if v != 0.0 && (1e-80..=1e80).contains(&v.abs()) {
+                values.push(v);
+            } else if v.is_finite() && outside.len() < 2_000 {
+                outside.push(v);
+            }
+        }
+        values.append(&mut outside);
+        values.extend([f64::INFINITY, f64::NEG_INFINITY, 0.0]);
+        for chunk in values.chunks(500) {
+            let mut sql = crate::db::Sql::for_dialect(
+                crate::Dialect::Sqlite,
+                "INSERT INTO metrics (timestamp, step, value, is_nan) VALUES ",
+            );
+            sql.bind_rows(chunk.iter().enumerate(), |(i, v)| {
+                [
+                    Bind::I64(i as i64 - 7),
+                    Bind::I64(i64::MAX - i as i64),
+                    Bind::F64(*v),
+                    Bind::I64(0),
+                ]
+            });
+            sql.query().execute(&pool).await.unwrap();
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT group_concat(CASE WHEN {SQLITE_EXACT_TEXT_RANGE} THEN {SQLITE_POINT_TEXT} END, ',') \
+                 AS points, COUNT(*) - COUNT(CASE WHEN {SQLITE_EXACT_TEXT_RANGE} THEN 1 END) AS rest \
+                 FROM metrics"
+            )))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let as_text = parse_point_texts(&get_str(&row, "points")).unwrap();
+            let in_range: Vec<(usize, f64)> = chunk
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, v)| *v == 0.0 || (1e-40..=1e40).contains(&v.abs()))
+                .collect();
+            assert_eq!(as_text.len(), in_range.len());
+            assert_eq!(get_i64(&row, "rest") as usize, chunk.len() - in_range.len());
+            for (p, (i, v)) in as_text.iter().zip(in_range) {
+                assert_eq!(p.stored_value.to_bits(), v.to_bits(), "{v:e}");
+                assert_eq!((p.timestamp, p.step), (i as i64 - 7, i64::MAX - i as i64));
+            }
+            sqlx::query("DELETE FROM metrics")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
     }
 
     fn point_strategy() -> impl Strategy<Value = MetricPoint> {

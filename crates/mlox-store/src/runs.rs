@@ -753,9 +753,8 @@ impl SqlStore {
                 next_page_token: None,
             });
         };
-        let rows = self
-            .fetch_search_rows(query.sql, query.ordered_walk)
-            .await?;
+        let ordered_walk = query.ordered_walk && self.planner_has_statistics().await;
+        let rows = self.fetch_search_rows(query.sql, ordered_walk).await?;
         let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect();
         let (infos, next_page_token) = query.window.finish(infos);
         Ok(Page {
@@ -791,10 +790,38 @@ impl SqlStore {
         let mut sql = self.sql("EXPLAIN ANALYZE ");
         sql.push(&query.sql.text);
         sql.binds = query.sql.binds;
-        let rows = self.fetch_search_rows(sql, query.ordered_walk).await?;
+        let ordered_walk = query.ordered_walk && self.planner_has_statistics().await;
+        let rows = self.fetch_search_rows(sql, ordered_walk).await?;
         Ok(Some(
             rows.iter().map(|row| get_str(row, "QUERY PLAN")).collect(),
         ))
+    }
+
+    /// Whether PostgreSQL has statistics on the tables a run search joins (ANALYZE, by hand or
+    /// by autovacuum), read at most once a minute. Without them its estimates are guesses, and
+    /// an ordered walk forced on guesses can pick a join that reads every param per metric
+    /// row; the planner's own choice is then the safer one.
+    async fn planner_has_statistics(&self) -> bool {
+        const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+        if let Ok(seen) = self.planner_statistics.lock()
+            && let Some((at, analysed)) = *seen
+            && at.elapsed() < RECHECK
+        {
+            return analysed;
+        }
+        let sql = self.sql(
+            "SELECT COUNT(*) AS n FROM pg_stat_user_tables WHERE relname IN \
+             ('runs', 'latest_metrics', 'params', 'tags') \
+             AND COALESCE(last_analyze, last_autoanalyze) IS NOT NULL",
+        );
+        let analysed = match sql.query().fetch_one(&self.read).await {
+            Ok(row) => get_i64(&row, "n") == 4,
+            Err(_) => false,
+        };
+        if let Ok(mut seen) = self.planner_statistics.lock() {
+            *seen = Some((std::time::Instant::now(), analysed));
+        }
+        analysed
     }
 
     /// Runs a run search's statement (or its `EXPLAIN`). An ordered walk runs with sorting
