@@ -2022,3 +2022,63 @@ async fn evaluation_datasets_answer_in_mlflows_shape() {
         (StatusCode::OK, json!({}))
     );
 }
+
+/// A history page is streamed a thousand points at a time; the bytes are those MLflow's JSON
+/// has (NaN and infinities as strings, integral values with their `.0`), and the page token
+/// leads to exactly the rest.
+#[tokio::test]
+async fn metric_history_pages_are_streamed_in_mlflows_json() {
+    let api = api().await;
+    let run = api.create_run("0").await;
+    let odd = [
+        json!({"key": "m", "value": "NaN", "timestamp": 5, "step": 0}),
+        json!({"key": "m", "value": "Infinity", "timestamp": 5, "step": 1}),
+        json!({"key": "m", "value": 1.0, "timestamp": 6, "step": 2}),
+    ];
+    api.ok(
+        Method::POST,
+        "/runs/log-batch",
+        json!({"run_id": run, "metrics": odd}),
+    )
+    .await;
+    let first = api
+        .get(&format!(
+            "/metrics/get-history?run_id={run}&metric_key=m&max_results=2"
+        ))
+        .await;
+    let token = first.body["next_page_token"].as_str().unwrap().to_string();
+    let shown = first.raw.replace(&token, "<token>");
+    insta::assert_snapshot!(shown, @r#"{"metrics":[{"key":"m","value":"NaN","timestamp":5,"step":0},{"key":"m","value":"Infinity","timestamp":5,"step":1}],"next_page_token":"<token>"}"#);
+    let rest = api
+        .get(&format!(
+            "/metrics/get-history?run_id={run}&metric_key=m&max_results=2&page_token={token}"
+        ))
+        .await;
+    insta::assert_snapshot!(rest.raw, @r#"{"metrics":[{"key":"m","value":1.0,"timestamp":6,"step":2}]}"#);
+
+    // Across the chunks of a long page, every point once and in order.
+    for chunk in 0..3 {
+        let metrics: Vec<Value> = (0..1000)
+            .map(|i| json!({"key": "long", "value": i, "timestamp": 10, "step": chunk * 1000 + i}))
+            .collect();
+        api.ok(
+            Method::POST,
+            "/runs/log-batch",
+            json!({"run_id": run, "metrics": metrics}),
+        )
+        .await;
+    }
+    let long = api
+        .get(&format!(
+            "/metrics/get-history?run_id={run}&metric_key=long"
+        ))
+        .await;
+    let steps: Vec<i64> = long.body["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, (0..3000).collect::<Vec<i64>>());
+    assert!(long.body.get("next_page_token").is_none());
+}
