@@ -387,6 +387,13 @@ fn point_of(row: &sqlx::any::AnyRow) -> MetricPoint {
 }
 
 impl SqlStore {
+    /// A statement on one series: `head` (ending in `run_uuid = `) with the run and key bound.
+    fn series_sql(&self, head: &str, run_id: &str, key: &str) -> crate::db::Sql {
+        let mut sql = self.sql(head);
+        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        sql
+    }
+
     /// One series' points after `after` (all of them without), in MLflow's order, at most
     /// `limit`. Sealed blocks and recent rows come from one statement, so one snapshot: a seal
     /// committing meanwhile can neither hide points nor show them twice.
@@ -514,8 +521,11 @@ impl SqlStore {
         let mut conn = self.write.acquire().await.map_err(db_err)?;
         let mut tx = conn.begin().await.map_err(db_err)?;
         if let Some(last) = points.last() {
-            let mut sql = self.sql("SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ");
-            sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+            let mut sql = self.series_sql(
+                "SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ",
+                run_id,
+                key,
+            );
             sql.push(" AND (timestamp, step, value, is_nan) <= ");
             last.bind_key(&mut sql);
             let now = get_i64(&sql.query().fetch_one(&mut *tx).await.map_err(db_err)?, "n");
@@ -527,16 +537,11 @@ impl SqlStore {
         let Some(last) = points.last().copied() else {
             return Ok(0);
         };
-        let mut sql = self.sql("DELETE FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let mut sql = self.series_sql("DELETE FROM metrics WHERE run_uuid = ", run_id, key);
         sql.push(" AND (timestamp, step, value, is_nan) <= ");
         last.bind_key(&mut sql);
         sql.query().execute(&mut *tx).await.map_err(db_err)?;
-        let blocks = points
-            .chunks(BLOCK_POINTS)
-            .map(|block| (block, encode_block(block)))
-            .collect();
-        self.insert_blocks(&mut tx, run_id, key, blocks).await?;
+        self.insert_blocks(&mut tx, run_id, key, &points).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(points.len())
     }
@@ -554,12 +559,11 @@ impl SqlStore {
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
-        let mut sql = self.sql(&format!(
+        let mut sql = self.series_sql(&format!(
             "SELECT group_concat(CASE WHEN {SQLITE_EXACT_TEXT_RANGE} THEN {SQLITE_POINT_TEXT} END, ',') \
              AS points, NULL AS timestamp, NULL AS step, NULL AS value, NULL AS is_nan \
              FROM metrics WHERE run_uuid = "
-        ));
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        ), run_id, key);
         sql.push(
             " UNION ALL SELECT NULL, timestamp, step, value, is_nan FROM metrics WHERE run_uuid = ",
         );
@@ -582,24 +586,28 @@ impl SqlStore {
     async fn seal_in_one_transaction(&self, run_id: &str, key: &str) -> Result<usize> {
         let mut conn = self.write.acquire().await.map_err(db_err)?;
         let mut tx = conn.begin().await.map_err(db_err)?;
-        let mut sql = self.sql("SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let sql = self.series_sql(
+            "SELECT COUNT(*) AS n FROM metrics WHERE run_uuid = ",
+            run_id,
+            key,
+        );
         let n = get_i64(&sql.query().fetch_one(&mut *tx).await.map_err(db_err)?, "n") as usize;
         let whole = n / BLOCK_POINTS * BLOCK_POINTS;
         if whole == 0 {
             return Ok(0);
         }
-        let mut sql =
-            self.sql("SELECT timestamp, step, value, is_nan FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let mut sql = self.series_sql(
+            "SELECT timestamp, step, value, is_nan FROM metrics WHERE run_uuid = ",
+            run_id,
+            key,
+        );
         sql.push(" ORDER BY timestamp, step, value, is_nan LIMIT 1 OFFSET ")
             .bind_i64(whole as i64 - 1);
         let Some(boundary) = sql.query().fetch_optional(&mut *tx).await.map_err(db_err)? else {
             return Ok(0);
         };
         let boundary = point_of(&boundary);
-        let mut sql = self.sql("DELETE FROM metrics WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let mut sql = self.series_sql("DELETE FROM metrics WHERE run_uuid = ", run_id, key);
         sql.push(" AND (timestamp, step, value, is_nan) <= ");
         boundary.bind_key(&mut sql);
         // The deleted rows come back as one row of text (PostgreSQL writes a double's
@@ -613,31 +621,29 @@ impl SqlStore {
         let row = sql.query().fetch_one(&mut *tx).await.map_err(db_err)?;
         let mut points = parse_point_texts(&get_str(&row, "points"))?;
         sort_and_dedup(&mut points);
-        let blocks = points
-            .chunks(BLOCK_POINTS)
-            .map(|block| (block, encode_block(block)))
-            .collect();
-        self.insert_blocks(&mut tx, run_id, key, blocks).await?;
+        self.insert_blocks(&mut tx, run_id, key, &points).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(points.len())
     }
 
-    /// Appends packed blocks after the series' last one.
+    /// Packs sorted points into blocks appended after the series' last one.
     async fn insert_blocks(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
         key: &str,
-        blocks: Vec<(&[MetricPoint], Vec<u8>)>,
+        points: &[MetricPoint],
     ) -> Result<()> {
-        let mut sql = self
-            .sql("SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM metric_blocks WHERE run_uuid = ");
-        sql.bind_str(run_id).push(" AND key = ").bind_str(key);
+        let sql = self.series_sql(
+            "SELECT COALESCE(MAX(seq), -1) + 1 AS next FROM metric_blocks WHERE run_uuid = ",
+            run_id,
+            key,
+        );
         let mut seq = get_i64(
             &sql.query().fetch_one(&mut **tx).await.map_err(db_err)?,
             "next",
         );
-        for (block, data) in blocks {
+        for block in points.chunks(BLOCK_POINTS) {
             let (Some(first), Some(last)) = (block.first(), block.last()) else {
                 continue;
             };
@@ -655,7 +661,7 @@ impl SqlStore {
                 Bind::F64(last.stored_value),
                 Bind::I64(i64::from(last.is_nan)),
                 Bind::I64(block.len() as i64),
-                Bind::Bytes(data),
+                Bind::Bytes(encode_block(block)),
             ]);
             sql.query().execute(&mut **tx).await.map_err(db_err)?;
             seq += 1;
